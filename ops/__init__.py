@@ -1,0 +1,10 @@
+"""Custom TensorFlow ops for the zoo: C++ kernels, thin Python wrappers, gradients, fallbacks.
+
+Every op here has a pure-TensorFlow fallback that gives the same numbers; the compiled library is
+used when it loads (see BUILD.md).
+"""
+
+from ops._library import is_available, load_error
+from ops.sequence_lengths import mask_to_lengths
+
+__all__ = ["is_available", "load_error", "mask_to_lengths"]
