@@ -23,7 +23,7 @@ def numpy_attention(query, keys, values, valid_lengths, query_kernel, key_kernel
 
 
 def numpy_gru(inputs, state, kernel, recurrent_kernel, bias):
-    """Keras's GRU step with reset_after=True (the course's equations, R applied after H W_hh)."""
+    """The GRU step of zoo.cells.GRUCell with reset_after=True: R applied after H W_hh, as Keras does."""
     units = state.shape[-1]
     x = inputs @ kernel + bias[0]
     h = state @ recurrent_kernel + bias[1]
@@ -112,6 +112,17 @@ def test_decoder_cell_ignores_padded_memory():
     changed = np.where(mask[:, :, None], memory, -50.0).astype("float32")
     np.testing.assert_allclose(cell(inputs, cell.get_initial_state_from_encoder(changed, mask))[0], output, atol=1e-6)
     assert not np.allclose(cell(inputs, cell.get_initial_state_from_encoder(changed))[0], output)
+
+
+def test_decoder_cell_attention_dropout_only_in_training():
+    inputs, memory, mask, _ = cell_inputs()
+    cell = AttentionDecoderCell(units=6, memory_size=4, attention_dropout=0.5)
+    rnn = keras.layers.RNN(cell, return_sequences=True)
+    sequence = np.stack([inputs] * 4, 1)
+    state = cell.get_initial_state_from_encoder(memory, mask)
+    inference = rnn(sequence, initial_state=state)
+    np.testing.assert_array_equal(rnn(sequence, initial_state=state), inference)
+    assert not np.allclose(rnn(sequence, initial_state=state, training=True), inference)
 
 
 def test_decoder_cell_gradients_match_finite_differences():

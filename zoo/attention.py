@@ -5,7 +5,7 @@ the scores into weights with a softmax over the valid keys, and returns the weig
 
 `AttentionDecoderCell` is the decoder of the course's encoder-decoder with attention: at each step
 the query is the previous hidden state of the top recurrent layer, the context is the attention over
-the encoder outputs, and the recurrent stack reads concat(embedding of y_{t-1}, context).
+the encoder outputs, and a stack of `zoo.cells.GRUCell` reads concat(embedding of y_{t-1}, context).
 
 How the encoder outputs reach the cell
 --------------------------------------
@@ -25,6 +25,8 @@ along the beam like any other state).
 
 import keras
 from keras import ops
+
+from zoo import cells
 
 
 def _masked_softmax(scores, mask):
@@ -145,7 +147,7 @@ class AdditiveAttention(keras.layers.Layer):
 
 def _recurrent_cell(units, dtype, name):
     """The recurrent cell of each decoder layer; any cell with Keras's cell interface fits here."""
-    return keras.layers.GRUCell(units, dtype=dtype, name=name)
+    return cells.GRUCell(units, dtype=dtype, name=name)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
