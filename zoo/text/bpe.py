@@ -56,10 +56,13 @@ class BPETokenizer(tf.Module):
     def train(cls, files_or_texts, vocab_size, character_coverage=1.0, num_threads=2, **options):
         """Trains a BPE model with sentencepiece.
 
+        The special pieces follow `zoo.text.SEQUENCE_RESERVED`: `<pad>`=0 (so padded batches pad with 0),
+        `<unk>`=1, `<s>` (bos)=2, `</s>` (eos)=3; override with `pad_id=`, `unk_id=`, ... options.
+
         Args:
             files_or_texts: a file path (str or `pathlib.Path`), or an iterable whose items are
                 `pathlib.Path` files or str texts (each split into lines).
-            vocab_size: the number of pieces, including `<unk>`, `<s>`, `</s>`.
+            vocab_size: the number of pieces, including `<pad>`, `<unk>`, `<s>`, `</s>`.
             character_coverage: the share of characters the alphabet must cover (1.0: all of them).
             num_threads: sentencepiece's training threads.
             **options: other `sentencepiece.SentencePieceTrainer` options (e.g. `user_defined_symbols`).
@@ -76,6 +79,7 @@ class BPETokenizer(tf.Module):
         if not isinstance(vocab_size, int) or vocab_size < 4:
             raise ValueError(f"vocab_size must be an int >= 4, got {vocab_size!r}")
         model = io.BytesIO()
+        options = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3, **options}
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(sentences),
@@ -103,6 +107,20 @@ class BPETokenizer(tf.Module):
     @property
     def model_proto(self):
         return self._model_proto
+
+    def id_of(self, name):
+        """The id of a special piece by its `Vocab` name (`"<pad>"`, `"<unk>"`, `"<bos>"`, `"<eos>"`) or of
+        any piece; KeyError if the model lacks it."""
+        special = {
+            "<pad>": self._processor.pad_id(),
+            "<unk>": self._processor.unk_id(),
+            "<bos>": self._processor.bos_id(),
+            "<eos>": self._processor.eos_id(),
+        }
+        index = special[name] if name in special else self._processor.piece_to_id(name)
+        if index < 0 or (name not in special and index == self._processor.unk_id() and name != "<unk>"):
+            raise KeyError(f"{name!r} is not a piece of this sentencepiece model")
+        return index
 
     def save(self, path):
         """Writes the serialized sentencepiece model (a `.model` file sentencepiece itself can load)."""
