@@ -197,3 +197,22 @@ def test_time_machine_course_figures(data_file):
     assert len(Vocab(words)) == 4_579 + 1
     ids = char_vocab.to_ids(tf.constant(chars))
     assert char_vocab.to_tokens(ids.numpy()) == chars
+
+
+def test_vocab_and_tokenizer_in_saved_model(tmp_path):
+    vocab = Vocab(list("the time machine"))
+    tokenizer = CharTokenizer()
+    module = tf.Module()
+    module.vocab = vocab
+    module.encode = tf.function(
+        lambda text: vocab.to_ids(tokenizer.tokenize(text)), input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+    module.decode = tf.function(
+        lambda ids: tokenizer.detokenize(vocab.to_tokens(ids)),
+        input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)],
+    )
+    tf.saved_model.save(module, str(tmp_path / "text"))
+    loaded = tf.saved_model.load(str(tmp_path / "text"))
+    ids = loaded.encode(tf.constant(["The Dice!", "time"]))
+    assert ids.to_list() == vocab.to_ids([list("the dice"), list("time")])
+    assert loaded.decode(ids).numpy().tolist() == [b"the <unk>ice", b"time"]
