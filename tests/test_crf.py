@@ -156,6 +156,9 @@ def test_bad_input_raises():
     out_of_range[0, 1] = NUM_TAGS
     with pytest.raises(tf.errors.InvalidArgumentError, match="out of range"):
         crf_log_likelihood(emissions, out_of_range, MASK, transitions)
+    in_graph = tf.function(crf_log_likelihood)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out of range"):
+        in_graph(emissions, -out_of_range, MASK, transitions)
     with pytest.raises(ValueError, match="num_tags"):
         CRF(0)
     with pytest.raises(ValueError):

@@ -36,7 +36,8 @@ def test_perplexity_matches_numpy_over_batches():
         metric.update_state(targets, logits)
     targets = np.concatenate([b[0] for b in batches])
     logits = np.concatenate([b[1] for b in batches])
-    np.testing.assert_allclose(metric.result(), numpy_perplexity(targets, logits, np.ones(targets.shape)), rtol=1e-5)
+    np.testing.assert_allclose(
+        metric.result(), numpy_perplexity(targets, logits, np.ones(targets.shape)), rtol=1e-5)
     metric.reset_state()
     assert float(metric.result()) == 1.0
 

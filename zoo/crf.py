@@ -93,14 +93,15 @@ def _check_tags(emissions, tags, mask):
         message="CRF tags shape does not match the emissions' [batch, time]",
     )
     tags = tf.cast(tags, tf.int32)
-    num_tags = tf.shape(emissions)[-1]
-    in_range = (tags >= 0) & (tags < num_tags)
-    tf.debugging.Assert(
-        tf.reduce_all(in_range | tf.logical_not(mask)),
-        ["CRF tags out of range [0, num_tags) at unmasked positions; num_tags =", num_tags,
-         "min tag =", tf.reduce_min(tags), "max tag =", tf.reduce_max(tags)],
-    )
-    return tags
+    valid_tags = tf.where(mask, tags, 0)
+    message = "CRF tags out of range [0, num_tags) at unmasked positions"
+    checks = [
+        tf.debugging.assert_non_negative(valid_tags, message=message),
+        tf.debugging.assert_less(valid_tags, tf.shape(emissions)[-1], message=message),
+    ]
+    # Graphs run ops in data order: the gathers must wait for the checks.
+    with tf.control_dependencies(checks):
+        return tf.identity(tags)
 
 
 def _left_align(mask):
@@ -135,7 +136,9 @@ def crf_sequence_score(emissions, tags, mask, transitions, start_transitions=Non
 
     Args:
         emissions: float tensor [batch, time, num_tags].
-        tags: integer tensor [batch, time]; values at masked-out positions are ignored.
+        tags: integer tensor [batch, time]; values at masked-out positions are ignored. Values
+            outside [0, num_tags) at other positions raise `tf.errors.InvalidArgumentError`
+            (not under XLA, which drops runtime checks).
         mask: boolean tensor [batch, time], or `None` for all positions valid.
         transitions: [num_tags, num_tags]; `transitions[i, j]` scores tag `j` after tag `i`.
         start_transitions, end_transitions: optional [num_tags] scores of the first and last tag.
@@ -367,9 +370,10 @@ class CRFTagger(keras.Model):
     """Sequence tagger trained by CRF log-likelihood: an emission model followed by a `CRF`.
 
     `fit`/`evaluate` minimise the mean over sequences of -log p(y | x); the loss is computed here,
-    so `compile` takes no `loss`. Compiled metrics compare the Viterbi-decoded tags with the targets,
-    ignoring padding; `"accuracy"` means the fraction of tags that are exactly right. A
-    `sample_weight` is one weight per sequence; as in Keras, only `weighted_metrics` use it. `predict` and calling the model return decoded tags.
+    so `compile` takes no `loss`. Compiled metrics compare the Viterbi-decoded tags with the
+    targets, ignoring padding; `"accuracy"` means the fraction of tags that are exactly right. A
+    `sample_weight` is one weight per sequence; as in Keras, only `weighted_metrics` use it.
+    `predict` and calling the model return decoded tags.
 
     Args:
         emission_model: A Keras model or layer mapping inputs to emission scores

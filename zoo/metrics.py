@@ -94,7 +94,8 @@ def _tokens(sequence, what):
     if isinstance(sequence, str):
         return sequence.split()
     if not isinstance(sequence, (list, tuple)):
-        raise TypeError(f"{what} must be a list of tokens or a string, got {type(sequence).__name__}")
+        raise TypeError(
+            f"{what} must be a list of tokens or a string, got {type(sequence).__name__}")
     return list(sequence)
 
 
