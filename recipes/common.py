@@ -37,7 +37,6 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import keras
@@ -188,7 +187,10 @@ def make_strategy(name):
     """The `tf.distribute` strategy named by `--strategy`.
 
     `mirrored` replicates over all GPUs; without GPUs, over all logical CPU devices (see
-    `split_cpu`). `multi-worker` is `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`.
+    `split_cpu`). `multi-worker` is `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`;
+    Keras 3.15's `fit` fails with it across more than one worker (keras-team/keras#20585,
+    `_maybe_symbolic_build` reduces a `PerReplica` batch), so a cluster of several workers is
+    refused with that reason rather than left to crash inside Keras.
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -198,20 +200,15 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy(
             [device.name for device in tf.config.list_logical_devices("CPU")])
     if name == "multi-worker":
+        cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+        workers = sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
+        if workers > 1:
+            raise RecipeError(
+                f"--strategy multi-worker: TF_CONFIG names {workers} workers, and Keras "
+                f"{keras.__version__}'s fit() fails with MultiWorkerMirroredStrategy across "
+                "workers (keras-team/keras#20585); train on one machine with --strategy mirrored")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise RecipeError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-
-
-def is_chief(strategy):
-    """Whether this process writes the run's files: always, except on the non-chief workers of a
-    multi-worker cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def setup(args):
@@ -219,8 +216,7 @@ def setup(args):
     generator (`--seed`), checks `--data`, creates the output folder and saves the flags to
     `config.json`. Call it right after `parse_args`, before any other TensorFlow work.
 
-    Sets `args.output_dir` (a `pathlib.Path`) when it was left to its default. Non-chief workers
-    of a multi-worker cluster get a private temporary folder instead, so only the chief writes.
+    Sets `args.output_dir` (a `pathlib.Path`) when it was left to its default.
 
     Returns:
         The `tf.distribute.Strategy` to pass to `run_training`.
@@ -238,8 +234,6 @@ def setup(args):
         raise RecipeError(
             f"--output-dir {args.output_dir} already holds a run: pass --resume "
             f"{args.output_dir} to continue it, or choose another folder")
-    if not is_chief(strategy):
-        args.output_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{args.recipe}-worker-"))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     _write_json(args.output_dir / "config.json", _to_json(args))
     return strategy
@@ -433,10 +427,8 @@ def run_training(
         `val_loss`, `<unit>_per_sec`, ...) to its values for every epoch of the run, resumed
         epochs included.
     """
-    # A resumed run reads its state from --resume and writes to --output-dir: the same folder,
-    # except on non-chief workers, which write to a private one (see `setup`).
-    restored = args.resume / "checkpoints" if args.resume is not None else None
-    state = EpochCheckpoint.load_state(restored) if restored is not None else None
+    checkpoints = output_path(args, "checkpoints")
+    state = EpochCheckpoint.load_state(checkpoints) if args.resume is not None else None
     if units_per_epoch is None:
         units_per_epoch, unit = count_units(train_ds), "examples"
 
@@ -449,14 +441,14 @@ def run_training(
             loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
         if state is not None:
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(restored / state["weights"])
+            model.load_weights(checkpoints / state["weights"])
 
     history = state["history"] if state is not None else []
     initial_epoch = state["epoch"] if state is not None else 0
     if initial_epoch:
         print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}",
               flush=True)
-    checkpoint = EpochCheckpoint(output_path(args, "checkpoints"), history)
+    checkpoint = EpochCheckpoint(checkpoints, history)
     tensorboard = keras.callbacks.TensorBoard(
         log_dir=str(output_path(args, "logs")), update_freq=args.log_every or "epoch",
         write_graph=False)
@@ -501,6 +493,7 @@ def plot_curves(path, epochs):
     # The object API with the Agg canvas: no pyplot, no global backend state, no display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     by_name = _by_name(epochs)
     names = [name for name in by_name if not name.startswith("val_")]
@@ -515,6 +508,7 @@ def plot_curves(path, epochs):
                 axes.plot(numbers, by_name[key], marker="o", label=label)
         axes.set_title(name)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend()
     figure.savefig(path)
 

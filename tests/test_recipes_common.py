@@ -204,14 +204,27 @@ def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tiny_recipe, tmp_path):
+@pytest.mark.parametrize("strategy, cpu_devices, replicas", [
+    ("mirrored", 2, 2),
+    ("multi-worker", 0, 1),  # without TF_CONFIG: one worker
+])
+def test_strategies_train(tiny_recipe, tmp_path, strategy, cpu_devices, replicas):
     run = tmp_path / "run"
     output = _finish(_start(tiny_recipe, "--output-dir", run, "--epochs", 1,
-                            "--strategy", "mirrored", "--cpu-devices", 2))
-    assert "REPLICAS 2" in output
+                            "--strategy", strategy, "--cpu-devices", cpu_devices))
+    assert f"REPLICAS {replicas}" in output
+    # 64 examples in global batches of 8, whatever the replicas: 8 steps.
     assert "ITERATIONS 8" in output
     loss = json.loads((run / "metrics.json").read_text())["epochs"][0]["loss"]
     assert np.isfinite(loss)
+
+
+def test_multi_worker_cluster_is_refused_with_the_reason(monkeypatch):
+    cluster = {"worker": ["localhost:23456", "localhost:23457"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(common.RecipeError, match="2 workers.*keras-team/keras#20585"):
+        common.make_strategy("multi-worker")
 
 
 def test_split_cpu_after_initialisation_is_a_recipe_error():
