@@ -133,9 +133,9 @@ def parse_args(parser, argv=None):
     if not config_path.is_file():
         raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
     saved = json.loads(config_path.read_text())
-    known = vars(args)
-    parser.set_defaults(**{key: _from_json(known[key], value) for key, value in saved.items()
-                           if key in known and key not in _RUN_LOCATION_FLAGS})
+    # argparse converts string defaults with the flag's type, so saved paths become paths again.
+    parser.set_defaults(**{key: value for key, value in saved.items()
+                           if key in vars(args) and key not in _RUN_LOCATION_FLAGS})
     args = parser.parse_args(argv)
     args.output_dir = args.resume
     return args
@@ -152,13 +152,6 @@ def _positive_float(text):
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _from_json(current, value):
-    """Paths go to JSON as strings: give them back their type."""
-    if isinstance(current, pathlib.Path) and value is not None:
-        return pathlib.Path(value)
     return value
 
 
@@ -471,20 +464,22 @@ def run_training(
 # --- Outputs --------------------------------------------------------------------------------
 
 
-def write_metrics(path, config, epochs, final=None):
+def write_metrics(path, config, epochs):
     """Writes `{"config", "epochs", "final"}` to `path`: the flags, one entry per epoch, and the
-    final figures (the last epoch's, updated with `final`)."""
+    final figures (the number of epochs and the last epoch's figures)."""
     last = {key: value for key, value in epochs[-1].items() if key != "epoch"} if epochs else {}
     _write_json(path, {"config": config, "epochs": epochs,
-                       "final": {"epochs": len(epochs), **last, **(final or {})}})
+                       "final": {"epochs": len(epochs), **last}})
 
 
 def record_final(args, **figures):
-    """Adds figures a recipe measures after training (test accuracy, BLEU, ...) to the `final`
-    section of the run's `metrics.json`."""
+    """Adds what a recipe measures after training to the `final` section of the run's
+    `metrics.json`: numbers (test accuracy, BLEU; NumPy and TensorFlow scalars too) and JSON
+    values (sample translations: strings, lists, dicts)."""
     path = output_path(args, "metrics.json")
     metrics = json.loads(path.read_text())
-    metrics["final"].update(_numbers(figures))
+    metrics["final"].update({key: value if isinstance(value, (str, list, dict, type(None)))
+                             else _number(value) for key, value in figures.items()})
     _write_json(path, metrics)
 
 
@@ -547,10 +542,14 @@ def _by_name(epochs):
     return {name: [entry.get(name) for entry in epochs] for name in names}
 
 
+def _number(value):
+    """A plain float for JSON, which has no NaN or infinity: they become None."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _numbers(logs):
-    """The logs as plain floats (JSON has no NaN/inf: they become None)."""
-    return {key: float(value) if math.isfinite(float(value)) else None
-            for key, value in logs.items()}
+    return {key: _number(value) for key, value in logs.items()}
 
 
 def _write_json(path, value):

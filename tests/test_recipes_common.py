@@ -1,6 +1,7 @@
 """Tests of recipes.common: the run's files, resume after SIGKILL, mirrored strategy on logical
 CPUs, throughput counting, clipping, and the one-line error path."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -73,7 +74,7 @@ def main(argv=None):
         lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]),
         train, train.take(2), args, strategy=strategy, loss="mse",
         metrics=["mae"], callbacks=callbacks, units_per_epoch=64 * 4)
-    common.record_final(args, answer=42)
+    common.record_final(args, answer=np.int64(42), sample="4 2")
     regressor = Regressor(model)
     common.export_saved_model(regressor, common.output_path(args, "saved_model"),
                               {"predict": regressor.predict})
@@ -132,7 +133,7 @@ def test_outputs_of_a_run(tiny_recipe, tmp_path, capsys):
         assert entry["tokens_per_sec"] > 0
     assert metrics["final"]["epochs"] == 2
     assert metrics["final"]["val_loss"] == metrics["epochs"][-1]["val_loss"]
-    assert metrics["final"]["answer"] == 42
+    assert metrics["final"]["answer"] == 42 and metrics["final"]["sample"] == "4 2"
     assert history["loss"] == [entry["loss"] for entry in metrics["epochs"]]
     # Linear regression with Adam: the loss goes down.
     assert history["loss"][1] < history["loss"][0]
@@ -225,6 +226,27 @@ def test_multi_worker_cluster_is_refused_with_the_reason(monkeypatch):
                                                 "task": {"type": "worker", "index": 0}}))
     with pytest.raises(common.RecipeError, match="2 workers.*keras-team/keras#20585"):
         common.make_strategy("multi-worker")
+
+
+def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    data = tmp_path / "corpus.txt"
+    (run / "config.json").write_text(json.dumps(
+        {"data": str(data), "epochs": 7, "learning_rate": 0.5, "output_dir": "elsewhere"}))
+
+    def parse(*flags):
+        parser = argparse.ArgumentParser()
+        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4,
+                                    learning_rate=1.0)
+        return common.parse_args(parser, [str(flag) for flag in flags])
+
+    args = parse("--resume", run)
+    assert (args.data, args.epochs, args.learning_rate) == (data, 7, 0.5)
+    assert args.output_dir == run and args.batch_size == 4
+    assert parse("--resume", run, "--epochs", 9).epochs == 9
+    with pytest.raises(common.RecipeError, match="no run there"):
+        parse("--resume", tmp_path / "nothing")
 
 
 def test_split_cpu_after_initialisation_is_a_recipe_error():
