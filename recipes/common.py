@@ -114,10 +114,10 @@ def add_common_arguments(
     group.add_argument("--strategy", choices=STRATEGIES, default="default",
                        help="tf.distribute strategy: mirrored uses all GPUs, or the logical CPUs "
                             "of --cpu-devices; multi-worker reads TF_CONFIG")
-    group.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+    group.add_argument("--cpu-devices", type=_non_negative_int, default=0, metavar="N",
                        help="split the CPU into N logical devices (for --strategy mirrored "
                             "without GPUs)")
-    group.add_argument("--log-every", type=int, default=log_every, metavar="STEPS",
+    group.add_argument("--log-every", type=_non_negative_int, default=log_every, metavar="STEPS",
                        help="write training scalars to TensorBoard every STEPS batches "
                             "(0: once per epoch)")
     return parser
@@ -145,6 +145,13 @@ def _positive_int(text):
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count of 0 or more, got {text}")
     return value
 
 

@@ -274,7 +274,8 @@ def test_count_units():
 
 def test_export_refuses_signatures_without_string_inputs():
     module = tf.Module()
-    module.double = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None], tf.float32)])
+    module.double = tf.function(lambda x: 2 * x,
+                                input_signature=[tf.TensorSpec([None], tf.float32)])
     with pytest.raises(ValueError, match="must take raw strings"):
         common.export_saved_model(module, "/nonexistent", {"double": module.double})
     module.untyped = tf.function(lambda x: x)
