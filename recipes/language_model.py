@@ -1,0 +1,243 @@
+"""Train a recurrent language model and generate text: `python -m recipes.language_model`.
+
+Defaults: character level on The Time Machine (the course's cleaning), a 2-layer LSTM, Adam with
+gradient clipping and a cosine learning-rate decay; about 10 minutes on a 2-core CPU. The last 10%
+of the text is the validation set and is never trained on. Each epoch prints the Keras progress bar,
+training and validation perplexity, tokens/s and a greedy continuation of "time traveller".
+
+The run's folder (`--output-dir`, default `runs/language_model-<time>`) ends with `model.keras`,
+`metrics.json`, `curves.png`, `checkpoints/` (resume with `--resume DIR`), TensorBoard `logs/`, the
+tokenizer files and `saved_model/`, which plain TensorFlow loads without this library:
+
+    lm = tf.saved_model.load("runs/.../saved_model")   # BPE models: `import tensorflow_text` first
+    lm.generate(tf.constant(["time traveller"]))                       # greedy, 100 tokens
+    lm.generate(tf.constant(["time traveller"]), num_tokens=50, temperature=0.8, seed=1)
+    lm.signatures["generate"](prefix=tf.constant(["time traveller"]))["text"]
+
+Examples:
+
+    python -m recipes.language_model                                # the default run
+    python -m recipes.language_model --data my_book.txt --tokenizer word --epochs 20
+    python -m recipes.language_model --cell gru --layers 1 --units 32 --embedding-dim 0 \\
+        --batch-size 1024 --num-steps 32 --optimizer sgd --learning-rate 4 --epochs 50   # D2L 1.0
+    python -m recipes.language_model --batching sequential          # state carried across batches
+"""
+
+import argparse
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from recipes import common
+from zoo import text as zoo_text
+from zoo.metrics import Perplexity
+from zoo.models.language_model import BIDIRECTIONAL_GENERATION_ERROR, LanguageModel, TextGenerator
+
+TOKENIZERS = ("char", "word", "bpe")
+BATCHING = ("random", "sequential")
+VALIDATION_FRACTION = 0.1
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m recipes.language_model",
+        description="Train an RNN/GRU/LSTM language model (char, word or BPE tokens) and generate text.",
+    )
+    common.add_common_arguments(
+        parser, recipe="language_model", epochs=30, batch_size=64, learning_rate=4e-3, clip_norm=1.0
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    model.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
+    model.add_argument("--units", type=int, default=256, help="hidden units per layer")
+    model.add_argument("--embedding-dim", type=int, default=64,
+                       help="learned embedding size (0: one-hot inputs, as the course starts)")
+    model.add_argument("--dropout", type=float, default=0.25,
+                       help="dropout between layers and before the output layer")
+    model.add_argument("--bidirectional", action="store_true",
+                       help="bidirectional layers: scores text (and looks ahead), cannot generate")
+    model.add_argument("--implementation", choices=("auto", "fused", "loop"), default="auto",
+                       help="how the recurrent layers run (auto: the fastest that applies)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
+    data.add_argument("--bpe-vocab-size", type=int, default=1000)
+    data.add_argument("--num-steps", type=int, default=64, help="tokens per training window")
+    data.add_argument("--batching", choices=BATCHING, default="random",
+                      help="random: independent windows, state reset each batch; sequential: "
+                           "contiguous rows, state carried across batches and reset each epoch")
+    training = parser.add_argument_group("schedule and samples")
+    training.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                          help="cosine: decay the learning rate to 0 over the epochs")
+    training.add_argument("--prefix", default="time traveller", help="prompt of the samples")
+    training.add_argument("--sample-tokens", type=int, default=50, help="tokens in each sample")
+    return parser
+
+
+# --- Data ------------------------------------------------------------------------------------
+
+
+def read_corpus(args):
+    """The text of `--data`, or The Time Machine downloaded (checked and cached)."""
+    if args.data is not None:
+        try:
+            return zoo_text.read_text(args.data)
+        except (OSError, ValueError) as error:
+            raise common.RecipeError(f"--data {args.data}: {error}") from None
+    try:
+        return zoo_text.load_time_machine()
+    except (RuntimeError, ValueError) as error:
+        raise common.RecipeError(
+            f"could not get The Time Machine ({error}). Offline? Pass a local copy: --data FILE"
+        ) from None
+
+
+def tokenize(args, text):
+    """`(ids, tokenizer, vocab)`: the corpus as one id stream; vocab is None for BPE."""
+    lines = text.split("\n")
+    if args.tokenizer == "bpe":
+        # Pieces are learnt on the training lines only, so validation text stays unseen.
+        train_lines = lines[: int(len(lines) * (1 - VALIDATION_FRACTION))]
+        try:
+            tokenizer = zoo_text.BPETokenizer.train(["\n".join(train_lines)], args.bpe_vocab_size)
+        except ValueError as error:
+            raise common.RecipeError(f"--bpe-vocab-size {args.bpe_vocab_size}: {error}") from None
+        ids = [piece for line in tokenizer.tokenize(lines) for piece in line]
+        return np.asarray(ids, np.int32), tokenizer, None
+    tokenizer = zoo_text.CharTokenizer() if args.tokenizer == "char" else zoo_text.WordTokenizer()
+    tokens = [token for line in tokenizer.tokenize(lines) for token in line]
+    if not tokens:
+        raise common.RecipeError("the text holds no tokens after the course's cleaning (letters only)")
+    vocab = zoo_text.Vocab(tokens)
+    return np.asarray(vocab.to_ids(tokens), np.int32), tokenizer, vocab
+
+
+def batches(args, ids):
+    schemes = {
+        "random": zoo_text.random_sampling_batches,
+        "sequential": zoo_text.sequential_partition_batches,
+    }
+    try:
+        train_ids, validation_ids = zoo_text.split_stream(ids, VALIDATION_FRACTION)
+        make = schemes[args.batching]
+        train = make(train_ids, args.batch_size, args.num_steps, seed=args.seed)
+        validation = make(validation_ids, args.batch_size, args.num_steps, seed=args.seed + 1)
+    except ValueError as error:
+        raise common.RecipeError(
+            f"{error}: use a longer text or a smaller --batch-size / --num-steps"
+        ) from None
+    return train, validation
+
+
+def save_tokenizer(args, tokenizer, vocab):
+    if vocab is None:
+        tokenizer.save(common.output_path(args, "bpe.model"))
+    else:
+        vocab.save(common.output_path(args, "vocab.txt"))
+
+
+# --- Callbacks -------------------------------------------------------------------------------
+
+
+class ResetCarriedState(keras.callbacks.Callback):
+    """Sequential partitioning: a fresh state at the start of every epoch and of validation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.reset_state()
+
+    def on_test_begin(self, logs=None):
+        self.model.reset_state()
+
+
+def cosine_learning_rate(base, epochs):
+    """Per-epoch cosine decay from `base` towards 0 (a function of the epoch, so resume agrees)."""
+    return lambda epoch: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+class SampleText:
+    """The per-epoch sample: a greedy continuation of `--prefix` (a generator built once)."""
+
+    def __init__(self, args, tokenizer, vocab):
+        self.args = args
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+        self.generator = None
+
+    def __call__(self, model, epoch, logs):
+        if model.bidirectional:
+            return None
+        if self.generator is None:
+            self.generator = TextGenerator(
+                model, self.tokenizer, self.vocab, max_tokens=max(self.args.sample_tokens, 100),
+                default_tokens=self.args.sample_tokens)
+        text = self.generator(self.args.prefix, self.args.sample_tokens)
+        return f"epoch {epoch} sample: {text!r}"
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def check_args(args):
+    for name in ("layers", "units", "num_steps", "sample_tokens", "bpe_vocab_size"):
+        if getattr(args, name) < 1:
+            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.embedding_dim < 0 or not 0 <= args.dropout < 1:
+        raise common.RecipeError("--embedding-dim must be >= 0 and --dropout in [0, 1)")
+    if args.batching == "sequential" and args.strategy != "default":
+        raise common.RecipeError(
+            "--batching sequential carries each batch row's state to the next batch, which needs "
+            "one fixed batch on one device; use --batching random with --strategy " + args.strategy)
+
+
+@common.entry_point
+def main(argv=None):
+    args = common.parse_args(build_parser(), argv)
+    check_args(args)
+    strategy = common.setup(args)
+    text = read_corpus(args)
+    ids, tokenizer, vocab = tokenize(args, text)
+    vocab_size = tokenizer.vocab_size if vocab is None else len(vocab)
+    train_ds, validation_ds = batches(args, ids)
+    save_tokenizer(args, tokenizer, vocab)
+    print(f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "
+          f"{1 - VALIDATION_FRACTION:.0%}, validating on the last {VALIDATION_FRACTION:.0%}", flush=True)
+
+    def build_model():
+        return LanguageModel(
+            vocab_size, cell_type=args.cell, units=args.units, num_layers=args.layers,
+            embedding_dim=args.embedding_dim or None, dropout=args.dropout,
+            bidirectional=args.bidirectional, stateful=args.batching == "sequential",
+            implementation=args.implementation)
+
+    callbacks = [common.EpochEndHook(SampleText(args, tokenizer, vocab))]
+    if args.batching == "sequential":
+        callbacks.insert(0, ResetCarriedState())
+    if args.lr_schedule == "cosine":
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
+            cosine_learning_rate(args.learning_rate, args.epochs)))
+    tokens_per_epoch = common.count_units(train_ds, lambda x, y: tf.size(x, out_type=tf.int64))
+    model, history = common.run_training(
+        build_model, train_ds, validation_ds, args, strategy=strategy,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[Perplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
+    print(f"recurrent layers ran: {model.implementation_used}", flush=True)
+
+    final = {"val_perplexity": history["val_perplexity"][-1], "vocab_size": vocab_size}
+    if args.bidirectional:
+        print(f"no sample and no saved_model/: {BIDIRECTIONAL_GENERATION_ERROR}", flush=True)
+    else:
+        generator = TextGenerator(model, tokenizer, vocab)
+        final["sample"] = generator(args.prefix, args.sample_tokens)
+        path = common.export_saved_model(
+            generator, common.output_path(args, "saved_model"), {"generate": generator.serve})
+        print(f"saved {path} (generate signature; "
+              + ("load it after `import tensorflow_text`" if vocab is None else "plain TensorFlow")
+              + ")", flush=True)
+    common.record_final(args, **final)
+    print(f"validation perplexity {final['val_perplexity']:.3f}; run folder {args.output_dir}", flush=True)
+    return model, history
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""A recurrent language model (one-to-many) and in-graph text generation from it.
+
+`LanguageModel` maps token ids to next-token logits: an embedding (or the course's one-hot inputs), a
+recurrent stack (`zoo.layers.StackedRNN`: RNN, GRU or LSTM, deep and/or bidirectional) and a dense
+output layer. It trains with `model.fit` on `(X, Y)` batches from `zoo.text.random_sampling_batches`
+(state reset for every batch: the default) or `zoo.text.sequential_partition_batches` with
+`stateful=True` (state carried from batch to batch; call `reset_state()` at each epoch).
+
+Generation runs in one graph: the prompt warms the state up, then `zoo.decoding.sample` draws the new
+tokens with a step function that runs the cells once on the layers' own weights (no sequence layer,
+no Python per token). `TextGenerator` wraps a model with its tokenizer and vocabulary: strings in,
+strings out, exportable as a SavedModel that runs without `zoo`.
+"""
+
+import numbers
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zoo import decoding
+from zoo.layers import StackedRNN
+from zoo.text.bpe import BPETokenizer
+
+_PACKAGE = "zoo"
+# A column appended to the logits while generating a run-time number of tokens: it wins once a row has
+# used up its budget, acting as the end-of-sequence that stops zoo.decoding's loop.
+_STOP_LOGIT = 1e9
+BIDIRECTIONAL_GENERATION_ERROR = (
+    "a bidirectional language model cannot generate text: its backward layer reads each sequence "
+    "from its end, so predicting token t uses tokens after t, which do not exist yet while "
+    "generating. Use it to score text; train a unidirectional model (bidirectional=False) to generate"
+)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LanguageModel(keras.Model):
+    """Next-token language model: embedding (or one-hot) → recurrent stack → dense logits.
+
+    Args:
+        vocab_size: Number of token ids.
+        cell_type: `"rnn"`, `"gru"` or `"lstm"`.
+        units: Hidden size of each recurrent layer (per direction).
+        num_layers: Number of stacked recurrent layers (a deep RNN when > 1).
+        embedding_dim: Size of a learned embedding; None feeds one-hot vectors, as the course starts.
+        dropout: Dropout rate between recurrent layers and before the output layer.
+        bidirectional: Bidirectional recurrent layers. Such a model scores text (it sees both sides
+            of each position, so with inputs equal to targets it is not a language model of the
+            future) and refuses to generate.
+        stateful: Carry the recurrent state from one batch to the next (sequential partitioning).
+            Needs a fixed batch size, taken from the first batch the model is built on.
+        implementation: The recurrent layers' `implementation` (`"auto"`, `"fused"`, `"cudnn"`,
+            `"loop"`).
+        recurrent_layer_kwargs: Other keyword arguments of the recurrent layers (e.g.
+            `{"recurrent_dropout": 0.1}`).
+
+    Call arguments:
+        inputs: int `[batch, time]` token ids.
+        initial_state: Optional flat list of states (see `StackedRNN`).
+        training: Whether dropout applies.
+        return_state: Also return the final states.
+
+    Returns:
+        float `[batch, time, vocab_size]` logits (and the list of final states).
+
+    Example:
+
+    >>> model = LanguageModel(vocab_size=28, cell_type="gru", units=64)
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=1.0),
+    ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ...               metrics=[zoo.metrics.Perplexity()])
+    >>> model.fit(zoo.text.random_sampling_batches(ids, 32, 35, seed=0), epochs=5)
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        cell_type="lstm",
+        units=256,
+        num_layers=1,
+        embedding_dim=None,
+        dropout=0.0,
+        bidirectional=False,
+        stateful=False,
+        implementation="auto",
+        recurrent_layer_kwargs=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("vocab_size", vocab_size), ("units", units), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if embedding_dim is not None and (not isinstance(embedding_dim, numbers.Integral) or embedding_dim < 1):
+            raise ValueError(f"embedding_dim must be None (one-hot) or a positive int, got {embedding_dim!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.vocab_size = int(vocab_size)
+        self.cell_type = cell_type
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.bidirectional = bool(bidirectional)
+        self.stateful = bool(stateful)
+        self.implementation = implementation
+        self.recurrent_layer_kwargs = dict(recurrent_layer_kwargs or {})
+        self.embedding = (
+            keras.layers.Embedding(vocab_size, embedding_dim, name="embedding") if embedding_dim else None
+        )
+        self.rnn = StackedRNN(
+            cell_type,
+            units,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            return_sequences=True,
+            return_state=True,
+            stateful=stateful,
+            implementation=implementation,
+            name="rnn",
+            **self.recurrent_layer_kwargs,
+        )
+        self.output_dropout = keras.layers.Dropout(dropout) if dropout else None
+        self.head = keras.layers.Dense(vocab_size, name="head")
+
+    # ------------------------------------------------------------------ training graph
+    @property
+    def input_dtype(self):
+        # Keras converts array inputs to this dtype: token ids, not the float compute dtype.
+        return "int32"
+
+    def _embed(self, token_ids):
+        if self.embedding is not None:
+            return self.embedding(token_ids)
+        return ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {input_shape}")
+        features = self.embedding_dim or self.vocab_size
+        if self.embedding is not None:
+            self.embedding.build(input_shape)
+        self.rnn.build(input_shape + (features,))
+        self.head.build(input_shape + (self.units * (2 if self.bidirectional else 1),))
+        self.built = True
+
+    def call(self, inputs, initial_state=None, training=False, return_state=False):
+        inputs = ops.convert_to_tensor(inputs)
+        if not inputs.dtype.is_integer:
+            raise TypeError(f"LanguageModel expects integer token ids; got dtype {inputs.dtype.name}")
+        if inputs.shape.rank != 2:
+            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
+        outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        if self.output_dropout is not None:
+            outputs = self.output_dropout(outputs, training=training)
+        logits = self.head(outputs)
+        return (logits, states) if return_state else logits
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.vocab_size,)
+
+    def reset_state(self):
+        """Zeros the carried state of a stateful model (at the start of each epoch)."""
+        self.rnn.reset_state()
+
+    @property
+    def implementation_used(self):
+        """The path each recurrent layer took on its last trace."""
+        return self.rnn.implementation_used
+
+    # ------------------------------------------------------------------ one step, for generation
+    def _check_can_generate(self):
+        if self.bidirectional:
+            raise ValueError(BIDIRECTIONAL_GENERATION_ERROR)
+        if not self.built:
+            raise ValueError("build the model (call it on a batch or load trained weights) before generating")
+
+    def initial_state(self, batch_size):
+        """Zero states for `batch_size` sequences: a flat list, `StackedRNN`'s order."""
+        cells = [layer.cell for layer in self.rnn.rnn_layers]
+        return [state for cell in cells for state in cell.get_initial_state(batch_size=batch_size)]
+
+    def step(self, token_ids, states):
+        """One time step on the layers' weights: `zoo.decoding`'s `step_fn(token_ids, states)`.
+
+        Args:
+            token_ids: int `[batch]`, the current token of each sequence.
+            states: flat list of states, as from `initial_state` or `call(..., return_state=True)`.
+
+        Returns:
+            `(logits [batch, vocab_size], new_states)`.
+        """
+        self._check_can_generate()
+        inputs = self._embed(token_ids)
+        new_states = []
+        start = 0
+        for layer in self.rnn.rnn_layers:
+            cell = layer.cell
+            count = len(cell.state_size) if isinstance(cell.state_size, (list, tuple)) else 1
+            inputs, layer_states = cell.call(inputs, list(states[start : start + count]), training=False)
+            new_states.extend(layer_states)
+            start += count
+        return self.head(inputs), new_states
+
+    def warm_up(self, prefix_ids):
+        """Feeds every prompt but its last token: the state and the token generation starts from.
+
+        Args:
+            prefix_ids: int `tf.RaggedTensor` `[batch, (length)]`, each row at least one token.
+
+        Returns:
+            `(last_ids [batch], states)`.
+        """
+        self._check_can_generate()
+        lengths = tf.cast(prefix_ids.row_lengths(), tf.int32)
+        tf.debugging.assert_positive(
+            lengths, message="every prompt must hold at least one token after tokenization"
+        )
+        tokens = tf.cast(prefix_ids.to_tensor(), tf.int32)
+        batch_size = tf.shape(tokens)[0]
+
+        def feed(position, states):
+            _, new_states = self.step(tokens[:, position], states)
+            # Rows whose prompt is shorter keep their state.
+            keep = (position < lengths - 1)[:, None]
+            return position + 1, [tf.where(keep, new, old) for new, old in zip(new_states, states)]
+
+        _, states = tf.while_loop(
+            lambda position, _: position < tf.reduce_max(lengths) - 1,
+            feed,
+            (tf.constant(0), self.initial_state(batch_size)),
+        )
+        return tf.gather(tokens, lengths - 1, batch_dims=1), states
+
+    def generate_ids(self, prefix_ids, num_tokens, temperature=0.0, top_k=None, seed=None, max_tokens=None):
+        """Continues token-id prompts, all in one graph.
+
+        Args:
+            prefix_ids: int `tf.RaggedTensor` `[batch, (length)]` (or a dense `[batch, length]`
+                tensor / nested list); each prompt needs at least one token.
+            num_tokens: How many tokens to generate: a Python int, or a scalar int tensor (then
+                `max_tokens`, a Python int, bounds it).
+            temperature: 0 (greedy) or > 0: sample from `softmax(logits / temperature)`.
+            top_k: None, or sample among the `top_k` most likely tokens only.
+            seed: int or int `[2]` tensor for reproducible samples; None draws a fresh one.
+            max_tokens: With a tensor `num_tokens`, the largest value it may take.
+
+        Returns:
+            int32 `[batch, num_tokens]` generated ids (the prompt not included).
+        """
+        self._check_can_generate()
+        if top_k is not None and (not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= self.vocab_size):
+            raise ValueError(f"top_k must be None or an int in [1, {self.vocab_size}], got {top_k!r}")
+        if not isinstance(prefix_ids, tf.RaggedTensor):
+            prefix_ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(prefix_ids))
+        if not prefix_ids.dtype.is_integer:
+            raise TypeError(f"prefix_ids must be integer token ids; got dtype {prefix_ids.dtype.name}")
+        if isinstance(num_tokens, numbers.Integral) and not isinstance(num_tokens, bool):
+            if num_tokens < 1:
+                raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+            max_tokens = int(num_tokens)
+        elif not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
+            raise ValueError("a tensor num_tokens needs max_tokens, a Python int >= 1, to bound it")
+        num_tokens = tf.convert_to_tensor(num_tokens, tf.int32)
+        tf.debugging.assert_greater(num_tokens, 0, message="num_tokens must be >= 1")
+        tf.debugging.assert_less_equal(
+            num_tokens, max_tokens, message=f"num_tokens must be <= max_tokens={max_tokens}"
+        )
+        last_ids, states = self.warm_up(prefix_ids)
+        stop_id = self.vocab_size
+
+        def step_with_budget(token_ids, budget_and_states):
+            remaining, states = budget_and_states
+            logits, states = self.step(token_ids, states)
+            stop = tf.where(remaining > 0, -_STOP_LOGIT, _STOP_LOGIT)[:, None]
+            return tf.concat([logits, stop], axis=1), (remaining - 1, states)
+
+        budget = tf.fill(tf.shape(last_ids), num_tokens)
+        generated, _ = decoding.sample(
+            step_with_budget,
+            last_ids,
+            (budget, states),
+            max_length=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+            eos_id=stop_id,
+        )
+        return generated[:, :num_tokens]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "cell_type": self.cell_type,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "stateful": self.stateful,
+            "implementation": self.implementation,
+            "recurrent_layer_kwargs": self.recurrent_layer_kwargs,
+        }
+
+
+class TextGenerator(tf.Module):
+    """A language model with its tokenizer: text prompts in, text out, in one graph.
+
+    Args:
+        model: A trained `LanguageModel` (unidirectional).
+        tokenizer: `zoo.text.CharTokenizer`, `WordTokenizer` (with `vocab`) or `BPETokenizer`
+            (its own ids; `vocab` must be None).
+        vocab: The `zoo.text.Vocab` the model's ids come from (char and word tokenizers).
+        max_tokens: The most tokens `generate` produces per call.
+        default_tokens: How many tokens `generate` produces when not told (the SavedModel's
+            `generate` signature, which takes only the prompts, always produces this many).
+        top_k: Optional top-k sampling in `generate` (fixed when the graph is built).
+
+    The output of `generate` is each prompt as the tokenizer sees it (e.g. cleaned and lowercased by
+    the course's mode) followed by its continuation, as the course's `predict` prints it.
+
+    Example:
+
+    >>> generator = TextGenerator(model, zoo.text.CharTokenizer(), vocab)
+    >>> generator.generate(["time traveller"], num_tokens=50)            # greedy
+    >>> generator.generate(["time traveller"], 50, temperature=0.8, seed=3)
+    >>> tf.saved_model.save(generator, "lm")   # reload: tf.saved_model.load("lm").generate(...)
+    """
+
+    def __init__(self, model, tokenizer, vocab=None, max_tokens=1000, default_tokens=100, top_k=None):
+        super().__init__(name="text_generator")
+        model._check_can_generate()
+        is_bpe = isinstance(tokenizer, BPETokenizer)
+        if is_bpe and vocab is not None:
+            raise ValueError("a BPETokenizer maps text to ids itself: pass vocab=None")
+        if not is_bpe and vocab is None:
+            raise ValueError(f"a {type(tokenizer).__name__} needs the Vocab that maps its tokens to ids")
+        size = tokenizer.vocab_size if is_bpe else len(vocab)
+        if size != model.vocab_size:
+            raise ValueError(f"the tokenizer has {size} ids but the model was built for {model.vocab_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+        if not 1 <= default_tokens <= max_tokens:
+            raise ValueError(f"default_tokens must be in [1, max_tokens={max_tokens}], got {default_tokens}")
+        self.max_tokens = int(max_tokens)
+        self.default_tokens = int(default_tokens)
+        self.top_k = top_k
+
+        def generate(prefix, num_tokens=self.default_tokens, temperature=0.0, seed=-1):
+            return self._generate(prefix, num_tokens, temperature, seed)
+
+        self.generate = tf.function(
+            generate,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="prefix"),
+                tf.TensorSpec([], tf.int32, name="num_tokens"),
+                tf.TensorSpec([], tf.float32, name="temperature"),
+                tf.TensorSpec([], tf.int64, name="seed"),
+            ],
+        )
+        self.serve = tf.function(
+            lambda prefix: {"text": self._generate(prefix)},
+            input_signature=[tf.TensorSpec([None], tf.string, name="prefix")],
+        )
+
+    def encode(self, texts):
+        """`tf.string` `[batch]` → int32 ragged ids `[batch, (tokens)]`."""
+        if self.vocab is None:
+            return self.tokenizer.tokenize(texts)
+        return self.vocab.to_ids(self.tokenizer.tokenize(texts))
+
+    def decode(self, ids):
+        """int ids `[batch, (tokens)]` → `tf.string` `[batch]`."""
+        if self.vocab is None:
+            return self.tokenizer.detokenize(ids)
+        return self.tokenizer.detokenize(self.vocab.to_tokens(ids))
+
+    def _generate(self, prefix, num_tokens=None, temperature=0.0, seed=-1):
+        """Prompt + continuation for each prompt; `seed` < 0 draws a fresh seed."""
+        prefix_ids = self.encode(prefix)
+        if num_tokens is None:
+            num_tokens = self.default_tokens
+        seed = tf.convert_to_tensor(seed, tf.int64)
+        seed_pair = tf.where(
+            seed < 0, tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64), tf.stack([seed, 0])
+        )
+        generated = self.model.generate_ids(
+            prefix_ids, num_tokens, temperature=temperature, top_k=self.top_k, seed=seed_pair,
+            max_tokens=self.max_tokens,
+        )
+        return self.decode(tf.concat([prefix_ids, tf.RaggedTensor.from_tensor(generated)], axis=1))
+
+    def __call__(self, prefixes, num_tokens=100, temperature=0.0, seed=None):
+        """Python strings in and out: `generate` for a str or a list of str.
+
+        Args:
+            prefixes: a str or a list of str.
+            num_tokens: tokens to add to each.
+            temperature: 0 for greedy, > 0 to sample.
+            seed: an int >= 0 for reproducible samples, or None.
+        """
+        single = isinstance(prefixes, str)
+        batch = [prefixes] if single else list(prefixes)
+        if not batch or not all(isinstance(text, str) for text in batch):
+            raise TypeError("prefixes must be a str or a non-empty list of str")
+        if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+        texts = self.generate(
+            tf.constant(batch), tf.constant(num_tokens, tf.int32), tf.constant(temperature, tf.float32),
+            tf.constant(-1 if seed is None else seed, tf.int64),
+        )
+        texts = [text.decode("utf-8") for text in texts.numpy().tolist()]
+        return texts[0] if single else texts
