@@ -129,6 +129,13 @@ class LanguageModel(keras.Model):
         # Keras converts array inputs to this dtype: token ids, not the float compute dtype.
         return "int32"
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Checked before Keras's conversion, which would silently turn float inputs into ids.
+        dtype = getattr(inputs, "dtype", None)
+        if dtype is not None and not tf.as_dtype(dtype).is_integer:
+            raise TypeError(f"LanguageModel expects integer token ids; got dtype {tf.as_dtype(dtype).name}")
+        return super().__call__(inputs, *args, **kwargs)
+
     def _embed(self, token_ids):
         if self.embedding is not None:
             return self.embedding(token_ids)
@@ -147,8 +154,6 @@ class LanguageModel(keras.Model):
 
     def call(self, inputs, initial_state=None, training=False, return_state=False):
         inputs = ops.convert_to_tensor(inputs)
-        if not inputs.dtype.is_integer:
-            raise TypeError(f"LanguageModel expects integer token ids; got dtype {inputs.dtype.name}")
         if inputs.shape.rank != 2:
             raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
         outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
