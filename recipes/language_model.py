@@ -25,6 +25,7 @@ Examples:
 
 import argparse
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -137,6 +138,23 @@ def save_tokenizer(args, tokenizer, vocab):
         vocab.save(common.output_path(args, "vocab.txt"))
 
 
+# --- Metric and callbacks ---
+
+
+@keras.saving.register_keras_serializable(package="recipes")
+class TokenPerplexity(Perplexity):
+    """`zoo.metrics.Perplexity` that lets float target placeholders through.
+
+    Keras 3.15's symbolic build inside `fit` under a `tf.distribute` strategy traces the metric
+    with float64 placeholders whatever the dataset's dtype; the real batches are int32 ids.
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if tf.is_symbolic_tensor(y_true) and y_true.dtype.is_floating:
+            y_true = tf.cast(y_true, tf.int32)
+        return super().update_state(y_true, y_pred, sample_weight)
+
+
 # --- Callbacks -------------------------------------------------------------------------------
 
 
@@ -194,6 +212,9 @@ def check_args(args):
 def main(argv=None):
     args = common.parse_args(build_parser(), argv)
     check_args(args)
+    # Each epoch has its own random offset, so tf.data cannot know the number of batches in advance
+    # and Keras warns at the end of every first epoch.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     strategy = common.setup(args)
     text = read_corpus(args)
     ids, tokenizer, vocab = tokenize(args, text)
@@ -220,7 +241,7 @@ def main(argv=None):
     model, history = common.run_training(
         build_model, train_ds, validation_ds, args, strategy=strategy,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[Perplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
+        metrics=[TokenPerplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
     print(f"recurrent layers ran: {model.implementation_used}", flush=True)
 
     final = {"val_perplexity": history["val_perplexity"][-1], "vocab_size": vocab_size}

@@ -131,7 +131,10 @@ class LanguageModel(keras.Model):
 
     def __call__(self, inputs, *args, **kwargs):
         # Checked before Keras's conversion, which would silently turn float inputs into ids.
-        dtype = getattr(inputs, "dtype", None)
+        # Placeholders are let through: Keras's symbolic build under a distribution strategy passes
+        # float ones whatever the data's dtype.
+        symbolic = isinstance(inputs, keras.KerasTensor) or tf.is_symbolic_tensor(inputs)
+        dtype = None if symbolic else getattr(inputs, "dtype", None)
         if dtype is not None and not tf.as_dtype(dtype).is_integer:
             raise TypeError(f"LanguageModel expects integer token ids; got dtype {tf.as_dtype(dtype).name}")
         return super().__call__(inputs, *args, **kwargs)
@@ -153,7 +156,7 @@ class LanguageModel(keras.Model):
         self.built = True
 
     def call(self, inputs, initial_state=None, training=False, return_state=False):
-        inputs = ops.convert_to_tensor(inputs)
+        inputs = ops.cast(inputs, "int32")
         if inputs.shape.rank != 2:
             raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
         outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)

@@ -1,0 +1,158 @@
+"""`python -m recipes.language_model` end to end, on the local Time Machine and slices of it."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from recipes import language_model as recipe
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16",
+        "--num-steps", "16", "--sample-tokens", "12"]
+
+
+@pytest.fixture(scope="module")
+def time_machine(data_file):
+    return data_file("timemachine/timemachine.txt")
+
+
+@pytest.fixture
+def slice_file(time_machine, tmp_path):
+    """The first 8 KB of the book: enough for a few batches of each scheme."""
+    path = tmp_path / "slice.txt"
+    path.write_text(time_machine.read_text()[:8_000])
+    return path
+
+
+def recipe_env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def final_metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_recipe_end_to_end_on_the_time_machine(time_machine, tmp_path, capsys):
+    run = tmp_path / "run"
+    model, history = recipe.main(["--data", str(time_machine), "--output-dir", str(run), *TINY,
+                                  "--batch-size", "256", "--num-steps", "32"])
+    out = capsys.readouterr().out
+    assert "170,580 char tokens, vocabulary 28" in out
+    assert "epoch 1 sample: 'time traveller" in out and "tokens/s" in out
+    for name in ("model.keras", "metrics.json", "curves.png", "vocab.txt", "saved_model/saved_model.pb"):
+        assert (run / name).exists(), name
+    metrics = final_metrics(run)
+    assert metrics["final"]["val_perplexity"] == pytest.approx(history["val_perplexity"][-1])
+    assert 1 < metrics["final"]["val_perplexity"] < 28
+    loaded = keras.models.load_model(run / "model.keras")
+    assert loaded.get_config() == model.get_config()
+
+    # The export runs in a process that never imports zoo, and agrees with the in-process generator.
+    script = (
+        "import sys, tensorflow as tf\n"
+        f"lm = tf.saved_model.load({str(run / 'saved_model')!r})\n"
+        "greedy = lm.generate(tf.constant(['time traveller']), num_tokens=12)\n"
+        "served = lm.signatures['generate'](prefix=tf.constant(['time traveller']))['text']\n"
+        "a = lm.generate(tf.constant(['the']), 30, 1.0, 7)\n"
+        "b = lm.generate(tf.constant(['the']), 30, 1.0, 7)\n"
+        "assert a.numpy()[0] == b.numpy()[0]\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('zoo', 'ops', 'recipes')]\n"
+        "print(greedy.numpy()[0].decode()); print(len(served.numpy()[0]))\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    greedy, served_length = result.stdout.strip().split("\n")[-2:]
+    assert greedy == metrics["final"]["sample"]
+    assert int(served_length) == len("time traveller") + 100  # the signature's default length
+
+
+def test_offline_download_fails_with_one_line_telling_to_pass_data(tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(["--output-dir", str(tmp_path / "run"), *TINY])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--data FILE" in err and "Time Machine" in err
+
+
+def test_sequential_batching_and_word_tokens(slice_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--batching", "sequential",
+                 "--tokenizer", "word", *TINY, "--batch-size", "4", "--num-steps", "6"])
+    out = capsys.readouterr().out
+    assert "epoch 1 sample: 'time traveller" in out
+    assert final_metrics(run)["config"]["batching"] == "sequential"
+
+
+def test_bpe_run_exports_a_generator_that_needs_tensorflow_text(slice_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--tokenizer", "bpe",
+                 "--bpe-vocab-size", "200", *TINY])
+    out = capsys.readouterr().out
+    assert "import tensorflow_text" in out and (run / "bpe.model").is_file()
+
+
+def test_bidirectional_run_scores_but_refuses_to_generate(slice_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--bidirectional", *TINY])
+    out = capsys.readouterr().out
+    assert "cannot generate text" in out and "sample:" not in out
+    assert not (run / "saved_model").exists()
+    assert final_metrics(run)["final"]["val_perplexity"] > 1
+
+
+def test_sequential_batching_is_refused_with_mirrored(slice_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
+                     "--batching", "sequential", "--strategy", "mirrored", *TINY])
+    assert "fixed batch" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, tmp_path, capsys):
+    run = tmp_path / "run"
+    longer_slice = tmp_path / "longer.txt"
+    longer_slice.write_text(time_machine.read_text()[:30_000])
+    command = [sys.executable, "-m", "recipes.language_model", "--data", str(longer_slice),
+               "--output-dir", str(run), *TINY[2:], "--epochs", "3", "--batch-size", "8"]
+    process = subprocess.Popen(command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state = run / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    # Epoch 2 is under way: a mid-epoch kill leaves epoch 1 as the last committed one.
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert json.loads(state.read_text())["epoch"] == 1
+    recipe.main(["--resume", str(run)])
+    assert "resuming" in capsys.readouterr().out
+    metrics = final_metrics(run)
+    assert [entry["epoch"] for entry in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["final"]["epochs"] == 3 and metrics["config"]["batch_size"] == 8
+
+
+def test_mirrored_strategy_over_two_logical_cpus(slice_file, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "recipes.language_model", "--data", str(slice_file),
+               "--output-dir", str(run), "--strategy", "mirrored", "--cpu-devices", "2", *TINY]
+    result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 1 sample" in result.stdout
+    assert final_metrics(run)["final"]["epochs"] == 1
+    assert (run / "saved_model" / "saved_model.pb").is_file()
