@@ -1,0 +1,183 @@
+"""Language-model quality on the char-level Time Machine: the recipe and the course's settings.
+
+Parts (choose with `--parts`, default all; each prints its figures as it ends):
+1. The default recipe (`python -m recipes.language_model`): validation perplexity and wall time.
+2. D2L 1.0: batch 1024, 32 steps, hidden 32, one-hot inputs, SGD, clip 1; RNN lr 1 for 100 epochs,
+   GRU and LSTM lr 4 for 50 epochs: validation perplexity (the book: ~7.3).
+3. D2L 0.17: batch 32, 35 steps, hidden 256, one-hot, SGD lr 1, clip 1, sequential partitioning:
+   epochs until the training perplexity is <= 1.3, within a time cap (`--cap-minutes`).
+4. A bidirectional model: its (misleadingly) low validation perplexity, and its refusal to generate.
+5. Training tokens/s of the default recipe's model beside the same model built from Keras's own
+   `keras.layers.LSTM` on the same batches (median over epochs).
+
+    ZOO_DATA_DIR=../shared/data python benchmarks/lm_quality.py --parts 2 3 4 5
+
+`--data` (default `$ZOO_DATA_DIR/timemachine/timemachine.txt`) is the book; runs go to `--runs`.
+The validation set is always the last 10% of the text.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from recipes import language_model as recipe  # noqa: E402
+from zoo.models.language_model import LanguageModel  # noqa: E402
+
+
+def run_recipe(args, name, flags):
+    output = args.runs / name
+    start = time.perf_counter()
+    recipe.main(["--data", str(args.data), "--output-dir", str(output), *flags])
+    minutes = (time.perf_counter() - start) / 60
+    final = json.loads((output / "metrics.json").read_text())["final"]
+    return final, minutes
+
+
+def part_default(args):
+    final, minutes = run_recipe(args, "default", [])
+    return {"val_perplexity": final["val_perplexity"], "epochs": final["epochs"], "minutes": minutes,
+            "sample": final.get("sample")}
+
+
+D2L_10 = ["--layers", "1", "--units", "32", "--embedding-dim", "0", "--dropout", "0", "--batch-size", "1024",
+          "--num-steps", "32", "--optimizer", "sgd", "--clip-norm", "1", "--lr-schedule", "constant"]
+
+
+def part_d2l_10(args):
+    results = {}
+    for cell, learning_rate, epochs in (("rnn", 1, 100), ("gru", 4, 50), ("lstm", 4, 50)):
+        final, minutes = run_recipe(args, f"d2l10-{cell}", [
+            *D2L_10, "--cell", cell, "--learning-rate", str(learning_rate), "--epochs", str(epochs)])
+        results[cell] = {"val_perplexity": final["val_perplexity"], "minutes": minutes}
+        print(f"D2L 1.0 {cell}: {results[cell]}", flush=True)
+    return results
+
+
+class StopAt(keras.callbacks.Callback):
+    """Stops at a training perplexity target or a time cap; remembers the epoch it got there."""
+
+    def __init__(self, target, cap_seconds):
+        super().__init__()
+        self.target, self.cap_seconds = target, cap_seconds
+        self.start, self.reached_at = time.perf_counter(), None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["perplexity"] <= self.target and self.reached_at is None:
+            self.reached_at = epoch + 1
+            self.model.stop_training = True
+        if time.perf_counter() - self.start > self.cap_seconds:
+            self.model.stop_training = True
+
+
+def part_d2l_017(args):
+    """Driven here, not through the recipe, to stop at the target or the cap."""
+    flags = recipe.build_parser().parse_args(
+        ["--batch-size", "32", "--num-steps", "35", "--batching", "sequential", "--seed", "0"])
+    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    train, validation = recipe.batches(flags, ids)
+    results = {}
+    for cell in ("gru",):
+        keras.utils.set_random_seed(0)
+        model = LanguageModel(len(vocab), cell, 256, stateful=True)
+        model(next(iter(train))[0])
+        model.compile(optimizer=keras.optimizers.SGD(1.0, global_clipnorm=1.0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[recipe.TokenPerplexity()])
+        stop = StopAt(1.3, args.cap_minutes * 60)
+        history = model.fit(train, validation_data=validation, epochs=500, verbose=2,
+                            callbacks=[recipe.ResetCarriedState(), stop])
+        results[cell] = {
+            "reached_1.3_at_epoch": stop.reached_at,
+            "epochs_run": len(history.history["perplexity"]),
+            "train_perplexity": history.history["perplexity"][-1],
+            "val_perplexity": history.history["val_perplexity"][-1],
+            "minutes": (time.perf_counter() - stop.start) / 60,
+        }
+        print(f"D2L 0.17 {cell}: {results[cell]}", flush=True)
+    return results
+
+
+def part_bidirectional(args):
+    final, minutes = run_recipe(args, "bidirectional", [
+        "--bidirectional", "--layers", "1", "--units", "128", "--epochs", "3"])
+    model = keras.models.load_model(args.runs / "bidirectional" / "model.keras")
+    try:
+        model.generate_ids([[1, 2, 3]], 5)
+        refusal = None
+    except ValueError as error:
+        refusal = str(error)
+    return {"val_perplexity": final["val_perplexity"], "minutes": minutes, "refusal": refusal}
+
+
+def part_keras_speed(args):
+    """Same batches, same shapes: the recipe's default model vs keras.layers.LSTM."""
+    flags = recipe.build_parser().parse_args([])
+    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    train, _ = recipe.batches(flags, ids)
+    tokens = recipe.common.count_units(train, lambda x, y: np.prod(x.shape))
+
+    def keras_model():
+        return keras.Sequential([
+            keras.layers.Embedding(len(vocab), flags.embedding_dim),
+            keras.layers.LSTM(flags.units, return_sequences=True),
+            keras.layers.Dropout(flags.dropout),
+            keras.layers.LSTM(flags.units, return_sequences=True),
+            keras.layers.Dropout(flags.dropout),
+            keras.layers.Dense(len(vocab)),
+        ])
+
+    def zoo_model():
+        return LanguageModel(len(vocab), flags.cell, flags.units, num_layers=flags.layers,
+                             embedding_dim=flags.embedding_dim, dropout=flags.dropout)
+
+    results = {}
+    for name, build in (("zoo LanguageModel", zoo_model), ("keras.layers.LSTM", keras_model)):
+        model = build()
+        model.compile(optimizer=keras.optimizers.Adam(flags.learning_rate, global_clipnorm=1.0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(train.take(3), verbose=0)  # trace
+        rates = []
+        for _ in range(args.speed_epochs):
+            start = time.perf_counter()
+            model.fit(train, verbose=0)
+            rates.append(tokens / (time.perf_counter() - start))
+        results[name] = {"tokens_per_sec_median": statistics.median(rates),
+                         "per_epoch": [round(rate) for rate in rates]}
+        if isinstance(model, LanguageModel):
+            results[name]["implementation"] = model.implementation_used
+        print(f"{name}: {results[name]}", flush=True)
+    return results
+
+
+PARTS = {"1": part_default, "2": part_d2l_10, "3": part_d2l_017, "4": part_bidirectional, "5": part_keras_speed}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_data = pathlib.Path(os.environ.get("ZOO_DATA_DIR", "../shared/data")) / "timemachine/timemachine.txt"
+    parser.add_argument("--data", type=pathlib.Path, default=default_data)
+    parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/lm_quality"))
+    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=sorted(PARTS))
+    parser.add_argument("--cap-minutes", type=float, default=15.0, help="time cap of part 3")
+    parser.add_argument("--speed-epochs", type=int, default=3)
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for part in args.parts:
+        summary[part] = PARTS[part](args)
+        print(f"== part {part} ({PARTS[part].__name__}): {json.dumps(summary[part])}", flush=True)
+    (args.runs / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
