@@ -1,0 +1,186 @@
+"""Times the fused LSTM/GRU ops against Keras's own layers (and PyTorch's nn.LSTM when installed).
+
+Each line: median milliseconds per training step (forward, backward, SGD update) or per forward
+pass, for Keras's `keras.layers.LSTM`/`GRU` (the while-loop over the cell that Keras runs on CPU)
+and for the same model whose recurrent layer calls `ops.lstm_sequence` / `ops.gru_sequence`,
+with the speed-up and the fraction of this machine's large-matmul GFLOP/s the fused path reaches.
+
+    python benchmarks/rnn_speed.py [--repeats 30]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import ops  # noqa: E402
+
+VOCABULARY = 28
+
+
+class FusedRecurrent(keras.layers.Layer):
+    """The smallest Keras layer around the fused op: weights copied from a built Keras layer."""
+
+    def __init__(self, reference, **kwargs):
+        super().__init__(**kwargs)
+        self.reference = reference
+        self.is_lstm = isinstance(reference, keras.layers.LSTM)
+
+    def build(self, input_shape):
+        cell = self.reference.cell
+        self.kernel = self.add_weight(shape=cell.kernel.shape, initializer="zeros", name="kernel")
+        self.recurrent_kernel = self.add_weight(
+            shape=cell.recurrent_kernel.shape, initializer="zeros", name="recurrent_kernel")
+        self.bias = self.add_weight(shape=cell.bias.shape, initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        zeros = tf.zeros([batch, self.recurrent_kernel.shape[0]], inputs.dtype)
+        lengths = tf.fill([batch], steps)
+        if self.is_lstm:
+            return ops.lstm_sequence(inputs, zeros, zeros, self.kernel, self.recurrent_kernel,
+                                     self.bias, lengths)[0]
+        return ops.gru_sequence(inputs, zeros, self.kernel, self.recurrent_kernel, self.bias,
+                                lengths)[0]
+
+
+def build_models(kind, units, steps):
+    """The Keras model and the fused model, with the same weights."""
+    recurrent_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
+    models = {}
+    recurrent = recurrent_class(units, return_sequences=True)
+    keras_model = keras.Sequential([keras.Input((steps,), dtype="int32"),
+                                    keras.layers.Embedding(VOCABULARY, 32), recurrent,
+                                    keras.layers.Dense(VOCABULARY)])
+    models["keras"] = keras_model
+    fused_model = keras.Sequential([keras.Input((steps,), dtype="int32"),
+                                    keras.layers.Embedding(VOCABULARY, 32),
+                                    FusedRecurrent(recurrent),
+                                    keras.layers.Dense(VOCABULARY)])
+    for mine, theirs in zip(fused_model.layers, keras_model.layers):
+        mine.set_weights(theirs.get_weights())
+    models["fused"] = fused_model
+    return models
+
+
+def train_step_function(model):
+    optimizer = keras.optimizers.SGD(1.0, global_clipnorm=1.0)
+    loss_function = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_function(y, model(x, training=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def predict_function(model):
+    @tf.function
+    def forward(x):
+        return model(x, training=False)
+
+    return forward
+
+
+def median_ms(function, arguments, repeats):
+    for _ in range(3):
+        function(*arguments)  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(*arguments)
+        tf.nest.map_structure(lambda t: t.numpy(), result)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def matmul_gflops(repeats):
+    a = tf.random.normal([2048, 2048])
+    matmul = tf.function(lambda: tf.matmul(a, a))
+    milliseconds = median_ms(matmul, [], repeats)
+    return 2 * 2048**3 / (milliseconds / 1000) / 1e9
+
+
+def recurrent_flops(kind, batch, steps, inputs, units, training):
+    """Multiply-adds of the recurrent layer, doubled; training triples (forward + 2 backward)."""
+    gates = 4 if kind == "lstm" else 3
+    forward = 2 * batch * steps * (inputs + units) * gates * units
+    return forward * (3 if training else 1)
+
+
+def torch_lstm_ms(batch, steps, units, repeats):
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    embedding = torch.nn.Embedding(VOCABULARY, 32)
+    lstm = torch.nn.LSTM(32, units, batch_first=True)
+    dense = torch.nn.Linear(units, VOCABULARY)
+    parameters = [*embedding.parameters(), *lstm.parameters(), *dense.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=1.0)
+    x = torch.randint(0, VOCABULARY, (batch, steps))
+    y = torch.randint(0, VOCABULARY, (batch, steps))
+
+    def step():
+        optimizer.zero_grad()
+        logits = dense(lstm(embedding(x))[0])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCABULARY), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        return tf.constant(0.0)
+
+    return median_ms(step, [], repeats)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    if not ops.is_available():
+        sys.exit(f"the op library is not loaded: {ops.load_error()}")
+    peak = matmul_gflops(args.repeats)
+    print(f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s")
+    print(f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s}")
+    cases = [  # kind, mode, batch, steps, units
+        ("lstm", "train", 32, 35, 256), ("gru", "train", 32, 35, 256),
+        ("lstm", "train", 1024, 32, 32), ("gru", "train", 1024, 32, 32),
+        ("lstm", "infer", 1, 35, 256), ("lstm", "infer", 32, 35, 256),
+        ("gru", "infer", 1, 35, 256), ("gru", "infer", 32, 35, 256),
+    ]
+    rng = np.random.default_rng(0)
+    for kind, mode, batch, steps, units in cases:
+        models = build_models(kind, units, steps)
+        x = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
+        y = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
+        timings = {}
+        for name, model in models.items():
+            if mode == "train":
+                timings[name] = median_ms(train_step_function(model), [x, y], args.repeats)
+            else:
+                timings[name] = median_ms(predict_function(model), [x], args.repeats)
+        flops = recurrent_flops(kind, batch, steps, 32, units, mode == "train")
+        achieved = flops / (timings["fused"] / 1000) / 1e9
+        label = f"{kind} {mode} B={batch} T={steps} H={units}"
+        print(f"{label:44s} {timings['keras']:9.2f} {timings['fused']:9.2f} "
+              f"{timings['keras'] / timings['fused']:8.2f}x {achieved / peak:7.0%}")
+    try:
+        milliseconds = torch_lstm_ms(32, 35, 256, args.repeats)
+        print(f"torch nn.LSTM train B=32 T=35 H=256: {milliseconds:.2f} ms")
+    except ImportError:
+        print("torch is not installed: no nn.LSTM timing")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+// A whole GRU sequence, forward and backward, in plain C++ over raw row-major buffers (no
+// TensorFlow types). Keras semantics: gate order z, r, h; h = z * h_prev + (1 - z) * h~.
+// reset_after (Keras's default): h~ = tanh(x W_h + b_in_h + r * (h_prev U_h + b_rec_h)), bias
+// [2, 3H] (input row, recurrent row); otherwise h~ = tanh(x W_h + b_h + (r * h_prev) U_h), bias
+// [3H]. Padding, `reverse` and `zero_output_for_mask` as in lstm_sequence.h.
+#ifndef ZOO_OPS_KERNELS_GRU_SEQUENCE_H_
+#define ZOO_OPS_KERNELS_GRU_SEQUENCE_H_
+
+#include <cstdint>
+
+#include "lstm_sequence.h"
+#include "rnn_math.h"
+
+namespace zoo {
+
+// Width of the per-step activations kept for the backward pass: z, r, h~ and, with reset_after,
+// the recurrent candidate h_prev U_h + b_rec_h.
+inline int64_t GruGateWidth(int64_t units, bool reset_after) {
+  return (reset_after ? 4 : 3) * units;
+}
+
+// Shapes: inputs [B,T,D], initial_h [B,H], kernel [D,3H], recurrent_kernel [H,3H], bias [2,3H]
+// or [3H] (see above), lengths [B] in [0, T]. Writes outputs [B,T,H] (processing order),
+// final_h [B,H], gates [B,T,GruGateWidth] and h_prev [B,T,H] (indexed like inputs).
+// `projected` is scratch of B*T*3H elements.
+template <typename T>
+void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+                        const RnnOptions& options, bool reset_after, const T* inputs,
+                        const T* initial_h, const T* kernel, const T* recurrent_kernel,
+                        const T* bias, const int32_t* lengths, T* projected, T* outputs,
+                        T* final_h, T* gates, T* h_prev);
+
+// Gradients through GruSequenceForward. Scratch: `d_projected` B*T*3H elements, `d_recurrent`
+// B*T*3H (reset_after) or B*T*H (otherwise) elements.
+template <typename T>
+void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+                         const RnnOptions& options, bool reset_after, const T* inputs,
+                         const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
+                         const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
+                         T* d_projected, T* d_recurrent, T* d_inputs, T* d_initial_h,
+                         T* d_kernel, T* d_recurrent_kernel, T* d_bias);
+
+}  // namespace zoo
+
+#endif  // ZOO_OPS_KERNELS_GRU_SEQUENCE_H_

@@ -1,0 +1,105 @@
+"""Drives the fused RNN kernels with random malformed arguments in a child process: every call must
+raise tf.errors.InvalidArgumentError and the process must survive (no crash, no abort).
+
+Run alone as a script (`python tests/test_ops_fuzz.py CASES SEED`) it is the fuzz driver, which
+is also what the AddressSanitizer build runs (see ops/KERNELS.md).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+OPS = ("lstm", "lstm_grad", "gru", "gru_grad")
+
+
+def _valid_arguments(op, rng):
+    """A random well-formed argument set for `op`, and which argument is inputs' time axis."""
+    batch, time, features, units = (int(v) for v in rng.integers(0, 5, size=4))
+    lengths = rng.integers(0, time + 1, size=batch).astype(np.int32)
+    gates = 4 if op.startswith("lstm") else 3
+    zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    arguments = dict(inputs=zeros(batch, time, features), kernel=zeros(features, gates * units),
+                     recurrent_kernel=zeros(units, gates * units), lengths=lengths)
+    if op == "lstm":
+        arguments.update(initial_h=zeros(batch, units), initial_c=zeros(batch, units),
+                         bias=zeros(4 * units))
+    elif op == "gru":
+        arguments.update(initial_h=zeros(batch, units), bias=zeros(2, 3 * units))
+    else:
+        saved = 4 * units
+        arguments.update(gates=zeros(batch, time, saved), h_prev=zeros(batch, time, units),
+                         d_outputs=zeros(batch, time, units), d_final_h=zeros(batch, units))
+        if op == "lstm_grad":
+            arguments.update(c_prev=zeros(batch, time, units), d_final_c=zeros(batch, units))
+    return arguments
+
+
+def _malform(op, arguments, rng):
+    """Breaks one argument so that the call is invalid whatever the sizes drawn."""
+    name = sorted(arguments)[rng.integers(len(arguments))]
+    value = arguments[name]
+    kind = rng.integers(3)
+    if name == "lengths" and kind == 0 and value.size:
+        time = arguments["inputs"].shape[1]
+        value = value.copy()
+        value[rng.integers(value.size)] = rng.choice([-1, -(2**31), time + 1, 2**31 - 1])
+    elif kind == 1 or (name == "inputs" and not op.endswith("grad")):
+        # Change the rank. (Inputs' time axis alone is free in the forward ops.)
+        if value.ndim and rng.integers(2):
+            value = np.zeros(value.shape[:-1], value.dtype)
+        else:
+            value = value[..., None]
+    else:
+        shape = list(value.shape)
+        if not shape:
+            value = value[None]
+        else:
+            axis = rng.integers(len(shape))
+            shape[axis] += int(rng.integers(1, 4))
+            value = np.zeros(shape, value.dtype)
+    arguments[name] = value
+    return name
+
+
+def run_fuzz(cases, seed):
+    import tensorflow as tf
+
+    from ops import _library
+
+    library = _library.load()
+    functions = dict(lstm=library.zoo_lstm_sequence, lstm_grad=library.zoo_lstm_sequence_grad,
+                     gru=library.zoo_gru_sequence, gru_grad=library.zoo_gru_sequence_grad)
+    rng = np.random.default_rng(seed)
+    for case in range(cases):
+        op = OPS[rng.integers(len(OPS))]
+        arguments = _valid_arguments(op, rng)
+        broken = _malform(op, arguments, rng)
+        attributes = dict(reverse=bool(rng.integers(2)), zero_output_for_mask=bool(rng.integers(2)))
+        try:
+            functions[op](**arguments, **attributes)
+        except tf.errors.InvalidArgumentError:
+            continue
+        raise AssertionError(f"case {case}: {op} accepted a malformed {broken}: "
+                             f"{ {k: np.shape(v) for k, v in arguments.items()} }")
+    print(f"fuzz: {cases} malformed calls, all rejected")
+
+
+@pytest.mark.skipif(
+    not __import__("ops._library", fromlist=["_"]).is_available(), reason="op library not built"
+)
+def test_malformed_arguments_raise_and_process_survives():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "300", "11"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "300 malformed calls, all rejected" in result.stdout
+
+
+if __name__ == "__main__":
+    run_fuzz(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,253 @@
+"""Fused LSTM/GRU sequence ops against Keras's own RNN loop, the pure-TF fallback, and numeric
+gradients; plus input validation."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ops
+from ops import _library
+from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback
+
+BATCH, TIME, FEATURES, UNITS = 5, 6, 3, 4
+LENGTHS = np.array([0, TIME, 3, 1, 5], np.int32)  # includes 0 and T
+
+requires_library = pytest.mark.skipif(not _library.is_available(), reason="op library not built")
+
+
+def _random(rng, *shape, dtype="float32"):
+    return tf.constant(rng.normal(size=shape).astype(dtype))
+
+
+def _max_abs_diff(a, b):
+    return float(tf.reduce_max(tf.abs(tf.convert_to_tensor(a) - tf.convert_to_tensor(b))))
+
+
+def _keras_reference(cell, inputs, initial_states, reverse, zero_output_for_mask):
+    layer = keras.layers.RNN(
+        cell, return_sequences=True, return_state=True,
+        go_backwards=reverse, zero_output_for_mask=zero_output_for_mask,
+    )
+    return layer(inputs, initial_state=list(initial_states), mask=tf.sequence_mask(LENGTHS, TIME))
+
+
+def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask):
+    """Forward values and gradients of `fused` vs the Keras cell loop and vs `fallback`."""
+    rng = np.random.default_rng(7)
+    inputs = _random(rng, BATCH, TIME, FEATURES)
+    weights = [cell.kernel, cell.recurrent_kernel, cell.bias]
+    sources = [inputs, *states, *weights]
+    results = {}
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([inputs, *states])
+        results["keras"] = _keras_reference(cell, inputs, states, reverse, zero_output_for_mask)
+        results["fused"] = fused(inputs, *states, *weights)
+        results["fallback"] = fallback(inputs, *states, *weights)
+        # A random linear functional of every output, so each gradient path is exercised.
+        projections = [_random(rng, *r.shape) for r in results["keras"]]
+        losses = {
+            name: tf.add_n([tf.reduce_sum(r * p) for r, p in zip(result, projections)])
+            for name, result in results.items()
+        }
+    gradients = {name: tape.gradient(loss, sources) for name, loss in losses.items()}
+    for name in ("keras", "fallback"):
+        for got, expected in zip(results["fused"], results[name]):
+            assert _max_abs_diff(got, expected) <= 1e-5, name
+        for got, expected in zip(gradients["fused"], gradients[name]):
+            assert got is not None
+            assert _max_abs_diff(got, expected) <= 1e-4, name
+    return results["fused"]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_lstm_matches_keras_and_fallback(reverse, zero_output_for_mask):
+    rng = np.random.default_rng(1)
+    cell = keras.layers.LSTMCell(UNITS, bias_initializer="random_normal")
+    cell.build((BATCH, FEATURES))
+    states = [_random(rng, BATCH, UNITS), _random(rng, BATCH, UNITS)]
+    options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
+
+    def fused(x, h, c, w, u, b):
+        return ops.lstm_sequence(x, h, c, w, u, b, LENGTHS, **options)
+
+    def fallback(x, h, c, w, u, b):
+        return lstm_sequence_fallback(x, h, c, w, u, b, LENGTHS, **options)
+
+    outputs, _, _ = _check_against_references(cell, fused, fallback, states, **options)
+    # The example of length 0 keeps its state and its outputs stay zero.
+    assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_gru_matches_keras_and_fallback(reset_after, reverse, zero_output_for_mask):
+    rng = np.random.default_rng(2)
+    cell = keras.layers.GRUCell(UNITS, reset_after=reset_after, bias_initializer="random_normal")
+    cell.build((BATCH, FEATURES))
+    states = [_random(rng, BATCH, UNITS)]
+    options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
+
+    def fused(x, h, w, u, b):
+        return ops.gru_sequence(x, h, w, u, b, LENGTHS, reset_after=reset_after, **options)
+
+    def fallback(x, h, w, u, b):
+        return gru_sequence_fallback(x, h, w, u, b, LENGTHS, reset_after=reset_after, **options)
+
+    _check_against_references(cell, fused, fallback, states, **options)
+
+
+def test_no_bias_equals_zero_bias():
+    rng = np.random.default_rng(3)
+    x, h, c = _random(rng, 2, 3, 2), _random(rng, 2, 3), _random(rng, 2, 3)
+    lengths = tf.constant([3, 2])
+    w, u = _random(rng, 2, 12), _random(rng, 3, 12)
+    without = ops.lstm_sequence(x, h, c, w, u, None, lengths)
+    with_zero = ops.lstm_sequence(x, h, c, w, u, tf.zeros([12]), lengths)
+    for a, b in zip(without, with_zero):
+        assert _max_abs_diff(a, b) == 0.0
+    w, u = _random(rng, 2, 9), _random(rng, 3, 9)
+    for reset_after, bias_shape in [(True, [2, 9]), (False, [9])]:
+        without = ops.gru_sequence(x, h, w, u, None, lengths, reset_after=reset_after)
+        with_zero = ops.gru_sequence(x, h, w, u, tf.zeros(bias_shape), lengths, reset_after=reset_after)
+        for a, b in zip(without, with_zero):
+            assert _max_abs_diff(a, b) == 0.0
+
+
+def _numeric_gradient_error(function, arguments):
+    theoretical, numerical = tf.test.compute_gradient(function, arguments, delta=1e-6)
+    return max(float(np.max(np.abs(t - n))) for t, n in zip(theoretical, numerical))
+
+
+@requires_library
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_gradient_is_numerically_right(reverse):
+    rng = np.random.default_rng(4)
+    lengths = tf.constant([3, 1, 0])
+    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
+                 _random(rng, 3, 2, dtype="float64"), _random(rng, 2, 8, dtype="float64"),
+                 _random(rng, 2, 8, dtype="float64"), _random(rng, 8, dtype="float64")]
+
+    def function(*args):
+        outputs, h, c = ops.lstm_sequence(*args, lengths, reverse=reverse)
+        return tf.reduce_sum(outputs * outputs) + tf.reduce_sum(h * c)
+
+    assert _numeric_gradient_error(function, arguments) < 1e-6
+
+
+@requires_library
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_gradient_is_numerically_right(reset_after):
+    rng = np.random.default_rng(5)
+    lengths = tf.constant([3, 2, 0])
+    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
+                 _random(rng, 2, 6, dtype="float64"), _random(rng, 2, 6, dtype="float64"),
+                 _random(rng, *([2, 6] if reset_after else [6]), dtype="float64")]
+
+    def function(*args):
+        outputs, h = ops.gru_sequence(*args, lengths, reset_after=reset_after, reverse=True)
+        return tf.reduce_sum(outputs * outputs) + tf.reduce_sum(h)
+
+    assert _numeric_gradient_error(function, arguments) < 1e-6
+
+
+def test_graph_mode_with_unknown_time_and_batch():
+    rng = np.random.default_rng(6)
+    w, u, b = _random(rng, 3, 16), _random(rng, 4, 16), _random(rng, 16)
+    spec = tf.TensorSpec([None, None, 3], tf.float32)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
+    def run(x, lengths):
+        zeros = tf.zeros([tf.shape(x)[0], 4])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs, h, _ = ops.lstm_sequence(x, zeros, zeros, w, u, b, lengths)
+            loss = tf.reduce_sum(outputs) + tf.reduce_sum(h)
+        return outputs, tape.gradient(loss, x)
+
+    x = _random(rng, 2, 5, 3)
+    outputs, d_x = run(x, tf.constant([5, 2]))
+    expected = lstm_sequence_fallback(x, tf.zeros([2, 4]), tf.zeros([2, 4]), w, u, b, [5, 2])[0]
+    assert _max_abs_diff(outputs, expected) <= 1e-5
+    assert d_x.shape == (2, 5, 3)
+
+
+def _valid_lstm_arguments():
+    return dict(
+        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), initial_c=tf.zeros([2, 5]),
+        kernel=tf.zeros([4, 20]), recurrent_kernel=tf.zeros([5, 20]), bias=tf.zeros([20]),
+        lengths=tf.constant([3, 1]),
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("inputs", tf.zeros([2, 3])),             # wrong rank
+        ("initial_h", tf.zeros([3, 5])),          # mismatched batch
+        ("initial_c", tf.zeros([2, 6])),          # mismatched units
+        ("kernel", tf.zeros([5, 20])),            # mismatched input size
+        ("recurrent_kernel", tf.zeros([5, 16])),  # not 4 * units wide
+        ("bias", tf.zeros([2, 20])),              # wrong rank
+        ("lengths", tf.constant([3, -1])),        # negative
+        ("lengths", tf.constant([4, 1])),         # longer than the sequence
+        ("lengths", tf.constant([3, 1, 1])),      # mismatched batch
+    ],
+)
+def test_lstm_rejects_bad_arguments(name, value):
+    arguments = _valid_lstm_arguments()
+    arguments[name] = value
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        ops.lstm_sequence(**arguments)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("inputs", tf.zeros([2, 3, 4, 1])),
+        ("initial_h", tf.zeros([2])),
+        ("kernel", tf.zeros([4, 14])),
+        ("recurrent_kernel", tf.zeros([4, 15])),
+        ("bias", tf.zeros([15])),  # reset_after wants [2, 15]
+        ("lengths", tf.constant([7, 0])),
+    ],
+)
+def test_gru_rejects_bad_arguments(name, value):
+    arguments = dict(
+        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 15]),
+        recurrent_kernel=tf.zeros([5, 15]), bias=tf.zeros([2, 15]), lengths=tf.constant([3, 0]),
+    )
+    arguments[name] = value
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        ops.gru_sequence(**arguments)
+
+
+def test_rejects_bad_dtypes():
+    arguments = _valid_lstm_arguments()
+    with pytest.raises(TypeError, match="lengths must be int32"):
+        ops.lstm_sequence(**{**arguments, "lengths": tf.constant([3, 1], tf.int64)})
+    with pytest.raises(TypeError, match="kernel has dtype float64"):
+        ops.lstm_sequence(**{**arguments, "kernel": tf.zeros([4, 20], tf.float64)})
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ops.lstm_sequence(**{**arguments, "inputs": tf.zeros([2, 3, 4], tf.int32)})
+
+
+@requires_library
+def test_gradient_ops_reject_inconsistent_saved_activations():
+    library = _library.load()
+    arguments = _valid_lstm_arguments()
+    forward = library.zoo_lstm_sequence(**arguments)
+    gates, h_prev, c_prev = forward[3:]
+    good = dict(
+        inputs=arguments["inputs"], kernel=arguments["kernel"],
+        recurrent_kernel=arguments["recurrent_kernel"], lengths=arguments["lengths"],
+        gates=gates, h_prev=h_prev, c_prev=c_prev, d_outputs=forward[0], d_final_h=forward[1],
+        d_final_c=forward[2],
+    )
+    library.zoo_lstm_sequence_grad(**good)
+    for name, value in [("gates", h_prev), ("d_outputs", gates), ("d_final_c", tf.zeros([2, 4])),
+                        ("lengths", tf.constant([9, 0]))]:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            library.zoo_lstm_sequence_grad(**{**good, name: value})
