@@ -27,7 +27,6 @@ Examples:
 
 import argparse
 import math
-import warnings
 
 import keras
 import numpy as np
@@ -131,11 +130,27 @@ def batches(args, ids):
             # still give full batches; the perplexity is over the same tokens either way.
             validation_batch = max(1, min(args.batch_size, (len(validation_ids) - args.num_steps) // args.num_steps))
         validation = make(validation_ids, validation_batch, args.num_steps, seed=args.seed + 1)
+        train = with_known_length(train, train_ids, args.batch_size, args.num_steps, args.batching)
+        validation = with_known_length(validation, validation_ids, validation_batch, args.num_steps, args.batching)
     except ValueError as error:
         raise common.RecipeError(
             f"{error}: use a longer text or a smaller --batch-size / --num-steps"
         ) from None
     return train, validation
+
+
+def with_known_length(dataset, ids, batch_size, num_steps, batching):
+    """The batches every epoch has (those of the largest random offset), with that cardinality.
+
+    Keras 3.15 mis-averages the loss and metrics of a dataset of unknown length: the step that meets
+    the end of the data counts as a batch (one validation batch came out at half its loss).
+    """
+    usable = len(ids) - (num_steps - 1) - 1
+    if batching == "random":
+        count = (usable // num_steps) // batch_size
+    else:
+        count = (usable // batch_size) // num_steps
+    return dataset.take(count).apply(tf.data.experimental.assert_cardinality(count))
 
 
 def save_tokenizer(args, tokenizer, vocab):
@@ -219,9 +234,6 @@ def check_args(args):
 def main(argv=None):
     args = common.parse_args(build_parser(), argv)
     check_args(args)
-    # Each epoch has its own random offset, so tf.data cannot know the number of batches in advance
-    # and Keras warns at the end of every first epoch.
-    warnings.filterwarnings("ignore", message="Your input ran out of data")
     strategy = common.setup(args)
     text = read_corpus(args)
     ids, tokenizer, vocab = tokenize(args, text)

@@ -222,9 +222,12 @@ class LanguageModel(keras.Model):
         """
         self._check_can_generate()
         lengths = tf.cast(prefix_ids.row_lengths(), tf.int32)
-        tf.debugging.assert_positive(
+        check = tf.debugging.assert_positive(
             lengths, message="every prompt must hold at least one token after tokenization"
         )
+        # Ordered before the gathers below, which would fail first with a less helpful message.
+        with tf.control_dependencies([check]):
+            lengths = tf.identity(lengths)
         tokens = tf.cast(prefix_ids.to_tensor(), tf.int32)
         batch_size = tf.shape(tokens)[0]
 
