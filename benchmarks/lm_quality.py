@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from recipes import language_model as recipe  # noqa: E402
+from zoo.metrics import Perplexity  # noqa: E402
 from zoo.models.language_model import LanguageModel  # noqa: E402
 
 
@@ -91,7 +92,7 @@ def part_d2l_017(args):
         model(next(iter(train))[0])
         model.compile(optimizer=keras.optimizers.SGD(1.0, global_clipnorm=1.0),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[recipe.TokenPerplexity()])
+                      metrics=[Perplexity()])
         stop = StopAt(1.3, args.cap_minutes * 60)
         history = model.fit(train, validation_data=validation, epochs=500, verbose=2,
                             callbacks=[recipe.ResetCarriedState(), stop])

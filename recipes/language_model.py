@@ -163,20 +163,6 @@ def save_tokenizer(args, tokenizer, vocab):
 # --- Metric and callbacks ---
 
 
-@keras.saving.register_keras_serializable(package="recipes")
-class TokenPerplexity(Perplexity):
-    """`zoo.metrics.Perplexity` that lets float target placeholders through.
-
-    Keras 3.15's symbolic build inside `fit` under a `tf.distribute` strategy traces the metric
-    with float64 placeholders whatever the dataset's dtype; the real batches are int32 ids.
-    """
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        if tf.is_symbolic_tensor(y_true) and y_true.dtype.is_floating:
-            y_true = tf.cast(y_true, tf.int32)
-        return super().update_state(y_true, y_pred, sample_weight)
-
-
 # --- Callbacks -------------------------------------------------------------------------------
 
 
@@ -260,7 +246,7 @@ def main(argv=None):
     model, history = common.run_training(
         build_model, train_ds, validation_ds, args, strategy=strategy,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[TokenPerplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
+        metrics=[Perplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
     print(f"recurrent layers ran: {model.implementation_used}", flush=True)
 
     final = {"val_perplexity": history["val_perplexity"][-1], "vocab_size": vocab_size}

@@ -88,8 +88,16 @@ def test_perplexity_bad_input():
     targets, logits = random_batch(0)
     with pytest.raises(ValueError, match="vocab_size"):
         Perplexity().update_state(targets, logits[..., 0])
-    with pytest.raises(TypeError, match="integer"):
-        Perplexity().update_state(targets.astype(np.float32), logits)
+    with pytest.raises(TypeError, match="token ids"):
+        Perplexity().update_state(targets.astype(bool), logits)
+
+
+def test_perplexity_casts_float_ids_like_keras_sparse_losses():
+    targets, logits = random_batch(0)
+    as_int, as_float = Perplexity(), Perplexity()
+    as_int.update_state(targets, logits)
+    as_float.update_state(targets.astype(np.float32), logits)
+    np.testing.assert_allclose(as_float.result(), as_int.result())
 
 
 def test_bleu_d2l_examples():

@@ -55,8 +55,11 @@ class Perplexity(keras.metrics.Metric):
         mask = get_keras_mask(y_pred)
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
         y_true = ops.convert_to_tensor(y_true)
-        if not np.issubdtype(np.dtype(keras.backend.standardize_dtype(y_true.dtype)), np.integer):
-            raise TypeError(f"Perplexity targets must be integer ids, got {y_true.dtype}")
+        target_dtype = np.dtype(keras.backend.standardize_dtype(y_true.dtype))
+        if not (np.issubdtype(target_dtype, np.integer) or np.issubdtype(target_dtype, np.floating)):
+            raise TypeError(f"Perplexity targets must be token ids, got {y_true.dtype}")
+        # Like Keras's sparse losses, float ids are cast (Keras traces metrics with float placeholders).
+        y_true = ops.cast(y_true, "int32")
         if len(y_pred.shape) != len(y_true.shape) + 1:
             raise ValueError(
                 f"Perplexity expects y_pred of shape y_true.shape + [vocab_size]; got y_true "
