@@ -27,19 +27,18 @@ VOCABULARY = 28
 
 
 class FusedRecurrent(keras.layers.Layer):
-    """The smallest Keras layer around the fused op: weights copied from a built Keras layer."""
+    """The smallest Keras layer around the fused op (weights set from a Keras layer's)."""
 
-    def __init__(self, reference, **kwargs):
+    def __init__(self, kind, units, **kwargs):
         super().__init__(**kwargs)
-        self.reference = reference
-        self.is_lstm = isinstance(reference, keras.layers.LSTM)
+        self.is_lstm = kind == "lstm"
+        self.units = units
 
     def build(self, input_shape):
-        cell = self.reference.cell
-        self.kernel = self.add_weight(shape=cell.kernel.shape, initializer="zeros", name="kernel")
-        self.recurrent_kernel = self.add_weight(
-            shape=cell.recurrent_kernel.shape, initializer="zeros", name="recurrent_kernel")
-        self.bias = self.add_weight(shape=cell.bias.shape, initializer="zeros", name="bias")
+        width = (4 if self.is_lstm else 3) * self.units
+        self.kernel = self.add_weight(shape=(input_shape[-1], width), name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, width), name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(width,) if self.is_lstm else (2, width), name="bias")
 
     def call(self, inputs):
         batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
@@ -63,7 +62,7 @@ def build_models(kind, units, steps):
     models["keras"] = keras_model
     fused_model = keras.Sequential([keras.Input((steps,), dtype="int32"),
                                     keras.layers.Embedding(VOCABULARY, 32),
-                                    FusedRecurrent(recurrent),
+                                    FusedRecurrent(kind, units),
                                     keras.layers.Dense(VOCABULARY)])
     for mine, theirs in zip(fused_model.layers, keras_model.layers):
         mine.set_weights(theirs.get_weights())
