@@ -1,9 +1,11 @@
 """Times the fused LSTM/GRU ops against Keras's own layers (and PyTorch's nn.LSTM when installed).
 
 Each line: median milliseconds per training step (forward, backward, SGD update) or per forward
-pass, for Keras's `keras.layers.LSTM`/`GRU` (the while-loop over the cell that Keras runs on CPU)
-and for the same model whose recurrent layer calls `ops.lstm_sequence` / `ops.gru_sequence`,
-with the speed-up and the fraction of this machine's large-matmul GFLOP/s the fused path reaches.
+pass of Embedding -> recurrent layer -> Dense, for Keras's `keras.layers.LSTM`/`GRU` (the
+while-loop over the cell that Keras runs on CPU) and for `zoo.layers.LSTM`/`GRU` with
+`implementation="fused"` (the C++ ops `ops.lstm_sequence` / `ops.gru_sequence`), with the
+speed-up and the fraction of this machine's large-matmul GFLOP/s that the recurrent layer's
+arithmetic reaches in the fused step time.
 
     python benchmarks/rnn_speed.py [--repeats 30]
 """
@@ -22,52 +24,26 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import ops  # noqa: E402
+import zoo.layers  # noqa: E402
 
 VOCABULARY = 28
 
 
-class FusedRecurrent(keras.layers.Layer):
-    """The smallest Keras layer around the fused op: weights copied from a built Keras layer."""
-
-    def __init__(self, reference, **kwargs):
-        super().__init__(**kwargs)
-        self.reference = reference
-        self.is_lstm = isinstance(reference, keras.layers.LSTM)
-
-    def build(self, input_shape):
-        cell = self.reference.cell
-        self.kernel = self.add_weight(shape=cell.kernel.shape, initializer="zeros", name="kernel")
-        self.recurrent_kernel = self.add_weight(
-            shape=cell.recurrent_kernel.shape, initializer="zeros", name="recurrent_kernel")
-        self.bias = self.add_weight(shape=cell.bias.shape, initializer="zeros", name="bias")
-
-    def call(self, inputs):
-        batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        zeros = tf.zeros([batch, self.recurrent_kernel.shape[0]], inputs.dtype)
-        lengths = tf.fill([batch], steps)
-        if self.is_lstm:
-            return ops.lstm_sequence(inputs, zeros, zeros, self.kernel, self.recurrent_kernel,
-                                     self.bias, lengths)[0]
-        return ops.gru_sequence(inputs, zeros, self.kernel, self.recurrent_kernel, self.bias,
-                                lengths)[0]
-
-
 def build_models(kind, units, steps):
-    """The Keras model and the fused model, with the same weights."""
-    recurrent_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
-    models = {}
-    recurrent = recurrent_class(units, return_sequences=True)
-    keras_model = keras.Sequential([keras.Input((steps,), dtype="int32"),
-                                    keras.layers.Embedding(VOCABULARY, 32), recurrent,
-                                    keras.layers.Dense(VOCABULARY)])
-    models["keras"] = keras_model
-    fused_model = keras.Sequential([keras.Input((steps,), dtype="int32"),
-                                    keras.layers.Embedding(VOCABULARY, 32),
-                                    FusedRecurrent(recurrent),
-                                    keras.layers.Dense(VOCABULARY)])
-    for mine, theirs in zip(fused_model.layers, keras_model.layers):
-        mine.set_weights(theirs.get_weights())
-    models["fused"] = fused_model
+    """Keras's own layer and zoo.layers' fused path in the same model, with the same weights."""
+    keras_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
+    zoo_class = zoo.layers.LSTM if kind == "lstm" else zoo.layers.GRU
+    recurrent = {
+        "keras": keras_class(units, return_sequences=True),
+        "fused": zoo_class(units, return_sequences=True, implementation="fused"),
+    }
+    models = {
+        name: keras.Sequential([keras.Input((steps,), dtype="int32"),
+                                keras.layers.Embedding(VOCABULARY, 32), layer,
+                                keras.layers.Dense(VOCABULARY)])
+        for name, layer in recurrent.items()
+    }
+    models["fused"].set_weights(models["keras"].get_weights())
     return models
 
 
@@ -94,22 +70,30 @@ def predict_function(model):
     return forward
 
 
-def median_ms(function, arguments, repeats):
-    for _ in range(3):
-        function(*arguments)  # trace and warm up
-    times = []
+def _run(function, arguments):
+    result = function(*arguments)
+    tf.nest.map_structure(lambda t: t.numpy(), result)
+
+
+def median_ms(functions, arguments, repeats):
+    """Median milliseconds of each function, timed in alternation so that the load of a shared
+    machine falls on all of them alike."""
+    for function in functions.values():
+        for _ in range(3):
+            _run(function, arguments)  # trace and warm up
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*arguments)
-        tf.nest.map_structure(lambda t: t.numpy(), result)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            _run(function, arguments)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def matmul_gflops(repeats):
     a = tf.random.normal([2048, 2048])
     matmul = tf.function(lambda: tf.matmul(a, a))
-    milliseconds = median_ms(matmul, [], repeats)
+    milliseconds = median_ms({"matmul": matmul}, [], repeats)["matmul"]
     return 2 * 2048**3 / (milliseconds / 1000) / 1e9
 
 
@@ -141,7 +125,7 @@ def torch_lstm_ms(batch, steps, units, repeats):
         optimizer.step()
         return tf.constant(0.0)
 
-    return median_ms(step, [], repeats)
+    return median_ms({"torch": step}, [], repeats)["torch"]
 
 
 def main():
@@ -164,12 +148,12 @@ def main():
         models = build_models(kind, units, steps)
         x = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         y = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
-        timings = {}
-        for name, model in models.items():
-            if mode == "train":
-                timings[name] = median_ms(train_step_function(model), [x, y], args.repeats)
-            else:
-                timings[name] = median_ms(predict_function(model), [x], args.repeats)
+        if mode == "train":
+            steps_by_name = {name: train_step_function(m) for name, m in models.items()}
+            timings = median_ms(steps_by_name, [x, y], args.repeats)
+        else:
+            forwards = {name: predict_function(m) for name, m in models.items()}
+            timings = median_ms(forwards, [x], args.repeats)
         flops = recurrent_flops(kind, batch, steps, 32, units, mode == "train")
         achieved = flops / (timings["fused"] / 1000) / 1e9
         label = f"{kind} {mode} B={batch} T={steps} H={units}"

@@ -1,12 +1,11 @@
 #include "gru_sequence.h"
 
-#include <cstring>
+#include <vector>
 
 namespace zoo {
 
 using rnn::ConstRow;
 using rnn::ConstStridedRows;
-using rnn::Row;
 using rnn::RowMatrix;
 using rnn::StridedRows;
 
@@ -31,71 +30,68 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
                                          Eigen::OuterStride<>(width));
   const ConstStridedRows<T> recurrent_h(recurrent_kernel + 2 * units, units, units,
                                         Eigen::OuterStride<>(width));
+  const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
+      state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
     RowMatrix<T> from_h(rows, reset_after ? width : 2 * units);
-    RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units);
+    RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
+    std::vector<char> valid(rows);
     for (int64_t step = 0; step < time; ++step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+      const int64_t cell = first * time + t;
+      StridedRows<T>(h_prev + cell * units, rows, units, state_stride) = h;
+      const ConstStridedRows<T> x(projected + cell * width, rows, width, projected_stride);
+      // The whole shard at once; padded rows are put right afterwards.
+      StridedRows<T> gate(gates + cell * gate_width, rows, gate_width, gate_stride);
       if (reset_after) {
         from_h.noalias() = h * recurrent;
       } else {
         from_h.noalias() = h * recurrent_zr;
       }
-      // Update and reset gates, and the candidate when reset_after.
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t b = first + r;
-        const int64_t cell = b * time + t;
-        T* gate = gates + cell * gate_width;
-        std::memcpy(h_prev + cell * units, h.row(r).data(), units * sizeof(T));
-        if (t >= lengths[b]) {
-          std::memset(gate, 0, gate_width * sizeof(T));
-          if (!reset_after) reset_h.row(r).setZero();
-          continue;
-        }
-        const T* x = projected + cell * width;
-        Row<T>(gate, 2 * units) = ConstRow<T>(x, 2 * units) + input_bias.head(2 * units) +
-                                  from_h.row(r).head(2 * units).array() +
-                                  recurrent_bias.head(2 * units);
-        rnn::Sigmoid(gate, 2 * units);
-        const ConstRow<T> reset(gate + units, units);
-        if (reset_after) {
-          Row<T> candidate(gate + 3 * units, units);
-          candidate = from_h.row(r).tail(units).array() + recurrent_bias.tail(units);
-          Row<T>(gate + 2 * units, units) =
-              (ConstRow<T>(x + 2 * units, units) + input_bias.tail(units) + reset * candidate)
-                  .tanh();
-        } else {
-          reset_h.row(r).array() = reset * h.row(r).array();
-        }
+      auto update_reset = gate.leftCols(2 * units).array();
+      update_reset = ((x.leftCols(2 * units) + from_h.leftCols(2 * units)).array().rowwise() +
+                      (input_bias.head(2 * units) + recurrent_bias.head(2 * units)))
+                         .logistic();
+      const auto reset = gate.middleCols(units, units).array();
+      auto candidate = gate.middleCols(2 * units, units).array();
+      if (reset_after) {
+        auto recurrent_candidate = gate.rightCols(units).array();
+        recurrent_candidate = from_h.rightCols(units).array().rowwise() + recurrent_bias.tail(units);
+        candidate = (x.rightCols(units).array().rowwise() + input_bias.tail(units) +
+                     reset * recurrent_candidate)
+                        .tanh();
+      } else {
+        reset_h.array() = reset * h.array();
+        candidate_from_h.noalias() = reset_h * recurrent_h;
+        candidate = ((x.rightCols(units) + candidate_from_h).array().rowwise() +
+                     input_bias.tail(units))
+                        .tanh();
       }
-      if (!reset_after) candidate_from_h.noalias() = reset_h * recurrent_h;
-      // Candidate without reset_after, new state and outputs.
+      const auto update = gate.leftCols(units).array();
+      new_h.array() = update * h.array() + (T(1) - update) * candidate;
+      StridedRows<T> output(outputs + (first * time + step) * units, rows, units, state_stride);
+      if (all_valid) {
+        h.swap(new_h);
+        output = h;
+        continue;
+      }
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t b = first + r;
-        const int64_t cell = b * time + t;
-        Row<T> output(outputs + (b * time + step) * units, units);
-        if (t >= lengths[b]) {
+        if (valid[r]) {
+          h.row(r) = new_h.row(r);
+          output.row(r) = h.row(r);
+        } else {
+          gate.row(r).setZero();
           if (options.zero_output_for_mask || step == 0) {
-            output.setZero();
+            output.row(r).setZero();
           } else {
-            output = ConstRow<T>(outputs + (b * time + step - 1) * units, units);
+            output.row(r) = ConstRow<T>(outputs + ((first + r) * time + step - 1) * units, units)
+                                .matrix();
           }
-          continue;
         }
-        T* gate = gates + cell * gate_width;
-        if (!reset_after) {
-          Row<T>(gate + 2 * units, units) =
-              (ConstRow<T>(projected + cell * width + 2 * units, units) + input_bias.tail(units) +
-               candidate_from_h.row(r).array())
-                  .tanh();
-        }
-        const ConstRow<T> update(gate, units), candidate(gate + 2 * units, units);
-        auto h_row = h.row(r).array();
-        h_row = update * h_row + (T(1) - update) * candidate;
-        output = h_row;
       }
     }
     Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
@@ -117,83 +113,91 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                                          Eigen::OuterStride<>(width));
   const ConstStridedRows<T> recurrent_h(recurrent_kernel + 2 * units, units, units,
                                         Eigen::OuterStride<>(width));
-  const Eigen::OuterStride<> step_stride(time * width);
+  const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
+      state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
+    // Gradient reaching a padded step's output, which is the previous step's output.
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
-    RowMatrix<T> d_out(rows, units), d_reset_h(rows, units);
-    RowMatrix<T> through_recurrence(rows, units);
+    RowMatrix<T> d_h_total(rows, units), d_reset_h(rows, units), new_dh(rows, units);
+    std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t b = first + r;
-        const int64_t cell = b * time + t;
-        T* dx = d_projected + cell * width;
-        auto d_out_row = d_out.row(r).array();
-        d_out_row = ConstRow<T>(d_outputs + (b * time + step) * units, units) +
-                    carried.row(r).array();
-        if (t >= lengths[b]) {
-          std::memset(dx, 0, width * sizeof(T));
-          if (reset_after) {
-            std::memset(d_recurrent + cell * width, 0, width * sizeof(T));
-          } else {
-            std::memset(d_recurrent + cell * units, 0, units * sizeof(T));
-          }
-          if (options.zero_output_for_mask) {
+      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+      const int64_t cell = first * time + t;
+      d_h_total = ConstStridedRows<T>(d_outputs + (first * time + step) * units, rows, units,
+                                      state_stride) +
+                  carried;
+      if (all_valid) {
+        carried.setZero();
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r] || options.zero_output_for_mask) {
             carried.row(r).setZero();
           } else {
-            carried.row(r) = d_out.row(r);
+            carried.row(r) = d_h_total.row(r);
           }
-          continue;
         }
-        carried.row(r).setZero();
-        const T* gate = gates + cell * gate_width;
-        const ConstRow<T> update(gate, units), reset(gate + units, units);
-        const ConstRow<T> candidate(gate + 2 * units, units);
-        const ConstRow<T> before(h_prev + cell * units, units);
-        auto dh_row = dh.row(r).array();
-        dh_row += d_out_row;
-        Row<T>(dx, units) = dh_row * (before - candidate) * update * (T(1) - update);
-        Row<T> d_candidate(dx + 2 * units, units);
-        d_candidate = dh_row * (T(1) - update) * (T(1) - candidate * candidate);
-        if (reset_after) {
-          const ConstRow<T> candidate_from_h(gate + 3 * units, units);
-          Row<T>(dx + units, units) = d_candidate * candidate_from_h * reset * (T(1) - reset);
-          T* d_from_h = d_recurrent + cell * width;
-          std::memcpy(d_from_h, dx, 2 * units * sizeof(T));
-          Row<T>(d_from_h + 2 * units, units) = d_candidate * reset;
-        }
-        dh_row *= update;
       }
+      d_h_total += dh;
+      const ConstStridedRows<T> gate(gates + cell * gate_width, rows, gate_width, gate_stride);
+      const auto update = gate.leftCols(units).array();
+      const auto reset = gate.middleCols(units, units).array();
+      const auto candidate = gate.middleCols(2 * units, units).array();
+      const auto before =
+          ConstStridedRows<T>(h_prev + cell * units, rows, units, state_stride).array();
+      StridedRows<T> dx(d_projected + cell * width, rows, width, projected_stride);
+      dx.leftCols(units).array() =
+          d_h_total.array() * (before - candidate) * update * (T(1) - update);
+      auto d_candidate = dx.rightCols(units).array();
+      d_candidate = d_h_total.array() * (T(1) - update) * (T(1) - candidate * candidate);
+      new_dh.array() = d_h_total.array() * update;
       if (reset_after) {
-        const ConstStridedRows<T> d_from_h(d_recurrent + (first * time + t) * width, rows, width,
-                                           step_stride);
-        through_recurrence.noalias() = d_from_h * recurrent.transpose();
+        dx.middleCols(units, units).array() =
+            d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
+        StridedRows<T> d_from_h(d_recurrent + cell * width, rows, width, projected_stride);
+        d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
+        d_from_h.rightCols(units).array() = d_candidate * reset;
+        if (!all_valid) {
+          for (int64_t r = 0; r < rows; ++r) {
+            if (!valid[r]) {
+              dx.row(r).setZero();
+              d_from_h.row(r).setZero();
+            }
+          }
+        }
+        new_dh.noalias() += d_from_h * recurrent.transpose();
       } else {
         // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
-        const ConstStridedRows<T> d_candidate(d_projected + (first * time + t) * width + 2 * units,
-                                              rows, units, step_stride);
-        d_reset_h.noalias() = d_candidate * recurrent_h.transpose();
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t b = first + r;
-          if (t >= lengths[b]) continue;
-          const int64_t cell = b * time + t;
-          const ConstRow<T> reset(gates + cell * gate_width + units, units);
-          const ConstRow<T> before(h_prev + cell * units, units);
-          const auto d_rh = d_reset_h.row(r).array();
-          Row<T>(d_projected + cell * width + units, units) =
-              d_rh * before * reset * (T(1) - reset);
-          dh.row(r).array() += d_rh * reset;
-          Row<T>(d_recurrent + cell * units, units) = reset * before;
+        if (!all_valid) {
+          for (int64_t r = 0; r < rows; ++r) {
+            if (!valid[r]) dx.row(r).setZero();
+          }
         }
-        const ConstStridedRows<T> d_zr(d_projected + (first * time + t) * width, rows, 2 * units,
-                                       step_stride);
-        through_recurrence.noalias() = d_zr * recurrent_zr.transpose();
+        d_reset_h.noalias() = dx.rightCols(units) * recurrent_h.transpose();
+        dx.middleCols(units, units).array() =
+            d_reset_h.array() * before * reset * (T(1) - reset);
+        StridedRows<T> reset_h(d_recurrent + cell * units, rows, units, state_stride);
+        reset_h.array() = reset * before;
+        new_dh.array() += d_reset_h.array() * reset;
+        if (!all_valid) {
+          for (int64_t r = 0; r < rows; ++r) {
+            if (!valid[r]) {
+              dx.row(r).setZero();
+              reset_h.row(r).setZero();
+            }
+          }
+        }
+        new_dh.noalias() += dx.leftCols(2 * units) * recurrent_zr.transpose();
       }
-      for (int64_t r = 0; r < rows; ++r) {
-        if (t < lengths[first + r]) dh.row(r) += through_recurrence.row(r);
+      if (all_valid) {
+        dh.swap(new_dh);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) dh.row(r) = new_dh.row(r);
+        }
       }
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
@@ -204,11 +208,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                       d_inputs);
   rnn::ParallelMatMul(device, inputs, true, d_projected, false, sizes.input, cells, width,
                       d_kernel);
-  rnn::ParallelColumnSums(device, d_projected, cells, width, d_bias);
+  rnn::ColumnSums(d_projected, cells, width, d_bias);
   if (reset_after) {
     rnn::ParallelMatMul(device, h_prev, true, d_recurrent, false, units, cells, width,
                         d_recurrent_kernel);
-    rnn::ParallelColumnSums(device, d_recurrent, cells, width, d_bias + width);
+    rnn::ColumnSums(d_recurrent, cells, width, d_bias + width);
   } else {
     rnn::ParallelTransposedMatMulColumns(device, h_prev, d_projected, cells, units, width, 0,
                                          2 * units, d_recurrent_kernel);

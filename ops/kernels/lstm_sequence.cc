@@ -1,13 +1,13 @@
 #include "lstm_sequence.h"
 
-#include <cstring>
+#include <vector>
 
 namespace zoo {
 
 using rnn::ConstRow;
 using rnn::ConstStridedRows;
-using rnn::Row;
 using rnn::RowMatrix;
+using rnn::StridedRows;
 
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
@@ -23,40 +23,52 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                       gates);
   const ConstRow<T> bias_row(bias, width);
   const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
+  const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
     RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
-    RowMatrix<T> projected(rows, width);
+    RowMatrix<T> new_h(rows, units), new_c(rows, units);
+    std::vector<char> valid(rows);
     for (int64_t step = 0; step < time; ++step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      projected.noalias() = h * recurrent;
+      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+      const int64_t cell = first * time + t;
+      StridedRows<T>(h_prev + cell * units, rows, units, state_stride) = h;
+      StridedRows<T>(c_prev + cell * units, rows, units, state_stride) = c;
+      // The whole shard at once; padded rows are put right afterwards.
+      StridedRows<T> gate(gates + cell * width, rows, width, gate_stride);
+      gate.noalias() += h * recurrent;
+      gate.array().rowwise() += bias_row;
+      auto input_forget = gate.leftCols(2 * units).array();
+      input_forget = input_forget.logistic();
+      auto candidate = gate.middleCols(2 * units, units).array();
+      candidate = candidate.tanh();
+      auto output_gate = gate.rightCols(units).array();
+      output_gate = output_gate.logistic();
+      new_c.array() = gate.middleCols(units, units).array() * c.array() +
+                      gate.leftCols(units).array() * candidate;
+      new_h.array() = output_gate * new_c.array().tanh();
+      StridedRows<T> output(outputs + (first * time + step) * units, rows, units, state_stride);
+      if (all_valid) {
+        c.swap(new_c);
+        h.swap(new_h);
+        output = h;
+        continue;
+      }
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t b = first + r;
-        const int64_t cell = b * time + t;
-        T* gate = gates + cell * width;
-        Row<T> output(outputs + (b * time + step) * units, units);
-        std::memcpy(h_prev + cell * units, h.row(r).data(), units * sizeof(T));
-        std::memcpy(c_prev + cell * units, c.row(r).data(), units * sizeof(T));
-        if (t < lengths[b]) {
-          Row<T> pre(gate, width);
-          pre += projected.row(r).array() + bias_row;
-          rnn::Sigmoid(gate, 2 * units);
-          rnn::Tanh(gate + 2 * units, units);
-          rnn::Sigmoid(gate + 3 * units, units);
-          const ConstRow<T> i(gate, units), f(gate + units, units);
-          const ConstRow<T> g(gate + 2 * units, units), o(gate + 3 * units, units);
-          auto c_row = c.row(r).array();
-          c_row = f * c_row + i * g;
-          output = o * c_row.tanh();
-          h.row(r).array() = output;
+        if (valid[r]) {
+          c.row(r) = new_c.row(r);
+          h.row(r) = new_h.row(r);
+          output.row(r) = h.row(r);
         } else {
-          std::memset(gate, 0, width * sizeof(T));
+          gate.row(r).setZero();
           if (options.zero_output_for_mask || step == 0) {
-            output.setZero();
+            output.row(r).setZero();
           } else {
-            output = ConstRow<T>(outputs + (b * time + step - 1) * units, units);
+            output.row(r) = ConstRow<T>(outputs + ((first + r) * time + step - 1) * units, units)
+                                .matrix();
           }
         }
       }
@@ -77,6 +89,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 4 * units;
   const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
+  const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -84,46 +97,61 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
-    RowMatrix<T> d_out(rows, units);
+    RowMatrix<T> d_h_total(rows, units), tanh_c(rows, units), d_c_total(rows, units);
     RowMatrix<T> through_recurrence(rows, units);
+    std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t b = first + r;
-        const int64_t cell = b * time + t;
-        T* d_pre = pre_activation_grads + cell * width;
-        auto d_out_row = d_out.row(r).array();
-        d_out_row = ConstRow<T>(d_outputs + (b * time + step) * units, units) + carried.row(r).array();
-        if (t < lengths[b]) {
-          const T* gate = gates + cell * width;
-          const ConstRow<T> i(gate, units), f(gate + units, units);
-          const ConstRow<T> g(gate + 2 * units, units), o(gate + 3 * units, units);
-          const ConstRow<T> c_before(c_prev + cell * units, units);
-          const Eigen::Array<T, 1, Eigen::Dynamic> tanh_c = (f * c_before + i * g).tanh();
-          auto dh_row = dh.row(r).array();
-          auto dc_row = dc.row(r).array();
-          dh_row += d_out_row;
-          dc_row += dh_row * o * (T(1) - tanh_c * tanh_c);
-          Row<T>(d_pre, units) = dc_row * g * i * (T(1) - i);
-          Row<T>(d_pre + units, units) = dc_row * c_before * f * (T(1) - f);
-          Row<T>(d_pre + 2 * units, units) = dc_row * i * (T(1) - g * g);
-          Row<T>(d_pre + 3 * units, units) = dh_row * tanh_c * o * (T(1) - o);
-          dc_row *= f;
-          carried.row(r).setZero();
-        } else {
-          std::memset(d_pre, 0, width * sizeof(T));
-          if (options.zero_output_for_mask) {
+      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+      const int64_t cell = first * time + t;
+      const ConstStridedRows<T> d_out(d_outputs + (first * time + step) * units, rows, units,
+                                      state_stride);
+      d_h_total = d_out + carried;
+      if (all_valid) {
+        carried.setZero();
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r] || options.zero_output_for_mask) {
             carried.row(r).setZero();
           } else {
-            carried.row(r) = d_out.row(r);
+            carried.row(r) = d_h_total.row(r);
           }
         }
       }
-      const ConstStridedRows<T> d_pre_step(pre_activation_grads + (first * time + t) * width, rows,
-                                           width, Eigen::OuterStride<>(time * width));
-      through_recurrence.noalias() = d_pre_step * recurrent.transpose();
-      for (int64_t r = 0; r < rows; ++r) {
-        if (t < lengths[first + r]) dh.row(r) = through_recurrence.row(r);
+      d_h_total += dh;
+      const ConstStridedRows<T> gate(gates + cell * width, rows, width, gate_stride);
+      const auto i = gate.leftCols(units).array();
+      const auto f = gate.middleCols(units, units).array();
+      const auto g = gate.middleCols(2 * units, units).array();
+      const auto o = gate.rightCols(units).array();
+      const auto c_before =
+          ConstStridedRows<T>(c_prev + cell * units, rows, units, state_stride).array();
+      tanh_c.array() = (f * c_before + i * g).tanh();
+      d_c_total.array() =
+          dc.array() + d_h_total.array() * o * (T(1) - tanh_c.array() * tanh_c.array());
+      StridedRows<T> d_pre(pre_activation_grads + cell * width, rows, width, gate_stride);
+      d_pre.leftCols(units).array() = d_c_total.array() * g * i * (T(1) - i);
+      d_pre.middleCols(units, units).array() = d_c_total.array() * c_before * f * (T(1) - f);
+      d_pre.middleCols(2 * units, units).array() = d_c_total.array() * i * (T(1) - g * g);
+      d_pre.rightCols(units).array() = d_h_total.array() * tanh_c.array() * o * (T(1) - o);
+      if (all_valid) {
+        dc.array() = d_c_total.array() * f;
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) {
+            dc.row(r).array() = d_c_total.row(r).array() * f.row(r);
+          } else {
+            d_pre.row(r).setZero();
+          }
+        }
+      }
+      through_recurrence.noalias() = d_pre * recurrent.transpose();
+      if (all_valid) {
+        dh.swap(through_recurrence);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) dh.row(r) = through_recurrence.row(r);
+        }
       }
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
@@ -137,7 +165,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                       d_kernel);
   rnn::ParallelMatMul(device, h_prev, true, pre_activation_grads, false, units, cells, width,
                       d_recurrent_kernel);
-  rnn::ParallelColumnSums(device, pre_activation_grads, cells, width, d_bias);
+  rnn::ColumnSums(pre_activation_grads, cells, width, d_bias);
 }
 
 #define ZOO_INSTANTIATE_LSTM(T)                                                                  \

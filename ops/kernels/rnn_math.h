@@ -1,6 +1,6 @@
 // Shared building blocks of the fused recurrent kernels, in plain C++ over raw row-major buffers:
-// matrix products (large ones spread over a thread pool, per-step ones on the calling thread),
-// batch sharding and the activation functions. No TensorFlow types.
+// matrix products spread over a thread pool, column sums, batch sharding and padding masks. No
+// TensorFlow types.
 #ifndef ZOO_OPS_KERNELS_RNN_MATH_H_
 #define ZOO_OPS_KERNELS_RNN_MATH_H_
 
@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "Eigen/Core"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -70,17 +71,14 @@ void ParallelTransposedMatMulColumns(const Eigen::ThreadPoolDevice& device, cons
   out_block.device(device) = lhs.contract(rhs.slice(Index2{0, first}, Index2{k, count}), contract);
 }
 
-// sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer.
+// sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer. One pass over
+// contiguous rows: memory-bound, so a single thread suffices (Eigen's tensor reduction over the
+// outer axis of a row-major buffer is many times slower).
 template <typename T>
-void ParallelColumnSums(const Eigen::ThreadPoolDevice& device, const T* a, int64_t rows,
-                        int64_t cols, T* sums) {
-  Eigen::TensorMap<Eigen::Tensor<T, 1, Eigen::RowMajor>> out(sums, cols);
-  if (rows == 0) {
-    out.device(device) = out.constant(T(0));
-    return;
-  }
-  Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor>> in(a, rows, cols);
-  out.device(device) = in.sum(Eigen::array<Eigen::Index, 1>{0});
+void ColumnSums(const T* a, int64_t rows, int64_t cols, T* sums) {
+  Row<T> out(sums, cols);
+  out.setZero();
+  for (int64_t r = 0; r < rows; ++r) out += ConstRow<T>(a + r * cols, cols);
 }
 
 // Runs `shard(first_row, end_row)` over contiguous blocks of the batch on the threads of
@@ -116,16 +114,15 @@ inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
   return reverse ? time - 1 - step : step;
 }
 
-template <typename T>
-inline void Sigmoid(T* values, int64_t n) {
-  Row<T> v(values, n);
-  v = v.logistic();
-}
-
-template <typename T>
-inline void Tanh(T* values, int64_t n) {
-  Row<T> v(values, n);
-  v = v.tanh();
+// Which rows of a shard are inside their sequence at time index t; true when all are.
+inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
+                          std::vector<char>* valid) {
+  bool all_valid = true;
+  for (int64_t r = 0; r < rows; ++r) {
+    (*valid)[r] = t < lengths[first + r];
+    all_valid = all_valid && (*valid)[r];
+  }
+  return all_valid;
 }
 
 }  // namespace rnn
