@@ -42,14 +42,8 @@ def assert_same_outputs(got, want, atol=1e-5):
         np.testing.assert_allclose(np.array(g), np.array(w), atol=atol)
 
 
-def path_params():
-    return [pytest.param(p, id=p) for p in PATHS]
-
-
-def skip_unavailable(name, path):
-    if path == "fused" and not hasattr(ops, {"SimpleRNN": "simple_rnn_sequence", "GRU": "gru_sequence",
-                                              "LSTM": "lstm_sequence"}[name]):
-        pytest.skip(f"no fused kernel for {name}")
+# SimpleRNN has no fused kernel: it runs the loop (tested below), GRU and LSTM run both paths.
+LAYERS_AND_PATHS = [(name, path) for name in LAYER_NAMES for path in PATHS if (name, path) != ("SimpleRNN", "fused")]
 
 
 OPTIONS = [
@@ -61,22 +55,18 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("path", path_params())
-@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("name, path", LAYERS_AND_PATHS)
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "default")
 def test_matches_keras_without_mask(name, path, options):
-    skip_unavailable(name, path)
     theirs, ours = twins(name, path, **options)
     x = inputs()
     assert_same_outputs(ours(x), theirs(x))
     assert ours.implementation_used == path
 
 
-@pytest.mark.parametrize("path", path_params())
-@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("name, path", LAYERS_AND_PATHS)
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "default")
 def test_matches_keras_with_right_padded_mask(name, path, options):
-    skip_unavailable(name, path)
     theirs, ours = twins(name, path, **options)
     x = inputs()
     mask = right_padded_mask([6, 3, 1, 0])
@@ -101,10 +91,8 @@ def test_initial_state_matches_keras(name):
     assert_same_outputs(ours(x, initial_state=initial), theirs(x, initial_state=initial))
 
 
-@pytest.mark.parametrize("path", path_params())
-@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("name, path", LAYERS_AND_PATHS)
 def test_stateful_carries_state_like_keras(name, path):
-    skip_unavailable(name, path)
     theirs, ours = twins(name, path, stateful=True, return_sequences=True)
     theirs.reset_state()
     ours.reset_state()
@@ -117,10 +105,8 @@ def test_stateful_carries_state_like_keras(name, path):
     assert_same_outputs(ours(x), theirs(x))
 
 
-@pytest.mark.parametrize("path", path_params())
-@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("name, path", LAYERS_AND_PATHS)
 def test_gradients_match_keras(name, path):
-    skip_unavailable(name, path)
     theirs, ours = twins(name, path, return_sequences=True)
     x = tf.constant(inputs())
     mask = right_padded_mask([6, 4, 2, 1])
@@ -231,6 +217,21 @@ def test_forcing_a_path_that_cannot_apply_says_why():
         zoo.layers.GRU(H, implementation="fused", recurrent_dropout=0.2)(inputs())
     with pytest.raises(ValueError, match="implementation"):
         zoo.layers.LSTM(H, implementation="fast")
+
+
+def test_simple_rnn_has_no_fused_kernel_and_says_so():
+    layer = zoo.layers.SimpleRNN(H)
+    layer(inputs())
+    assert layer.implementation_used == "loop"
+    with pytest.raises(ValueError, match="no fused kernel for SimpleRNN"):
+        zoo.layers.SimpleRNN(H, implementation="fused")(inputs())
+
+
+@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+def test_auto_takes_the_fused_kernel_on_cpu(name):
+    layer = getattr(zoo.layers, name)(H)
+    layer(inputs())
+    assert layer.implementation_used == "fused"
 
 
 def test_auto_reports_the_loop_when_the_configuration_needs_it():
