@@ -149,6 +149,12 @@ class Seq2Seq(keras.Model):
         self.output_layer.build((None, None, self.units))
         self.built = True
 
+    @property
+    def input_dtype(self):
+        # Token ids: Keras converts array inputs to this dtype and gives SavedModel's default
+        # serving signature int32 inputs.
+        return "int32"
+
     @staticmethod
     def _check_ids(name, ids):
         if len(ids.shape) != 2:
