@@ -55,7 +55,8 @@ def course_tokens(text):
         `tf.string` ragged `[batch, None]` tokens.
     """
     text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
-    text = tf.strings.regex_replace(text, "[\u202f\u00a0]", " ")
+    # Every character str.split() splits on (Unicode separators, U+202F and U+00A0 among them).
+    text = tf.strings.regex_replace(text, r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\p{Z}]", " ")
     text = tf.strings.lower(text, encoding="utf-8")
     # preprocess_nmt puts a space before punctuation that lacks one; tokens come out the same when
     # every mark gets one, since splitting merges runs of spaces.
