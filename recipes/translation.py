@@ -258,10 +258,15 @@ def main(argv=None):
           f"{len(source_vocab)} source, {len(target_vocab)} target words", flush=True)
 
     def batches(split_sources, split_targets, shuffle):
-        return seq2seq_batches(
+        dataset = seq2seq_batches(
             split_sources, split_targets, args.batch_size, source_vocab, target_vocab,
             max_length=args.max_length, shuffle_buffer=len(split_sources) if shuffle else None, seed=args.seed,
         )
+        if strategy.num_replicas_in_sync > 1:
+            # Keras's fit under MirroredStrategy fails on a last batch that splits unevenly across
+            # replicas (AddN of per-replica [8, T] and [7, T]): leave the partial batch out.
+            dataset = dataset.filter(lambda inputs, targets, mask: tf.shape(targets)[0] == args.batch_size)
+        return dataset
 
     train_ds = batches(train_sources, train_targets, shuffle=True)
     val_ds = batches(val_sources, val_targets, shuffle=False) if val_sources else None
