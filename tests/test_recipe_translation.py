@@ -116,3 +116,22 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
     target_vocab = translation.Vocab.load(output / "target_vocab.txt", translation.SEQUENCE_RESERVED)
     in_process = translation.Translator(model, source_vocab, target_vocab, 8, 20)
     assert in_process(["go .", "i lost ."]) == result["batch"][:2]
+
+
+def test_time_budget_stops_when_another_epoch_would_overrun():
+    import time
+
+    import keras
+
+    model = keras.Sequential([keras.layers.Dense(1)])
+    budget = translation.TimeBudget(minutes=0.05 / 60)  # 50 ms
+    budget.set_model(model)
+    model.stop_training = False
+    budget.on_train_begin()
+    budget.on_epoch_begin(0)
+    budget.on_epoch_end(0)
+    assert not model.stop_training  # a fast epoch leaves room for another
+    budget.on_epoch_begin(1)
+    time.sleep(0.03)
+    budget.on_epoch_end(1)
+    assert model.stop_training  # 30 ms spent, and another 30 ms epoch would pass 50 ms
