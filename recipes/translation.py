@@ -21,6 +21,7 @@ unknown words `<unk>`, and only the first `--max-length - 1` tokens are read.
 """
 
 import argparse
+import functools
 import os
 import pathlib
 import time
@@ -163,7 +164,12 @@ def split_pairs(count, test_fraction, val_fraction, seed):
 
 
 def evaluate(translator, sources, references):
-    """Corpus BLEU and the course's mean sentence BLEU of the translations of `sources`."""
+    """Scores the translations of `sources`: corpus BLEU (up to 4-grams), the mean of the course's
+    sentence BLEU (k=2, as the course scores its test sentences) and the exact-match rate.
+
+    Returns:
+        `(scores, translations)`: a dict of the three figures, and the list of translations.
+    """
     translations = translator(sources)
     sentence_scores = [zoo.metrics.bleu(t, r, k=2) for t, r in zip(translations, references)]
     return {
@@ -283,11 +289,11 @@ def main(argv=None):
             bos_id=target_vocab.id_of(BOS), eos_id=target_vocab.id_of(EOS), pad_id=target_vocab.id_of(PAD),
         )
 
-    translators = {}
+    # One translator for every epoch's report, so its graph is traced once.
+    epoch_translator = functools.cache(make_translator)
 
     def show_course_sentences(model, epoch, logs):
-        translator = translators.setdefault(id(model), make_translator(model))
-        return f"epoch {epoch} translations:\n" + format_course_sentences(course_sentences(translator))
+        return f"epoch {epoch} translations:\n" + format_course_sentences(course_sentences(epoch_translator(model)))
 
     model, _ = common.run_training(
         build_model, train_ds, val_ds, args, strategy=strategy, loss=sequence_loss(),
