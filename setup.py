@@ -81,6 +81,8 @@ setup(
         "sentencepiece>=0.2,<0.3",
         "numpy",
         "matplotlib",
+        # keras.callbacks.TensorBoard needs it; TF 2.21 no longer installs it.
+        "tensorboard==2.21.*",
     ],
     extras_require={"test": ["pytest>=8"]},
 )

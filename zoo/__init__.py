@@ -1,7 +1,12 @@
 """Recurrent networks for Keras 3: cells, sequence layers with fast paths, models, text pipeline."""
 
-from zoo import cells, layers
+from zoo import attention, cells, crf, decoding, layers, metrics, text
+from zoo.attention import AdditiveAttention, AttentionDecoderCell, attention_decoder_step_fn
 from zoo.cells import GRUCell, LayerNormLSTMCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell
+from zoo.crf import CRF, CRFTagger, crf_log_likelihood, crf_log_norm, crf_sequence_score, viterbi_decode
+from zoo.decoding import BeamSearchResult, beam_search, greedy_decode, sample
 from zoo.layers import GRU, LSTM, Bidirectional, SimpleRNN, StackedRNN, portable_graph
+from zoo.metrics import Perplexity, bleu, corpus_bleu, entity_f1, entity_spans, token_accuracy
+from zoo.text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer
 
 __version__ = "0.1.0"
