@@ -137,6 +137,11 @@ class SequenceClassifier(keras.Model):
         self.encoding_dropout = keras.layers.Dropout(dropout, name="encoding_dropout")
         self.classes = keras.layers.Dense(num_classes, activation="softmax", name="classes")
 
+    @property
+    def input_dtype(self):
+        # Token ids, not floats: Keras's SavedModel traversal traces a default signature in this dtype.
+        return "int32"
+
     def build(self, token_ids_shape):
         batch, time = tuple(token_ids_shape)[:2]
         self.embedding.build((batch, time))
