@@ -52,6 +52,10 @@ class CleaningTokenizer(tf.Module):
     def tokenize(self, text):
         return self.tokenizer.tokenize(clean_text(text))
 
+    def id_of(self, name):
+        """The id of a special piece (BPE); `classification_batches` checks that `<pad>` is 0."""
+        return self.tokenizer.id_of(name)
+
 
 class TextClassifierExport(tf.Module):
     """What `saved_model/` holds: tokenizer, vocabulary, model and label names behind `classify`.
