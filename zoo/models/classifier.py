@@ -143,7 +143,9 @@ class SequenceClassifier(keras.Model):
         return "int32"
 
     def build(self, token_ids_shape):
-        batch, time = tuple(token_ids_shape)[:2]
+        if len(token_ids_shape) != 2:
+            raise ValueError(f"SequenceClassifier takes token ids [batch, time], got shape {tuple(token_ids_shape)}")
+        batch, time = tuple(token_ids_shape)
         self.embedding.build((batch, time))
         self.encoder.build((batch, time, self.embedding_dim))
         width = self.units * (2 if self.bidirectional else 1)
