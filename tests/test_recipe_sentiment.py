@@ -8,8 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from recipes import sentiment
+from recipes import common, sentiment
+from zoo import layers as zoo_layers
+from zoo.models.classifier import SequenceClassifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--max-length", "40", "--embedding-dim", "8", "--units", "8"]
@@ -48,25 +51,41 @@ def imdb_slice(data_file, tmp_path):
     return path
 
 
-@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
-def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path, tokenizer):
+def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    extra = ["--bpe-vocab-size", "300"] if tokenizer == "bpe" else []
-    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), "--tokenizer", tokenizer,
-                             *TINY_MODEL, *extra])
+    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL])
     for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model"):
         assert (output_dir / name).exists(), name
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
     assert final["test_examples"] == 12  # 20% of 60, never trained on
     assert final["test_accuracy"] == pytest.approx(result["test_accuracy"])
     assert final["label_names"] == ["0", "1"]
+    check_classify(output_dir / "saved_model", "word")
 
-    out = classify_in_subprocess(output_dir / "saved_model", tokenizer)
+
+def check_classify(saved_model, tokenizer):
+    out = classify_in_subprocess(saved_model, tokenizer)
     assert not out["zoo_imported"]
     probabilities = np.array(out["probabilities"])
     assert probabilities.shape == (5, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert set(out["labels"]) <= {"0", "1"}
+
+
+def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
+    args = sentiment.build_parser().parse_args(["--data", str(imdb_slice), "--tokenizer", "bpe",
+                                                "--bpe-vocab-size", "300"])
+    texts, _ = sentiment.load_examples(args)
+    tokenizer, vocab = sentiment.build_tokenizer(args, texts)
+    assert vocab is None and tokenizer.tokenizer.vocab_size == 300
+    model = SequenceClassifier(300, 2, embedding_dim=4, units=4, num_layers=1)
+    export = sentiment.TextClassifierExport(model, tokenizer, vocab, ["0", "1"], max_length=50)
+    in_process = export.classify(tf.constant(["A wonderful film.<br />Loved it", ""]))["probabilities"]
+    ids = tf.constant([tokenizer.tokenize(tf.constant("A wonderful film.<br />Loved it")).numpy().tolist()])
+    np.testing.assert_allclose(in_process[0], model(ids)[0], rtol=1e-6)
+    with zoo_layers.portable_graph():
+        common.export_saved_model(export, tmp_path / "saved_model", {"classify": export.classify})
+    check_classify(tmp_path / "saved_model", "bpe")
 
 
 def test_split_is_disjoint_and_fixed():
