@@ -120,13 +120,18 @@ def predict_tag_ids(model, inputs):
     return tf.argmax(outputs, axis=-1, output_type=tf.int32)
 
 
-def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, seed, with_mask_weights):
+def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, seed, with_mask_weights,
+                    word_dropout=0.0):
     """Batches `(inputs, tag_ids[, mask])`, encoded by `encoder` batch by batch (the same code as the export).
 
     Args:
         with_mask_weights: yield the padding mask as sample weights (softmax training); the CRF reads
             the mask from the model instead.
+        word_dropout: the chance that a word id is replaced by `<unk>` (training only): the `<unk>`
+            embedding gets trained and the tagger learns to lean on characters and context, as it
+            must for words it never saw.
     """
+    unk_id = encoder.word_vocab.unk_id
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
     )
@@ -135,6 +140,11 @@ def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, se
 
     def encode(tokens, token_tags):
         inputs, mask = encoder(tokens)
+        if word_dropout:
+            word_ids = inputs[0] if isinstance(inputs, tuple) else inputs
+            dropped = tf.random.uniform(tf.shape(word_ids), seed=seed) < word_dropout
+            word_ids = tf.where(dropped & mask, unk_id, word_ids)
+            inputs = (word_ids, inputs[1]) if isinstance(inputs, tuple) else word_ids
         tag_ids = tag_vocab.to_ids(token_tags).to_tensor(0, shape=tf.shape(mask, out_type=tf.int64))
         if with_mask_weights:
             return inputs, tag_ids, tf.cast(mask, tf.float32)
@@ -159,6 +169,8 @@ def build_parser():
     data.add_argument("--validation-fraction", type=float, default=0.1)
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
+    data.add_argument("--word-dropout", type=float, default=0.0,
+                      help="training: replace this share of word ids by <unk>")
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=int, default=20)
     data.add_argument("--max-tokens", type=int, default=1000, help="the export cuts longer sentences")
@@ -257,11 +269,11 @@ def main(argv=None):
 
     softmax = args.output == "softmax"
 
-    def batches(part_sentences, part_tags, shuffle):
+    def batches(part_sentences, part_tags, shuffle, word_dropout=0.0):
         return tagging_dataset(part_sentences, part_tags, encoder, tag_vocab, args.batch_size, shuffle, args.seed,
-                               with_mask_weights=softmax)
+                               with_mask_weights=softmax, word_dropout=word_dropout)
 
-    train_ds = batches(train_sentences, train_tags, True)
+    train_ds = batches(train_sentences, train_tags, True, args.word_dropout)
     val_ds = batches([sentences[i] for i in validation], [tags[i] for i in validation], False)
     dev_ds = batches(dev_sentences, dev_tags, False)
 

@@ -83,3 +83,16 @@ def test_missing_file_is_a_one_line_error(tmp_path, capsys):
         tagging.main(["--data", str(tmp_path / "none.conll"), "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().startswith("error: --data")
+
+
+def test_word_dropout_replaces_only_real_words_by_unk():
+    vocab = tagging.zoo_text.Vocab([["a", "b"]], reserved_tokens=tagging.zoo_text.SEQUENCE_RESERVED)
+    tags = tagging.zoo_text.Vocab([["X"]], reserved_tokens=(), unk_token=None)
+    encoder = tagging.TokenEncoder(vocab, None, lowercase=True, max_chars=5)
+    sentences = [["a", "b", "a"], ["b"]]
+    labels = [["X"] * 3, ["X"]]
+    kept = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))[0].numpy()
+    dropped = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False,
+                                                word_dropout=1.0)))[0].numpy()
+    assert kept.tolist() == [[vocab.id_of("a"), vocab.id_of("b"), vocab.id_of("a")], [vocab.id_of("b"), 0, 0]]
+    assert dropped.tolist() == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]

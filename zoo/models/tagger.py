@@ -136,6 +136,10 @@ class SequenceTagger(keras.Model):
         return word_ids, char_ids
 
     def build(self, inputs_shape):
+        pair = isinstance(inputs_shape, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in inputs_shape)
+        if self.uses_chars != pair:
+            # Same messages as a call on the wrong inputs: Keras builds before it calls.
+            self._split_inputs([None, None] if pair else None)
         if self.uses_chars:
             words_shape, chars_shape = (tuple(shape) for shape in inputs_shape)
             self.char_embedding.build(chars_shape)
