@@ -1,0 +1,52 @@
+"""Tagging quality: UD English EWT dev UPOS accuracy and WNUT-17 dev entity F1, softmax vs CRF output.
+
+Each configuration is one full run of `recipes.tagging` (its defaults: BiLSTM 100 + character CNN,
+early stopping on a validation split of the training file); the figures come from the run's
+`metrics.json`. Targets: UPOS accuracy >= 0.92, WNUT-17 entity F1 >= 0.30.
+
+Usage (from the repository root):
+    ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/tagging_quality.py \
+        [--runs ud-ewt:crf ud-ewt:softmax wnut17:crf wnut17:softmax] [--out-root runs/bench-tagging]
+"""
+
+import argparse
+import json
+import pathlib
+import shutil
+
+from recipes import tagging
+
+TARGETS = {"ud-ewt": ("dev_token_accuracy", 0.92), "wnut17": ("dev_entity_f1", 0.30)}
+
+
+def run(corpus, output, out_root, extra):
+    output_dir = out_root / f"{corpus}-{output}"
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tagging.main(["--corpus", corpus, "--output", output, "--output-dir", str(output_dir), *extra])
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    return {key: final[key] for key in final if key.startswith("dev_") or key in ("epochs", "train_seconds")}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", default=["ud-ewt:crf", "ud-ewt:softmax", "wnut17:crf", "wnut17:softmax"])
+    parser.add_argument("--out-root", type=pathlib.Path, default=pathlib.Path("runs/bench-tagging"))
+    parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
+    args = parser.parse_args()
+    results = {}
+    for name in args.runs:
+        corpus, output = name.split(":")
+        results[name] = run(corpus, output, args.out_root, args.extra)
+        key, target = TARGETS[corpus]
+        print(f"RESULT {name}: {key} {results[name][key]:.4f} (target {target}), "
+              f"{results[name]['epochs']} epochs, {results[name]['train_seconds']:.0f} s", flush=True)
+    for corpus in TARGETS:
+        key = TARGETS[corpus][0]
+        if f"{corpus}:crf" in results and f"{corpus}:softmax" in results:
+            gain = results[f"{corpus}:crf"][key] - results[f"{corpus}:softmax"][key]
+            print(f"RESULT {corpus}: CRF gain over softmax in {key}: {gain:+.4f}", flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

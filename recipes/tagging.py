@@ -1,0 +1,315 @@
+"""Sequence tagging (many-to-many, aligned): part-of-speech tags or named entities, one tag per word.
+
+`python -m recipes.tagging` trains a bidirectional LSTM tagger (`zoo.models.SequenceTagger`, with
+character-CNN word features) with a softmax or a CRF output (`--output`) on
+
+- `--corpus ud-ewt` (default): UD English EWT, CoNLL-U, UPOS tags; train on
+  `$ZOO_DATA_DIR/ud_english_ewt/en_ewt-ud-train.subset.conllu`, evaluate on `en_ewt-ud-dev.conllu`;
+- `--corpus wnut17`: WNUT-17 named entities, `token<TAB>BIO-tag`; `wnut17/wnut17train.conll` and
+  `emerging.dev.conll`;
+- or your own files: `--data TRAIN --dev DEV --format conllu|conll`.
+
+A validation split (`--validation-fraction` of the training sentences) drives the per-epoch
+validation and early stopping; the dev file is only evaluated at the end: token accuracy, and for BIO
+tags entity-level precision, recall and F1 (exact spans, as conlleval).
+
+The run's `saved_model/` has a `tag` signature: sentences (tokens separated by whitespace, as in the
+training data) in, their `tokens` and `tags` out (padded with ""). It runs in plain TensorFlow.
+"""
+
+import argparse
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from recipes import common
+from zoo import crf as zoo_crf
+from zoo import layers as zoo_layers
+from zoo import metrics as zoo_metrics
+from zoo import text as zoo_text
+from zoo.models.tagger import build_tagger
+
+DATA_ENV = "ZOO_DATA_DIR"
+CORPORA = {
+    "ud-ewt": ("conllu", "ud_english_ewt/en_ewt-ud-train.subset.conllu", "ud_english_ewt/en_ewt-ud-dev.conllu"),
+    "wnut17": ("conll", "wnut17/wnut17train.conll", "wnut17/emerging.dev.conll"),
+}
+
+
+class TokenEncoder(tf.Module):
+    """Tokens → the tagger's inputs, in-graph: word ids (lowercased lookup) and character ids.
+
+    Args:
+        word_vocab: word → id, `<pad>` = 0.
+        char_vocab: character → id, `<pad>` = 0; `None`: no character inputs.
+        lowercase: look words up lowercased (the characters keep their case).
+        max_chars: characters kept per word (its first ones).
+    """
+
+    def __init__(self, word_vocab, char_vocab, lowercase, max_chars):
+        super().__init__(name="token_encoder")
+        self.word_vocab = word_vocab
+        self.char_vocab = char_vocab
+        self.lowercase = lowercase
+        self.max_chars = max_chars
+
+    def words_of(self, tokens):
+        return tf.strings.lower(tokens) if self.lowercase else tokens
+
+    def chars_of(self, tokens):
+        return tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
+
+    def __call__(self, tokens):
+        """Ragged tokens [batch, (time)] → `(inputs, mask [batch, time])`, padded to one step at least.
+
+        `inputs` is word ids [batch, time], or `(word_ids, char_ids [batch, time, chars])`.
+        """
+        word_ids = _at_least_one(self.word_vocab.to_ids(self.words_of(tokens)).to_tensor(0), rank=2)
+        mask = tf.not_equal(word_ids, 0)
+        if self.char_vocab is None:
+            return word_ids, mask
+        char_ids = self.char_vocab.to_ids(self.chars_of(tokens))[:, :, : self.max_chars].to_tensor(0)
+        char_ids = _at_least_one(char_ids, rank=3)
+        # Both must span the same time steps, whatever padding each needed.
+        char_ids = char_ids[:, : tf.shape(word_ids)[1]]
+        return (word_ids, char_ids), mask
+
+
+def _at_least_one(ids, rank):
+    """Pads every axis after the batch axis to length 1 at least (an empty sentence still has a step)."""
+    shape = tf.shape(ids)
+    return tf.pad(ids, [[0, 0]] + [[0, tf.maximum(1 - shape[axis], 0)] for axis in range(1, rank)])
+
+
+class TaggerExport(tf.Module):
+    """What `saved_model/` holds: the encoder, tag names and model behind `tag`.
+
+    Args:
+        model: a trained `SequenceTagger` (softmax) or `CRFTagger`.
+        encoder: the `TokenEncoder` it was trained with.
+        tag_vocab: tag → id.
+        max_tokens: longer sentences are cut to their first `max_tokens` tokens.
+    """
+
+    def __init__(self, model, encoder, tag_vocab, max_tokens):
+        super().__init__(name="tagger")
+        self.model = model
+        self.encoder = encoder
+        self.tag_vocab = tag_vocab
+        self.max_tokens = max_tokens
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def tag(self, sentences):
+        """Sentences [batch] → `tokens` and `tags` [batch, time] (strings, "" after each sentence's end)."""
+        sentences = tf.strings.unicode_transcode(sentences, "UTF-8", "UTF-8", errors="replace")
+        tokens = tf.strings.split(sentences)[:, : self.max_tokens]
+        inputs, mask = self.encoder(tokens)
+        tags = tf.where(mask, self.tag_vocab.to_tokens(predict_tag_ids(self.model, inputs)), "")
+        return {"tokens": tokens.to_tensor("", shape=tf.shape(mask, out_type=tf.int64)), "tags": tags}
+
+
+def predict_tag_ids(model, inputs):
+    """Tag ids [batch, time]: the CRF's Viterbi path, or each word's most probable tag."""
+    outputs = model(inputs, training=False)
+    if isinstance(model, zoo_crf.CRFTagger):
+        return outputs
+    return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+
+
+def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, seed, with_mask_weights,
+                    word_dropout=0.0):
+    """Batches `(inputs, tag_ids[, mask])`, encoded by `encoder` batch by batch (the same code as the export).
+
+    Args:
+        with_mask_weights: yield the padding mask as sample weights (softmax training); the CRF reads
+            the mask from the model instead.
+        word_dropout: the chance that a word id is replaced by `<unk>` (training only): the `<unk>`
+            embedding gets trained and the tagger learns to lean on characters and context, as it
+            must for words it never saw.
+    """
+    unk_id = encoder.word_vocab.unk_id
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
+    )
+    if shuffle:
+        dataset = dataset.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
+
+    def encode(tokens, token_tags):
+        inputs, mask = encoder(tokens)
+        if word_dropout:
+            word_ids = inputs[0] if isinstance(inputs, tuple) else inputs
+            dropped = tf.random.uniform(tf.shape(word_ids), seed=seed) < word_dropout
+            word_ids = tf.where(dropped & mask, unk_id, word_ids)
+            inputs = (word_ids, inputs[1]) if isinstance(inputs, tuple) else word_ids
+        tag_ids = tag_vocab.to_ids(token_tags).to_tensor(0, shape=tf.shape(mask, out_type=tf.int64))
+        if with_mask_weights:
+            return inputs, tag_ids, tf.cast(mask, tf.float32)
+        return inputs, tag_ids
+
+    return dataset.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m recipes.tagging", description=__doc__.split("\n")[0])
+    common.add_common_arguments(parser, recipe="tagging", epochs=20, batch_size=32, learning_rate=2e-3,
+                                clip_norm=5.0)
+    data = parser.add_argument_group("data")
+    data.add_argument("--corpus", choices=sorted(CORPORA), default="ud-ewt",
+                      help=f"default files under ${DATA_ENV} (--data/--dev/--format override them)")
+    data.add_argument("--dev", type=pathlib.Path, default=None, help="the evaluation file")
+    data.add_argument("--format", choices=("conllu", "conll"), default=None,
+                      help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag")
+    data.add_argument("--tag-column", choices=("upos", "xpos"), default="upos", help="CoNLL-U tag column")
+    data.add_argument("--validation-fraction", type=float, default=0.1)
+    data.add_argument("--split-seed", type=int, default=0)
+    data.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
+    data.add_argument("--word-dropout", type=float, default=0.0,
+                      help="training: replace this share of word ids by <unk>")
+    data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    data.add_argument("--max-chars", type=int, default=20)
+    data.add_argument("--max-tokens", type=int, default=1000, help="the export cuts longer sentences")
+    model = parser.add_argument_group("model")
+    model.add_argument("--output", choices=("crf", "softmax"), default="crf")
+    model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    model.add_argument("--embedding-dim", type=int, default=100)
+    model.add_argument("--units", type=int, default=100)
+    model.add_argument("--num-layers", type=int, default=1)
+    model.add_argument("--chars", action=argparse.BooleanOptionalAction, default=True,
+                       help="character-CNN word features")
+    model.add_argument("--char-embedding-dim", type=int, default=25)
+    model.add_argument("--char-filters", type=int, default=50)
+    model.add_argument("--dropout", type=float, default=0.5)
+    model.add_argument("--patience", type=int, default=3,
+                       help="stop after this many epochs without a better validation accuracy (0: never)")
+    return parser
+
+
+def resolve_files(args):
+    """`(format, train path, dev path)` from the flags and `--corpus` defaults."""
+    corpus_format, train_name, dev_name = CORPORA[args.corpus]
+    root = os.environ.get(DATA_ENV)
+
+    def default(name, flag):
+        if not root:
+            raise common.RecipeError(f"pass {flag} FILE or set {DATA_ENV} (the folder of the data sets)")
+        return pathlib.Path(root) / name
+
+    train = args.data if args.data is not None else default(train_name, "--data")
+    dev = args.dev if args.dev is not None else default(dev_name, "--dev")
+    file_format = args.format or (
+        corpus_format if args.data is None else ("conllu" if train.suffix == ".conllu" else "conll")
+    )
+    return file_format, train, dev
+
+
+def read_tagged(path, file_format, tag_column):
+    try:
+        if file_format == "conllu":
+            return zoo_text.read_conllu(path, tag_column)
+        return zoo_text.read_conll(path)
+    except (OSError, ValueError) as error:
+        raise common.RecipeError(str(error)) from error
+
+
+def is_bio(tag_names):
+    return all(tag == "O" or tag[:2] in ("B-", "I-") for tag in tag_names)
+
+
+def evaluate(model, dataset, sentences, tags, tag_vocab):
+    """Token accuracy (and entity P/R/F1 for BIO tags) of the model's tags on `dataset`'s sentences."""
+    predicted = []
+    for batch in dataset:
+        inputs = batch[0]
+        ids = predict_tag_ids(model, inputs).numpy()
+        predicted.extend(row.tolist() for row in ids)
+    predicted = [tag_vocab.to_tokens(row[: len(words)]) for row, words in zip(predicted, sentences)]
+    figures = {"token_accuracy": zoo_metrics.token_accuracy(tags, predicted)}
+    if is_bio(tag_vocab.idx_to_token):
+        entities = zoo_metrics.entity_f1(tags, predicted)
+        figures.update({f"entity_{key}": entities[key] for key in ("precision", "recall", "f1", "support")})
+    return figures
+
+
+@common.entry_point
+def main(argv=None):
+    args = common.parse_args(build_parser(), argv)
+    strategy = common.setup(args)
+    file_format, train_path, dev_path = resolve_files(args)
+    sentences, tags = read_tagged(train_path, file_format, args.tag_column)
+    dev_sentences, dev_tags = read_tagged(dev_path, file_format, args.tag_column)
+    order = np.random.default_rng(args.split_seed).permutation(len(sentences))
+    validation_size = int(round(len(sentences) * args.validation_fraction))
+    if not 1 <= validation_size < len(sentences):
+        raise common.RecipeError(f"{len(sentences)} sentences are too few for --validation-fraction "
+                                 f"{args.validation_fraction}")
+    train = [int(i) for i in order[validation_size:]]
+    validation = [int(i) for i in order[:validation_size]]
+    print(f"{file_format} {train_path}: {len(train)} training and {len(validation)} validation sentences; "
+          f"dev {dev_path}: {len(dev_sentences)} sentences", flush=True)
+
+    train_sentences = [sentences[i] for i in train]
+    train_tags = [tags[i] for i in train]
+    # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
+    tag_vocab = zoo_text.Vocab(tags + dev_tags, reserved_tokens=(), unk_token=None)
+    words = [[word.lower() if args.lowercase else word for word in row] for row in train_sentences]
+    word_vocab = zoo_text.Vocab(words, min_freq=args.min_freq, reserved_tokens=zoo_text.SEQUENCE_RESERVED)
+    char_vocab = None
+    if args.chars:
+        char_vocab = zoo_text.Vocab([list(word) for row in train_sentences for word in row],
+                                    reserved_tokens=zoo_text.SEQUENCE_RESERVED)
+    encoder = TokenEncoder(word_vocab, char_vocab, args.lowercase, args.max_chars)
+    print(f"{len(tag_vocab)} tags, {len(word_vocab)} words"
+          + (f", {len(char_vocab)} characters" if char_vocab is not None else ""), flush=True)
+
+    softmax = args.output == "softmax"
+
+    def batches(part_sentences, part_tags, shuffle, word_dropout=0.0):
+        return tagging_dataset(part_sentences, part_tags, encoder, tag_vocab, args.batch_size, shuffle, args.seed,
+                               with_mask_weights=softmax, word_dropout=word_dropout)
+
+    train_ds = batches(train_sentences, train_tags, True, args.word_dropout)
+    val_ds = batches([sentences[i] for i in validation], [tags[i] for i in validation], False)
+    dev_ds = batches(dev_sentences, dev_tags, False)
+
+    def build_model():
+        return build_tagger(
+            args.output, vocab_size=len(word_vocab), num_tags=len(tag_vocab), embedding_dim=args.embedding_dim,
+            units=args.units, num_layers=args.num_layers, cell_type=args.cell,
+            char_vocab_size=len(char_vocab) if char_vocab is not None else None,
+            char_embedding_dim=args.char_embedding_dim, char_filters=args.char_filters, dropout=args.dropout)
+
+    callbacks = []
+    if args.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True))
+    started = time.perf_counter()
+    model, _ = common.run_training(
+        build_model, train_ds, val_ds, args, strategy=strategy,
+        loss="sparse_categorical_crossentropy" if softmax else None,
+        metrics=[] if softmax else ["accuracy"], callbacks=callbacks,
+        compile_kwargs={"weighted_metrics": ["accuracy"]} if softmax else None,
+        units_per_epoch=sum(len(row) for row in train_sentences), unit="tokens")
+    train_seconds = time.perf_counter() - started
+
+    figures = evaluate(model, dev_ds, dev_sentences, dev_tags, tag_vocab)
+    print("dev: " + ", ".join(f"{key} {value:.4f}" for key, value in figures.items()) + f" ({train_seconds:.0f} s "
+          "training)", flush=True)
+    common.record_final(args, **{f"dev_{key}": value for key, value in figures.items()},
+                        train_seconds=train_seconds, tag_names=tag_vocab.idx_to_token)
+
+    export = TaggerExport(model, encoder, tag_vocab, args.max_tokens)
+    # Traced before tf.saved_model.save opens its save context: ask the zoo layers for portable ops.
+    with zoo_layers.portable_graph():
+        common.export_saved_model(export, common.output_path(args, "saved_model"), {"tag": export.tag})
+    print(f"saved {common.output_path(args, 'saved_model')}", flush=True)
+    return {**figures, "output_dir": args.output_dir}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""SequenceClassifier and masked pooling: NumPy references, padding invariance, .keras round trip."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.models.classifier import POOLING_MODES, SequenceClassifier, masked_pooling
+
+
+def numpy_pooling(sequences, lengths, mode):
+    rows = []
+    for row, length in zip(sequences, lengths):
+        real = row[:length]
+        if length == 0:
+            width = row.shape[-1] * (2 if mode in ("first_last", "mean_max") else 1)
+            rows.append(np.zeros(width, row.dtype))
+        elif mode == "first_last":
+            rows.append(np.concatenate([real[0], real[-1]]))
+        elif mode == "mean":
+            rows.append(real.mean(axis=0))
+        elif mode == "max":
+            rows.append(real.max(axis=0))
+        else:
+            rows.append(np.concatenate([real.mean(axis=0), real.max(axis=0)]))
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("mode", POOLING_MODES)
+def test_masked_pooling_matches_numpy(mode):
+    rng = np.random.default_rng(0)
+    sequences = rng.normal(size=(4, 6, 3)).astype("float32") - 2.0  # negatives: max must ignore padding
+    lengths = np.array([6, 3, 1, 0])
+    mask = np.arange(6)[None] < lengths[:, None]
+    got = masked_pooling(tf.constant(sequences), tf.constant(mask), mode).numpy()
+    np.testing.assert_allclose(got, numpy_pooling(sequences, lengths, mode), rtol=1e-6, atol=1e-6)
+
+
+def test_masked_pooling_rejects_unknown_mode_and_rank():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        masked_pooling(tf.zeros((1, 2, 3)), None, "median")
+    with pytest.raises(ValueError, match=r"\[batch, time, features\]"):
+        masked_pooling(tf.zeros((2, 3)), None, "mean")
+
+
+def small_classifier(**kwargs):
+    config = dict(vocab_size=30, num_classes=3, embedding_dim=6, units=5, num_layers=2, dropout=0.3)
+    config.update(kwargs)
+    return SequenceClassifier(**config)
+
+
+@pytest.mark.parametrize("pooling,cell_type", [("first_last", "lstm"), ("mean_max", "gru")])
+def test_padding_does_not_change_predictions(pooling, cell_type):
+    model = small_classifier(pooling=pooling, cell_type=cell_type, pool_embeddings=True)
+    short = np.array([[4, 9, 2]])
+    padded = np.array([[4, 9, 2, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
+    np.testing.assert_allclose(model(short).numpy()[0], model(padded).numpy()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_first_last_pooling_reads_the_last_real_step():
+    model = small_classifier(pooling="first_last", num_layers=1)
+    ids = np.array([[4, 9, 2, 0, 0]])
+    mask = ids != 0
+    embedded = model.embedding(ids)
+    outputs = model.encoder(embedded, mask=tf.constant(mask)).numpy()
+    expected = np.concatenate([outputs[0, 0], outputs[0, 2]])
+    np.testing.assert_allclose(model.encode(ids).numpy()[0], expected, rtol=1e-6)
+
+
+def test_keras_round_trip_is_exact(tmp_path):
+    model = small_classifier(pooling="mean", pool_embeddings=True)
+    ids = np.array([[3, 4, 5, 0], [6, 7, 8, 9]])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(ids, np.array([0, 2]), epochs=1, verbose=0)
+    model.save(tmp_path / "classifier.keras")
+    restored = keras.models.load_model(tmp_path / "classifier.keras")
+    assert isinstance(restored, SequenceClassifier)
+    assert restored.get_config() == model.get_config()
+    np.testing.assert_array_equal(restored(ids).numpy(), model(ids).numpy())
+
+
+def test_bad_arguments_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="num_classes"):
+        SequenceClassifier(vocab_size=10, num_classes=1)
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier(vocab_size=10, num_classes=2, pooling="median")
+    model = small_classifier()
+    with pytest.raises(ValueError, match=r"\[batch, time\]"):
+        model(np.array([1, 2, 3]))

@@ -1,0 +1,124 @@
+"""recipes.sentiment end to end on a slice of the IMDb subset, on mocked TFDS, and its exported `classify`."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes import common, sentiment
+from zoo import layers as zoo_layers
+from zoo.models.classifier import SequenceClassifier
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--max-length", "40", "--embedding-dim", "8", "--units", "8"]
+
+# Runs in a fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
+LOAD_AND_CLASSIFY = r'''
+import json, sys
+import tensorflow as tf
+if sys.argv[2] == "bpe":
+    import tensorflow_text  # registers the sentencepiece op
+classify = tf.saved_model.load(sys.argv[1]).signatures["classify"]
+texts = ["A wonderful film.<br />Loved it", "", "great " * 20000, "zzqx unknownwordzz", b"\xff\xfe not utf-8 \xc3"]
+out = classify(texts=tf.constant(texts))
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "labels": [label.decode() for label in out["label"].numpy()],
+                  "zoo_imported": any(name == "zoo" or name.startswith("zoo.") for name in sys.modules)}))
+'''
+
+
+def classify_in_subprocess(saved_model, tokenizer):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_CLASSIFY, str(saved_model), tokenizer],
+        capture_output=True, text=True, cwd="/", env=environment, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def imdb_slice(data_file, tmp_path):
+    """The header and 60 reviews of the IMDb subset (lines split on \\n only: some reviews hold U+0085)."""
+    lines = data_file("imdb_subset/train.tsv").read_bytes().split(b"\n")
+    path = tmp_path / "imdb_slice.tsv"
+    path.write_bytes(b"\n".join(lines[:61]) + b"\n")
+    return path
+
+
+def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
+    output_dir = tmp_path / "run"
+    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL])
+    for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model"):
+        assert (output_dir / name).exists(), name
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    assert final["test_examples"] == 12  # 20% of 60, never trained on
+    assert final["test_accuracy"] == pytest.approx(result["test_accuracy"])
+    assert final["label_names"] == ["0", "1"]
+    check_classify(output_dir / "saved_model", "word")
+
+
+def check_classify(saved_model, tokenizer):
+    out = classify_in_subprocess(saved_model, tokenizer)
+    assert not out["zoo_imported"]
+    probabilities = np.array(out["probabilities"])
+    assert probabilities.shape == (5, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(out["labels"]) <= {"0", "1"}
+
+
+def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
+    args = sentiment.build_parser().parse_args(["--data", str(imdb_slice), "--tokenizer", "bpe",
+                                                "--bpe-vocab-size", "300"])
+    texts, _ = sentiment.load_examples(args)
+    tokenizer, vocab = sentiment.build_tokenizer(args, texts)
+    assert vocab is None and tokenizer.tokenizer.vocab_size == 300
+    model = SequenceClassifier(300, 2, embedding_dim=4, units=4, num_layers=1)
+    export = sentiment.TextClassifierExport(model, tokenizer, vocab, ["0", "1"], max_length=50)
+    in_process = export.classify(tf.constant(["A wonderful film.<br />Loved it", ""]))["probabilities"]
+    ids = tf.constant([tokenizer.tokenize(tf.constant("A wonderful film.<br />Loved it")).numpy().tolist()])
+    np.testing.assert_allclose(in_process[0], model(ids)[0], rtol=1e-6)
+    with zoo_layers.portable_graph():
+        common.export_saved_model(export, tmp_path / "saved_model", {"classify": export.classify})
+    check_classify(tmp_path / "saved_model", "bpe")
+
+
+def test_split_is_disjoint_and_fixed():
+    train, validation, test = sentiment.split_indices(100, 0.2, 0.15, seed=0)
+    assert len(test) == 20 and len(validation) == 12 and len(train) == 68
+    assert len(set(train) | set(validation) | set(test)) == 100
+    np.testing.assert_array_equal(test, sentiment.split_indices(100, 0.2, 0.15, seed=0)[2])
+
+
+def test_csv_with_chosen_columns(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('stars,review\nbad,"awful, boring"\ngood,"fine, ""great"""\n', encoding="utf-8")
+    args = sentiment.build_parser().parse_args(["--data", str(path), "--text-column", "review",
+                                                "--label-column", "stars"])
+    texts, labels = sentiment.load_examples(args)
+    assert texts == ["awful, boring", 'fine, "great"'] and labels == ["bad", "good"]
+    assert sentiment.label_vocabulary(labels) == (["bad", "good"], [0, 1])
+
+
+def test_tfds_imdb_reviews_with_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=40):
+        result = sentiment.main(["--tfds", "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert (tmp_path / "run" / "saved_model").is_dir()
+
+
+def test_missing_file_and_bad_columns_are_one_line_errors(tmp_path, imdb_slice, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sentiment.main(["--data", str(tmp_path / "missing.tsv"), "--output-dir", str(tmp_path / "a")])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        sentiment.main(["--data", str(imdb_slice), "--text-column", "body", "--output-dir", str(tmp_path / "b")])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[0].startswith("error: --data") and "missing.tsv" in errors[0]
+    assert errors[1].startswith("error: ") and "body" in errors[1]

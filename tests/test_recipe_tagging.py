@@ -1,0 +1,98 @@
+"""recipes.tagging end to end on slices of UD English EWT (CoNLL-U) and WNUT-17 (CoNLL), and its `tag` export."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from recipes import tagging
+
+TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--embedding-dim", "8", "--units", "8",
+              "--char-embedding-dim", "4", "--char-filters", "4"]
+
+# A fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
+LOAD_AND_TAG = r'''
+import json, sys
+import tensorflow as tf
+tag = tf.saved_model.load(sys.argv[1]).signatures["tag"]
+sentences = ["The cat sat on the mat .", "", "word " * 5000, "zzqx unknownwordzz", b"\xff\xfe bad \xc3 bytes"]
+out = tag(sentences=tf.constant(sentences))
+print(json.dumps({"tokens": [[t.decode() for t in row] for row in out["tokens"].numpy()],
+                  "tags": [[t.decode() for t in row] for row in out["tags"].numpy()],
+                  "zoo_imported": any(name == "zoo" or name.startswith("zoo.") for name in sys.modules)}))
+'''
+
+
+def tag_in_subprocess(saved_model):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_TAG, str(saved_model)], capture_output=True, text=True,
+                            cwd="/", env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def first_sentences(source, target, count):
+    """Copies the first `count` blank-line-separated sentences of a CoNLL(-U) file."""
+    blocks = source.read_text(encoding="utf-8").split("\n\n")[:count]
+    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return target
+
+
+def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
+    train = first_sentences(data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60)
+    dev = first_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20)
+    output_dir = tmp_path / "run"
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax",
+                           "--output-dir", str(output_dir), *TINY_MODEL])
+    for name in ("model.keras", "metrics.json", "curves.png", "saved_model"):
+        assert (output_dir / name).exists(), name
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    assert 0.0 <= final["dev_token_accuracy"] <= 1.0
+    assert final["dev_token_accuracy"] == pytest.approx(result["token_accuracy"])
+    assert "dev_entity_f1" not in final  # UPOS tags are not BIO
+    assert "NOUN" in final["tag_names"]
+
+    out = tag_in_subprocess(output_dir / "saved_model")
+    assert not out["zoo_imported"]
+    upos = set(final["tag_names"])
+    tokens, tags = out["tokens"], out["tags"]
+    assert tokens[0][:7] == "The cat sat on the mat .".split()
+    assert all(tag in upos for tag in tags[0][:7]) and set(tags[0][7:]) <= {""}
+    assert set(tags[1]) == {""}  # empty sentence: no token, no tag
+    assert sum(tag != "" for tag in tags[2]) == 1000  # cut to --max-tokens
+    assert all(tag in upos for tag in tags[3][:2]) and all(tag in upos for tag in tags[4][:3])
+
+
+def test_conll_crf_reports_entity_f1(data_file, tmp_path):
+    train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
+    dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf",
+                           "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
+    for key in ("token_accuracy", "entity_precision", "entity_recall", "entity_f1"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["entity_support"] > 0
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["dev_entity_f1"] == pytest.approx(result["entity_f1"])
+
+
+def test_missing_file_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tagging.main(["--data", str(tmp_path / "none.conll"), "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: --data")
+
+
+def test_word_dropout_replaces_only_real_words_by_unk():
+    vocab = tagging.zoo_text.Vocab([["a", "b"]], reserved_tokens=tagging.zoo_text.SEQUENCE_RESERVED)
+    tags = tagging.zoo_text.Vocab([["X"]], reserved_tokens=(), unk_token=None)
+    encoder = tagging.TokenEncoder(vocab, None, lowercase=True, max_chars=5)
+    sentences = [["a", "b", "a"], ["b"]]
+    labels = [["X"] * 3, ["X"]]
+    kept = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))[0].numpy()
+    dropped = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False,
+                                                word_dropout=1.0)))[0].numpy()
+    assert kept.tolist() == [[vocab.id_of("a"), vocab.id_of("b"), vocab.id_of("a")], [vocab.id_of("b"), 0, 0]]
+    assert dropped.tolist() == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]

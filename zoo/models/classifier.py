@@ -1,0 +1,192 @@
+"""Sequence classification (many-to-one): token ids → a recurrent encoder → one pooled vector → classes.
+
+The course's sentiment model (D2L "Sentiment Analysis: Using Recurrent Neural Networks") embeds the
+tokens, runs a 2-layer bidirectional LSTM and concatenates the outputs at the first and the last
+time steps. Here the last step is each example's last real token (padding is masked), and mean or
+max pooling over the real tokens are alternatives that train better on small data.
+"""
+
+import keras
+import tensorflow as tf
+
+from zoo import layers as zoo_layers
+
+POOLING_MODES = ("first_last", "mean", "max", "mean_max")
+
+
+def masked_pooling(sequences, mask, mode):
+    """Pools a padded sequence of vectors over its real positions.
+
+    Args:
+        sequences: float tensor [batch, time, features].
+        mask: bool tensor [batch, time], True at real positions; `None`: every position is real.
+            Real positions must come first (right padding) for `"first_last"`.
+        mode: `"first_last"` (the outputs at the first and the last real position, concatenated),
+            `"mean"`, `"max"`, or `"mean_max"` (mean and max concatenated).
+
+    Returns:
+        Float tensor [batch, features] (`"first_last"`, `"mean_max"`: [batch, 2 * features]). A row
+        with no real position pools to zeros.
+    """
+    if mode not in POOLING_MODES:
+        raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
+    sequences = tf.convert_to_tensor(sequences)
+    if sequences.shape.rank != 3:
+        raise ValueError(f"masked_pooling expects [batch, time, features], got shape {sequences.shape}")
+    if mask is None:
+        mask = tf.ones(tf.shape(sequences)[:2], dtype=tf.bool)
+    mask = tf.cast(mask, tf.bool)
+    weights = tf.cast(mask, sequences.dtype)[:, :, None]
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    has_tokens = tf.cast(lengths > 0, sequences.dtype)[:, None]
+    if mode == "first_last":
+        first = sequences[:, 0]
+        last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1)
+        return tf.concat([first, last], axis=-1) * has_tokens
+    mean = tf.reduce_sum(sequences * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+    if mode == "mean":
+        return mean
+    lowest = tf.constant(sequences.dtype.min, sequences.dtype)
+    maximum = tf.reduce_max(tf.where(mask[:, :, None], sequences, lowest), axis=1) * has_tokens
+    if mode == "max":
+        return maximum
+    return tf.concat([mean, maximum], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SequenceClassifier(keras.Model):
+    """Embedding → (deep, bidirectional) LSTM/GRU → pooling over real tokens → softmax classes.
+
+    Token id 0 is padding (as `zoo.text.Vocab` with `SEQUENCE_RESERVED` and `BPETokenizer` lay out
+    their ids): it is masked in the recurrent layers and left out of the pooling, so padding a batch
+    does not change any example's prediction.
+
+    Args:
+        vocab_size: the number of token ids (embedding rows).
+        num_classes: the number of classes.
+        embedding_dim: the embedding size.
+        units: hidden size of each recurrent layer (per direction).
+        num_layers: stacked recurrent layers.
+        cell_type: `"lstm"` or `"gru"` (or `"rnn"`).
+        bidirectional: run each layer in both directions (outputs concatenated).
+        pooling: one of `POOLING_MODES` (see `masked_pooling`); `"first_last"` is the course's.
+        pool_embeddings: also mean-pool the embeddings and concatenate them to the encoding (a
+            bag-of-words path beside the recurrent one).
+        dropout: dropout on the embeddings, between recurrent layers and on the pooled encoding.
+        implementation: the recurrent layers' path (`zoo.layers`): `"auto"`, `"fused"`, `"loop"`, ...
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        token_ids: int tensor [batch, time], 0 = padding.
+        training: whether dropout applies.
+
+    Returns:
+        Class probabilities [batch, num_classes].
+
+    Example:
+    >>> model = SequenceClassifier(vocab_size=100, num_classes=2, embedding_dim=8, units=8)
+    >>> model(np.array([[5, 7, 0]])).shape
+    TensorShape([1, 2])
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        num_classes,
+        embedding_dim=100,
+        units=100,
+        num_layers=2,
+        cell_type="lstm",
+        bidirectional=True,
+        pooling="first_last",
+        pool_embeddings=False,
+        dropout=0.0,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
+            if not isinstance(value, int) or value < (2 if name == "num_classes" else 1):
+                raise ValueError(f"{name} must be an int >= {2 if name == 'num_classes' else 1}, got {value!r}")
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.vocab_size = vocab_size
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.num_layers = num_layers
+        self.cell_type = cell_type
+        self.bidirectional = bidirectional
+        self.pooling = pooling
+        self.pool_embeddings = pool_embeddings
+        self.dropout = dropout
+        self.implementation = implementation
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")
+        self.encoder = zoo_layers.StackedRNN(
+            cell_type,
+            units,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            implementation=implementation,
+            name="encoder",
+        )
+        self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+        self.encoding_dropout = keras.layers.Dropout(dropout, name="encoding_dropout")
+        self.classes = keras.layers.Dense(num_classes, activation="softmax", name="classes")
+
+    @property
+    def input_dtype(self):
+        # Token ids, not floats: Keras's SavedModel traversal traces a default signature in this dtype.
+        return "int32"
+
+    def build(self, token_ids_shape):
+        if len(token_ids_shape) != 2:
+            raise ValueError(f"SequenceClassifier takes token ids [batch, time], got shape {tuple(token_ids_shape)}")
+        batch, time = tuple(token_ids_shape)
+        self.embedding.build((batch, time))
+        self.encoder.build((batch, time, self.embedding_dim))
+        width = self.units * (2 if self.bidirectional else 1)
+        width *= 2 if self.pooling in ("first_last", "mean_max") else 1
+        width += self.embedding_dim if self.pool_embeddings else 0
+        self.classes.build((batch, width))
+
+    def encode(self, token_ids, training=False):
+        """The pooled encoding [batch, width] the classes are computed from."""
+        token_ids = tf.convert_to_tensor(token_ids)
+        if not token_ids.dtype.is_integer:
+            raise TypeError(f"SequenceClassifier takes integer token ids, got dtype {token_ids.dtype.name}")
+        if token_ids.shape.rank != 2:
+            raise ValueError(f"SequenceClassifier takes token ids [batch, time], got shape {token_ids.shape}")
+        mask = tf.not_equal(token_ids, 0)
+        embedded = self.embedding(token_ids)
+        embedded = self.embedding_dropout(embedded, training=training)
+        outputs = self.encoder(embedded, mask=mask, training=training)
+        pooled = masked_pooling(outputs, mask, self.pooling)
+        if self.pool_embeddings:
+            pooled = tf.concat([pooled, masked_pooling(embedded, mask, "mean")], axis=-1)
+        return self.encoding_dropout(pooled, training=training)
+
+    def call(self, token_ids, training=False):
+        return self.classes(self.encode(token_ids, training=training))
+
+    def compute_output_shape(self, token_ids_shape):
+        return (token_ids_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "num_classes": self.num_classes,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "num_layers": self.num_layers,
+            "cell_type": self.cell_type,
+            "bidirectional": self.bidirectional,
+            "pooling": self.pooling,
+            "pool_embeddings": self.pool_embeddings,
+            "dropout": self.dropout,
+            "implementation": self.implementation,
+        }
