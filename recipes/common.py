@@ -42,6 +42,8 @@ import time
 import keras
 import tensorflow as tf
 
+from zoo.layers import portable_graph
+
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 # Flags that name where a run lives rather than how it trains: a resumed run keeps its own.
@@ -538,7 +540,10 @@ def export_saved_model(module, path, signatures):
         wrong = [s for s in tf.nest.flatten(spec) if s.dtype != tf.string]
         if wrong:
             raise ValueError(f"signature {name!r} must take raw strings, got {wrong}")
-        concrete[name] = function.get_concrete_function()
+        # A fresh trace in portable mode: an earlier trace of `function` may hold the fused CPU
+        # kernels, which a process without zoo's op library cannot load.
+        with portable_graph():
+            concrete[name] = tf.function(function.python_function, input_signature=spec).get_concrete_function()
     tf.saved_model.save(module, str(path), signatures=concrete)
     return path
 
