@@ -157,7 +157,7 @@ def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, se
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.tagging", description=__doc__.split("\n")[0])
-    common.add_common_arguments(parser, recipe="tagging", epochs=20, batch_size=32, learning_rate=2e-3,
+    common.add_common_arguments(parser, recipe="tagging", epochs=30, batch_size=32, learning_rate=2e-3,
                                 clip_norm=5.0)
     data = parser.add_argument_group("data")
     data.add_argument("--corpus", choices=sorted(CORPORA), default="ud-ewt",
@@ -169,7 +169,7 @@ def build_parser():
     data.add_argument("--validation-fraction", type=float, default=0.1)
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
-    data.add_argument("--word-dropout", type=float, default=0.0,
+    data.add_argument("--word-dropout", type=float, default=0.15,
                       help="training: replace this share of word ids by <unk>")
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=int, default=20)
@@ -179,13 +179,13 @@ def build_parser():
     model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     model.add_argument("--embedding-dim", type=int, default=100)
     model.add_argument("--units", type=int, default=100)
-    model.add_argument("--num-layers", type=int, default=1)
+    model.add_argument("--num-layers", type=int, default=2)
     model.add_argument("--chars", action=argparse.BooleanOptionalAction, default=True,
                        help="character-CNN word features")
     model.add_argument("--char-embedding-dim", type=int, default=25)
     model.add_argument("--char-filters", type=int, default=50)
     model.add_argument("--dropout", type=float, default=0.5)
-    model.add_argument("--patience", type=int, default=3,
+    model.add_argument("--patience", type=int, default=5,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
     return parser
 

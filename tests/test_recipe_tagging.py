@@ -10,7 +10,7 @@ import pytest
 
 from recipes import tagging
 
-TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--embedding-dim", "8", "--units", "8",
+TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--embedding-dim", "8", "--units", "8", "--num-layers", "1",
               "--char-embedding-dim", "4", "--char-filters", "4"]
 
 # A fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
