@@ -25,7 +25,6 @@ import numpy as np
 import tensorflow as tf
 
 from recipes import common
-from zoo import layers as zoo_layers
 from zoo import text as zoo_text
 from zoo.models.classifier import POOLING_MODES, SequenceClassifier
 
@@ -251,10 +250,7 @@ def main(argv=None):
                         train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names)
 
     export = TextClassifierExport(model, tokenizer, vocab, label_names, args.max_length)
-    # The signature is traced here, before tf.saved_model.save opens its save context: ask the zoo
-    # layers for portable ops explicitly.
-    with zoo_layers.portable_graph():
-        common.export_saved_model(export, common.output_path(args, "saved_model"), {"classify": export.classify})
+    common.export_saved_model(export, common.output_path(args, "saved_model"), {"classify": export.classify})
     print(f"saved {common.output_path(args, 'saved_model')}", flush=True)
     return {"test_accuracy": test_accuracy, "output_dir": args.output_dir}
 

@@ -28,7 +28,6 @@ import tensorflow as tf
 
 from recipes import common
 from zoo import crf as zoo_crf
-from zoo import layers as zoo_layers
 from zoo import metrics as zoo_metrics
 from zoo import text as zoo_text
 from zoo.models.tagger import build_tagger
@@ -304,9 +303,7 @@ def main(argv=None):
                         train_seconds=train_seconds, tag_names=tag_vocab.idx_to_token)
 
     export = TaggerExport(model, encoder, tag_vocab, args.max_tokens)
-    # Traced before tf.saved_model.save opens its save context: ask the zoo layers for portable ops.
-    with zoo_layers.portable_graph():
-        common.export_saved_model(export, common.output_path(args, "saved_model"), {"tag": export.tag})
+    common.export_saved_model(export, common.output_path(args, "saved_model"), {"tag": export.tag})
     print(f"saved {common.output_path(args, 'saved_model')}", flush=True)
     return {**figures, "output_dir": args.output_dir}
 

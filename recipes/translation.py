@@ -30,8 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import zoo
 from recipes import common
+from zoo.metrics import bleu, corpus_bleu
 from zoo.models.seq2seq import Seq2Seq, sequence_loss
 from zoo.text import BOS, EOS, PAD, SEQUENCE_RESERVED, Vocab, read_sentence_pairs, seq2seq_batches
 
@@ -100,7 +100,7 @@ class Translator(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="text")])
     def translate(self, text):
         flat = tf.reshape(text, [-1])
-        # zoo.decoding's loops cannot stack the outputs of an empty batch.
+        # Keras's RNN loop (in the exported encoder) cannot stack the outputs of an empty batch.
         translation = tf.cond(tf.size(flat) > 0, lambda: self._translate_batch(flat), lambda: flat)
         return {"translation": tf.reshape(translation, tf.shape(text))}
 
@@ -171,9 +171,9 @@ def evaluate(translator, sources, references):
         `(scores, translations)`: a dict of the three figures, and the list of translations.
     """
     translations = translator(sources)
-    sentence_scores = [zoo.metrics.bleu(t, r, k=2) for t, r in zip(translations, references)]
+    sentence_scores = [bleu(t, r, k=2) for t, r in zip(translations, references)]
     return {
-        "corpus_bleu": zoo.metrics.corpus_bleu(translations, references),
+        "corpus_bleu": corpus_bleu(translations, references),
         "mean_sentence_bleu": float(np.mean(sentence_scores)),
         "exact": float(np.mean([t == r for t, r in zip(translations, references)])),
     }, translations
@@ -184,7 +184,7 @@ def course_sentences(translator):
     sources = [source for source, _ in COURSE_SENTENCES]
     return [
         {"source": source, "reference": reference, "translation": translation,
-         "bleu": zoo.metrics.bleu(translation, reference, k=2)}
+         "bleu": bleu(translation, reference, k=2)}
         for (source, reference), translation in zip(COURSE_SENTENCES, translator(sources))
     ]
 
@@ -316,10 +316,8 @@ def main(argv=None):
         test_samples=[{"source": s, "reference": r, "translation": t}
                       for s, r, t in list(zip(test_sources, test_targets, test_translations))[:20]],
     )
-    with zoo.layers.portable_graph():
-        # A fresh module: its function is traced here, with portable ops only.
-        exported = make_translator(model)
-        common.export_saved_model(exported, common.output_path(args, "saved_model"), {"translate": exported.translate})
+    exported = make_translator(model)
+    common.export_saved_model(exported, common.output_path(args, "saved_model"), {"translate": exported.translate})
     print("course sentences:\n" + format_course_sentences(course))
     print(f"test ({len(test_sources)} held-out pairs): corpus BLEU {test_scores['corpus_bleu']:.3f}, mean "
           f"sentence BLEU {test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}")

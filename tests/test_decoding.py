@@ -246,3 +246,18 @@ def test_bad_arguments_raise_clear_errors():
         decoding.greedy_decode(lambda ids, states: (tf.zeros([4]), states), FIRST_IDS, (), 2)
     with pytest.raises(ValueError, match="length_penalty"):
         decoding.beam_search(STEP_FN, FIRST_IDS, initial_states(), 2, 2, EOS, length_penalty=-0.5)
+
+
+def test_empty_batch_gives_empty_results_in_eager_and_graph():
+    table = tf.math.log([[0.1, 0.9], [0.8, 0.2]])
+
+    def step_fn(ids, states):
+        return tf.gather(table, ids), states
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def greedy(ids):
+        return decoding.greedy_decode(step_fn, ids, (), max_length=4, eos_id=1)
+
+    for decode in (greedy, lambda ids: decoding.sample(step_fn, ids, (), max_length=4, seed=3)):
+        ids, lengths = decode(tf.zeros([0], tf.int32))
+        assert ids.shape == (0, 4) and lengths.shape == (0,)

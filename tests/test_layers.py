@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import ops
 import zoo
 
 RNG = np.random.default_rng(1)

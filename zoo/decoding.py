@@ -176,7 +176,12 @@ def sample(
             tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=initial_ids.shape),
         ),
     )
-    generated = tf.transpose(outputs.stack())
+    # An empty batch ends the loop before its first step, and an empty TensorArray cannot stack.
+    generated = tf.cond(
+        outputs.size() > 0,
+        lambda: tf.transpose(outputs.stack()),
+        lambda: tf.zeros([batch_size, 0], tf.int32),
+    )
     # The loop stops early once every sequence has ended; the remaining columns are padding.
     generated = tf.pad(
         generated, [[0, 0], [0, max_length - tf.shape(generated)[1]]], constant_values=pad_id
