@@ -25,11 +25,11 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
       reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(ConstRow<T>(bias + width, width))
                   : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(width);
-  const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
-  const ConstStridedRows<T> recurrent_zr(recurrent_kernel, units, 2 * units,
-                                         Eigen::OuterStride<>(width));
-  const ConstStridedRows<T> recurrent_h(recurrent_kernel + 2 * units, units, units,
-                                        Eigen::OuterStride<>(width));
+  // h * U (all three gates with reset_after, else z and r), and (r * h) * U_h without it.
+  const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
+                                              reset_after ? width : 2 * units, false);
+  const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
+                                         reset_after ? 0 : units, false);
   const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
       state_stride(time * units);
 
@@ -47,11 +47,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       const ConstStridedRows<T> x(projected + cell * width, rows, width, projected_stride);
       // The whole shard at once; padded rows are put right afterwards.
       StridedRows<T> gate(gates + cell * gate_width, rows, gate_width, gate_stride);
-      if (reset_after) {
-        from_h.noalias() = h * recurrent;
-      } else {
-        from_h.noalias() = h * recurrent_zr;
-      }
+      recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
       auto update_reset = gate.leftCols(2 * units).array();
       update_reset = ((x.leftCols(2 * units) + from_h.leftCols(2 * units)).array().rowwise() +
                       (input_bias.head(2 * units) + recurrent_bias.head(2 * units)))
@@ -66,7 +62,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
                         .tanh();
       } else {
         reset_h.array() = reset * h.array();
-        candidate_from_h.noalias() = reset_h * recurrent_h;
+        recurrent_h.Multiply(reset_h.data(), units, rows, candidate_from_h.data(), units, false);
         candidate = ((x.rightCols(units) + candidate_from_h).array().rowwise() +
                      input_bias.tail(units))
                         .tanh();
@@ -108,11 +104,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
-  const ConstStridedRows<T> recurrent_zr(recurrent_kernel, units, 2 * units,
-                                         Eigen::OuterStride<>(width));
-  const ConstStridedRows<T> recurrent_h(recurrent_kernel + 2 * units, units, units,
-                                        Eigen::OuterStride<>(width));
+  // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width,
+                                                  reset_after ? width : 2 * units, units, true);
+  const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
+                                                    reset_after ? 0 : units, units, true);
   const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
       state_stride(time * units);
 
@@ -168,7 +164,8 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             }
           }
         }
-        new_dh.noalias() += d_from_h * recurrent.transpose();
+        recurrent_transposed.Multiply(d_from_h.data(), time * width, rows, new_dh.data(), units,
+                                      true);
       } else {
         // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
         if (!all_valid) {
@@ -176,7 +173,8 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             if (!valid[r]) dx.row(r).setZero();
           }
         }
-        d_reset_h.noalias() = dx.rightCols(units) * recurrent_h.transpose();
+        recurrent_h_transposed.Multiply(dx.data() + 2 * units, time * width, rows,
+                                        d_reset_h.data(), units, false);
         dx.middleCols(units, units).array() =
             d_reset_h.array() * before * reset * (T(1) - reset);
         StridedRows<T> reset_h(d_recurrent + cell * units, rows, units, state_stride);
@@ -190,7 +188,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             }
           }
         }
-        new_dh.noalias() += dx.leftCols(2 * units) * recurrent_zr.transpose();
+        recurrent_transposed.Multiply(dx.data(), time * width, rows, new_dh.data(), units, true);
       }
       if (all_valid) {
         dh.swap(new_dh);

@@ -22,7 +22,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   rnn::ParallelMatMul(device, inputs, false, kernel, false, batch * time, sizes.input, width,
                       gates);
   const ConstRow<T> bias_row(bias, width);
-  const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
+  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
   const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
@@ -39,7 +39,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       StridedRows<T>(c_prev + cell * units, rows, units, state_stride) = c;
       // The whole shard at once; padded rows are put right afterwards.
       StridedRows<T> gate(gates + cell * width, rows, width, gate_stride);
-      gate.noalias() += h * recurrent;
+      recurrent.Multiply(h.data(), units, rows, gate.data(), time * width, true);
       gate.array().rowwise() += bias_row;
       auto input_forget = gate.leftCols(2 * units).array();
       input_forget = input_forget.logistic();
@@ -88,7 +88,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                           T* d_recurrent_kernel, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 4 * units;
-  const Eigen::Map<const RowMatrix<T>> recurrent(recurrent_kernel, units, width);
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
   const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
@@ -145,7 +145,8 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
           }
         }
       }
-      through_recurrence.noalias() = d_pre * recurrent.transpose();
+      recurrent_transposed.Multiply(d_pre.data(), time * width, rows, through_recurrence.data(),
+                                    units, false);
       if (all_valid) {
         dh.swap(through_recurrence);
       } else {

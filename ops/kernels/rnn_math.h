@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -70,6 +71,122 @@ void ParallelTransposedMatMulColumns(const Eigen::ThreadPoolDevice& device, cons
       Eigen::IndexPair<Eigen::Index>(0, 0)};
   out_block.device(device) = lhs.contract(rhs.slice(Index2{0, first}, Index2{k, count}), contract);
 }
+
+// The right-hand matrix B of the products repeated at every time step (h * U, d * U^T), copied
+// once per op call into panels of columns, each panel stored k-major and zero-padded, so that
+// every step reads it sequentially. Eigen's GEMM would repack B (a megabyte for 256 units) on
+// each of those small products. Single-threaded products: they run inside a batch shard.
+template <typename T>
+class PackedMatrix {
+ public:
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k].
+  PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
+      : k_(k), n_(n), panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
+        panels_((n + panel_ - 1) / panel_),
+        data_(static_cast<T*>(Eigen::internal::aligned_malloc(
+            sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))) {
+    for (int64_t p = 0; p < panels_; ++p) {
+      const int64_t cols = std::min<int64_t>(panel_, n - p * panel_);
+      for (int64_t kk = 0; kk < k; ++kk) {
+        T* dst = data_ + (p * k + kk) * panel_;
+        for (int64_t j = 0; j < cols; ++j) {
+          const int64_t col = p * panel_ + j;
+          dst[j] = transpose ? b[col * ldb + kk] : b[kk * ldb + col];
+        }
+        std::fill(dst + cols, dst + panel_, T(0));
+      }
+    }
+  }
+  ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
+  PackedMatrix(const PackedMatrix&) = delete;
+  PackedMatrix& operator=(const PackedMatrix&) = delete;
+
+  // c = a * B (c += a * B when `accumulate`) for a [m, k] with row stride lda and c [m, n]
+  // with row stride ldc.
+  void Multiply(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate) const {
+    if (panel_vectors_ == 4) {
+      Multiply<4, 6>(a, lda, m, c, ldc, accumulate);
+    } else {
+      Multiply<2, 12>(a, lda, m, c, ldc, accumulate);
+    }
+  }
+
+ private:
+  typedef T Vector __attribute__((vector_size(64)));
+  static constexpr int kLanes = 64 / sizeof(T);
+
+  // Panels of 4 vectors, or of 2 where that pads fewer columns (n = 32 or 96 floats).
+  static int PanelVectors(int64_t n) {
+    const auto padding = [n](int64_t panel) { return (n + panel - 1) / panel * panel - n; };
+    return padding(4 * kLanes) <= padding(2 * kLanes) ? 4 : 2;
+  }
+
+  // kRows rows x kVectors vectors of accumulators plus a panel row fill the 32 vector
+  // registers of AVX-512; the remaining rows go in blocks of 8, 4, 2, 1.
+  template <int kVectors, int kRows>
+  void Multiply(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate) const {
+    for (int64_t p = 0; p < panels_; ++p) {
+      // Panel-outer, so a panel stays in cache across the row blocks of a step.
+      const T* panel = data_ + p * k_ * panel_;
+      const int cols = static_cast<int>(std::min<int64_t>(panel_, n_ - p * panel_));
+      T* c_panel = c + p * panel_;
+      int64_t r = 0;
+      for (; r + kRows <= m; r += kRows) {
+        Block<kVectors, kRows>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+      }
+      if (kRows > 8 && r + 8 <= m) {
+        Block<kVectors, 8>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+        r += 8;
+      }
+      if (r + 4 <= m) {
+        Block<kVectors, 4>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+        r += 4;
+      }
+      if (r + 2 <= m) {
+        Block<kVectors, 2>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+        r += 2;
+      }
+      if (r < m) Block<kVectors, 1>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+    }
+  }
+
+  // kRows rows of c, one panel of columns: the accumulators stay in registers over all of k.
+  template <int kVectors, int kRows>
+  void Block(const T* a, int64_t lda, const T* panel, T* c, int64_t ldc, int cols,
+             bool accumulate) const {
+    Vector sums[kRows][kVectors] = {};
+    for (int64_t kk = 0; kk < k_; ++kk) {
+      const Vector* b = reinterpret_cast<const Vector*>(panel + kk * kVectors * kLanes);
+      for (int r = 0; r < kRows; ++r) {
+        const Vector a_value = Vector{} + a[r * lda + kk];
+        for (int v = 0; v < kVectors; ++v) sums[r][v] += a_value * b[v];
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      T* row = c + r * ldc;
+      if (cols == kVectors * kLanes) {
+        for (int v = 0; v < kVectors; ++v) {
+          Vector out = sums[r][v];
+          if (accumulate) {
+            Vector before;
+            std::memcpy(&before, row + v * kLanes, sizeof(Vector));
+            out += before;
+          }
+          std::memcpy(row + v * kLanes, &out, sizeof(Vector));
+        }
+      } else {
+        T values[kVectors * kLanes];
+        std::memcpy(values, sums[r], sizeof(values));
+        for (int j = 0; j < cols; ++j) row[j] = accumulate ? row[j] + values[j] : values[j];
+      }
+    }
+  }
+
+  int64_t k_, n_;
+  int panel_vectors_;
+  int64_t panel_, panels_;
+  T* data_;
+};
 
 // sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer. One pass over
 // contiguous rows: memory-bound, so a single thread suffices (Eigen's tensor reduction over the
