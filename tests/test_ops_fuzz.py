@@ -2,7 +2,7 @@
 raise tf.errors.InvalidArgumentError and the process must survive (no crash, no abort).
 
 Run alone as a script (`python tests/test_ops_fuzz.py CASES SEED`) it is the fuzz driver, which
-is also what the AddressSanitizer build runs (see ops/KERNELS.md).
+is also what the AddressSanitizer build runs (see BUILD.md).
 """
 
 import os
