@@ -121,7 +121,7 @@ def part_d2l_017(args):
 
 def part_bidirectional(args):
     final, minutes = run_recipe(args, "bidirectional", [
-        "--bidirectional", "--layers", "1", "--units", "128", "--epochs", "3"])
+        "--bidirectional", "--batching", "random", "--layers", "1", "--units", "128", "--epochs", "3"])
     model = keras.models.load_model(args.runs / "bidirectional" / "model.keras")
     try:
         model.generate_ids([[1, 2, 3]], 5)
@@ -139,14 +139,11 @@ def part_keras_speed(args):
     tokens = recipe.common.count_units(train, lambda x, y: np.prod(x.shape))
 
     def keras_model():
-        return keras.Sequential([
-            keras.layers.Embedding(len(vocab), flags.embedding_dim),
-            keras.layers.LSTM(flags.units, return_sequences=True),
-            keras.layers.Dropout(flags.dropout),
-            keras.layers.LSTM(flags.units, return_sequences=True),
-            keras.layers.Dropout(flags.dropout),
-            keras.layers.Dense(len(vocab)),
-        ])
+        recurrent = [[keras.layers.LSTM(flags.units, return_sequences=True), keras.layers.Dropout(flags.dropout)]
+                     for _ in range(flags.layers)]
+        return keras.Sequential([keras.layers.Embedding(len(vocab), flags.embedding_dim),
+                                 *[layer for pair in recurrent for layer in pair],
+                                 keras.layers.Dense(len(vocab))])
 
     def zoo_model():
         return LanguageModel(len(vocab), flags.cell, flags.units, num_layers=flags.layers,

@@ -48,15 +48,15 @@ def build_parser():
         description="Train an RNN/GRU/LSTM language model (char, word or BPE tokens) and generate text.",
     )
     common.add_common_arguments(
-        parser, recipe="language_model", epochs=30, batch_size=64, learning_rate=4e-3, clip_norm=1.0
+        parser, recipe="language_model", epochs=30, batch_size=32, learning_rate=4e-3, clip_norm=1.0
     )
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
-    model.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
+    model.add_argument("--layers", type=int, default=3, help="stacked recurrent layers")
     model.add_argument("--units", type=int, default=256, help="hidden units per layer")
     model.add_argument("--embedding-dim", type=int, default=64,
                        help="learned embedding size (0: one-hot inputs, as the course starts)")
-    model.add_argument("--dropout", type=float, default=0.25,
+    model.add_argument("--dropout", type=float, default=0.4,
                        help="dropout between layers and before the output layer")
     model.add_argument("--bidirectional", action="store_true",
                        help="bidirectional layers: scores text (and looks ahead), cannot generate")
@@ -66,7 +66,7 @@ def build_parser():
     data.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
     data.add_argument("--bpe-vocab-size", type=int, default=1000)
     data.add_argument("--num-steps", type=int, default=64, help="tokens per training window")
-    data.add_argument("--batching", choices=BATCHING, default="random",
+    data.add_argument("--batching", choices=BATCHING, default="sequential",
                       help="random: independent windows, state reset each batch; sequential: "
                            "contiguous rows, state carried across batches and reset each epoch; "
                            "overlapping: a window at every offset, shuffled (D2L 1.0's data; "
