@@ -9,6 +9,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 
 from recipes import language_model as recipe
@@ -149,10 +150,37 @@ def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, t
 def test_mirrored_strategy_over_two_logical_cpus(slice_file, tmp_path):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "recipes.language_model", "--data", str(slice_file),
-               "--output-dir", str(run), "--strategy", "mirrored", "--cpu-devices", "2", *TINY]
+               "--output-dir", str(run), "--strategy", "mirrored", "--cpu-devices", "2", "--batching", "random",
+               *TINY]
     result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 1 sample" in result.stdout
     assert final_metrics(run)["final"]["epochs"] == 1
     assert (run / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_overlapping_windows_start_at_every_token_once_per_epoch():
+    ids = np.arange(100, 123, dtype=np.int32)
+    dataset = recipe.overlapping_window_batches(ids, batch_size=4, num_steps=5, seed=0)
+    epochs = [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(2)]
+    assert dataset.cardinality() == (len(ids) - 5) // 4 == len(epochs[0])
+    for epoch in epochs:
+        x = np.concatenate([x for x, _ in epoch])
+        y = np.concatenate([y for _, y in epoch])
+        starts = x[:, 0] - 100
+        np.testing.assert_array_equal(x, ids[starts[:, None] + np.arange(5)])
+        np.testing.assert_array_equal(y, x + 1)
+        assert len(set(starts)) == len(starts) == 16 and set(starts) <= set(range(18))
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])  # reshuffled each epoch
+
+
+def test_overlapping_run_keeps_the_best_epoch(slice_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    _, history = recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--batching", "overlapping",
+                              *TINY, "--epochs", "3", "--optimizer", "sgd", "--learning-rate", "30"])
+    final = final_metrics(run)["final"]
+    best = int(np.argmin(history["val_perplexity"]))
+    assert final["best_epoch"] == best + 1
+    assert final["val_perplexity"] == pytest.approx(history["val_perplexity"][best])
+    assert f"(epoch {best + 1}, the best)" in capsys.readouterr().out
