@@ -8,7 +8,7 @@ perplexity (`--no-keep-best`: the last). Measured on the shared 2-core CPU: vali
 4.25 (epoch 23) in 6.3 minutes at a light load (median 13,000 tokens/s), 12.5 minutes under a load
 of 7-10 (median 7,300). The previous defaults (2 layers, dropout 0.25, random 64x64 windows) reached
 4.40 (best epoch; 4.49 at the last) in 11 minutes. Every model tried (LSTM or GRU, 1-3 layers of
-256-512, dropout 0.3-0.5, AdamW) stalled between 4.24 and 4.44 while its training perplexity fell on
+256-512, dropout 0.25-0.5) stalled between 4.24 and 4.44 while its training perplexity fell on
 to 3.3-3.9: the best was these defaults run for 40 epochs (4.24).
 The last 10% of the text is the validation set and is never trained on. Each epoch prints the Keras
 progress bar, training and validation perplexity, tokens/s and a greedy continuation of "time
