@@ -3,7 +3,7 @@
 Parts (choose with `--parts`, default all; each prints its figures as it ends). Figures measured on a
 shared 2-core CPU under a load of 7-10 (so minutes are pessimistic):
 1. The default recipe (`python -m recipes.language_model`): validation perplexity and wall time
-   (4.25 at epoch 23 of 30, 12.5 minutes).
+   (4.25 at epoch 23 of 30; 6.3 minutes at a light load, 12.5 under a load of 7-10).
 2. D2L 1.0: batch 1024, 32 steps, hidden 32, one-hot inputs, SGD, clip 1; RNN lr 1 for 100 epochs,
    GRU and LSTM lr 4 for 50 epochs, validation perplexity of the last epoch. Non-overlapping random
    windows give only 4 updates an epoch (D2L: 10): RNN 8.37, GRU 8.35, LSTM 9.30 (about 1 minute

@@ -4,11 +4,12 @@ Defaults: character level on The Time Machine (the course's cleaning), a 3-layer
 64-d embedding, dropout 0.4 between layers and before the output), sequential batching (32 rows of 64
 steps; the state is carried from batch to batch, so the model reads long context), Adam 4e-3 with
 gradient clipping and a cosine decay, 30 epochs; the saved model keeps the epoch of lowest validation
-perplexity (`--no-keep-best`: the last). Measured on a shared 2-core CPU under a load of 7-10:
-validation perplexity 4.25 (epoch 23) in 12.5 minutes, a median 7,300 tokens/s (2,900-15,800 as the
-load varied). The previous defaults (2 layers, dropout 0.25, random 64x64 windows) reached 4.40 (best
-epoch; 4.49 at the last) in 11 minutes. Every LSTM tried here stalls near there while its training
-perplexity falls on (3.4-3.6): the best seen was 4.24 (these defaults for 40 epochs).
+perplexity (`--no-keep-best`: the last). Measured on the shared 2-core CPU: validation perplexity
+4.25 (epoch 23) in 6.3 minutes at a light load (median 13,000 tokens/s), 12.5 minutes under a load
+of 7-10 (median 7,300). The previous defaults (2 layers, dropout 0.25, random 64x64 windows) reached
+4.40 (best epoch; 4.49 at the last) in 11 minutes. Every model tried (LSTM or GRU, 1-3 layers of
+256-512, dropout 0.25-0.5) stalled between 4.24 and 4.44 while its training perplexity fell on
+to 3.3-3.9: the best was these defaults run for 40 epochs (4.24).
 The last 10% of the text is the validation set and is never trained on. Each epoch prints the Keras
 progress bar, training and validation perplexity, tokens/s and a greedy continuation of "time
 traveller".
