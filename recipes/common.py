@@ -301,6 +301,14 @@ class Throughput(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}: {rate:,.0f} {self.unit}/s ({seconds:.1f} s)", flush=True)
 
 
+def accuracy_early_stopping(patience):
+    """`[EarlyStopping]` on validation accuracy restoring the best epoch, or `[]` when `patience` is 0."""
+    if not patience:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)]
+
+
 def count_units(dataset, units_fn=None):
     """Counts the units one pass over `dataset` holds: the sum of `units_fn(*element)` over its
     elements, or the number of examples (the leading size of the first input) without one.

@@ -20,7 +20,6 @@ import os
 import pathlib
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -232,10 +231,7 @@ def main(argv=None):
             num_layers=args.num_layers, cell_type=args.cell, pooling=args.pooling,
             pool_embeddings=args.pool_embeddings, dropout=args.dropout)
 
-    callbacks = []
-    if args.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True))
+    callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
     model, _ = common.run_training(
         build_model, train_ds, val_ds, args, strategy=strategy, loss="sparse_categorical_crossentropy",

@@ -22,7 +22,6 @@ import os
 import pathlib
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -283,10 +282,7 @@ def main(argv=None):
             char_vocab_size=len(char_vocab) if char_vocab is not None else None,
             char_embedding_dim=args.char_embedding_dim, char_filters=args.char_filters, dropout=args.dropout)
 
-    callbacks = []
-    if args.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True))
+    callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
     model, _ = common.run_training(
         build_model, train_ds, val_ds, args, strategy=strategy,
