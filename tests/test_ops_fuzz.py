@@ -30,10 +30,11 @@ def _valid_arguments(op, rng):
         arguments.update(initial_h=zeros(batch, units), bias=zeros(2, 3 * units))
     else:
         saved = 4 * units
-        arguments.update(gates=zeros(batch, time, saved), h_prev=zeros(batch, time, units),
+        # The forward op keeps its saved activations time-major.
+        arguments.update(gates=zeros(time, batch, saved), h_prev=zeros(time, batch, units),
                          d_outputs=zeros(batch, time, units), d_final_h=zeros(batch, units))
         if op == "lstm_grad":
-            arguments.update(c_prev=zeros(batch, time, units), d_final_c=zeros(batch, units))
+            arguments.update(c_prev=zeros(time, batch, units), d_final_c=zeros(batch, units))
     return arguments
 
 

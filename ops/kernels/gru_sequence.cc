@@ -5,21 +5,23 @@
 namespace zoo {
 
 using rnn::ConstRow;
-using rnn::ConstStridedRows;
+using rnn::ConstRows;
 using rnn::RowMatrix;
-using rnn::StridedRows;
+using rnn::Rows;
 
 template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* projected, T* outputs,
-                        T* final_h, T* gates, T* h_prev) {
+                        const T* bias, const int32_t* lengths, T* inputs_time_major,
+                        T* projected, T* outputs_time_major, T* outputs, T* final_h, T* gates,
+                        T* h_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  rnn::ParallelMatMul(device, inputs, false, kernel, false, batch * time, sizes.input, width,
-                      projected);
+  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
+  rnn::ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, sizes.input,
+                      width, projected);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
@@ -30,8 +32,6 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
                                               reset_after ? width : 2 * units, false);
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false);
-  const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
-      state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -42,11 +42,11 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
     for (int64_t step = 0; step < time; ++step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = first * time + t;
-      StridedRows<T>(h_prev + cell * units, rows, units, state_stride) = h;
-      const ConstStridedRows<T> x(projected + cell * width, rows, width, projected_stride);
+      const int64_t cell = t * batch + first;
+      Rows<T>(h_prev + cell * units, rows, units) = h;
+      const ConstRows<T> x(projected + cell * width, rows, width);
       // The whole shard at once; padded rows are put right afterwards.
-      StridedRows<T> gate(gates + cell * gate_width, rows, gate_width, gate_stride);
+      Rows<T> gate(gates + cell * gate_width, rows, gate_width);
       recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
       auto update_reset = gate.leftCols(2 * units).array();
       update_reset = ((x.leftCols(2 * units) + from_h.leftCols(2 * units)).array().rowwise() +
@@ -69,7 +69,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       }
       const auto update = gate.leftCols(units).array();
       new_h.array() = update * h.array() + (T(1) - update) * candidate;
-      StridedRows<T> output(outputs + (first * time + step) * units, rows, units, state_stride);
+      Rows<T> output(outputs_time_major + (step * batch + first) * units, rows, units);
       if (all_valid) {
         h.swap(new_h);
         output = h;
@@ -84,14 +84,15 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
           if (options.zero_output_for_mask || step == 0) {
             output.row(r).setZero();
           } else {
-            output.row(r) = ConstRow<T>(outputs + ((first + r) * time + step - 1) * units, units)
-                                .matrix();
+            // The same rows one step earlier.
+            output.row(r) = ConstRows<T>(output.data() - batch * units, rows, units).row(r);
           }
         }
       }
     }
     Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
   });
+  rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
 }
 
 template <typename T>
@@ -99,8 +100,9 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
                          const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
-                         T* d_projected, T* d_recurrent, T* d_inputs, T* d_initial_h,
-                         T* d_kernel, T* d_recurrent_kernel, T* d_bias) {
+                         T* d_outputs_time_major, T* inputs_time_major, T* d_projected,
+                         T* d_recurrent, T* d_inputs, T* d_initial_h, T* d_kernel,
+                         T* d_recurrent_kernel, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
@@ -109,8 +111,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                                                   reset_after ? width : 2 * units, units, true);
   const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
                                                     reset_after ? 0 : units, units, true);
-  const Eigen::OuterStride<> projected_stride(time * width), gate_stride(time * gate_width),
-      state_stride(time * units);
+  rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -122,10 +123,10 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = first * time + t;
-      d_h_total = ConstStridedRows<T>(d_outputs + (first * time + step) * units, rows, units,
-                                      state_stride) +
-                  carried;
+      const int64_t cell = t * batch + first;
+      d_h_total =
+          ConstRows<T>(d_outputs_time_major + (step * batch + first) * units, rows, units) +
+          carried;
       if (all_valid) {
         carried.setZero();
       } else {
@@ -138,13 +139,12 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
         }
       }
       d_h_total += dh;
-      const ConstStridedRows<T> gate(gates + cell * gate_width, rows, gate_width, gate_stride);
+      const ConstRows<T> gate(gates + cell * gate_width, rows, gate_width);
       const auto update = gate.leftCols(units).array();
       const auto reset = gate.middleCols(units, units).array();
       const auto candidate = gate.middleCols(2 * units, units).array();
-      const auto before =
-          ConstStridedRows<T>(h_prev + cell * units, rows, units, state_stride).array();
-      StridedRows<T> dx(d_projected + cell * width, rows, width, projected_stride);
+      const auto before = ConstRows<T>(h_prev + cell * units, rows, units).array();
+      Rows<T> dx(d_projected + cell * width, rows, width);
       dx.leftCols(units).array() =
           d_h_total.array() * (before - candidate) * update * (T(1) - update);
       auto d_candidate = dx.rightCols(units).array();
@@ -153,7 +153,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       if (reset_after) {
         dx.middleCols(units, units).array() =
             d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
-        StridedRows<T> d_from_h(d_recurrent + cell * width, rows, width, projected_stride);
+        Rows<T> d_from_h(d_recurrent + cell * width, rows, width);
         d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
         d_from_h.rightCols(units).array() = d_candidate * reset;
         if (!all_valid) {
@@ -164,8 +164,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             }
           }
         }
-        recurrent_transposed.Multiply(d_from_h.data(), time * width, rows, new_dh.data(), units,
-                                      true);
+        recurrent_transposed.Multiply(d_from_h.data(), width, rows, new_dh.data(), units, true);
       } else {
         // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
         if (!all_valid) {
@@ -173,11 +172,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             if (!valid[r]) dx.row(r).setZero();
           }
         }
-        recurrent_h_transposed.Multiply(dx.data() + 2 * units, time * width, rows,
-                                        d_reset_h.data(), units, false);
+        recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, rows, d_reset_h.data(),
+                                        units, false);
         dx.middleCols(units, units).array() =
             d_reset_h.array() * before * reset * (T(1) - reset);
-        StridedRows<T> reset_h(d_recurrent + cell * units, rows, units, state_stride);
+        Rows<T> reset_h(d_recurrent + cell * units, rows, units);
         reset_h.array() = reset * before;
         new_dh.array() += d_reset_h.array() * reset;
         if (!all_valid) {
@@ -188,7 +187,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             }
           }
         }
-        recurrent_transposed.Multiply(dx.data(), time * width, rows, new_dh.data(), units, true);
+        recurrent_transposed.Multiply(dx.data(), width, rows, new_dh.data(), units, true);
       }
       if (all_valid) {
         dh.swap(new_dh);
@@ -202,15 +201,18 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   });
 
   const int64_t cells = batch * time;
+  // inputs_time_major holds d_inputs in time-major order first, then the inputs.
   rnn::ParallelMatMul(device, d_projected, false, kernel, true, cells, width, sizes.input,
-                      d_inputs);
-  rnn::ParallelMatMul(device, inputs, true, d_projected, false, sizes.input, cells, width,
-                      d_kernel);
-  rnn::ColumnSums(d_projected, cells, width, d_bias);
+                      inputs_time_major);
+  rnn::SwapLeadingAxes(device, inputs_time_major, time, batch, sizes.input, d_inputs);
+  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
+  rnn::ParallelMatMul(device, inputs_time_major, true, d_projected, false, sizes.input, cells,
+                      width, d_kernel);
+  rnn::ParallelColumnSums(device, d_projected, cells, width, d_bias);
   if (reset_after) {
     rnn::ParallelMatMul(device, h_prev, true, d_recurrent, false, units, cells, width,
                         d_recurrent_kernel);
-    rnn::ColumnSums(d_recurrent, cells, width, d_bias + width);
+    rnn::ParallelColumnSums(device, d_recurrent, cells, width, d_bias + width);
   } else {
     rnn::ParallelTransposedMatMulColumns(device, h_prev, d_projected, cells, units, width, 0,
                                          2 * units, d_recurrent_kernel);
@@ -222,11 +224,12 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
 #define ZOO_INSTANTIATE_GRU(T)                                                                   \
   template void GruSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,           \
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
-                                      const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
+                                      const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,    \
+                                      T*, T*);                                                   \
   template void GruSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
                                        const RnnOptions&, bool, const T*, const T*, const T*,    \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*, T*);
+                                       T*, T*, T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

@@ -40,17 +40,16 @@ REGISTER_OP("ZooGruSequence")
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
       shape_inference::DimensionHandle gate_width;
       TF_RETURN_IF_ERROR(c->Multiply(s.units, reset_after ? 4 : 3, &gate_width));
-      auto sequence = c->MakeShape({s.batch, s.time, s.units});
-      c->set_output(0, sequence);
+      c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({s.batch, s.time, gate_width}));
-      c->set_output(3, sequence);
+      c->set_output(2, c->MakeShape({s.time, s.batch, gate_width}));
+      c->set_output(3, c->MakeShape({s.time, s.batch, s.units}));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 A whole GRU sequence (Keras gate order z, r, h; tanh and sigmoid) over right-padded inputs of
-per-example lengths. bias is [2, 3H] with reset_after, [3H] without. gates and h_prev are kept
-for ZooGruSequenceGrad.
+per-example lengths. bias is [2, 3H] with reset_after, [3H] without. gates and h_prev are kept,
+time-major, for ZooGruSequenceGrad.
 )doc");
 
 REGISTER_OP("ZooGruSequenceGrad")
@@ -138,24 +137,29 @@ class GruSequenceOp : public OpKernel {
                     attrs_.reset_after, "), got ", bias.shape().DebugString()));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
-    Tensor projected;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                                   TensorShape({s.batch, s.time, width}),
+    const auto dtype = tensorflow::DataTypeToEnum<T>::value;
+    const TensorShape saved_states({s.time, s.batch, s.units});
+    Tensor inputs_time_major, projected, outputs_time_major;
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
+                                                   &inputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
                                                    &projected));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, saved_states, &outputs_time_major));
     Tensor *outputs, *final_h, *gates, *h_prev;
-    const TensorShape sequence({s.batch, s.time, s.units});
-    OP_REQUIRES_OK(context, context->allocate_output(0, sequence, &outputs));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
     OP_REQUIRES_OK(context,
                    context->allocate_output(
-                       2, TensorShape({s.batch, s.time, GruGateWidth(s.units, attrs_.reset_after)}),
+                       2, TensorShape({s.time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}),
                        &gates));
-    OP_REQUIRES_OK(context, context->allocate_output(3, sequence, &h_prev));
+    OP_REQUIRES_OK(context, context->allocate_output(3, saved_states, &h_prev));
     GruSequenceForward<T>(context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options,
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
-                          lengths.flat<int32_t>().data(), projected.flat<T>().data(),
+                          lengths.flat<int32_t>().data(), inputs_time_major.flat<T>().data(),
+                          projected.flat<T>().data(), outputs_time_major.flat<T>().data(),
                           outputs->flat<T>().data(), final_h->flat<T>().data(),
                           gates->flat<T>().data(), h_prev->flat<T>().data());
   }
@@ -186,19 +190,23 @@ class GruSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(gates, "gates",
-                                     {s.batch, s.time, GruGateWidth(s.units, attrs_.reset_after)}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.batch, s.time, s.units}));
+                                     {s.time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.time, s.batch, s.units}));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
 
     const auto dtype = tensorflow::DataTypeToEnum<T>::value;
-    Tensor d_projected, d_recurrent;
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.batch, s.time, width}),
+    Tensor d_outputs_time_major, inputs_time_major, d_projected, d_recurrent;
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.units}),
+                                                   &d_outputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
+                                                   &inputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
                                                    &d_projected));
     OP_REQUIRES_OK(context,
                    context->allocate_temp(
-                       dtype, TensorShape({s.batch, s.time, attrs_.reset_after ? width : s.units}),
+                       dtype, TensorShape({s.time, s.batch, attrs_.reset_after ? width : s.units}),
                        &d_recurrent));
     Tensor *d_inputs, *d_initial_h, *d_kernel, *d_recurrent_kernel, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
@@ -212,7 +220,9 @@ class GruSequenceGradOp : public OpKernel {
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options, attrs_.reset_after,
         inputs.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
-        d_outputs.flat<T>().data(), d_final_h.flat<T>().data(), d_projected.flat<T>().data(),
+        d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
+        d_outputs_time_major.flat<T>().data(), inputs_time_major.flat<T>().data(),
+        d_projected.flat<T>().data(),
         d_recurrent.flat<T>().data(), d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
         d_kernel->flat<T>().data(), d_recurrent_kernel->flat<T>().data(),
         d_bias->flat<T>().data());

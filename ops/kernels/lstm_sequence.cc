@@ -5,25 +5,26 @@
 namespace zoo {
 
 using rnn::ConstRow;
-using rnn::ConstStridedRows;
+using rnn::ConstRows;
 using rnn::RowMatrix;
-using rnn::StridedRows;
+using rnn::Rows;
 
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
-                         T* final_c, T* gates, T* h_prev, T* c_prev) {
+                         const T* bias, const int32_t* lengths, T* inputs_time_major,
+                         T* outputs_time_major, T* outputs, T* final_h, T* final_c, T* gates,
+                         T* h_prev, T* c_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 4 * units;
   // The input projection of every step in one product, written where the loop then turns
   // each step's pre-activations into gates in place.
-  rnn::ParallelMatMul(device, inputs, false, kernel, false, batch * time, sizes.input, width,
-                      gates);
+  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
+  rnn::ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, sizes.input,
+                      width, gates);
   const ConstRow<T> bias_row(bias, width);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
-  const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -34,12 +35,12 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     for (int64_t step = 0; step < time; ++step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = first * time + t;
-      StridedRows<T>(h_prev + cell * units, rows, units, state_stride) = h;
-      StridedRows<T>(c_prev + cell * units, rows, units, state_stride) = c;
+      const int64_t cell = t * batch + first;
+      Rows<T>(h_prev + cell * units, rows, units) = h;
+      Rows<T>(c_prev + cell * units, rows, units) = c;
       // The whole shard at once; padded rows are put right afterwards.
-      StridedRows<T> gate(gates + cell * width, rows, width, gate_stride);
-      recurrent.Multiply(h.data(), units, rows, gate.data(), time * width, true);
+      Rows<T> gate(gates + cell * width, rows, width);
+      recurrent.Multiply(h.data(), units, rows, gate.data(), width, true);
       gate.array().rowwise() += bias_row;
       auto input_forget = gate.leftCols(2 * units).array();
       input_forget = input_forget.logistic();
@@ -50,7 +51,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       new_c.array() = gate.middleCols(units, units).array() * c.array() +
                       gate.leftCols(units).array() * candidate;
       new_h.array() = output_gate * new_c.array().tanh();
-      StridedRows<T> output(outputs + (first * time + step) * units, rows, units, state_stride);
+      Rows<T> output(outputs_time_major + (step * batch + first) * units, rows, units);
       if (all_valid) {
         c.swap(new_c);
         h.swap(new_h);
@@ -67,8 +68,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
           if (options.zero_output_for_mask || step == 0) {
             output.row(r).setZero();
           } else {
-            output.row(r) = ConstRow<T>(outputs + ((first + r) * time + step - 1) * units, units)
-                                .matrix();
+            // The same rows one step earlier.
+            output.row(r) = ConstRows<T>(output.data() - batch * units, rows, units).row(r);
           }
         }
       }
@@ -76,6 +77,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
   });
+  rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
 }
 
 template <typename T>
@@ -83,13 +85,14 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                           const RnnOptions& options, const T* inputs, const T* kernel,
                           const T* recurrent_kernel, const int32_t* lengths, const T* gates,
                           const T* h_prev, const T* c_prev, const T* d_outputs,
-                          const T* d_final_h, const T* d_final_c, T* pre_activation_grads,
-                          T* d_inputs, T* d_initial_h, T* d_initial_c, T* d_kernel,
-                          T* d_recurrent_kernel, T* d_bias) {
+                          const T* d_final_h, const T* d_final_c, T* d_outputs_time_major,
+                          T* inputs_time_major, T* pre_activation_grads, T* d_inputs,
+                          T* d_initial_h, T* d_initial_c, T* d_kernel, T* d_recurrent_kernel,
+                          T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 4 * units;
   const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
-  const Eigen::OuterStride<> gate_stride(time * width), state_stride(time * units);
+  rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -103,9 +106,8 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = first * time + t;
-      const ConstStridedRows<T> d_out(d_outputs + (first * time + step) * units, rows, units,
-                                      state_stride);
+      const int64_t cell = t * batch + first;
+      const ConstRows<T> d_out(d_outputs_time_major + (step * batch + first) * units, rows, units);
       d_h_total = d_out + carried;
       if (all_valid) {
         carried.setZero();
@@ -119,17 +121,17 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
         }
       }
       d_h_total += dh;
-      const ConstStridedRows<T> gate(gates + cell * width, rows, width, gate_stride);
+      const ConstRows<T> gate(gates + cell * width, rows, width);
       const auto i = gate.leftCols(units).array();
       const auto f = gate.middleCols(units, units).array();
       const auto g = gate.middleCols(2 * units, units).array();
       const auto o = gate.rightCols(units).array();
       const auto c_before =
-          ConstStridedRows<T>(c_prev + cell * units, rows, units, state_stride).array();
+          ConstRows<T>(c_prev + cell * units, rows, units).array();
       tanh_c.array() = (f * c_before + i * g).tanh();
       d_c_total.array() =
           dc.array() + d_h_total.array() * o * (T(1) - tanh_c.array() * tanh_c.array());
-      StridedRows<T> d_pre(pre_activation_grads + cell * width, rows, width, gate_stride);
+      Rows<T> d_pre(pre_activation_grads + cell * width, rows, width);
       d_pre.leftCols(units).array() = d_c_total.array() * g * i * (T(1) - i);
       d_pre.middleCols(units, units).array() = d_c_total.array() * c_before * f * (T(1) - f);
       d_pre.middleCols(2 * units, units).array() = d_c_total.array() * i * (T(1) - g * g);
@@ -145,7 +147,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
           }
         }
       }
-      recurrent_transposed.Multiply(d_pre.data(), time * width, rows, through_recurrence.data(),
+      recurrent_transposed.Multiply(d_pre.data(), width, rows, through_recurrence.data(),
                                     units, false);
       if (all_valid) {
         dh.swap(through_recurrence);
@@ -160,24 +162,27 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   });
 
   const int64_t cells = batch * time;
+  // inputs_time_major holds d_inputs in time-major order first, then the inputs.
   rnn::ParallelMatMul(device, pre_activation_grads, false, kernel, true, cells, width, sizes.input,
-                      d_inputs);
-  rnn::ParallelMatMul(device, inputs, true, pre_activation_grads, false, sizes.input, cells, width,
-                      d_kernel);
+                      inputs_time_major);
+  rnn::SwapLeadingAxes(device, inputs_time_major, time, batch, sizes.input, d_inputs);
+  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
+  rnn::ParallelMatMul(device, inputs_time_major, true, pre_activation_grads, false, sizes.input,
+                      cells, width, d_kernel);
   rnn::ParallelMatMul(device, h_prev, true, pre_activation_grads, false, units, cells, width,
                       d_recurrent_kernel);
-  rnn::ColumnSums(pre_activation_grads, cells, width, d_bias);
+  rnn::ParallelColumnSums(device, pre_activation_grads, cells, width, d_bias);
 }
 
 #define ZOO_INSTANTIATE_LSTM(T)                                                                  \
   template void LstmSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
                                        const RnnOptions&, const T*, const T*, const T*, const T*, \
                                        const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,   \
-                                       T*);                                                      \
+                                       T*, T*, T*);                                              \
   template void LstmSequenceBackward<T>(                                                         \
       const Eigen::ThreadPoolDevice&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
       const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*,  \
-      T*, T*, T*, T*, T*, T*);
+      T*, T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)
 #undef ZOO_INSTANTIATE_LSTM

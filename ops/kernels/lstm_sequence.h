@@ -26,26 +26,30 @@ struct RnnOptions {
 
 // Shapes: inputs [B,T,D], initial_h/initial_c [B,H], kernel [D,4H], recurrent_kernel [H,4H],
 // bias [4H], lengths [B] (each in [0, T]). Writes outputs [B,T,H], final_h/final_c [B,H] and,
-// for LstmSequenceBackward, gates [B,T,4H] (activated i, f, c~, o; zero at padded steps),
-// h_prev and c_prev [B,T,H] (the state each step started from). outputs are in processing
-// order (index step); gates, h_prev and c_prev are indexed like inputs (index t).
+// for LstmSequenceBackward, the time-major gates [T,B,4H] (activated i, f, c~, o; zero at
+// padded steps), h_prev and c_prev [T,B,H] (the state each step started from). outputs are in
+// processing order (index step); gates, h_prev and c_prev are indexed by t like inputs. Scratch:
+// inputs_time_major B*T*D and outputs_time_major B*T*H elements.
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
-                         T* final_c, T* gates, T* h_prev, T* c_prev);
+                         const T* bias, const int32_t* lengths, T* inputs_time_major,
+                         T* outputs_time_major, T* outputs, T* final_h, T* final_c, T* gates,
+                         T* h_prev, T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
-// and final_c. `pre_activation_grads` is scratch of B*T*4H elements.
+// and final_c. Scratch: d_outputs_time_major B*T*H, inputs_time_major B*T*D and
+// pre_activation_grads B*T*4H elements.
 template <typename T>
 void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                           const RnnOptions& options, const T* inputs, const T* kernel,
                           const T* recurrent_kernel, const int32_t* lengths, const T* gates,
                           const T* h_prev, const T* c_prev, const T* d_outputs,
-                          const T* d_final_h, const T* d_final_c, T* pre_activation_grads,
-                          T* d_inputs, T* d_initial_h, T* d_initial_c, T* d_kernel,
-                          T* d_recurrent_kernel, T* d_bias);
+                          const T* d_final_h, const T* d_final_c, T* d_outputs_time_major,
+                          T* inputs_time_major, T* pre_activation_grads, T* d_inputs,
+                          T* d_initial_h, T* d_initial_c, T* d_kernel, T* d_recurrent_kernel,
+                          T* d_bias);
 
 }  // namespace zoo
 

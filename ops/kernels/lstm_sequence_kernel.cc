@@ -38,19 +38,19 @@ REGISTER_OP("ZooLstmSequence")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 4, 4, &s));
-      auto sequence = c->MakeShape({s.batch, s.time, s.units});
       auto state = c->MakeShape({s.batch, s.units});
-      c->set_output(0, sequence);
+      auto saved_states = c->MakeShape({s.time, s.batch, s.units});
+      c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({s.batch, s.time, s.gate_width}));
-      c->set_output(4, sequence);
-      c->set_output(5, sequence);
+      c->set_output(3, c->MakeShape({s.time, s.batch, s.gate_width}));
+      c->set_output(4, saved_states);
+      c->set_output(5, saved_states);
       return absl::OkStatus();
     })
     .Doc(R"doc(
 A whole LSTM sequence (Keras gate order i, f, c, o; tanh and sigmoid) over right-padded inputs
-of per-example lengths. gates, h_prev and c_prev are kept for ZooLstmSequenceGrad.
+of per-example lengths. gates, h_prev and c_prev are kept, time-major, for ZooLstmSequenceGrad.
 )doc");
 
 REGISTER_OP("ZooLstmSequenceGrad")
@@ -127,18 +127,26 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
     Tensor *outputs, *final_h, *final_c, *gates, *h_prev, *c_prev;
-    const TensorShape sequence({s.batch, s.time, s.units});
-    OP_REQUIRES_OK(context, context->allocate_output(0, sequence, &outputs));
+    const TensorShape saved_states({s.time, s.batch, s.units});
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
     OP_REQUIRES_OK(context, context->allocate_output(2, initial_c.shape(), &final_c));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({s.batch, s.time, width}), &gates));
-    OP_REQUIRES_OK(context, context->allocate_output(4, sequence, &h_prev));
-    OP_REQUIRES_OK(context, context->allocate_output(5, sequence, &c_prev));
+                   context->allocate_output(3, TensorShape({s.time, s.batch, width}), &gates));
+    OP_REQUIRES_OK(context, context->allocate_output(4, saved_states, &h_prev));
+    OP_REQUIRES_OK(context, context->allocate_output(5, saved_states, &c_prev));
+    Tensor inputs_time_major, outputs_time_major;
+    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                                   TensorShape({s.time, s.batch, s.input}),
+                                                   &inputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                                   saved_states, &outputs_time_major));
     LstmSequenceForward<T>(
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
+        inputs_time_major.flat<T>().data(), outputs_time_major.flat<T>().data(),
         outputs->flat<T>().data(), final_h->flat<T>().data(), final_c->flat<T>().data(),
         gates->flat<T>().data(), h_prev->flat<T>().data(), c_prev->flat<T>().data());
   }
@@ -172,19 +180,22 @@ class LstmSequenceGradOp : public OpKernel {
     const int64_t width = 4 * s.units;
     OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-    OP_REQUIRES_OK(context, rnn::RequireShape(gates, "gates", {s.batch, s.time, width}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.batch, s.time, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(c_prev, "c_prev", {s.batch, s.time, s.units}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(gates, "gates", {s.time, s.batch, width}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.time, s.batch, s.units}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(c_prev, "c_prev", {s.time, s.batch, s.units}));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_c, "d_final_c", {s.batch, s.units}));
 
-    Tensor pre_activation_grads;
-    OP_REQUIRES_OK(context,
-                   context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                          TensorShape({s.batch, s.time, width}),
-                                          &pre_activation_grads));
+    Tensor d_outputs_time_major, inputs_time_major, pre_activation_grads;
+    const auto dtype = tensorflow::DataTypeToEnum<T>::value;
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.units}),
+                                                   &d_outputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
+                                                   &inputs_time_major));
+    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
+                                                   &pre_activation_grads));
     Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_kernel, *d_recurrent_kernel, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
@@ -198,7 +209,8 @@ class LstmSequenceGradOp : public OpKernel {
         kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
         c_prev.flat<T>().data(), d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_final_c.flat<T>().data(), pre_activation_grads.flat<T>().data(),
+        d_final_c.flat<T>().data(), d_outputs_time_major.flat<T>().data(),
+        inputs_time_major.flat<T>().data(), pre_activation_grads.flat<T>().data(),
         d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
         d_kernel->flat<T>().data(), d_recurrent_kernel->flat<T>().data(),
         d_bias->flat<T>().data());

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "Eigen/Core"
@@ -20,13 +21,11 @@ namespace rnn {
 
 template <typename T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-// A block of rows that lie `stride` elements apart, such as the rows of one time step in a
-// [batch, time, width] buffer (stride time * width).
+// A block of contiguous rows, such as one time step of a shard in a time-major buffer.
 template <typename T>
-using StridedRows = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+using Rows = Eigen::Map<RowMatrix<T>>;
 template <typename T>
-using ConstStridedRows = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
-
+using ConstRows = Eigen::Map<const RowMatrix<T>>;
 // One row of H (or k*H) values, as an array for element-wise gate arithmetic.
 template <typename T>
 using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
@@ -51,6 +50,18 @@ void ParallelMatMul(const Eigen::ThreadPoolDevice& device, const T* a, bool tran
   const Eigen::array<Eigen::IndexPair<Eigen::Index>, 1> contract = {
       Eigen::IndexPair<Eigen::Index>(transpose_a ? 0 : 1, transpose_b ? 1 : 0)};
   out.device(device) = lhs.contract(rhs, contract);
+}
+
+// dst[j, i, :] = src[i, j, :] for src [rows, cols, width]: turns [batch, time, width] into the
+// time-major [time, batch, width] that the recurrent loops read (each step's rows contiguous) and
+// back.
+template <typename T>
+void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_t rows,
+                     int64_t cols, int64_t width, T* dst) {
+  if (rows == 0 || cols == 0 || width == 0) return;
+  Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor>> in(src, rows, cols, width);
+  Eigen::TensorMap<Eigen::Tensor<T, 3, Eigen::RowMajor>> out(dst, cols, rows, width);
+  out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
 }
 
 // c[:, first:first+count] = a^T * b[:, first:first+count], for a [k, m], b [k, width] and c
@@ -188,16 +199,6 @@ class PackedMatrix {
   T* data_;
 };
 
-// sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer. One pass over
-// contiguous rows: memory-bound, so a single thread suffices (Eigen's tensor reduction over the
-// outer axis of a row-major buffer is many times slower).
-template <typename T>
-void ColumnSums(const T* a, int64_t rows, int64_t cols, T* sums) {
-  Row<T> out(sums, cols);
-  out.setZero();
-  for (int64_t r = 0; r < rows; ++r) out += ConstRow<T>(a + r * cols, cols);
-}
-
 // Runs `shard(first_row, end_row)` over contiguous blocks of the batch on the threads of
 // `device`. Examples are independent through the whole recurrence, so each block runs its
 // full time loop with no synchronisation between steps.
@@ -224,6 +225,23 @@ inline void ForEachBatchShard(const Eigen::ThreadPoolDevice& device, int64_t bat
   }
   shard(0, std::min(batch, rows_per_shard));
   barrier.Wait();
+}
+
+// sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer: each shard adds its
+// contiguous rows into a private row, then into `sums` under a lock. Memory-bound, one pass
+// (Eigen's tensor reduction over the outer axis of a row-major buffer is many times slower).
+template <typename T>
+void ParallelColumnSums(const Eigen::ThreadPoolDevice& device, const T* a, int64_t rows,
+                        int64_t cols, T* sums) {
+  Row<T> total(sums, cols);
+  total.setZero();
+  std::mutex lock;
+  ForEachBatchShard(device, rows, cols, [&](int64_t first, int64_t end) {
+    Eigen::Array<T, 1, Eigen::Dynamic> partial = Eigen::Array<T, 1, Eigen::Dynamic>::Zero(cols);
+    for (int64_t r = first; r < end; ++r) partial += ConstRow<T>(a + r * cols, cols);
+    std::lock_guard<std::mutex> guard(lock);
+    total += partial;
+  });
 }
 
 // Index of the time step processed at step `step` of a sequence of `time` steps.
