@@ -150,21 +150,26 @@ def sample(
     initial_ids = _check_initial_ids(initial_ids)
     seed = _seed_tensor(seed)
     batch_size = tf.shape(initial_ids)[0]
+    # Greedy decoding without eos_id needs neither per-step seeds nor the bookkeeping of ended
+    # sequences: fewer ops in the loop body, which is what batch-1 generation speed is made of.
+    greedy = isinstance(temperature, numbers.Real) and temperature == 0
 
     def keep_going(step, ids, states, finished, lengths, outputs):
+        if eos_id is None:
+            return step < max_length
         return tf.logical_and(step < max_length, tf.logical_not(tf.reduce_all(finished)))
 
     def one_step(step, ids, states, finished, lengths, outputs):
         logits, states = _call_step(step_fn, ids, states)
-        step_seed = tf.random.experimental.stateless_fold_in(seed, step)
+        step_seed = None if greedy else tf.random.experimental.stateless_fold_in(seed, step)
         tokens = _next_tokens(logits, temperature, top_k, step_seed)
-        tokens = tf.where(finished, tf.constant(pad_id, tf.int32), tokens)
-        lengths += tf.cast(tf.logical_not(finished), tf.int32)
         if eos_id is not None:
+            tokens = tf.where(finished, tf.constant(pad_id, tf.int32), tokens)
+            lengths += tf.cast(tf.logical_not(finished), tf.int32)
             finished = tf.logical_or(finished, tf.equal(tokens, eos_id))
         return step + 1, tokens, states, finished, lengths, outputs.write(step, tokens)
 
-    _, _, _, _, lengths, outputs = tf.while_loop(
+    _, _, _, _, counted_lengths, outputs = tf.while_loop(
         keep_going,
         one_step,
         (
@@ -176,6 +181,8 @@ def sample(
             tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=initial_ids.shape),
         ),
     )
+    # Without eos_id every sequence runs to max_length (an empty batch has no steps to count).
+    lengths = counted_lengths if eos_id is not None else tf.fill([batch_size], max_length)
     # An empty batch ends the loop before its first step, and an empty TensorArray cannot stack.
     generated = tf.cond(
         outputs.size() > 0,

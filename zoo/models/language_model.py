@@ -270,8 +270,14 @@ class LanguageModel(keras.Model):
         if isinstance(num_tokens, numbers.Integral) and not isinstance(num_tokens, bool):
             if num_tokens < 1:
                 raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-            max_tokens = int(num_tokens)
-        elif not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
+            last_ids, states = self.warm_up(prefix_ids)
+            # A count known when tracing needs no stop token: the loop body stays minimal.
+            generated, _ = decoding.sample(
+                self.step, last_ids, states, max_length=int(num_tokens), temperature=temperature,
+                top_k=top_k, seed=seed,
+            )
+            return generated
+        if not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
             raise ValueError("a tensor num_tokens needs max_tokens, a Python int >= 1, to bound it")
         num_tokens = tf.convert_to_tensor(num_tokens, tf.int32)
         tf.debugging.assert_greater(num_tokens, 0, message="num_tokens must be >= 1")
