@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from recipes import tagging
@@ -95,3 +96,71 @@ def test_word_dropout_replaces_only_real_words_by_unk():
                                                 word_dropout=1.0)))[0].numpy()
     assert kept.tolist() == [[vocab.id_of("a"), vocab.id_of("b"), vocab.id_of("a")], [vocab.id_of("b"), 0, 0]]
     assert dropped.tolist() == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]
+
+
+class FixedTagger:
+    """Stands in for a trained softmax tagger: returns the same one-hot tag probabilities for any inputs."""
+
+    def __init__(self, tag_ids, num_tags):
+        self.probabilities = tagging.tf.one_hot(tag_ids, num_tags)
+
+    def __call__(self, inputs, training=False):
+        return self.probabilities
+
+
+def test_validation_entity_f1_scores_exact_spans_into_the_logs():
+    tag_vocab = tagging.zoo_text.Vocab([["O", "B-person", "I-person", "B-location"]], reserved_tokens=(),
+                                       unk_token=None)
+    sentences = [["Ann", "Lee", "in", "Rome"], ["Bob", "left"]]
+    gold = [["B-person", "I-person", "O", "B-location"], ["B-person", "O"]]
+    # Found: "Ann Lee" (right), "Rome" as a person (wrong type), "Bob" missed, "left" spurious.
+    guessed = [["B-person", "I-person", "O", "B-person"], ["O", "B-location"]]
+    ids = [tag_vocab.to_ids(row + ["O"] * (4 - len(row))) for row in guessed]  # padded like a batch
+    callback = tagging.ValidationEntityF1([((None,), None)], sentences, gold, tag_vocab)
+    callback.set_model(FixedTagger(ids, len(tag_vocab)))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    precision, recall = 1 / 3, 1 / 3
+    assert logs["val_entity_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def drive_best_epoch_selection(callbacks, history):
+    """Runs `callbacks` over epochs whose logs are `history`, the model's one weight set to the epoch number."""
+    model = tagging.keras.Sequential([tagging.keras.layers.Dense(1, use_bias=False)])
+    model.build((None, 1))
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    epochs_run = 0
+    for epoch, logs in enumerate(history):
+        model.set_weights([np.full((1, 1), epoch + 1.0)])
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, dict(logs))
+        epochs_run += 1
+        if getattr(model, "stop_training", False):
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    return int(model.get_weights()[0][0, 0]), epochs_run
+
+
+# Token accuracy keeps rising (more O guesses) while entity F1 peaks at epoch 2.
+HISTORY = [{"val_accuracy": 0.90, "val_entity_f1": 0.10}, {"val_accuracy": 0.91, "val_entity_f1": 0.30},
+           {"val_accuracy": 0.92, "val_entity_f1": 0.25}, {"val_accuracy": 0.93, "val_entity_f1": 0.20},
+           {"val_accuracy": 0.94, "val_entity_f1": 0.28}, {"val_accuracy": 0.95, "val_entity_f1": 0.29}]
+
+
+def test_bio_tags_keep_the_epoch_of_the_best_validation_entity_f1():
+    callbacks = tagging.best_epoch_callbacks(3, ["O", "B-person", "I-person"], validation=(None,) * 4)
+    assert isinstance(callbacks[0], tagging.ValidationEntityF1)
+    # The F1 callback would tag real data; the history already holds its figure.
+    best, epochs_run = drive_best_epoch_selection(callbacks[1:], HISTORY)
+    assert best == 2
+    assert epochs_run == 5  # epochs 3, 4 and 5 without a better F1
+
+
+def test_other_tags_keep_the_epoch_of_the_best_validation_accuracy():
+    callbacks = tagging.best_epoch_callbacks(3, ["NOUN", "VERB"], validation=(None,) * 4)
+    assert not any(isinstance(callback, tagging.ValidationEntityF1) for callback in callbacks)
+    assert drive_best_epoch_selection(callbacks, HISTORY) == (6, 6)
+    assert tagging.best_epoch_callbacks(0, ["O", "B-person"], validation=(None,) * 4) == []
