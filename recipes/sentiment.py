@@ -116,6 +116,9 @@ def build_parser():
     model.add_argument("--dropout", type=float, default=0.5)
     model.add_argument("--patience", type=int, default=3,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
+    model.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+                       help="after the validation split chose the epoch count, train a fresh model for that "
+                            "many epochs on the training and validation examples together")
     return parser
 
 
@@ -173,6 +176,13 @@ def _is_int(text):
     return True
 
 
+def best_epoch(val_accuracy):
+    """The epoch (counted from 1) with the best validation accuracy; the earliest one on a tie."""
+    if not val_accuracy:
+        raise ValueError("no validation accuracy to choose an epoch from")
+    return int(np.argmax(val_accuracy)) + 1
+
+
 def split_indices(count, test_fraction, validation_fraction, seed):
     """Disjoint `(train, validation, test)` index arrays from one seeded permutation."""
     order = np.random.default_rng(seed).permutation(count)
@@ -185,7 +195,7 @@ def split_indices(count, test_fraction, validation_fraction, seed):
 
 
 def build_tokenizer(args, train_texts):
-    """`(CleaningTokenizer, vocab or None)` fitted on the training texts only."""
+    """`(CleaningTokenizer, vocab or None)` fitted on `train_texts` (never on held-out examples)."""
     cleaned = [text.decode("utf-8") for text in clean_text(tf.constant(train_texts)).numpy()]
     if args.tokenizer == "bpe":
         try:
@@ -213,7 +223,8 @@ def main(argv=None):
     def subset(indices):
         return [texts[i] for i in indices], [class_ids[i] for i in indices]
 
-    tokenizer, vocab = build_tokenizer(args, subset(train)[0])
+    # The vocabulary covers every example the final model trains on: with --refit, validation ones too.
+    tokenizer, vocab = build_tokenizer(args, subset(np.concatenate([train, validation]) if args.refit else train)[0])
     vocab_size = len(vocab) if vocab is not None else tokenizer.tokenizer.vocab_size
     print(f"{args.tokenizer} vocabulary: {vocab_size} ids", flush=True)
 
@@ -231,19 +242,34 @@ def main(argv=None):
             num_layers=args.num_layers, cell_type=args.cell, pooling=args.pooling,
             pool_embeddings=args.pool_embeddings, dropout=args.dropout)
 
+    def fit(run_args, train_ds, val_ds, callbacks=()):
+        return common.run_training(
+            build_model, train_ds, val_ds, run_args, strategy=strategy, loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"], callbacks=callbacks,
+            units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)))
+
     callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
-    model, _ = common.run_training(
-        build_model, train_ds, val_ds, args, strategy=strategy, loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"], callbacks=callbacks,
-        units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)))
+    selected_epochs = None
+    if args.refit:
+        # The first run, in its own folder, only chooses the epoch count; its model is dropped.
+        selection = argparse.Namespace(**{**vars(args), "output_dir": common.output_path(args, "selection")})
+        _, history = fit(selection, train_ds, val_ds, callbacks)
+        selected_epochs = best_epoch(history["val_accuracy"])
+        print(f"refit: {selected_epochs} epochs on {len(train) + len(validation)} training and validation "
+              "examples", flush=True)
+        refit = argparse.Namespace(**{**vars(args), "epochs": selected_epochs})
+        model, _ = fit(refit, batches(np.concatenate([train, validation]), True), None)
+    else:
+        model, _ = fit(args, train_ds, val_ds, callbacks)
     train_seconds = time.perf_counter() - started
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
     print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples ({train_seconds:.0f} s training)",
           flush=True)
     common.record_final(args, test_accuracy=test_accuracy, test_loss=test_loss, test_examples=len(test),
-                        train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names)
+                        train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names,
+                        selected_epochs=selected_epochs)
 
     export = TextClassifierExport(model, tokenizer, vocab, label_names, args.max_length)
     common.export_saved_model(export, common.output_path(args, "saved_model"), {"classify": export.classify})
