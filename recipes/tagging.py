@@ -37,6 +37,34 @@ CORPORA = {
     "ud-ewt": ("conllu", "ud_english_ewt/en_ewt-ud-train.subset.conllu", "ud_english_ewt/en_ewt-ud-dev.conllu"),
     "wnut17": ("conll", "wnut17/wnut17train.conll", "wnut17/emerging.dev.conll"),
 }
+# Flag defaults of one corpus that differ from the shared ones (flags given on the command line win).
+CORPUS_DEFAULTS = {
+    "wnut17": {"word_shape": True},
+}
+
+
+# A word's shape, spelled as one extra leading "character" the character CNN reads beside the word's own
+# characters: case and form tell names from other words where the lowercased word embedding cannot, and
+# they carry over to words never seen in training. The first pattern a token fully matches names its shape.
+WORD_SHAPES = (
+    ("<shape:url>", r"(?i)(https?://|www\.).*"),
+    ("<shape:handle>", r"[@#].+"),
+    ("<shape:caps>", r"\p{Lu}[\p{Lu}\d]*\p{Lu}[\p{Lu}\d]*"),
+    ("<shape:capitalized>", r"\p{Lu}.*"),
+    ("<shape:lower>", r"\p{Ll}.*"),
+    ("<shape:number>", r"\d.*"),
+)
+OTHER_SHAPE = "<shape:other>"
+SHAPE_TOKENS = tuple(name for name, _ in WORD_SHAPES) + (OTHER_SHAPE,)
+
+
+def word_shapes(tokens):
+    """The shape token (one of `SHAPE_TOKENS`) of each token of a string tensor, same shape."""
+    tokens = tf.convert_to_tensor(tokens, tf.string)
+    shapes = tf.fill(tf.shape(tokens), OTHER_SHAPE)
+    for name, pattern in reversed(WORD_SHAPES):
+        shapes = tf.where(tf.strings.regex_full_match(tokens, pattern), name, shapes)
+    return shapes
 
 
 class TokenEncoder(tf.Module):
@@ -44,23 +72,34 @@ class TokenEncoder(tf.Module):
 
     Args:
         word_vocab: word → id, `<pad>` = 0.
-        char_vocab: character → id, `<pad>` = 0; `None`: no character inputs.
+        char_vocab: character → id, `<pad>` = 0; `None`: no character inputs. With `word_shape`, it must
+            hold `SHAPE_TOKENS`.
         lowercase: look words up lowercased (the characters keep their case).
         max_chars: characters kept per word (its first ones).
+        word_shape: put each word's shape token (`word_shapes`) before its characters.
     """
 
-    def __init__(self, word_vocab, char_vocab, lowercase, max_chars):
+    def __init__(self, word_vocab, char_vocab, lowercase, max_chars, word_shape=False):
         super().__init__(name="token_encoder")
+        if word_shape and (char_vocab is None or any(token not in char_vocab.token_to_idx for token in SHAPE_TOKENS)):
+            raise ValueError("word_shape needs a character vocabulary that holds SHAPE_TOKENS")
         self.word_vocab = word_vocab
         self.char_vocab = char_vocab
         self.lowercase = lowercase
         self.max_chars = max_chars
+        self.word_shape = word_shape
 
     def words_of(self, tokens):
         return tf.strings.lower(tokens) if self.lowercase else tokens
 
     def chars_of(self, tokens):
-        return tf.strings.unicode_split(tokens, "UTF-8", errors="replace")
+        """Ragged tokens [batch, (time)] → their characters [batch, (time), (chars)], cut to `max_chars`,
+        after the word's shape token with `word_shape`."""
+        chars = tf.strings.unicode_split(tokens.flat_values, "UTF-8", errors="replace")[:, : self.max_chars]
+        if self.word_shape:
+            shapes = tf.RaggedTensor.from_tensor(word_shapes(tokens.flat_values)[:, None])
+            chars = tf.concat([shapes, chars], axis=1)
+        return tokens.with_flat_values(chars)
 
     def __call__(self, tokens):
         """Ragged tokens [batch, (time)] → `(inputs, mask [batch, time])`, padded to one step at least.
@@ -71,8 +110,7 @@ class TokenEncoder(tf.Module):
         mask = tf.not_equal(word_ids, 0)
         if self.char_vocab is None:
             return word_ids, mask
-        char_ids = self.char_vocab.to_ids(self.chars_of(tokens))[:, :, : self.max_chars].to_tensor(0)
-        char_ids = _at_least_one(char_ids, rank=3)
+        char_ids = _at_least_one(self.char_vocab.to_ids(self.chars_of(tokens)).to_tensor(0), rank=3)
         # Both must span the same time steps, whatever padding each needed.
         char_ids = char_ids[:, : tf.shape(word_ids)[1]]
         return (word_ids, char_ids), mask
@@ -160,7 +198,8 @@ def build_parser():
                                 clip_norm=5.0)
     data = parser.add_argument_group("data")
     data.add_argument("--corpus", choices=sorted(CORPORA), default="ud-ewt",
-                      help=f"default files under ${DATA_ENV} (--data/--dev/--format override them)")
+                      help=f"default files under ${DATA_ENV} (--data/--dev/--format override them) and "
+                           "defaults of other flags (wnut17: --word-shape)")
     data.add_argument("--dev", type=pathlib.Path, default=None, help="the evaluation file")
     data.add_argument("--format", choices=("conllu", "conll"), default=None,
                       help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag")
@@ -172,6 +211,9 @@ def build_parser():
                       help="training: replace this share of word ids by <unk>")
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=int, default=20)
+    data.add_argument("--word-shape", action=argparse.BooleanOptionalAction, default=False,
+                      help="give the character CNN each word's shape (case, handle, URL, number) as an extra "
+                           "leading character")
     data.add_argument("--max-tokens", type=int, default=1000, help="the export cuts longer sentences")
     model = parser.add_argument_group("model")
     model.add_argument("--output", choices=("crf", "softmax"), default="crf")
@@ -281,9 +323,17 @@ def best_epoch_callbacks(patience, tag_names, validation):
                                           restore_best_weights=True)]
 
 
+def parse_args(argv=None):
+    """The command line, with the defaults of `--corpus` (`CORPUS_DEFAULTS`) for the flags not given."""
+    parser = build_parser()
+    corpus = parser.parse_known_args(argv)[0].corpus
+    parser.set_defaults(**CORPUS_DEFAULTS.get(corpus, {}))
+    return common.parse_args(parser, argv)
+
+
 @common.entry_point
 def main(argv=None):
-    args = common.parse_args(build_parser(), argv)
+    args = parse_args(argv)
     strategy = common.setup(args)
     file_format, train_path, dev_path = resolve_files(args)
     sentences, tags = read_tagged(train_path, file_format, args.tag_column)
@@ -307,8 +357,10 @@ def main(argv=None):
     char_vocab = None
     if args.chars:
         char_vocab = zoo_text.Vocab([list(word) for row in train_sentences for word in row],
-                                    reserved_tokens=zoo_text.SEQUENCE_RESERVED)
-    encoder = TokenEncoder(word_vocab, char_vocab, args.lowercase, args.max_chars)
+                                    reserved_tokens=zoo_text.SEQUENCE_RESERVED + (SHAPE_TOKENS if args.word_shape else ()))
+    elif args.word_shape:
+        raise common.RecipeError("--word-shape feeds the character CNN: it needs --chars")
+    encoder = TokenEncoder(word_vocab, char_vocab, args.lowercase, args.max_chars, args.word_shape)
     print(f"{len(tag_vocab)} tags, {len(word_vocab)} words"
           + (f", {len(char_vocab)} characters" if char_vocab is not None else ""), flush=True)
 

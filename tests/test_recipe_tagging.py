@@ -69,13 +69,16 @@ def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
 def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
     dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf",
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf", "--word-shape",
                            "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
     for key in ("token_accuracy", "entity_precision", "entity_recall", "entity_f1"):
         assert 0.0 <= result[key] <= 1.0
     assert result["entity_support"] > 0
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["dev_entity_f1"] == pytest.approx(result["entity_f1"])
+    # The export computes the word shapes in plain TensorFlow too.
+    out = tag_in_subprocess(tmp_path / "run" / "saved_model")
+    assert all(tag in final["tag_names"] for tag in out["tags"][0][:7])
 
 
 def test_missing_file_is_a_one_line_error(tmp_path, capsys):
@@ -164,3 +167,51 @@ def test_other_tags_keep_the_epoch_of_the_best_validation_accuracy():
     assert not any(isinstance(callback, tagging.ValidationEntityF1) for callback in callbacks)
     assert drive_best_epoch_selection(callbacks, HISTORY) == (6, 6)
     assert tagging.best_epoch_callbacks(0, ["O", "B-person"], validation=(None,) * 4) == []
+
+
+def reference_shape(token):
+    """The shape `word_shapes` must give, written with Python's str methods."""
+    if token.lower().startswith(("http://", "https://", "www.")):
+        return "<shape:url>"
+    if len(token) > 1 and token[0] in "@#":
+        return "<shape:handle>"
+    if sum(c.isupper() for c in token) >= 2 and all(c.isupper() or c.isdigit() for c in token):
+        return "<shape:caps>"
+    if token[0].isupper():
+        return "<shape:capitalized>"
+    if token[0].islower():
+        return "<shape:lower>"
+    if token[0].isdigit():
+        return "<shape:number>"
+    return "<shape:other>"
+
+
+def test_word_shapes_match_a_python_reference():
+    tokens = ["Hello", "HELLO", "U2", "UK2", "hello", "iPhone", "@bob", "#tag", "@", "HTTP://x.co", "www.a.b",
+              "2017", "3D", ".", "'s", "McDonald", "ÉCOLE", "été", "A", "😂", "Ünï"]
+    shapes = [shape.decode() for shape in tagging.word_shapes(tokens).numpy()]
+    assert shapes == [reference_shape(token) for token in tokens]
+    assert set(shapes) <= set(tagging.SHAPE_TOKENS)
+
+
+def test_word_shape_is_the_first_character_before_the_cut_characters():
+    reserved = tagging.zoo_text.SEQUENCE_RESERVED
+    words = tagging.zoo_text.Vocab([["paris"]], reserved_tokens=reserved)
+    chars = tagging.zoo_text.Vocab([list("Paris")], reserved_tokens=reserved + tagging.SHAPE_TOKENS)
+    encoder = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3, word_shape=True)
+    (word_ids, char_ids), mask = encoder(tagging.tf.ragged.constant([["Paris", "@x"], ["NYC"]]))
+    expected = [[["<shape:capitalized>", "P", "a", "r"], ["<shape:handle>", "@", "x", "<pad>"]],
+                [["<shape:caps>", "N", "Y", "C"], ["<pad>"] * 4]]
+    assert char_ids.numpy().tolist() == [[chars.to_ids(word) for word in row] for row in expected]
+    assert word_ids.numpy().tolist() == [[words.id_of("paris"), words.unk_id], [words.unk_id, 0]]
+    plain = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3)
+    assert plain(tagging.tf.ragged.constant([["Paris"]]))[0][1].numpy().tolist() == [[chars.to_ids(list("Par"))]]
+    with pytest.raises(ValueError, match="SHAPE_TOKENS"):
+        tagging.TokenEncoder(words, tagging.zoo_text.Vocab([list("ab")], reserved_tokens=reserved), True, 3,
+                             word_shape=True)
+
+
+def test_corpus_defaults_apply_unless_the_flag_is_given():
+    assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).word_shape is True
+    assert tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
+    assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
