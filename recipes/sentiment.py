@@ -114,6 +114,8 @@ def build_parser():
     model.add_argument("--pool-embeddings", action=argparse.BooleanOptionalAction, default=True,
                        help="add mean-pooled embeddings to the encoding")
     model.add_argument("--dropout", type=float, default=0.5)
+    model.add_argument("--word-dropout", type=float, default=0.0,
+                       help="training: zero this share of the tokens' whole embeddings")
     model.add_argument("--patience", type=int, default=3,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
     model.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
@@ -240,7 +242,7 @@ def main(argv=None):
         return SequenceClassifier(
             vocab_size, len(label_names), embedding_dim=args.embedding_dim, units=args.units,
             num_layers=args.num_layers, cell_type=args.cell, pooling=args.pooling,
-            pool_embeddings=args.pool_embeddings, dropout=args.dropout)
+            pool_embeddings=args.pool_embeddings, dropout=args.dropout, word_dropout=args.word_dropout)
 
     def fit(run_args, train_ds, val_ds, callbacks=()):
         return common.run_training(

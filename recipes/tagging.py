@@ -10,8 +10,11 @@ character-CNN word features) with a softmax or a CRF output (`--output`) on
 - or your own files: `--data TRAIN --dev DEV --format conllu|conll`.
 
 A validation split (`--validation-fraction` of the training sentences) drives the per-epoch
-validation and early stopping; the dev file is only evaluated at the end: token accuracy, and for BIO
-tags entity-level precision, recall and F1 (exact spans, as conlleval).
+validation and early stopping, which keeps the best epoch: by validation entity F1 for BIO tags (most
+tokens are `O`, so token accuracy says little about entities), by token accuracy otherwise. The dev
+file is only evaluated at the end: token accuracy, and for BIO tags entity-level precision, recall and
+F1 (exact spans, as conlleval). `--word-shape` (the default for `--corpus wnut17`) gives the character
+CNN each word's shape (capitalised, all caps, handle, URL, number) as an extra leading character.
 
 The run's `saved_model/` has a `tag` signature: sentences (tokens separated by whitespace, as in the
 training data) in, their `tokens` and `tags` out (padded with ""). It runs in plain TensorFlow.
