@@ -161,7 +161,7 @@ def predict_tag_ids(model, inputs):
 
 
 def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, seed, with_mask_weights,
-                    word_dropout=0.0):
+                    word_dropout=0.0, entity_weight=1.0):
     """Batches `(inputs, tag_ids[, mask])`, encoded by `encoder` batch by batch (the same code as the export).
 
     Args:
@@ -170,8 +170,12 @@ def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, se
         word_dropout: the chance that a word id is replaced by `<unk>` (training only): the `<unk>`
             embedding gets trained and the tagger learns to lean on characters and context, as it
             must for words it never saw.
+        entity_weight: the training weight, relative to 1, of the tokens not tagged `O` (with
+            `with_mask_weights`), or else of the whole sentences that hold such a token (a CRF weighs
+            sequences): where entities are rare, it trades precision for recall.
     """
     unk_id = encoder.word_vocab.unk_id
+    outside_id = tag_vocab.token_to_idx.get("O", -1)
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
     )
@@ -186,8 +190,11 @@ def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, se
             word_ids = tf.where(dropped & mask, unk_id, word_ids)
             inputs = (word_ids, inputs[1]) if isinstance(inputs, tuple) else word_ids
         tag_ids = tag_vocab.to_ids(token_tags).to_tensor(0, shape=tf.shape(mask, out_type=tf.int64))
+        entity = mask & tf.not_equal(tag_ids, outside_id)
         if with_mask_weights:
-            return inputs, tag_ids, tf.cast(mask, tf.float32)
+            return inputs, tag_ids, tf.where(entity, entity_weight, tf.cast(mask, tf.float32))
+        if entity_weight != 1.0:
+            return inputs, tag_ids, tf.where(tf.reduce_any(entity, axis=1), entity_weight, 1.0)
         return inputs, tag_ids
 
     return dataset.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
@@ -212,6 +219,9 @@ def build_parser():
     data.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
     data.add_argument("--word-dropout", type=float, default=0.15,
                       help="training: replace this share of word ids by <unk>")
+    data.add_argument("--entity-weight", type=float, default=1.0,
+                      help="BIO tags, training: weight of the entity tokens (softmax) or of the sentences holding "
+                           "an entity (CRF), relative to 1")
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=int, default=20)
     data.add_argument("--word-shape", action=argparse.BooleanOptionalAction, default=False,
@@ -369,11 +379,13 @@ def main(argv=None):
 
     softmax = args.output == "softmax"
 
-    def batches(part_sentences, part_tags, shuffle, word_dropout=0.0):
+    def batches(part_sentences, part_tags, shuffle, word_dropout=0.0, entity_weight=1.0):
         return tagging_dataset(part_sentences, part_tags, encoder, tag_vocab, args.batch_size, shuffle, args.seed,
-                               with_mask_weights=softmax, word_dropout=word_dropout)
+                               with_mask_weights=softmax, word_dropout=word_dropout, entity_weight=entity_weight)
 
-    train_ds = batches(train_sentences, train_tags, True, args.word_dropout)
+    if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
+        raise common.RecipeError("--entity-weight needs BIO tags (entities and O)")
+    train_ds = batches(train_sentences, train_tags, True, args.word_dropout, args.entity_weight)
     validation_sentences = [sentences[i] for i in validation]
     validation_tags = [tags[i] for i in validation]
     val_ds = batches(validation_sentences, validation_tags, False)

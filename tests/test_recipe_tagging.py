@@ -215,3 +215,21 @@ def test_corpus_defaults_apply_unless_the_flag_is_given():
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).word_shape is True
     assert tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
     assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
+
+
+def test_entity_weight_weighs_entity_tokens_or_sentences():
+    words = tagging.zoo_text.Vocab([["a"]], reserved_tokens=tagging.zoo_text.SEQUENCE_RESERVED)
+    tags = tagging.zoo_text.Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)
+    encoder = tagging.TokenEncoder(words, None, lowercase=True, max_chars=5)
+    sentences = [["a", "Ann", "a"], ["a"]]
+    labels = [["O", "B-person", "O"], ["O"]]
+
+    def weights(with_mask_weights):
+        batch = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, with_mask_weights,
+                                                  entity_weight=4.0)))
+        return batch[2].numpy().tolist()
+
+    assert weights(True) == [[1.0, 4.0, 1.0], [1.0, 0.0, 0.0]]  # per token, padding 0
+    assert weights(False) == [4.0, 1.0]  # per sentence, for the CRF
+    unweighted = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))
+    assert len(unweighted) == 2
