@@ -107,18 +107,18 @@ def build_parser():
     data.add_argument("--max-length", type=int, default=400, help="cut texts to this many tokens")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    model.add_argument("--embedding-dim", type=int, default=32)
+    model.add_argument("--embedding-dim", type=int, default=64)
     model.add_argument("--units", type=int, default=32)
     model.add_argument("--num-layers", type=int, default=1)
     model.add_argument("--pooling", choices=POOLING_MODES, default="mean_max")
     model.add_argument("--pool-embeddings", action=argparse.BooleanOptionalAction, default=True,
                        help="add mean-pooled embeddings to the encoding")
-    model.add_argument("--dropout", type=float, default=0.5)
+    model.add_argument("--dropout", type=float, default=0.6)
     model.add_argument("--word-dropout", type=float, default=0.0,
                        help="training: zero this share of the tokens' whole embeddings")
     model.add_argument("--patience", type=int, default=3,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
-    model.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+    model.add_argument("--refit", action=argparse.BooleanOptionalAction, default=False,
                        help="after the validation split chose the epoch count, train a fresh model for that "
                             "many epochs on the training and validation examples together")
     return parser
