@@ -42,7 +42,7 @@ CORPORA = {
 }
 # Flag defaults of one corpus that differ from the shared ones (flags given on the command line win).
 CORPUS_DEFAULTS = {
-    "wnut17": {"word_shape": True},
+    "wnut17": {"word_shape": True, "entity_weight": 5.0},
 }
 
 
@@ -209,7 +209,7 @@ def build_parser():
     data = parser.add_argument_group("data")
     data.add_argument("--corpus", choices=sorted(CORPORA), default="ud-ewt",
                       help=f"default files under ${DATA_ENV} (--data/--dev/--format override them) and "
-                           "defaults of other flags (wnut17: --word-shape)")
+                           "defaults of other flags (wnut17: --word-shape --entity-weight 5)")
     data.add_argument("--dev", type=pathlib.Path, default=None, help="the evaluation file")
     data.add_argument("--format", choices=("conllu", "conll"), default=None,
                       help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag")

@@ -215,6 +215,8 @@ def test_corpus_defaults_apply_unless_the_flag_is_given():
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).word_shape is True
     assert tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
     assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
+    assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).entity_weight == 5.0
+    assert tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"]).entity_weight == 1.0
 
 
 def test_entity_weight_weighs_entity_tokens_or_sentences():
