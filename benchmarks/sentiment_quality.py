@@ -5,6 +5,10 @@ rest is the validation split for early stopping, so the model trains on 680 revi
 pretrained embeddings). Each seed is one full run of the recipe with its defaults; the figures come
 from the run's `metrics.json`.
 
+Measured with the defaults (`--seeds 0 1 2`, 2 CPU cores shared with other jobs, load 4-5): held-out
+accuracy 0.760 / 0.810 / 0.800, mean 0.790, median 0.800, 19-24 s of training per seed. Training is
+deterministic for a seed on one machine: a rerun gives the same figures.
+
 Usage (from the repository root):
     ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/sentiment_quality.py [--seeds 0 1 2] \
         [--out-root runs/bench-sentiment] [-- more recipe flags]
@@ -35,8 +39,9 @@ def main():
         print(f"RESULT seed {seed}: held-out accuracy {final['test_accuracy']:.4f} on {final['test_examples']} "
               f"reviews, {final['epochs']} epochs, {final['train_seconds']:.0f} s training", flush=True)
     if len(accuracies) > 1:
-        print(f"RESULT mean held-out accuracy {statistics.mean(accuracies):.4f} "
-              f"(min {min(accuracies):.4f}, max {max(accuracies):.4f}) over {len(accuracies)} seeds", flush=True)
+        print(f"RESULT mean held-out accuracy {statistics.mean(accuracies):.4f}, median "
+              f"{statistics.median(accuracies):.4f} (min {min(accuracies):.4f}, max {max(accuracies):.4f}) over "
+              f"{len(accuracies)} seeds", flush=True)
 
 
 if __name__ == "__main__":

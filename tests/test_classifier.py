@@ -68,7 +68,7 @@ def test_first_last_pooling_reads_the_last_real_step():
 
 
 def test_keras_round_trip_is_exact(tmp_path):
-    model = small_classifier(pooling="mean", pool_embeddings=True)
+    model = small_classifier(pooling="mean", pool_embeddings=True, word_dropout=0.25)
     ids = np.array([[3, 4, 5, 0], [6, 7, 8, 9]])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(ids, np.array([0, 2]), epochs=1, verbose=0)
@@ -84,6 +84,22 @@ def test_bad_arguments_and_inputs_raise_clear_errors():
         SequenceClassifier(vocab_size=10, num_classes=1)
     with pytest.raises(ValueError, match="pooling"):
         SequenceClassifier(vocab_size=10, num_classes=2, pooling="median")
+    with pytest.raises(ValueError, match="word_dropout"):
+        SequenceClassifier(vocab_size=10, num_classes=2, word_dropout=1.0)
     model = small_classifier()
     with pytest.raises(ValueError, match=r"\[batch, time\]"):
         model(np.array([1, 2, 3]))
+
+
+def test_word_dropout_zeroes_whole_tokens_in_training_only():
+    model = small_classifier(word_dropout=0.5)
+    ids = np.arange(200).reshape(2, 100) % 29 + 1
+    embedded = model.embedding(ids)
+    dropped = model.word_dropout_layer(embedded, training=True).numpy()
+    zeroed = (dropped == 0).all(axis=-1)
+    kept = ~zeroed
+    # Every token is either gone entirely or kept entirely, scaled by 1 / (1 - rate).
+    np.testing.assert_allclose(dropped[kept], embedded.numpy()[kept] * 2.0, rtol=1e-6)
+    assert 0.3 < zeroed.mean() < 0.7
+    np.testing.assert_array_equal(model.word_dropout_layer(embedded, training=False).numpy(), embedded.numpy())
+    np.testing.assert_array_equal(model(ids).numpy(), model(ids).numpy())

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from recipes import tagging
@@ -68,13 +69,16 @@ def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
 def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
     dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf",
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf", "--word-shape",
                            "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
     for key in ("token_accuracy", "entity_precision", "entity_recall", "entity_f1"):
         assert 0.0 <= result[key] <= 1.0
     assert result["entity_support"] > 0
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["dev_entity_f1"] == pytest.approx(result["entity_f1"])
+    # The export computes the word shapes in plain TensorFlow too.
+    out = tag_in_subprocess(tmp_path / "run" / "saved_model")
+    assert all(tag in final["tag_names"] for tag in out["tags"][0][:7])
 
 
 def test_missing_file_is_a_one_line_error(tmp_path, capsys):
@@ -95,3 +99,139 @@ def test_word_dropout_replaces_only_real_words_by_unk():
                                                 word_dropout=1.0)))[0].numpy()
     assert kept.tolist() == [[vocab.id_of("a"), vocab.id_of("b"), vocab.id_of("a")], [vocab.id_of("b"), 0, 0]]
     assert dropped.tolist() == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]
+
+
+class FixedTagger:
+    """Stands in for a trained softmax tagger: returns the same one-hot tag probabilities for any inputs."""
+
+    def __init__(self, tag_ids, num_tags):
+        self.probabilities = tagging.tf.one_hot(tag_ids, num_tags)
+
+    def __call__(self, inputs, training=False):
+        return self.probabilities
+
+
+def test_validation_entity_f1_scores_exact_spans_into_the_logs():
+    tag_vocab = tagging.zoo_text.Vocab([["O", "B-person", "I-person", "B-location"]], reserved_tokens=(),
+                                       unk_token=None)
+    sentences = [["Ann", "Lee", "in", "Rome"], ["Bob", "left"]]
+    gold = [["B-person", "I-person", "O", "B-location"], ["B-person", "O"]]
+    # Found: "Ann Lee" (right), "Rome" as a person (wrong type), "Bob" missed, "left" spurious.
+    guessed = [["B-person", "I-person", "O", "B-person"], ["O", "B-location"]]
+    ids = [tag_vocab.to_ids(row + ["O"] * (4 - len(row))) for row in guessed]  # padded like a batch
+    callback = tagging.ValidationEntityF1([((None,), None)], sentences, gold, tag_vocab)
+    callback.set_model(FixedTagger(ids, len(tag_vocab)))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    precision, recall = 1 / 3, 1 / 3
+    assert logs["val_entity_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def drive_best_epoch_selection(callbacks, history):
+    """Runs `callbacks` over epochs whose logs are `history`, the model's one weight set to the epoch number."""
+    model = tagging.keras.Sequential([tagging.keras.layers.Dense(1, use_bias=False)])
+    model.build((None, 1))
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    epochs_run = 0
+    for epoch, logs in enumerate(history):
+        model.set_weights([np.full((1, 1), epoch + 1.0)])
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, dict(logs))
+        epochs_run += 1
+        if getattr(model, "stop_training", False):
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    return int(model.get_weights()[0][0, 0]), epochs_run
+
+
+# Token accuracy keeps rising (more O guesses) while entity F1 peaks at epoch 2.
+HISTORY = [{"val_accuracy": 0.90, "val_entity_f1": 0.10}, {"val_accuracy": 0.91, "val_entity_f1": 0.30},
+           {"val_accuracy": 0.92, "val_entity_f1": 0.25}, {"val_accuracy": 0.93, "val_entity_f1": 0.20},
+           {"val_accuracy": 0.94, "val_entity_f1": 0.28}, {"val_accuracy": 0.95, "val_entity_f1": 0.29}]
+
+
+def test_bio_tags_keep_the_epoch_of_the_best_validation_entity_f1():
+    callbacks = tagging.best_epoch_callbacks(3, ["O", "B-person", "I-person"], validation=(None,) * 4)
+    assert isinstance(callbacks[0], tagging.ValidationEntityF1)
+    # The F1 callback would tag real data; the history already holds its figure.
+    best, epochs_run = drive_best_epoch_selection(callbacks[1:], HISTORY)
+    assert best == 2
+    assert epochs_run == 5  # epochs 3, 4 and 5 without a better F1
+
+
+def test_other_tags_keep_the_epoch_of_the_best_validation_accuracy():
+    callbacks = tagging.best_epoch_callbacks(3, ["NOUN", "VERB"], validation=(None,) * 4)
+    assert not any(isinstance(callback, tagging.ValidationEntityF1) for callback in callbacks)
+    assert drive_best_epoch_selection(callbacks, HISTORY) == (6, 6)
+    assert tagging.best_epoch_callbacks(0, ["O", "B-person"], validation=(None,) * 4) == []
+
+
+def reference_shape(token):
+    """The shape `word_shapes` must give, written with Python's str methods."""
+    if token.lower().startswith(("http://", "https://", "www.")):
+        return "<shape:url>"
+    if len(token) > 1 and token[0] in "@#":
+        return "<shape:handle>"
+    if sum(c.isupper() for c in token) >= 2 and all(c.isupper() or c.isdigit() for c in token):
+        return "<shape:caps>"
+    if token[0].isupper():
+        return "<shape:capitalized>"
+    if token[0].islower():
+        return "<shape:lower>"
+    if token[0].isdigit():
+        return "<shape:number>"
+    return "<shape:other>"
+
+
+def test_word_shapes_match_a_python_reference():
+    tokens = ["Hello", "HELLO", "U2", "UK2", "hello", "iPhone", "@bob", "#tag", "@", "HTTP://x.co", "www.a.b",
+              "2017", "3D", ".", "'s", "McDonald", "ÉCOLE", "été", "A", "😂", "Ünï"]
+    shapes = [shape.decode() for shape in tagging.word_shapes(tokens).numpy()]
+    assert shapes == [reference_shape(token) for token in tokens]
+    assert set(shapes) <= set(tagging.SHAPE_TOKENS)
+
+
+def test_word_shape_is_the_first_character_before_the_cut_characters():
+    reserved = tagging.zoo_text.SEQUENCE_RESERVED
+    words = tagging.zoo_text.Vocab([["paris"]], reserved_tokens=reserved)
+    chars = tagging.zoo_text.Vocab([list("Paris")], reserved_tokens=reserved + tagging.SHAPE_TOKENS)
+    encoder = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3, word_shape=True)
+    (word_ids, char_ids), mask = encoder(tagging.tf.ragged.constant([["Paris", "@x"], ["NYC"]]))
+    expected = [[["<shape:capitalized>", "P", "a", "r"], ["<shape:handle>", "@", "x", "<pad>"]],
+                [["<shape:caps>", "N", "Y", "C"], ["<pad>"] * 4]]
+    assert char_ids.numpy().tolist() == [[chars.to_ids(word) for word in row] for row in expected]
+    assert word_ids.numpy().tolist() == [[words.id_of("paris"), words.unk_id], [words.unk_id, 0]]
+    plain = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3)
+    assert plain(tagging.tf.ragged.constant([["Paris"]]))[0][1].numpy().tolist() == [[chars.to_ids(list("Par"))]]
+    with pytest.raises(ValueError, match="SHAPE_TOKENS"):
+        tagging.TokenEncoder(words, tagging.zoo_text.Vocab([list("ab")], reserved_tokens=reserved), True, 3,
+                             word_shape=True)
+
+
+def test_corpus_defaults_apply_unless_the_flag_is_given():
+    assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).word_shape is True
+    assert tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
+    assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
+    assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).entity_weight == 5.0
+    assert tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"]).entity_weight == 1.0
+
+
+def test_entity_weight_weighs_entity_tokens_or_sentences():
+    words = tagging.zoo_text.Vocab([["a"]], reserved_tokens=tagging.zoo_text.SEQUENCE_RESERVED)
+    tags = tagging.zoo_text.Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)
+    encoder = tagging.TokenEncoder(words, None, lowercase=True, max_chars=5)
+    sentences = [["a", "Ann", "a"], ["a"]]
+    labels = [["O", "B-person", "O"], ["O"]]
+
+    def weights(with_mask_weights):
+        batch = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, with_mask_weights,
+                                                  entity_weight=4.0)))
+        return batch[2].numpy().tolist()
+
+    assert weights(True) == [[1.0, 4.0, 1.0], [1.0, 0.0, 0.0]]  # per token, padding 0
+    assert weights(False) == [4.0, 1.0]  # per sentence, for the CRF
+    unweighted = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))
+    assert len(unweighted) == 2

@@ -372,7 +372,8 @@ class CRFTagger(keras.Model):
     `fit`/`evaluate` minimise the mean over sequences of -log p(y | x); the loss is computed here,
     so `compile` takes no `loss`. Compiled metrics compare the Viterbi-decoded tags with the
     targets, ignoring padding; `"accuracy"` means the fraction of tags that are exactly right. A
-    `sample_weight` is one weight per sequence; as in Keras, only `weighted_metrics` use it.
+    `sample_weight` is one weight per sequence: it scales the sequence's term of the loss, and, as in
+    Keras, of the metrics only `weighted_metrics` use it.
     `predict` and calling the model return decoded tags.
 
     Args:

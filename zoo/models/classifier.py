@@ -73,6 +73,8 @@ class SequenceClassifier(keras.Model):
         pool_embeddings: also mean-pool the embeddings and concatenate them to the encoding (a
             bag-of-words path beside the recurrent one).
         dropout: dropout on the embeddings, between recurrent layers and on the pooled encoding.
+        word_dropout: the chance that a token's whole embedding is zeroed while training (before
+            `dropout`), so the prediction cannot hang on a few words.
         implementation: the recurrent layers' path (`zoo.layers`): `"auto"`, `"fused"`, `"loop"`, ...
         **kwargs: `keras.Model` arguments (`name`, ...).
 
@@ -101,6 +103,7 @@ class SequenceClassifier(keras.Model):
         pooling="first_last",
         pool_embeddings=False,
         dropout=0.0,
+        word_dropout=0.0,
         implementation="auto",
         **kwargs,
     ):
@@ -112,6 +115,8 @@ class SequenceClassifier(keras.Model):
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout!r}")
         self.vocab_size = vocab_size
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
@@ -122,6 +127,7 @@ class SequenceClassifier(keras.Model):
         self.pooling = pooling
         self.pool_embeddings = pool_embeddings
         self.dropout = dropout
+        self.word_dropout = word_dropout
         self.implementation = implementation
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")
         self.encoder = zoo_layers.StackedRNN(
@@ -133,6 +139,8 @@ class SequenceClassifier(keras.Model):
             implementation=implementation,
             name="encoder",
         )
+        # One draw per token, shared by its embedding's features: a dropped word is gone entirely.
+        self.word_dropout_layer = keras.layers.Dropout(word_dropout, noise_shape=(None, None, 1), name="word_dropout")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         self.encoding_dropout = keras.layers.Dropout(dropout, name="encoding_dropout")
         self.classes = keras.layers.Dense(num_classes, activation="softmax", name="classes")
@@ -162,6 +170,7 @@ class SequenceClassifier(keras.Model):
             raise ValueError(f"SequenceClassifier takes token ids [batch, time], got shape {token_ids.shape}")
         mask = tf.not_equal(token_ids, 0)
         embedded = self.embedding(token_ids)
+        embedded = self.word_dropout_layer(embedded, training=training)
         embedded = self.embedding_dropout(embedded, training=training)
         outputs = self.encoder(embedded, mask=mask, training=training)
         pooled = masked_pooling(outputs, mask, self.pooling)
@@ -188,5 +197,6 @@ class SequenceClassifier(keras.Model):
             "pooling": self.pooling,
             "pool_embeddings": self.pool_embeddings,
             "dropout": self.dropout,
+            "word_dropout": self.word_dropout,
             "implementation": self.implementation,
         }
