@@ -7,14 +7,14 @@
 A fixed share of the examples (`--test-fraction`, 20%, drawn with `--split-seed`, independent of the
 training `--seed`) is held out and never trained on; its accuracy is the figure the run reports. A
 validation split is carved from the rest for the per-epoch validation and early stopping, which keeps
-the epoch of the best validation accuracy; with `--refit` a fresh model then trains for that many epochs
-on the training and validation examples together.
+the epoch of the best validation accuracy.
 
 The defaults (word tokens, 1-layer BiLSTM 32 over 64-dim embeddings, mean and max pooling plus the
-mean embedding, dropout 0.6, patience 3, no refit) reach 0.760 / 0.810 / 0.800 held-out accuracy for
+mean embedding, dropout 0.6, patience 3) reach 0.760 / 0.810 / 0.800 held-out accuracy for
 seeds 0 / 1 / 2 (mean 0.790, median 0.800) on the IMDb subset's 200 held-out reviews, from scratch,
 in 19-24 s of training each on 2 shared CPU cores (`benchmarks/sentiment_quality.py --seeds 0 1 2`).
-The former defaults (32-dim embeddings, dropout 0.5) gave a mean of 0.772; refit, 100-dim embeddings,
+The former defaults (32-dim embeddings, dropout 0.5) gave a mean of 0.772; refitting a fresh model on
+training and validation for the chosen epoch count (0.763-0.782), 100-dim embeddings,
 GRU, BPE, mean-only or max-only pooling, min-freq 1 or 5, whole-word dropout 0.3 and a lower learning
 rate each measured 0.71-0.78 (mean of the same 3 seeds), within the spread of the seeds.
 
@@ -128,9 +128,6 @@ def build_parser():
                        help="training: zero this share of the tokens' whole embeddings")
     model.add_argument("--patience", type=int, default=3,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
-    model.add_argument("--refit", action=argparse.BooleanOptionalAction, default=False,
-                       help="after the validation split chose the epoch count, train a fresh model for that "
-                            "many epochs on the training and validation examples together")
     return parser
 
 
@@ -188,13 +185,6 @@ def _is_int(text):
     return True
 
 
-def best_epoch(val_accuracy):
-    """The epoch (counted from 1) with the best validation accuracy; the earliest one on a tie."""
-    if not val_accuracy:
-        raise ValueError("no validation accuracy to choose an epoch from")
-    return int(np.argmax(val_accuracy)) + 1
-
-
 def split_indices(count, test_fraction, validation_fraction, seed):
     """Disjoint `(train, validation, test)` index arrays from one seeded permutation."""
     order = np.random.default_rng(seed).permutation(count)
@@ -235,8 +225,7 @@ def main(argv=None):
     def subset(indices):
         return [texts[i] for i in indices], [class_ids[i] for i in indices]
 
-    # The vocabulary covers every example the final model trains on: with --refit, validation ones too.
-    tokenizer, vocab = build_tokenizer(args, subset(np.concatenate([train, validation]) if args.refit else train)[0])
+    tokenizer, vocab = build_tokenizer(args, subset(train)[0])
     vocab_size = len(vocab) if vocab is not None else tokenizer.tokenizer.vocab_size
     print(f"{args.tokenizer} vocabulary: {vocab_size} ids", flush=True)
 
@@ -254,34 +243,19 @@ def main(argv=None):
             num_layers=args.num_layers, cell_type=args.cell, pooling=args.pooling,
             pool_embeddings=args.pool_embeddings, dropout=args.dropout, word_dropout=args.word_dropout)
 
-    def fit(run_args, train_ds, val_ds, callbacks=()):
-        return common.run_training(
-            build_model, train_ds, val_ds, run_args, strategy=strategy, loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"], callbacks=callbacks,
-            units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)))
-
     callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
-    selected_epochs = None
-    if args.refit:
-        # The first run, in its own folder, only chooses the epoch count; its model is dropped.
-        selection = argparse.Namespace(**{**vars(args), "output_dir": common.output_path(args, "selection")})
-        _, history = fit(selection, train_ds, val_ds, callbacks)
-        selected_epochs = best_epoch(history["val_accuracy"])
-        print(f"refit: {selected_epochs} epochs on {len(train) + len(validation)} training and validation "
-              "examples", flush=True)
-        refit = argparse.Namespace(**{**vars(args), "epochs": selected_epochs})
-        model, _ = fit(refit, batches(np.concatenate([train, validation]), True), None)
-    else:
-        model, _ = fit(args, train_ds, val_ds, callbacks)
+    model, _ = common.run_training(
+        build_model, train_ds, val_ds, args, strategy=strategy, loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"], callbacks=callbacks,
+        units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)))
     train_seconds = time.perf_counter() - started
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
     print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples ({train_seconds:.0f} s training)",
           flush=True)
     common.record_final(args, test_accuracy=test_accuracy, test_loss=test_loss, test_examples=len(test),
-                        train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names,
-                        selected_epochs=selected_epochs)
+                        train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names)
 
     export = TextClassifierExport(model, tokenizer, vocab, label_names, args.max_length)
     common.export_saved_model(export, common.output_path(args, "saved_model"), {"classify": export.classify})

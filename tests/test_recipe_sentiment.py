@@ -53,26 +53,14 @@ def imdb_slice(data_file, tmp_path):
 
 def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), "--refit", *TINY_MODEL])
+    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL])
     for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model"):
         assert (output_dir / name).exists(), name
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
     assert final["test_examples"] == 12  # 20% of 60, never trained on
     assert final["test_accuracy"] == pytest.approx(result["test_accuracy"])
     assert final["label_names"] == ["0", "1"]
-    # --refit: the selection run chose the epoch count, the final model trained on 48 reviews.
-    assert final["selected_epochs"] == 1
-    selection = json.loads((output_dir / "selection" / "metrics.json").read_text())
-    assert "val_accuracy" in selection["epochs"][0]
-    assert "val_accuracy" not in json.loads((output_dir / "metrics.json").read_text())["epochs"][0]
     check_classify(output_dir / "saved_model", "word")
-
-
-def test_best_epoch_is_the_first_with_the_best_validation_accuracy():
-    assert sentiment.best_epoch([0.70, 0.80, 0.80, 0.75]) == 2
-    assert sentiment.best_epoch([0.9]) == 1
-    with pytest.raises(ValueError, match="no validation accuracy"):
-        sentiment.best_epoch([])
 
 
 def check_classify(saved_model, tokenizer):
