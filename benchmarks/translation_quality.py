@@ -8,6 +8,12 @@ with greedy decoding and with beam search.
 
     ZOO_DATA_DIR=/work/shared/data python benchmarks/translation_quality.py --minutes 18 --out runs/bench
 
+Measured with the recipe alone (`python -m recipes.translation --attention --time-budget 18`), on
+the quiet 2-core machine: 11 epochs, test corpus BLEU 0.260 greedy, 2 of the 4 course sentences
+("j'ai perdu .", "il est calme ."; "go ." gave "<unk> !", "i'm home ." gave "je suis à la maison .").
+The validation loss stopped falling after epoch 8 (1.58), so more time alone will not reach 0.35.
+With two other jobs on the cores for its first 10 minutes, the same run fitted 6 epochs: 0.219, 3/4.
+
 Every run's own files (metrics.json, curves.png, saved_model/, ...) stay in `--out`.
 """
 
