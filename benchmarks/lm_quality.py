@@ -57,6 +57,19 @@ def run_recipe(args, name, flags):
     return final, minutes
 
 
+def book_ids(args, flags):
+    """`(ids, vocab)`: `--data` tokenized as the recipe does with `flags`."""
+    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    return ids, vocab
+
+
+def compile_course_sgd(model, learning_rate):
+    """The course's training: SGD with gradient clipping at norm 1, perplexity as the metric."""
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, global_clipnorm=1.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[Perplexity()])
+
+
 def part_default(args):
     final, minutes = run_recipe(args, "default", [])
     return {"val_perplexity": final["val_perplexity"], "epochs": final["epochs"], "minutes": minutes,
@@ -88,14 +101,12 @@ def d2l_10_data(ids, num_steps=32, num_train=10000, num_val=5000, batch_size=102
 def part_d2l_10(args):
     results = {}
     flags = recipe.build_parser().parse_args([])
-    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    ids, vocab = book_ids(args, flags)
     train, validation = d2l_10_data(np.asarray(ids, np.int32))
     for cell, learning_rate, epochs in D2L_10_SETTINGS:
         keras.utils.set_random_seed(0)
         model = LanguageModel(len(vocab), cell, 32, embedding_dim=None)
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate, global_clipnorm=1.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[Perplexity()])
+        compile_course_sgd(model, learning_rate)
         start = time.perf_counter()
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=0)
         results[f"{cell} D2L data"] = {"val_perplexity": history.history["val_perplexity"][-1], "epochs": epochs,
@@ -132,16 +143,14 @@ def part_d2l_017(args):
     """Driven here, not through the recipe, to stop at the target or the cap."""
     flags = recipe.build_parser().parse_args(
         ["--batch-size", "32", "--num-steps", "35", "--batching", "sequential", "--seed", "0"])
-    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    ids, vocab = book_ids(args, flags)
     train, validation = recipe.batches(flags, ids)
     results = {}
     for cell in ("gru",):
         keras.utils.set_random_seed(0)
         model = LanguageModel(len(vocab), cell, 256, stateful=True)
         model(next(iter(train))[0])
-        model.compile(optimizer=keras.optimizers.SGD(1.0, global_clipnorm=1.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[Perplexity()])
+        compile_course_sgd(model, 1.0)
         stop = StopAt(1.3, args.cap_minutes * 60)
         history = model.fit(train, validation_data=validation, epochs=500, verbose=2,
                             callbacks=[recipe.ResetCarriedState(), stop])
@@ -171,7 +180,7 @@ def part_bidirectional(args):
 def part_keras_speed(args):
     """Same batches, same shapes: the recipe's default model vs keras.layers.LSTM."""
     flags = recipe.build_parser().parse_args([])
-    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
+    ids, vocab = book_ids(args, flags)
     train, _ = recipe.batches(flags, ids)
     tokens = recipe.common.count_units(train, lambda x, y: np.prod(x.shape))
 

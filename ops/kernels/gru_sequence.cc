@@ -19,9 +19,8 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
-  rnn::ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, sizes.input,
-                      width, projected);
+  rnn::ProjectInputsTimeMajor(device, inputs, batch, time, sizes.input, kernel, width,
+                              inputs_time_major, projected);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
@@ -201,13 +200,8 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   });
 
   const int64_t cells = batch * time;
-  // inputs_time_major holds d_inputs in time-major order first, then the inputs.
-  rnn::ParallelMatMul(device, d_projected, false, kernel, true, cells, width, sizes.input,
-                      inputs_time_major);
-  rnn::SwapLeadingAxes(device, inputs_time_major, time, batch, sizes.input, d_inputs);
-  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
-  rnn::ParallelMatMul(device, inputs_time_major, true, d_projected, false, sizes.input, cells,
-                      width, d_kernel);
+  rnn::InputProjectionGradients(device, inputs, batch, time, sizes.input, kernel, width,
+                                d_projected, inputs_time_major, d_inputs, d_kernel);
   rnn::ParallelColumnSums(device, d_projected, cells, width, d_bias);
   if (reset_after) {
     rnn::ParallelMatMul(device, h_prev, true, d_recurrent, false, units, cells, width,

@@ -20,9 +20,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t width = 4 * units;
   // The input projection of every step in one product, written where the loop then turns
   // each step's pre-activations into gates in place.
-  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
-  rnn::ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, sizes.input,
-                      width, gates);
+  rnn::ProjectInputsTimeMajor(device, inputs, batch, time, sizes.input, kernel, width,
+                              inputs_time_major, gates);
   const ConstRow<T> bias_row(bias, width);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
 
@@ -162,13 +161,8 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   });
 
   const int64_t cells = batch * time;
-  // inputs_time_major holds d_inputs in time-major order first, then the inputs.
-  rnn::ParallelMatMul(device, pre_activation_grads, false, kernel, true, cells, width, sizes.input,
-                      inputs_time_major);
-  rnn::SwapLeadingAxes(device, inputs_time_major, time, batch, sizes.input, d_inputs);
-  rnn::SwapLeadingAxes(device, inputs, batch, time, sizes.input, inputs_time_major);
-  rnn::ParallelMatMul(device, inputs_time_major, true, pre_activation_grads, false, sizes.input,
-                      cells, width, d_kernel);
+  rnn::InputProjectionGradients(device, inputs, batch, time, sizes.input, kernel, width,
+                                pre_activation_grads, inputs_time_major, d_inputs, d_kernel);
   rnn::ParallelMatMul(device, h_prev, true, pre_activation_grads, false, units, cells, width,
                       d_recurrent_kernel);
   rnn::ParallelColumnSums(device, pre_activation_grads, cells, width, d_bias);

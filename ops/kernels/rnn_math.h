@@ -64,6 +64,33 @@ void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_
   out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
 }
 
+// projected [T*B, width] = inputs · kernel with the rows in time-major order, for inputs
+// [B, T, D] and kernel [D, width]: the input projection of every step in one product.
+// `inputs_time_major` is scratch of B*T*D elements.
+template <typename T>
+void ProjectInputsTimeMajor(const Eigen::ThreadPoolDevice& device, const T* inputs, int64_t batch,
+                            int64_t time, int64_t input, const T* kernel, int64_t width,
+                            T* inputs_time_major, T* projected) {
+  SwapLeadingAxes(device, inputs, batch, time, input, inputs_time_major);
+  ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, input, width,
+                 projected);
+}
+
+// The gradients through ProjectInputsTimeMajor, given d_projected [T*B, width] (time-major):
+// d_inputs [B, T, D] and d_kernel [D, width]. `scratch` (B*T*D elements) holds d_inputs in
+// time-major order first, then the time-major inputs.
+template <typename T>
+void InputProjectionGradients(const Eigen::ThreadPoolDevice& device, const T* inputs,
+                              int64_t batch, int64_t time, int64_t input, const T* kernel,
+                              int64_t width, const T* d_projected, T* scratch, T* d_inputs,
+                              T* d_kernel) {
+  const int64_t cells = batch * time;
+  ParallelMatMul(device, d_projected, false, kernel, true, cells, width, input, scratch);
+  SwapLeadingAxes(device, scratch, time, batch, input, d_inputs);
+  SwapLeadingAxes(device, inputs, batch, time, input, scratch);
+  ParallelMatMul(device, scratch, true, d_projected, false, input, cells, width, d_kernel);
+}
+
 // c[:, first:first+count] = a^T * b[:, first:first+count], for a [k, m], b [k, width] and c
 // [m, width]: the weight gradient of one block of gates.
 template <typename T>
