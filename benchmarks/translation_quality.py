@@ -33,7 +33,7 @@ from zoo.text import SEQUENCE_RESERVED, Vocab, read_sentence_pairs  # noqa: E402
 def held_out_test(data, max_pairs, split_seed):
     """The recipe's test split, recomputed from the same file and seed."""
     sources, targets = read_sentence_pairs(data, max_pairs=max_pairs)
-    _, _, test = translation.split_pairs(len(sources), 0.05, 0.05, split_seed)
+    _, _, test = translation.split_pairs(sources, 0.05, 0.05, split_seed)
     return [sources[i] for i in test], [targets[i] for i in test]
 
 

@@ -46,6 +46,7 @@ from zoo.layers import portable_graph
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
 # Flags that name where a run lives rather than how it trains: a resumed run keeps its own.
 _RUN_LOCATION_FLAGS = ("resume", "output_dir")
 
@@ -84,14 +85,15 @@ def add_common_arguments(
     clip_norm=1.0,
     log_every=50,
     seed=0,
+    lr_schedule="constant",
 ):
     """Adds the flags every recipe shares, with the recipe's own defaults.
 
     Args:
         parser: an `argparse.ArgumentParser`.
         recipe: the recipe's name; the default output folder is `runs/<recipe>-<timestamp>`.
-        epochs, batch_size, learning_rate, optimizer, clip_norm, log_every, seed: defaults
-            of the flags of the same names. `batch_size` is the global batch size (all replicas).
+        epochs, batch_size, learning_rate, optimizer, clip_norm, log_every, seed, lr_schedule:
+            defaults of the flags of the same names. `batch_size` is the global batch size (all replicas).
 
     Returns:
         The parser, for chaining.
@@ -104,6 +106,8 @@ def add_common_arguments(
     group.add_argument("--batch-size", type=_positive_int, default=batch_size,
                        help="global batch size, split across replicas")
     group.add_argument("--learning-rate", type=_positive_float, default=learning_rate)
+    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=lr_schedule,
+                       help="cosine: decay the learning rate per epoch towards 0 over --epochs")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer)
     group.add_argument("--clip-norm", type=float, default=clip_norm,
                        help="clip the global norm of all gradients to this (0: no clipping)")
@@ -123,6 +127,11 @@ def add_common_arguments(
                        help="write training scalars to TensorBoard every STEPS batches "
                             "(0: once per epoch)")
     return parser
+
+
+def cosine_learning_rate(base, epochs):
+    """Per-epoch cosine decay from `base` towards 0 (a function of the epoch, so resume agrees)."""
+    return lambda epoch: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
 def parse_args(parser, argv=None):
@@ -414,7 +423,8 @@ def run_training(
 
     Inside `strategy.scope()`: `model_fn()` builds the model (it is called on one batch of
     `train_ds` if it is not built yet), compiled with `args.optimizer` at `args.learning_rate`,
-    `global_clipnorm=args.clip_norm`, and `loss` / `metrics`. With `--resume`, the weights,
+    `global_clipnorm=args.clip_norm`, and `loss` / `metrics`; `--lr-schedule cosine` decays the
+    learning rate with `cosine_learning_rate`. With `--resume`, the weights,
     optimizer state and history of the last finished epoch are restored and training goes on to
     `args.epochs` epochs in all. Then `model.keras`, `metrics.json` and `curves.png` are written.
 
@@ -459,6 +469,9 @@ def run_training(
         print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}",
               flush=True)
     checkpoint = EpochCheckpoint(checkpoints, history)
+    if args.lr_schedule == "cosine":
+        callbacks = [keras.callbacks.LearningRateScheduler(cosine_learning_rate(args.learning_rate, args.epochs)),
+                     *callbacks]
     tensorboard = keras.callbacks.TensorBoard(
         log_dir=str(output_path(args, "logs")), update_freq=args.log_every or "epoch",
         write_graph=False)

@@ -34,7 +34,6 @@ Examples:
 """
 
 import argparse
-import math
 
 import keras
 import numpy as np
@@ -56,7 +55,8 @@ def build_parser():
         description="Train an RNN/GRU/LSTM language model (char, word or BPE tokens) and generate text.",
     )
     common.add_common_arguments(
-        parser, recipe="language_model", epochs=30, batch_size=32, learning_rate=4e-3, clip_norm=1.0
+        parser, recipe="language_model", epochs=30, batch_size=32, learning_rate=4e-3, clip_norm=1.0,
+        lr_schedule="cosine",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
@@ -80,8 +80,6 @@ def build_parser():
                            "overlapping: a window at every offset, shuffled (D2L 1.0's data; "
                            "num-steps times the batches of random; validation as random)")
     training = parser.add_argument_group("schedule and samples")
-    training.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
-                          help="cosine: decay the learning rate to 0 over the epochs")
     training.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=True,
                           help="end with the weights of the epoch of lowest validation perplexity "
                                "(model.keras, saved_model/ and the final figures); epochs before a "
@@ -208,9 +206,6 @@ def save_tokenizer(args, tokenizer, vocab):
         vocab.save(common.output_path(args, "vocab.txt"))
 
 
-# --- Metric and callbacks ---
-
-
 # --- Callbacks -------------------------------------------------------------------------------
 
 
@@ -222,11 +217,6 @@ class ResetCarriedState(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         self.model.reset_state()
-
-
-def cosine_learning_rate(base, epochs):
-    """Per-epoch cosine decay from `base` towards 0 (a function of the epoch, so resume agrees)."""
-    return lambda epoch: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
 class SampleText:
@@ -289,9 +279,6 @@ def main(argv=None):
     callbacks = [common.EpochEndHook(SampleText(args, tokenizer, vocab))]
     if args.batching == "sequential":
         callbacks.insert(0, ResetCarriedState())
-    if args.lr_schedule == "cosine":
-        callbacks.insert(0, keras.callbacks.LearningRateScheduler(
-            cosine_learning_rate(args.learning_rate, args.epochs)))
     best_epoch = None
     if args.keep_best or args.patience:
         best_epoch = keras.callbacks.EarlyStopping(

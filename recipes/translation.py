@@ -4,9 +4,15 @@
     python -m recipes.translation --data fra.txt --attention --epochs 10
 
 Data: tab-separated sentence pairs (`English<TAB>French`, extra columns ignored), preprocessed as the
-course does (`zoo.text.preprocess_nmt`) and split on spaces. A fixed 5% of the pairs (`--split-seed`)
-is held out as the test set and never trained on; another 5% validates each epoch. Word vocabularies
-(`--min-freq`) come from the training pairs only.
+course does (`zoo.text.preprocess_nmt`) and split on spaces. A fixed 5% of the English sentences
+(`--split-seed`), with all their translations, is held out as the test set and never trained on;
+another 5% validates each epoch. (A sentence has up to a dozen translations in fra.txt: a split of
+pairs would train on half of the test sentences, with another translation.) Word vocabularies
+(`--min-freq`) come from the training pairs only. Test BLEU is corpus BLEU against all of a
+sentence's translations, and, for comparison, against each pair's one reference.
+
+Training minimises the token cross-entropy with label smoothing (`--label-smoothing`); decoding
+never writes `<unk>`.
 
 The run's folder gets, besides what `recipes.common` writes (config.json, checkpoints/, logs/,
 metrics.json, curves.png, model.keras): `source_vocab.txt`, `target_vocab.txt`, and `saved_model/`
@@ -148,34 +154,62 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def split_pairs(count, test_fraction, val_fraction, seed):
-    """Index arrays `(train, validation, test)` of a fixed random split of `count` pairs."""
+def split_pairs(sources, test_fraction, val_fraction, seed):
+    """Index arrays `(train, validation, test)` of a fixed random split of sentence pairs by their
+    source sentence: all the translations of one English sentence fall in the same part, so no
+    held-out sentence is ever trained on, and each has all its translations as references.
+
+    Args:
+        sources: the source sentences of the pairs.
+        test_fraction, val_fraction: the shares of the distinct source sentences held out.
+        seed: seed of the split.
+    """
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
         raise common.RecipeError(
             f"--test-fraction {test_fraction} and --val-fraction {val_fraction} must be in (0, 1) and "
             "leave pairs to train on"
         )
-    order = np.random.default_rng(seed).permutation(count)
+    distinct, group = np.unique(np.asarray(sources, dtype=str), return_inverse=True)
+    count = len(distinct)
     test_size = max(1, round(count * test_fraction))
     val_size = round(count * val_fraction)
     if count - test_size - val_size < 1:
-        raise common.RecipeError(f"{count} pairs are too few to split into train, validation and test")
-    return order[test_size + val_size :], order[test_size : test_size + val_size], order[:test_size]
+        raise common.RecipeError(f"{count} distinct sentences are too few to split into train, validation and test")
+    part_of_group = np.zeros(count, np.int8)  # 0 train, 1 validation, 2 test
+    order = np.random.default_rng(seed).permutation(count)
+    part_of_group[order[:test_size]] = 2
+    part_of_group[order[test_size : test_size + val_size]] = 1
+    part = part_of_group[group]
+    return tuple(np.flatnonzero(part == index) for index in (0, 1, 2))
 
 
 def evaluate(translator, sources, references):
-    """Scores the translations of `sources`: corpus BLEU (up to 4-grams), the mean of the course's
-    sentence BLEU (k=2, as the course scores its test sentences) and the exact-match rate.
+    """Scores the translations of the distinct `sources`, each against all its `references`.
+
+    Args:
+        translator: a `Translator`.
+        sources, references: aligned lists of sentence pairs; a source may repeat, with another
+            translation.
 
     Returns:
-        `(scores, translations)`: a dict of the three figures, and the list of translations.
+        `(scores, translations)`: a dict of figures, and the translation of each pair's source. The
+        figures: `corpus_bleu`, corpus BLEU (up to 4-grams) of the distinct sources against all their
+        references; `corpus_bleu_single_reference`, corpus BLEU of every pair against its one
+        reference (a sentence with several translations counts once per pair); `mean_sentence_bleu`,
+        the mean over pairs of the course's sentence BLEU (k=2, as the course scores its test
+        sentences); `exact`, the share of distinct sources translated exactly as one of their references.
     """
-    translations = translator(sources)
-    sentence_scores = [bleu(t, r, k=2) for t, r in zip(translations, references)]
+    references_of = {}
+    for source, reference in zip(sources, references):
+        references_of.setdefault(source, []).append(reference)
+    distinct = list(references_of)
+    translation_of = dict(zip(distinct, translator(distinct)))
+    translations = [translation_of[source] for source in sources]
     return {
-        "corpus_bleu": corpus_bleu(translations, references),
-        "mean_sentence_bleu": float(np.mean(sentence_scores)),
-        "exact": float(np.mean([t == r for t, r in zip(translations, references)])),
+        "corpus_bleu": corpus_bleu([translation_of[s] for s in distinct], [tuple(references_of[s]) for s in distinct]),
+        "corpus_bleu_single_reference": corpus_bleu(translations, references),
+        "mean_sentence_bleu": float(np.mean([bleu(t, r, k=2) for t, r in zip(translations, references)])),
+        "exact": float(np.mean([translation_of[s] in references_of[s] for s in distinct])),
     }, translations
 
 
@@ -210,6 +244,8 @@ def build_parser():
     group.add_argument("--units", type=int, default=256)
     group.add_argument("--num-layers", type=int, default=2)
     group.add_argument("--dropout", type=float, default=0.2)
+    group.add_argument("--label-smoothing", type=float, default=0.1,
+                       help="share of each target token's probability spread over the vocabulary")
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru")
     group.add_argument("--attention", action="store_true", help="additive (Bahdanau) attention decoder")
     group.add_argument("--test-fraction", type=float, default=0.05)
@@ -240,6 +276,8 @@ def main(argv=None):
     args = common.parse_args(build_parser(), argv)
     if args.max_length < 2:
         raise common.RecipeError(f"--max-length must be >= 2 (a token and <eos>), got {args.max_length}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise common.RecipeError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     if args.attention and args.cell != "gru":
         raise common.RecipeError("--attention needs --cell gru (the attention decoder is a GRU stack)")
     strategy = common.setup(args)
@@ -248,7 +286,7 @@ def main(argv=None):
         sources, targets = read_sentence_pairs(path, max_pairs=args.max_pairs)
     except (OSError, ValueError) as error:
         raise common.RecipeError(f"cannot read sentence pairs from {path}: {error}") from None
-    train, val, test = split_pairs(len(sources), args.test_fraction, args.val_fraction, args.split_seed)
+    train, val, test = split_pairs(sources, args.test_fraction, args.val_fraction, args.split_seed)
 
     def pick(indices):
         return [sources[i] for i in indices], [targets[i] for i in indices]
@@ -287,6 +325,7 @@ def main(argv=None):
             len(source_vocab), len(target_vocab), embedding_dim=args.embedding_dim, units=args.units,
             num_layers=args.num_layers, dropout=args.dropout, cell_type=args.cell, attention=args.attention,
             bos_id=target_vocab.id_of(BOS), eos_id=target_vocab.id_of(EOS), pad_id=target_vocab.id_of(PAD),
+            unk_id=target_vocab.unk_id,
         )
 
     # One translator for every epoch's report, so its graph is traced once.
@@ -296,7 +335,7 @@ def main(argv=None):
         return f"epoch {epoch} translations:\n" + format_course_sentences(course_sentences(epoch_translator(model)))
 
     model, _ = common.run_training(
-        build_model, train_ds, val_ds, args, strategy=strategy, loss=sequence_loss(),
+        build_model, train_ds, val_ds, args, strategy=strategy, loss=sequence_loss(args.label_smoothing),
         callbacks=[common.EpochEndHook(show_course_sentences), TimeBudget(args.time_budget)],
         units_per_epoch=common.count_units(train_ds, lambda inputs, targets, mask: tf.reduce_sum(mask)),
         unit="tokens", compile_kwargs={"weighted_metrics": ["accuracy"]},
@@ -308,7 +347,9 @@ def main(argv=None):
     common.record_final(
         args,
         test_pairs=len(test_sources),
+        test_sentences=len(set(test_sources)),
         test_corpus_bleu=test_scores["corpus_bleu"],
+        test_corpus_bleu_single_reference=test_scores["corpus_bleu_single_reference"],
         test_mean_sentence_bleu=test_scores["mean_sentence_bleu"],
         test_exact_match=test_scores["exact"],
         course_sentences=course,
@@ -319,8 +360,10 @@ def main(argv=None):
     exported = make_translator(model)
     common.export_saved_model(exported, common.output_path(args, "saved_model"), {"translate": exported.translate})
     print("course sentences:\n" + format_course_sentences(course))
-    print(f"test ({len(test_sources)} held-out pairs): corpus BLEU {test_scores['corpus_bleu']:.3f}, mean "
-          f"sentence BLEU {test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}")
+    print(f"test ({len(set(test_sources))} held-out sentences, {len(test_sources)} pairs): corpus BLEU "
+          f"{test_scores['corpus_bleu']:.3f} (one reference per pair: "
+          f"{test_scores['corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
+          f"{test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}")
     print(f"outputs in {args.output_dir}", flush=True)
     return model
 

@@ -143,6 +143,21 @@ def test_corpus_bleu_pools_counts():
         corpus_bleu("a b", "a b")
 
 
+def test_corpus_bleu_with_several_references():
+    # Papineni et al.'s example: "the" is clipped at its count in the reference holding it most (2).
+    references = ("the cat is on the mat", "there is a cat on the mat")
+    assert corpus_bleu(["the the the the the the the"], [references], max_n=1) == pytest.approx(2 / 7)
+    # A prediction equal to any one reference scores 1; a one-reference tuple is that reference.
+    assert corpus_bleu(["there is a cat on the mat"], [references]) == 1.0
+    assert corpus_bleu(["the cat sat on the mat"], [("the cat is on the mat",)], max_n=3) == pytest.approx(0.5)
+    # r is the reference length closest to the prediction's, the shorter on a tie (p1 = 1 here):
+    # 5 of (5, 7) for 3 tokens gives BP = exp(1 - 5/3); 1 of (1, 5) gives no penalty.
+    assert corpus_bleu(["a b c"], [("a b c d e", "a b c d e f g")], max_n=1) == pytest.approx(math.exp(1 - 5 / 3))
+    assert corpus_bleu(["a b c"], [("a", "a b c d e")], max_n=1) == 1.0
+    with pytest.raises(ValueError, match="at least one reference"):
+        corpus_bleu(["a"], [()])
+
+
 def test_entity_spans_follow_conlleval():
     assert entity_spans(["B-PER", "I-PER", "O", "B-LOC"]) == [("PER", 0, 2), ("LOC", 3, 4)]
     # I- without a preceding B- starts an entity.

@@ -29,12 +29,30 @@ def test_course_tokens_replace_undecodable_bytes():
     assert tokens == [["caf\ufffd".encode(), "\ufffd".encode(), b"!"]]
 
 
-def test_split_is_fixed_disjoint_and_complete():
-    train, val, test = translation.split_pairs(1000, 0.05, 0.05, seed=0)
-    again = translation.split_pairs(1000, 0.05, 0.05, seed=0)
+def test_split_is_fixed_disjoint_complete_and_keeps_a_sentences_translations_together():
+    sources = [f"sentence {index % 400}" for index in range(1000)]  # 400 sentences, 2-3 pairs each
+    train, val, test = translation.split_pairs(sources, 0.05, 0.05, seed=0)
+    again = translation.split_pairs(sources, 0.05, 0.05, seed=0)
     assert [list(part) for part in again] == [list(train), list(val), list(test)]
-    assert (len(train), len(val), len(test)) == (900, 50, 50)
     assert sorted([*train, *val, *test]) == list(range(1000))
+    sentences = [{sources[i] for i in part} for part in (train, val, test)]
+    assert (len(sentences[1]), len(sentences[2])) == (20, 20)  # 5% of the distinct sentences each
+    assert not (sentences[0] & sentences[1] or sentences[0] & sentences[2] or sentences[1] & sentences[2])
+    with pytest.raises(translation.common.RecipeError, match="too few"):
+        translation.split_pairs(["a", "a", "b"], 0.4, 0.4, seed=0)
+
+
+def test_evaluate_scores_each_sentence_against_all_its_translations():
+    def translator(sentences):
+        return [{"go .": "va !", "run !": "file !"}[s] for s in sentences]
+
+    sources = ["go .", "go .", "run !"]
+    references = ["marche .", "va !", "cours !"]
+    scores, translations = translation.evaluate(translator, sources, references)
+    assert translations == ["va !", "va !", "file !"]
+    assert scores["exact"] == 0.5  # "go ." matches one of its references, "run !" none
+    assert scores["corpus_bleu"] == translation.corpus_bleu(["va !", "file !"], [("marche .", "va !"), ("cours !",)])
+    assert scores["corpus_bleu_single_reference"] == translation.corpus_bleu(translations, references)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +63,15 @@ def finished_run(data_file, tmp_path_factory):
     return output, model
 
 
-def test_run_writes_its_files_and_scores(finished_run):
+def test_run_writes_its_files_and_scores(finished_run, data_file):
     output, _ = finished_run
     for name in ("config.json", "metrics.json", "curves.png", "model.keras", "source_vocab.txt",
                  "target_vocab.txt", "saved_model/saved_model.pb", "checkpoints/state.json"):
         assert (output / name).exists(), name
     final = json.loads((output / "metrics.json").read_text())["final"]
     assert final["epochs"] == 1
-    assert final["test_pairs"] == 15  # 5% of 300 pairs, never trained on
+    sources, _ = read_sentence_pairs(data_file("fra-eng/fra.txt"), max_pairs=300)
+    assert final["test_sentences"] == round(0.05 * len(set(sources)))  # 5% of the sentences, never trained on
     assert 0.0 <= final["test_corpus_bleu"] <= 1.0
     assert [row["source"] for row in final["course_sentences"]] == [s for s, _ in translation.COURSE_SENTENCES]
 

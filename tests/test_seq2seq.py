@@ -149,7 +149,7 @@ def test_beam_search_finds_the_most_likely_sequence():
     sources = padded(SOURCES[:1], 4)
     max_length = 2
     token_ids, lengths = model.translate(sources, max_length, beam_size=TARGET_VOCAB**2)
-    step = model.step_fn()
+    step = model.generation_step_fn()
 
     def log_probability(sequence):
         state = model.initial_decoder_state(model.encode(sources))
@@ -163,6 +163,24 @@ def test_beam_search_finds_the_most_likely_sequence():
     candidates = [[EOS]] + [[a, b] for a in range(TARGET_VOCAB) if a != EOS for b in range(TARGET_VOCAB)]
     best = max(candidates, key=log_probability)
     assert list(token_ids.numpy()[0, : lengths.numpy()[0]]) == best
+
+
+@pytest.mark.parametrize("beam_size", [None, 3])
+def test_generation_never_emits_bos_pad_or_unk(beam_size):
+    """Even when the output layer favours them most, `<bos>`, `<pad>` and `<unk>` are never generated."""
+    unk = 1
+    model = make_model("attention", unk_id=unk)
+    model((np.ones((1, 2), np.int32), np.ones((1, 2), np.int32)))
+    bias = np.zeros(TARGET_VOCAB, np.float32)
+    bias[[BOS, PAD, unk]] = 50.0
+    model.output_layer.bias.assign(bias)
+    sources = padded(SOURCES, 6)
+    token_ids, lengths = model.translate(sources, 6, beam_size=beam_size)
+    for row, length in zip(token_ids.numpy(), lengths.numpy()):
+        assert not set(row[:length]) & {BOS, PAD, unk}
+    # The raw decoder step does favour them: without the suppression they would be generated.
+    logits, _ = model.step_fn()(tf.constant([BOS] * len(SOURCES)), model.initial_decoder_state(model.encode(sources)))
+    assert set(np.argmax(logits.numpy(), axis=-1)) <= {BOS, PAD, unk}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -188,6 +206,8 @@ def test_bad_arguments_raise_clear_errors():
         Seq2Seq(10, 10, units=0)
     with pytest.raises(ValueError, match="eos_id"):
         Seq2Seq(10, 10, eos_id=10)
+    with pytest.raises(ValueError, match="unk_id"):
+        Seq2Seq(SOURCE_VOCAB, TARGET_VOCAB, unk_id=EOS)
     with pytest.raises(ValueError, match="differ"):
         Seq2Seq(10, 10, bos_id=3, eos_id=3)
     model = make_model("gru")

@@ -145,16 +145,21 @@ def bleu(pred_tokens, label_tokens, k=4):
 
 
 def corpus_bleu(predictions, references, max_n=4):
-    """Corpus BLEU (Papineni et al., 2002) with one reference per prediction, no smoothing.
+    """Corpus BLEU (Papineni et al., 2002), no smoothing, with one or several references per prediction.
 
     Clipped n-gram matches and n-gram counts are summed over the corpus before dividing;
     BLEU = BP * exp(mean_n log p_n) for n = 1..max_n, with brevity penalty
     BP = exp(1 - r / c) when the total prediction length c is below the total reference length r,
     else 1. Any p_n of 0 (including no n-grams of that order at all) gives 0.
 
+    With several references for a prediction (the many translations a sentence has), an n-gram
+    counts as often as it occurs in the reference that holds it most often, and r takes the
+    reference length closest to the prediction's (the shorter on a tie), as in Papineni et al.
+
     Args:
         predictions: Sequence of predictions, each a token list or a whitespace-separated string.
-        references: Sequence of references, aligned with `predictions`.
+        references: Sequence aligned with `predictions`; each item is one reference (a token list or
+            a string), or a tuple of such references.
         max_n: Largest n-gram order.
 
     Returns:
@@ -172,11 +177,17 @@ def corpus_bleu(predictions, references, max_n=4):
     pred_length = ref_length = 0
     for prediction, reference in zip(predictions, references):
         pred_tokens = _tokens(prediction, "each prediction")
-        ref_tokens = _tokens(reference, "each reference")
+        alternatives = reference if isinstance(reference, tuple) else (reference,)
+        if not alternatives:
+            raise ValueError("a tuple of references must hold at least one reference")
+        ref_tokens = [_tokens(alternative, "each reference") for alternative in alternatives]
         pred_length += len(pred_tokens)
-        ref_length += len(ref_tokens)
+        ref_length += min((abs(len(tokens) - len(pred_tokens)), len(tokens)) for tokens in ref_tokens)[1]
         for n in range(1, max_n + 1):
-            matches[n - 1] += _clipped_matches(pred_tokens, ref_tokens, n)
+            most = collections.Counter()
+            for tokens in ref_tokens:
+                most |= _ngram_counts(tokens, n)
+            matches[n - 1] += sum(min(count, most[gram]) for gram, count in _ngram_counts(pred_tokens, n).items())
             totals[n - 1] += max(0, len(pred_tokens) - n + 1)
     if pred_length == 0 or 0 in matches:
         return 0.0

@@ -26,17 +26,24 @@ from keras import ops
 
 from zoo import decoding, layers
 from zoo.attention import AttentionDecoderCell, attention_decoder_step_fn
+from zoo.losses import SparseCategoricalCrossentropy
 
 CELL_TYPES = ("gru", "lstm")
+# Far below any real logit, yet finite: log-softmax and beam scores stay free of inf - inf.
+_NEVER_GENERATED_LOGIT = -1e9
 
 
-def sequence_loss():
+def sequence_loss(label_smoothing=0.0):
     """Token cross-entropy from logits, averaged over the positions whose sample weight is nonzero.
 
     With the target mask as sample weights (third element of `zoo.text.seq2seq_batches`), the loss is
     the mean over real tokens: adding padding to a batch does not change it.
+
+    Args:
+        label_smoothing: the share of each target spread evenly over the vocabulary (0: plain
+            cross-entropy).
     """
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    return SparseCategoricalCrossentropy(label_smoothing, from_logits=True, reduction="mean_with_sample_weight")
 
 
 def _check_positive_int(name, value):
@@ -60,6 +67,9 @@ class Seq2Seq(keras.Model):
         attention: use the additive-attention decoder instead of the plain one.
         bos_id, eos_id, pad_id: the target ids of `<bos>`, `<eos>` and `<pad>`; source padding is
             `pad_id` too.
+        unk_id: the target id of `<unk>`, or None. Generation (`translate`) never emits `<unk>`, nor
+            `<bos>` or `<pad>`: an unknown word is no translation, and the decoder writes the next
+            most likely word instead.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -92,6 +102,7 @@ class Seq2Seq(keras.Model):
         bos_id=2,
         eos_id=3,
         pad_id=0,
+        unk_id=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -114,6 +125,14 @@ class Seq2Seq(keras.Model):
                 raise ValueError(f"{name} must be an id in [0, {target_vocab_size}), got {value!r}")
         if len({bos_id, eos_id, pad_id}) != 3:
             raise ValueError(f"bos_id, eos_id and pad_id must differ, got {bos_id}, {eos_id}, {pad_id}")
+        if unk_id is not None and (
+            not isinstance(unk_id, int) or isinstance(unk_id, bool) or not 0 <= unk_id < target_vocab_size
+            or unk_id in (bos_id, eos_id, pad_id)
+        ):
+            raise ValueError(
+                f"unk_id must be None or an id in [0, {target_vocab_size}) other than bos_id, eos_id and "
+                f"pad_id, got {unk_id!r}"
+            )
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
         self.embedding_dim = embedding_dim
@@ -122,7 +141,7 @@ class Seq2Seq(keras.Model):
         self.dropout = float(dropout)
         self.cell_type = cell_type
         self.attention = bool(attention)
-        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.bos_id, self.eos_id, self.pad_id, self.unk_id = bos_id, eos_id, pad_id, unk_id
         self.states_per_layer = 2 if cell_type == "lstm" else 1
 
         self.source_embedding = keras.layers.Embedding(source_vocab_size, embedding_dim, name="source_embedding")
@@ -239,6 +258,21 @@ class Seq2Seq(keras.Model):
 
         return step
 
+    def generation_step_fn(self):
+        """`step_fn` as generation uses it: the logits of the ids never generated (`<bos>`, `<pad>`
+        and, with `unk_id`, `<unk>`) pushed to a large negative value."""
+        step = self.step_fn()
+        never_generated = [self.bos_id, self.pad_id] + ([] if self.unk_id is None else [self.unk_id])
+        penalty = ops.convert_to_tensor(
+            [_NEVER_GENERATED_LOGIT if index in never_generated else 0.0 for index in range(self.target_vocab_size)]
+        )
+
+        def generation_step(token_ids, states):
+            logits, new_states = step(token_ids, states)
+            return logits + ops.cast(penalty, logits.dtype), new_states
+
+        return generation_step
+
     def translate(self, source_ids, max_length, beam_size=None, length_penalty=0.0):
         """Generates target ids for a batch of sources, in the graph (wrap in `tf.function` for speed).
 
@@ -262,10 +296,10 @@ class Seq2Seq(keras.Model):
             if length_penalty:
                 raise ValueError("length_penalty applies to beam search: give beam_size too")
             return decoding.greedy_decode(
-                self.step_fn(), start, state, max_length, eos_id=self.eos_id, pad_id=self.pad_id
+                self.generation_step_fn(), start, state, max_length, eos_id=self.eos_id, pad_id=self.pad_id
             )
         result = decoding.beam_search(
-            self.step_fn(),
+            self.generation_step_fn(),
             start,
             state,
             beam_size=beam_size,
@@ -291,6 +325,7 @@ class Seq2Seq(keras.Model):
                 "bos_id": self.bos_id,
                 "eos_id": self.eos_id,
                 "pad_id": self.pad_id,
+                "unk_id": self.unk_id,
             }
         )
         return config
