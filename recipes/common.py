@@ -30,10 +30,12 @@ epoch: weights with optimizer state, and the per-epoch history), `logs/` (Tensor
 """
 
 import argparse
+import copy
 import datetime
 import functools
 import json
 import math
+import numbers
 import os
 import pathlib
 import sys
@@ -43,6 +45,7 @@ import keras
 import tensorflow as tf
 
 from zoo.layers import portable_graph
+from zoo.models import AveragedEnsemble
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -241,7 +244,7 @@ def setup(args):
     if args.output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.output_dir = pathlib.Path("runs") / f"{args.recipe}-{stamp}"
-    if args.resume is None and (args.output_dir / "checkpoints").exists():
+    if args.resume is None and any((args.output_dir / name).exists() for name in ("checkpoints", "members")):
         raise RecipeError(
             f"--output-dir {args.output_dir} already holds a run: pass --resume "
             f"{args.output_dir} to continue it, or choose another folder")
@@ -491,6 +494,68 @@ def run_training(
     return model, _by_name(checkpoint.history)
 
 
+def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy, loss, metrics=(),
+                          compile_kwargs=None, **training):
+    """`run_training` for `members` models, one after another, averaged into one
+    `zoo.models.AveragedEnsemble` (the models must output probabilities). With `members=1` it is
+    `run_training`.
+
+    Member i is a run of its own in `<output-dir>/members/<i>` (checkpoints, history,
+    `model.keras`, `curves.png`) with the seed `--seed + i`: the members start from different
+    weights and draw different dropout masks. With `--resume`, the members that finished are
+    loaded as they are and the interrupted one continues from its last finished epoch. The run's
+    own `model.keras` is the ensemble (saved uncompiled; the one returned is compiled with `loss`
+    and `metrics`, for `evaluate`); its
+    `metrics.json` holds every member's epochs (each entry names its `member`) and `curves.png`
+    draws them all.
+
+    Args:
+        model_fn, train_ds, val_ds, args, strategy, loss, metrics, compile_kwargs: as for
+            `run_training`.
+        members: the number of models.
+        **training: the other keyword arguments of `run_training` (callbacks are reused by each
+            member's training, as Keras callbacks reset at its start).
+
+    Returns:
+        `(model, histories)`: the ensemble (or the one model), and each member's history as
+        `run_training` returns it.
+    """
+    shared = dict(strategy=strategy, loss=loss, metrics=metrics, compile_kwargs=compile_kwargs, **training)
+    if members == 1:
+        model, history = run_training(model_fn, train_ds, val_ds, args, **shared)
+        return model, [history]
+    models, entries = [], []
+    for index in range(members):
+        member_args = copy.copy(args)
+        member_args.output_dir = output_path(args, f"members/{index}")
+        member_args.seed = args.seed + index
+        member_args.output_dir.mkdir(parents=True, exist_ok=True)
+        if (member_args.output_dir / "model.keras").is_file():
+            print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
+            with strategy.scope():
+                models.append(keras.models.load_model(member_args.output_dir / "model.keras"))
+        else:
+            has_state = EpochCheckpoint.load_state(member_args.output_dir / "checkpoints") is not None
+            member_args.resume = member_args.output_dir if has_state else None
+            print(f"member {index + 1} of {members} (seed {member_args.seed})", flush=True)
+            keras.utils.set_random_seed(member_args.seed)
+            models.append(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0])
+        member_epochs = json.loads((member_args.output_dir / "metrics.json").read_text())["epochs"]
+        entries.extend({"member": index, **entry} for entry in member_epochs)
+
+    ensemble = AveragedEnsemble(models, name="averaged_ensemble")
+    ensemble(next(iter(train_ds))[0])  # builds it, so that model.keras records its input shapes
+    # Saved uncompiled: it has no optimizer of its own to save.
+    ensemble.save(output_path(args, "model.keras"))
+    ensemble.compile(loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
+    member_entries = [[entry for entry in entries if entry["member"] == index] for index in range(members)]
+    _write_json(output_path(args, "metrics.json"), {
+        "config": _to_json(args), "epochs": entries,
+        "final": {"members": members, "epochs": [len(part) for part in member_entries]}})
+    plot_curves(output_path(args, "curves.png"), entries)
+    return ensemble, [_by_name(part) for part in member_entries]
+
+
 # --- Outputs --------------------------------------------------------------------------------
 
 
@@ -508,8 +573,7 @@ def record_final(args, **figures):
     values (sample translations: strings, lists, dicts)."""
     path = output_path(args, "metrics.json")
     metrics = json.loads(path.read_text())
-    metrics["final"].update({key: value if isinstance(value, (str, list, dict, type(None)))
-                             else _number(value) for key, value in figures.items()})
+    metrics["final"].update({key: _json_value(value) for key, value in figures.items()})
     _write_json(path, metrics)
 
 
@@ -521,16 +585,23 @@ def plot_curves(path, epochs):
     from matplotlib.ticker import MaxNLocator
 
     by_name = _by_name(epochs)
-    names = [name for name in by_name if not name.startswith("val_")]
+    names = [name for name in by_name if not name.startswith("val_") and name != "member"]
     names += [name[4:] for name in by_name if name.startswith("val_") and name[4:] not in by_name]
+    # An ensemble's entries name their member: one pair of lines per member.
+    runs = {}
+    for entry in epochs:
+        runs.setdefault(entry.get("member"), []).append(entry)
     figure = Figure(figsize=(4.5 * max(len(names), 1), 3.5), layout="constrained")
     FigureCanvasAgg(figure)
-    numbers = [entry["epoch"] for entry in epochs]
     for index, name in enumerate(names):
         axes = figure.add_subplot(1, len(names), index + 1)
-        for key, label in ((name, "train"), (f"val_{name}", "validation")):
-            if key in by_name:
-                axes.plot(numbers, by_name[key], marker="o", label=label)
+        for member, entries in runs.items():
+            epoch_numbers = [entry["epoch"] for entry in entries]
+            values = _by_name(entries)
+            for key, label in ((name, "train"), (f"val_{name}", "validation")):
+                if key in values:
+                    suffix = "" if member is None else f" (member {member})"
+                    axes.plot(epoch_numbers, values[key], marker="o", label=label + suffix)
         axes.set_title(name)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -579,6 +650,16 @@ def _number(value):
     """A plain float for JSON, which has no NaN or infinity: they become None."""
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _json_value(value):
+    """Strings, lists, dicts, booleans and None as they are; integers (NumPy's too) as ints; other
+    numbers (TensorFlow scalars too) as `_number` floats."""
+    if isinstance(value, (str, list, dict, bool, type(None))):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return _number(value)
 
 
 def _numbers(logs):

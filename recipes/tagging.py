@@ -16,6 +16,8 @@ file is only evaluated at the end: token accuracy, and for BIO tags entity-level
 F1 (exact spans, as conlleval). `--word-shape` (the default for `--corpus wnut17`) gives the character
 CNN each word's shape (capitalised, all caps, handle, URL, number) as an extra leading character.
 `--entity-weight` (5 for `--corpus wnut17`) weighs entities up in training, for recall where they are rare.
+With `--output softmax`, `--ensemble N` trains N taggers from different seeds and averages their tag
+probabilities (`zoo.models.AveragedEnsemble`).
 
 Dev figures of the defaults (seed 0, `benchmarks/tagging_quality.py`): UD EWT UPOS 0.922 (CRF);
 WNUT-17 entity F1 0.230 (CRF) and 0.265 (softmax), short of the 0.30 aimed at.
@@ -243,6 +245,9 @@ def build_parser():
     model.add_argument("--char-embedding-dim", type=int, default=25)
     model.add_argument("--char-filters", type=int, default=50)
     model.add_argument("--dropout", type=float, default=0.5)
+    model.add_argument("--ensemble", type=int, default=1, metavar="N",
+                       help="softmax output: train N models (seeds --seed to --seed + N - 1) and average "
+                            "their tag probabilities")
     model.add_argument("--patience", type=int, default=5,
                        help="stop after this many epochs without a better validation figure (entity F1 for BIO "
                             "tags, token accuracy otherwise) and keep the best epoch (0: never stop)")
@@ -387,6 +392,11 @@ def main(argv=None):
         return tagging_dataset(part_sentences, part_tags, encoder, tag_vocab, args.batch_size, shuffle, args.seed,
                                with_mask_weights=softmax, word_dropout=word_dropout, entity_weight=entity_weight)
 
+    if args.ensemble < 1:
+        raise common.RecipeError(f"--ensemble must be >= 1, got {args.ensemble}")
+    if args.ensemble > 1 and not softmax:
+        raise common.RecipeError("--ensemble averages tag probabilities: it needs --output softmax (a CRF "
+                                 "decodes whole tag sequences)")
     if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
         raise common.RecipeError("--entity-weight needs BIO tags (entities and O)")
     train_ds = batches(train_sentences, train_tags, True, args.word_dropout, args.entity_weight)
@@ -405,8 +415,8 @@ def main(argv=None):
     callbacks = best_epoch_callbacks(args.patience, tag_vocab.idx_to_token,
                                      (val_ds, validation_sentences, validation_tags, tag_vocab))
     started = time.perf_counter()
-    model, _ = common.run_training(
-        build_model, train_ds, val_ds, args, strategy=strategy,
+    model, _ = common.run_ensemble_training(
+        build_model, train_ds, val_ds, args, members=args.ensemble, strategy=strategy,
         loss="sparse_categorical_crossentropy" if softmax else None,
         metrics=[] if softmax else ["accuracy"], callbacks=callbacks,
         compile_kwargs={"weighted_metrics": ["accuracy"]} if softmax else None,

@@ -11,8 +11,10 @@ pairs would train on half of the test sentences, with another translation.) Word
 (`--min-freq`) come from the training pairs only. Test BLEU is corpus BLEU against all of a
 sentence's translations, and, for comparison, against each pair's one reference.
 
-Training minimises the token cross-entropy with label smoothing (`--label-smoothing`); decoding
-never writes `<unk>`.
+Defaults: the course's 2-layer GRU (embedding and hidden 256, dropout 0.2, batch 128, 10 tokens per
+sequence, Adam 0.005, clipping 1), label smoothing 0.1 (`--label-smoothing`), the learning rate
+decayed by a cosine over the 10 epochs, beam search of 4 for the test figures and the export
+(`--beam-size 0`: greedy). Decoding never writes `<unk>`, `<bos>` or `<pad>`.
 
 The run's folder gets, besides what `recipes.common` writes (config.json, checkpoints/, logs/,
 metrics.json, curves.png, model.keras): `source_vocab.txt`, `target_vocab.txt`, and `saved_model/`
@@ -233,7 +235,8 @@ def format_course_sentences(rows):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.translation", description=__doc__.split("\n")[0])
     common.add_common_arguments(
-        parser, recipe="translation", epochs=30, batch_size=128, learning_rate=0.005, clip_norm=1.0
+        parser, recipe="translation", epochs=10, batch_size=128, learning_rate=0.005, clip_norm=1.0,
+        lr_schedule="cosine",
     )
     group = parser.add_argument_group("translation")
     group.add_argument("--max-pairs", type=int, default=None, help="read only the first pairs of the file")
@@ -251,7 +254,7 @@ def build_parser():
     group.add_argument("--test-fraction", type=float, default=0.05)
     group.add_argument("--val-fraction", type=float, default=0.05)
     group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
-    group.add_argument("--beam-size", type=int, default=0, help="0: greedy decoding")
+    group.add_argument("--beam-size", type=int, default=4, help="0: greedy decoding")
     group.add_argument("--length-penalty", type=float, default=0.0)
     group.add_argument("--max-output-length", type=int, default=20)
     group.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",

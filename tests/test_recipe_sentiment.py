@@ -7,15 +7,18 @@ import subprocess
 import sys
 
 import numpy as np
+import keras
 import pytest
 import tensorflow as tf
 
 from recipes import common, sentiment
+from zoo.models import AveragedEnsemble
 from zoo import layers as zoo_layers
 from zoo.models.classifier import SequenceClassifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--max-length", "40", "--embedding-dim", "8", "--units", "8"]
+TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--max-length", "40", "--embedding-dim", "8", "--units", "8",
+              "--ensemble", "1"]
 
 # Runs in a fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
 LOAD_AND_CLASSIFY = r'''
@@ -53,14 +56,32 @@ def imdb_slice(data_file, tmp_path):
 
 def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL])
-    for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model"):
+    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL,
+                             "--ensemble", "2"])
+    for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model",
+                 "members/0/model.keras", "members/1/checkpoints/state.json"):
         assert (output_dir / name).exists(), name
-    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    final = metrics["final"]
     assert final["test_examples"] == 12  # 20% of 60, never trained on
     assert final["test_accuracy"] == pytest.approx(result["test_accuracy"])
     assert final["label_names"] == ["0", "1"]
+    assert (final["members"], final["epochs"]) == (2, [1, 1])
+    assert [entry["member"] for entry in metrics["epochs"]] == [0, 1]
+    ensemble = keras.models.load_model(output_dir / "model.keras")
+    assert isinstance(ensemble, AveragedEnsemble) and len(ensemble.members) == 2
     check_classify(output_dir / "saved_model", "word")
+
+
+def test_ensemble_resume_keeps_finished_members_and_continues_the_interrupted_one(imdb_slice, tmp_path):
+    output_dir = tmp_path / "run"
+    flags = ["--data", str(imdb_slice), *TINY_MODEL, "--ensemble", "2", "--patience", "0"]
+    sentiment.main([*flags, "--output-dir", str(output_dir)])
+    # As if killed after member 1's first epoch: its checkpoint is there, its model.keras is not.
+    (output_dir / "members" / "1" / "model.keras").unlink()
+    sentiment.main([*flags, "--resume", str(output_dir), "--epochs", "2"])
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    assert final["epochs"] == [1, 2]  # member 0 had finished; member 1 went on to the new --epochs
 
 
 def check_classify(saved_model, tokenizer):

@@ -45,11 +45,12 @@ def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
     train = first_sentences(data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60)
     dev = first_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20)
     output_dir = tmp_path / "run"
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax",
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax", "--ensemble", "2",
                            "--output-dir", str(output_dir), *TINY_MODEL])
-    for name in ("model.keras", "metrics.json", "curves.png", "saved_model"):
+    for name in ("model.keras", "metrics.json", "curves.png", "saved_model", "members/1/model.keras"):
         assert (output_dir / name).exists(), name
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    assert final["members"] == 2
     assert 0.0 <= final["dev_token_accuracy"] <= 1.0
     assert final["dev_token_accuracy"] == pytest.approx(result["token_accuracy"])
     assert "dev_entity_f1" not in final  # UPOS tags are not BIO
@@ -79,6 +80,13 @@ def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     # The export computes the word shapes in plain TensorFlow too.
     out = tag_in_subprocess(tmp_path / "run" / "saved_model")
     assert all(tag in final["tag_names"] for tag in out["tags"][0][:7])
+
+
+def test_ensemble_needs_softmax(data_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tagging.main(["--corpus", "wnut17", "--output", "crf", "--ensemble", "3", "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "--output softmax" in capsys.readouterr().err
 
 
 def test_missing_file_is_a_one_line_error(tmp_path, capsys):
