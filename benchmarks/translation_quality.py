@@ -1,18 +1,29 @@
 """Translation quality of the plain encoder-decoder and of the attention decoder on fra-eng.
 
 Trains `recipes.translation` twice in the course's setting (2-layer GRU, embedding 256, hidden 256,
-dropout 0.2, batch 128, 10 tokens per sequence, Adam 0.005, gradient clipping 1), once without and
-once with attention, each within a time budget, then reports for each: the course's four test
-sentences (translation and the course's BLEU, k=2), and corpus BLEU on the held-out 5% test split,
-with greedy decoding and with beam search.
+dropout 0.2, batch 128, 10 tokens per sequence, Adam 0.005, gradient clipping 1) with label smoothing
+0.1 and a cosine learning-rate decay over 10 epochs, once without and once with attention, each
+within a time budget, then reports for each: the course's four test sentences (translation and the
+course's BLEU, k=2), and corpus BLEU on the held-out test split (5% of the English sentences, with
+all their translations, never trained on) against all of a sentence's translations and, for
+comparison, against each pair's one reference, with greedy decoding and with beam search.
 
-    ZOO_DATA_DIR=/work/shared/data python benchmarks/translation_quality.py --minutes 18 --out runs/bench
+    ZOO_DATA_DIR=/work/shared/data python benchmarks/translation_quality.py --out runs/bench
 
-Measured with the recipe alone (`python -m recipes.translation --attention --time-budget 18`), on
-the quiet 2-core machine: 11 epochs, test corpus BLEU 0.260 greedy, 2 of the 4 course sentences
-("j'ai perdu .", "il est calme ."; "go ." gave "<unk> !", "i'm home ." gave "je suis à la maison .").
-The validation loss stopped falling after epoch 8 (1.58), so more time alone will not reach 0.35.
-With two other jobs on the cores for its first 10 minutes, the same run fitted 6 epochs: 0.219, 3/4.
+Measured on the 2-core machine (20-minute budget each; 2,282 test sentences, 3,503 pairs):
+
+| model | epochs | decoding | corpus BLEU, all references | one reference per pair | course sentences |
+|---|---|---|---|---|---|
+| plain | 9 (18.2 min) | greedy | 0.311 | 0.254 | 3/4 |
+| plain | | beam 4 | **0.359** | 0.290 | 3/4 ("go ." gives "pars !") |
+| attention | 10 (17.3 min) | greedy | 0.300 | 0.244 | 4/4 |
+| attention | | beam 4 | **0.351** | 0.283 | **4/4** |
+
+"go ." is a test sentence here (never trained on), "he's calm ." is not in the data at all; "i lost
+." and "i'm home ." are training sentences. Before this protocol, pairs were split at random: 55% of
+the test sentences were then also training sentences (with another translation), and BLEU took one
+reference per pair: 0.260 greedy for attention after 11 epochs of constant learning rate, without
+label smoothing.
 
 Every run's own files (metrics.json, curves.png, saved_model/, ...) stay in `--out`.
 """

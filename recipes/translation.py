@@ -15,6 +15,9 @@ Defaults: the course's 2-layer GRU (embedding and hidden 256, dropout 0.2, batch
 sequence, Adam 0.005, clipping 1), label smoothing 0.1 (`--label-smoothing`), the learning rate
 decayed by a cosine over the 10 epochs, beam search of 4 for the test figures and the export
 (`--beam-size 0`: greedy). Decoding never writes `<unk>`, `<bos>` or `<pad>`.
+With `--attention`, in 17 minutes of training on a 2-core CPU: test corpus BLEU 0.351 against all
+references (0.283 against one per pair), and the course's four test sentences exactly; without
+attention 0.359 (0.290) and three of four (`benchmarks/translation_quality.py`).
 
 The run's folder gets, besides what `recipes.common` writes (config.json, checkpoints/, logs/,
 metrics.json, curves.png, model.keras): `source_vocab.txt`, `target_vocab.txt`, and `saved_model/`

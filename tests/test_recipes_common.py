@@ -4,6 +4,7 @@ CPUs, throughput counting, clipping, and the one-line error path."""
 import argparse
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -116,6 +117,14 @@ def _finish(process, timeout=120):
 
 def _load_dense_weights(run):
     return [np.asarray(w) for w in keras.saving.load_model(run / "model.keras").get_weights()]
+
+
+def test_cosine_schedule_decays_the_learning_rate_per_epoch(tiny_recipe, tmp_path):
+    run = tmp_path / "run"
+    _run_in_process(tiny_recipe, "--output-dir", run, "--epochs", 4, "--learning-rate", 0.2, "--lr-schedule", "cosine")
+    rates = [entry["learning_rate"] for entry in json.loads((run / "metrics.json").read_text())["epochs"]]
+    expected = [0.2 * 0.5 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
 
 
 def test_outputs_of_a_run(tiny_recipe, tmp_path, capsys):
