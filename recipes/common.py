@@ -105,8 +105,8 @@ def add_common_arguments(
     group = parser.add_argument_group("training (shared by all recipes)")
     group.add_argument("--data", type=pathlib.Path, default=None,
                        help="a local data file or folder, instead of downloading")
-    group.add_argument("--epochs", type=_positive_int, default=epochs)
-    group.add_argument("--batch-size", type=_positive_int, default=batch_size,
+    group.add_argument("--epochs", type=positive_int, default=epochs)
+    group.add_argument("--batch-size", type=positive_int, default=batch_size,
                        help="global batch size, split across replicas")
     group.add_argument("--learning-rate", type=_positive_float, default=learning_rate)
     group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=lr_schedule,
@@ -155,7 +155,8 @@ def parse_args(parser, argv=None):
     return args
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type of a count that must be at least 1 (recipes use it for their own flags too)."""
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")

@@ -128,7 +128,7 @@ def build_parser():
     model.add_argument("--dropout", type=float, default=0.6)
     model.add_argument("--word-dropout", type=float, default=0.0,
                        help="training: zero this share of the tokens' whole embeddings")
-    model.add_argument("--ensemble", type=int, default=5, metavar="N",
+    model.add_argument("--ensemble", type=common.positive_int, default=5, metavar="N",
                        help="train N models (seeds --seed to --seed + N - 1) and average their probabilities")
     model.add_argument("--patience", type=int, default=3,
                        help="stop after this many epochs without a better validation accuracy (0: never)")
@@ -249,8 +249,6 @@ def main(argv=None):
 
     callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
-    if args.ensemble < 1:
-        raise common.RecipeError(f"--ensemble must be >= 1, got {args.ensemble}")
     model, _ = common.run_ensemble_training(
         build_model, train_ds, val_ds, args, members=args.ensemble, strategy=strategy,
         loss="sparse_categorical_crossentropy",

@@ -245,7 +245,7 @@ def build_parser():
     model.add_argument("--char-embedding-dim", type=int, default=25)
     model.add_argument("--char-filters", type=int, default=50)
     model.add_argument("--dropout", type=float, default=0.5)
-    model.add_argument("--ensemble", type=int, default=1, metavar="N",
+    model.add_argument("--ensemble", type=common.positive_int, default=1, metavar="N",
                        help="softmax output: train N models (seeds --seed to --seed + N - 1) and average "
                             "their tag probabilities")
     model.add_argument("--patience", type=int, default=5,
@@ -350,7 +350,11 @@ def parse_args(argv=None):
     parser = build_parser()
     corpus = parser.parse_known_args(argv)[0].corpus
     parser.set_defaults(**CORPUS_DEFAULTS.get(corpus, {}))
-    return common.parse_args(parser, argv)
+    args = common.parse_args(parser, argv)
+    if args.ensemble > 1 and args.output != "softmax":
+        raise common.RecipeError("--ensemble averages tag probabilities: it needs --output softmax (a CRF "
+                                 "decodes whole tag sequences)")
+    return args
 
 
 @common.entry_point
@@ -392,11 +396,6 @@ def main(argv=None):
         return tagging_dataset(part_sentences, part_tags, encoder, tag_vocab, args.batch_size, shuffle, args.seed,
                                with_mask_weights=softmax, word_dropout=word_dropout, entity_weight=entity_weight)
 
-    if args.ensemble < 1:
-        raise common.RecipeError(f"--ensemble must be >= 1, got {args.ensemble}")
-    if args.ensemble > 1 and not softmax:
-        raise common.RecipeError("--ensemble averages tag probabilities: it needs --output softmax (a CRF "
-                                 "decodes whole tag sequences)")
     if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
         raise common.RecipeError("--entity-weight needs BIO tags (entities and O)")
     train_ds = batches(train_sentences, train_tags, True, args.word_dropout, args.entity_weight)

@@ -82,7 +82,7 @@ def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     assert all(tag in final["tag_names"] for tag in out["tags"][0][:7])
 
 
-def test_ensemble_needs_softmax(data_file, tmp_path, capsys):
+def test_ensemble_needs_softmax(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         tagging.main(["--corpus", "wnut17", "--output", "crf", "--ensemble", "3", "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2

@@ -263,9 +263,7 @@ class Seq2Seq(keras.Model):
         and, with `unk_id`, `<unk>`) pushed to a large negative value."""
         step = self.step_fn()
         never_generated = [self.bos_id, self.pad_id] + ([] if self.unk_id is None else [self.unk_id])
-        penalty = ops.convert_to_tensor(
-            [_NEVER_GENERATED_LOGIT if index in never_generated else 0.0 for index in range(self.target_vocab_size)]
-        )
+        penalty = _NEVER_GENERATED_LOGIT * ops.sum(ops.one_hot(never_generated, self.target_vocab_size), axis=0)
 
         def generation_step(token_ids, states):
             logits, new_states = step(token_ids, states)
