@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from zoo.losses import SparseCategoricalCrossentropy
 
@@ -29,6 +30,29 @@ def test_matches_keras_categorical_crossentropy_on_one_hot_labels(label_smoothin
     one_hot = np.eye(CLASSES, dtype=np.float32)[labels]
     expected = float(reference(one_hot, predictions, sample_weight=weights))
     assert float(ours(labels, predictions, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_matches_keras_categorical_crossentropy():
+    labels, logits, weights = random_batch(2)
+    one_hot = np.eye(CLASSES, dtype=np.float32)[labels]
+    ours = SparseCategoricalCrossentropy(0.1, reduction="mean_with_sample_weight")
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1,
+                                                     reduction="mean_with_sample_weight")
+    logits = tf.Variable(logits)
+    gradients = []
+    for loss in (lambda: ours(labels, logits, sample_weight=weights),
+                 lambda: reference(one_hot, logits, sample_weight=weights)):
+        with tf.GradientTape() as tape:
+            value = loss()
+        gradients.append(tape.gradient(value, logits).numpy())
+    np.testing.assert_allclose(gradients[0], gradients[1], atol=1e-6)
+
+
+def test_label_out_of_range_is_an_error():
+    labels, logits, _ = random_batch(3)
+    labels[0, 0] = CLASSES
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label"):
+        SparseCategoricalCrossentropy(0.1)(labels, logits)
 
 
 def test_without_smoothing_it_is_keras_sparse_crossentropy():

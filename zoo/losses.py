@@ -19,15 +19,18 @@ def smoothed_sparse_categorical_crossentropy(y_true, y_pred, label_smoothing=0.0
     Returns:
         float `[...]` per-position losses.
     """
-    if from_logits:
-        log_probs = ops.log_softmax(y_pred, axis=-1)
-    else:
-        log_probs = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
-    labels = ops.expand_dims(ops.cast(y_true, "int32"), axis=-1)
-    negative_log_likelihood = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), axis=-1)
+    # The fused sparse softmax cross-entropy: a gather from the log-probabilities would have a
+    # scatter (UnsortedSegmentSum) over the whole [..., classes] tensor as its gradient, which took
+    # half of a translation training step over an 8,573-word vocabulary.
+    negative_log_likelihood = ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits)
     if not label_smoothing:
         return negative_log_likelihood
-    return (1.0 - label_smoothing) * negative_log_likelihood - label_smoothing * ops.mean(log_probs, axis=-1)
+    if from_logits:
+        # mean(-log softmax(z)) = logsumexp(z) - mean(z), with no [..., classes] log-softmax kept.
+        uniform_cross_entropy = ops.logsumexp(y_pred, axis=-1) - ops.mean(y_pred, axis=-1)
+    else:
+        uniform_cross_entropy = -ops.mean(ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0)), axis=-1)
+    return (1.0 - label_smoothing) * negative_log_likelihood + label_smoothing * uniform_cross_entropy
 
 
 @keras.saving.register_keras_serializable(package="zoo")
