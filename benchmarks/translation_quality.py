@@ -55,6 +55,7 @@ def main():
                         help="epochs per run: the cosine learning-rate decay spans them")
     parser.add_argument("--max-pairs", type=int, default=None, help="use only the first pairs of fra.txt")
     parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--models", nargs="+", choices=("plain", "attention"), default=["plain", "attention"])
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / "translation_quality")
     parser.add_argument("--data", type=pathlib.Path, default=None)
     args = parser.parse_args()
@@ -62,7 +63,8 @@ def main():
     test_sources, test_targets = held_out_test(data, args.max_pairs, split_seed=0)
 
     report = {}
-    for name, extra in (("plain", []), ("attention", ["--attention"])):
+    for name in args.models:
+        extra = ["--attention"] if name == "attention" else []
         run_dir = args.out / name
         argv = [
             "--data", str(data), "--output-dir", str(run_dir), "--epochs", str(args.epochs),

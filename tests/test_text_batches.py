@@ -175,3 +175,21 @@ def test_lm_pipeline_on_time_machine(data_file):
     x, y = next(iter(sequential_partition_batches(train, 32, 35, seed=0)))
     assert x.shape == (32, 35)
     np.testing.assert_array_equal(x.numpy()[:, 1:], y.numpy()[:, :-1])
+
+
+def test_bucketed_batches_know_their_count(vocab):
+    texts = ["a"] * 5 + ["a b"] * 3 + ["a b c d e f"] * 6
+    dataset = classification_batches(texts, [0] * 14, 4, vocab=vocab, bucket_boundaries=[2, 4], shuffle_buffer=14, seed=0)
+    # Buckets of 5, 3 and 6 texts: 2 + 1 + 2 batches, each bucket ending with a partial one.
+    assert int(dataset.cardinality()) == 5
+    assert sorted(len(y) for _, y in dataset) == [1, 2, 3, 4, 4]
+
+
+def test_seq2seq_buckets_by_the_longer_side(vocab):
+    # Sources of one length: only the targets' lengths can keep short and long targets apart.
+    sources = ["a b"] * 8
+    targets = ["a"] * 4 + ["a b c d e"] * 4
+    dataset = seq2seq_batches(sources, targets, 4, vocab, vocab, bucket_boundaries=[4], shuffle_buffer=8, seed=3)
+    widths = sorted(decoder_inputs.shape[1] for (_, decoder_inputs), _, _ in dataset)
+    assert widths == [2, 6]
+    assert int(dataset.cardinality()) == 2

@@ -8,6 +8,7 @@ Pipeline order: tokenize and look up in parallel maps → `cache()` → shuffle 
 `prefetch(AUTOTUNE)`. Tokenizing happens once; shuffling happens every epoch.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from zoo.text.vocab import BOS, EOS, PAD
@@ -62,15 +63,20 @@ def _truncate(ids, max_length):
 
 def _batch(dataset, batch_size, bucket_boundaries, length_of, shuffle_buffer, seed):
     dataset = dataset.cache()
+    if bucket_boundaries is None:
+        if shuffle_buffer:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return dataset.padded_batch(batch_size)
+    boundaries = list(bucket_boundaries)
+    # Grouping by length leaves the number of batches unknown to tf.data, and Keras mis-averages an
+    # epoch of unknown length; every bucket ends with one partial batch, so the count is exact.
+    lengths = np.fromiter(dataset.map(length_of).as_numpy_iterator(), np.int64)
+    bucket_sizes = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
+    batches = int(np.sum(-(-bucket_sizes // batch_size)))
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if bucket_boundaries is None:
-        dataset = dataset.padded_batch(batch_size)
-    else:
-        dataset = dataset.bucket_by_sequence_length(
-            length_of, list(bucket_boundaries), [batch_size] * (len(bucket_boundaries) + 1)
-        )
-    return dataset
+    dataset = dataset.bucket_by_sequence_length(length_of, boundaries, [batch_size] * (len(boundaries) + 1))
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _check_aligned(name_a, a, name_b, b):
@@ -193,7 +199,8 @@ def seq2seq_batches(
         source_tokenizer, target_tokenizer: in-graph tokenizers; `None`: split on spaces (the course's
             fra-eng tokens).
         max_length, bucket_boundaries, shuffle_buffer, seed: as in `classification_batches`; buckets go
-            by source length.
+            by the longer of the source and the decoder sequence, so that both sides of a batch are
+            padded little.
 
     Returns:
         A `tf.data.Dataset` of `((source_ids [B, S], decoder_inputs [B, T]), decoder_targets [B, T],
@@ -218,7 +225,12 @@ def seq2seq_batches(
         (tf.constant(sources, tf.string), tf.constant(targets, tf.string))
     ).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = _batch(
-        dataset, batch_size, bucket_boundaries, lambda inputs, _: tf.shape(inputs[0])[0], shuffle_buffer, seed
+        dataset,
+        batch_size,
+        bucket_boundaries,
+        lambda inputs, _: tf.maximum(tf.shape(inputs[0])[0], tf.shape(inputs[1])[0]),
+        shuffle_buffer,
+        seed,
     )
     return dataset.map(lambda inputs, decoder_targets: (inputs, decoder_targets, _mask(decoder_targets))).prefetch(
         tf.data.AUTOTUNE
