@@ -246,8 +246,6 @@ def build_parser():
     group.add_argument("--max-length", type=int, default=10,
                        help="tokens per sequence, <eos>/<bos> included (the course's num_steps)")
     group.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
-    group.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=True,
-                       help="batch pairs of equal length (the longer side), so batches carry little padding")
     group.add_argument("--embedding-dim", type=int, default=256)
     group.add_argument("--units", type=int, default=256)
     group.add_argument("--num-layers", type=int, default=2)
@@ -309,15 +307,10 @@ def main(argv=None):
     print(f"{len(train)} training, {len(val)} validation, {len(test)} test pairs; vocabularies: "
           f"{len(source_vocab)} source, {len(target_vocab)} target words", flush=True)
 
-    # One bucket per length: the output layer and the loss, most of a training step, then run on
-    # little padding (with one width of 10 per batch, a third of their rows were padding).
-    bucket_boundaries = (list(range(3, args.max_length + 1)) or None) if args.bucket else None
-
     def batches(split_sources, split_targets, shuffle):
         dataset = seq2seq_batches(
             split_sources, split_targets, args.batch_size, source_vocab, target_vocab,
-            max_length=args.max_length, bucket_boundaries=bucket_boundaries,
-            shuffle_buffer=len(split_sources) if shuffle else None, seed=args.seed,
+            max_length=args.max_length, shuffle_buffer=len(split_sources) if shuffle else None, seed=args.seed,
         )
         if strategy.num_replicas_in_sync > 1:
             # Keras's fit under MirroredStrategy fails on a last batch that splits unevenly across
