@@ -54,7 +54,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=10,
                         help="epochs per run: the cosine learning-rate decay spans them")
     parser.add_argument("--max-pairs", type=int, default=None, help="use only the first pairs of fra.txt")
-    parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--beam-size", type=int, default=8)
+    parser.add_argument("--length-penalty", type=float, default=1.0)
     parser.add_argument("--models", nargs="+", choices=("plain", "attention"), default=["plain", "attention"])
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / "translation_quality")
     parser.add_argument("--data", type=pathlib.Path, default=None)
@@ -83,7 +84,8 @@ def main():
         metrics = json.loads((run_dir / "metrics.json").read_text())["final"]
         source_vocab = Vocab.load(run_dir / "source_vocab.txt", SEQUENCE_RESERVED)
         target_vocab = Vocab.load(run_dir / "target_vocab.txt", SEQUENCE_RESERVED)
-        beam = translation.Translator(model, source_vocab, target_vocab, 10, 20, beam_size=args.beam_size)
+        beam = translation.Translator(model, source_vocab, target_vocab, 10, 20, beam_size=args.beam_size,
+                                      length_penalty=args.length_penalty)
         beam_scores, _ = translation.evaluate(beam, test_sources, test_targets)
         beam_course = translation.course_sentences(beam)
         report[name] = {
