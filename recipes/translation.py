@@ -260,7 +260,8 @@ def build_parser():
     group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     group.add_argument("--beam-size", type=int, default=8, help="0: greedy decoding")
     group.add_argument("--length-penalty", type=float, default=1.0,
-                       help="GNMT's alpha: beam hypotheses are ranked by log-probability / ((5 + length) / 6)^alpha")
+                       help="GNMT's alpha: beam hypotheses are ranked by log-probability / ((5 + length) / 6)^alpha "
+                            "(greedy decoding has no use for it)")
     group.add_argument("--max-output-length", type=int, default=20)
     group.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
                        help="stop after the last epoch that fits in this many minutes of training (0: none)")
@@ -326,7 +327,7 @@ def main(argv=None):
 
     def make_translator(model):
         return Translator(model, source_vocab, target_vocab, args.max_length, args.max_output_length,
-                          beam_size=beam_size, length_penalty=args.length_penalty)
+                          beam_size=beam_size, length_penalty=args.length_penalty if beam_size else 0.0)
 
     def build_model():
         return Seq2Seq(

@@ -87,6 +87,14 @@ def test_resume_continues_to_more_epochs(finished_run, data_file, tmp_path):
     assert [entry["epoch"] for entry in epochs] == [1, 2]
 
 
+def test_greedy_decoding_runs_with_the_default_length_penalty(data_file, tmp_path):
+    output = tmp_path / "greedy"
+    translation.main(["--data", str(data_file("fra-eng/fra.txt")), "--output-dir", str(output),
+                      "--beam-size", "0", *TINY])
+    final = json.loads((output / "metrics.json").read_text())["final"]
+    assert 0.0 <= final["test_corpus_bleu"] <= 1.0
+
+
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         translation.main(["--data", str(tmp_path / "nope.txt"), "--output-dir", str(tmp_path / "run")])

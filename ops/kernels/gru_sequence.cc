@@ -13,14 +13,12 @@ template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* inputs_time_major,
-                        T* projected, T* outputs_time_major, T* outputs, T* final_h, T* gates,
-                        T* h_prev) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
+                        const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
+                        T* final_h, T* gates, T* h_prev) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  rnn::ProjectInputsTimeMajor(device, inputs, batch, time, sizes.input, kernel, width,
-                              inputs_time_major, projected);
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
@@ -35,7 +33,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
-    RowMatrix<T> from_h(rows, reset_after ? width : 2 * units);
+    RowMatrix<T> from_x(rows, width), from_h(rows, reset_after ? width : 2 * units);
     RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
     std::vector<char> valid(rows);
     for (int64_t step = 0; step < time; ++step) {
@@ -43,7 +41,12 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
       Rows<T>(h_prev + cell * units, rows, units) = h;
-      const ConstRows<T> x(projected + cell * width, rows, width);
+      // x_t * W per step, into a block that stays in cache (the input rows of a step are `time`
+      // rows apart in the batch-major inputs); a product of all steps at once, with its small
+      // inner dimension, wrote and then read a B*T*3H buffer.
+      input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
+                             from_x.data(), width, false);
+      const auto& x = from_x;
       // The whole shard at once; padded rows are put right afterwards.
       Rows<T> gate(gates + cell * gate_width, rows, gate_width);
       recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
@@ -218,8 +221,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
 #define ZOO_INSTANTIATE_GRU(T)                                                                   \
   template void GruSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,           \
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
-                                      const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,    \
-                                      T*, T*);                                                   \
+                                      const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
   template void GruSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
                                        const RnnOptions&, bool, const T*, const T*, const T*,    \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \

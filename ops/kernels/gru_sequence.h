@@ -22,15 +22,13 @@ inline int64_t GruGateWidth(int64_t units, bool reset_after) {
 // Shapes: inputs [B,T,D], initial_h [B,H], kernel [D,3H], recurrent_kernel [H,3H], bias [2,3H]
 // or [3H] (see above), lengths [B] in [0, T]. Writes outputs [B,T,H] (processing order),
 // final_h [B,H], and the time-major gates [T,B,GruGateWidth] and h_prev [T,B,H] (indexed by t
-// like inputs). Scratch: inputs_time_major B*T*D, projected B*T*3H and outputs_time_major
-// B*T*H elements.
+// like inputs). Scratch: outputs_time_major B*T*H elements.
 template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* inputs_time_major,
-                        T* projected, T* outputs_time_major, T* outputs, T* final_h, T* gates,
-                        T* h_prev);
+                        const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
+                        T* final_h, T* gates, T* h_prev);
 
 // Gradients through GruSequenceForward. Scratch: d_outputs_time_major B*T*H, inputs_time_major
 // B*T*D, d_projected B*T*3H and d_recurrent B*T*3H (reset_after) or B*T*H (otherwise) elements.

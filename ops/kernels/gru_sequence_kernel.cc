@@ -139,11 +139,7 @@ class GruSequenceOp : public OpKernel {
 
     const auto dtype = tensorflow::DataTypeToEnum<T>::value;
     const TensorShape saved_states({s.time, s.batch, s.units});
-    Tensor inputs_time_major, projected, outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
-                                                   &inputs_time_major));
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
-                                                   &projected));
+    Tensor outputs_time_major;
     OP_REQUIRES_OK(context, context->allocate_temp(dtype, saved_states, &outputs_time_major));
     Tensor *outputs, *final_h, *gates, *h_prev;
     OP_REQUIRES_OK(context,
@@ -158,8 +154,7 @@ class GruSequenceOp : public OpKernel {
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
-                          lengths.flat<int32_t>().data(), inputs_time_major.flat<T>().data(),
-                          projected.flat<T>().data(), outputs_time_major.flat<T>().data(),
+                          lengths.flat<int32_t>().data(), outputs_time_major.flat<T>().data(),
                           outputs->flat<T>().data(), final_h->flat<T>().data(),
                           gates->flat<T>().data(), h_prev->flat<T>().data());
   }

@@ -13,16 +13,12 @@ template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* inputs_time_major,
-                         T* outputs_time_major, T* outputs, T* final_h, T* final_c, T* gates,
-                         T* h_prev, T* c_prev) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
+                         const T* bias, const int32_t* lengths, T* outputs_time_major,
+                         T* outputs, T* final_h, T* final_c, T* gates, T* h_prev, T* c_prev) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
-  // The input projection of every step in one product, written where the loop then turns
-  // each step's pre-activations into gates in place.
-  rnn::ProjectInputsTimeMajor(device, inputs, batch, time, sizes.input, kernel, width,
-                              inputs_time_major, gates);
   const ConstRow<T> bias_row(bias, width);
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
@@ -39,7 +35,11 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       Rows<T>(c_prev + cell * units, rows, units) = c;
       // The whole shard at once; padded rows are put right afterwards.
       Rows<T> gate(gates + cell * width, rows, width);
-      recurrent.Multiply(h.data(), units, rows, gate.data(), width, true);
+      // x_t * W + h * U in one pass, written where the step's gates then replace them. The input
+      // rows of a step are `time` rows apart in the batch-major inputs; a product of all steps
+      // at once, with its small inner dimension, streamed the whole gate buffer one more time.
+      input_weights.MultiplySum(inputs + (first * time + t) * input, time * input, recurrent,
+                                h.data(), units, rows, gate.data(), width);
       gate.array().rowwise() += bias_row;
       auto input_forget = gate.leftCols(2 * units).array();
       input_forget = input_forget.logistic();
@@ -172,7 +172,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   template void LstmSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
                                        const RnnOptions&, const T*, const T*, const T*, const T*, \
                                        const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,   \
-                                       T*, T*, T*);                                              \
+                                       T*, T*);                                                  \
   template void LstmSequenceBackward<T>(                                                         \
       const Eigen::ThreadPoolDevice&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
       const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*,  \

@@ -29,14 +29,13 @@ struct RnnOptions {
 // for LstmSequenceBackward, the time-major gates [T,B,4H] (activated i, f, c~, o; zero at
 // padded steps), h_prev and c_prev [T,B,H] (the state each step started from). outputs are in
 // processing order (index step); gates, h_prev and c_prev are indexed by t like inputs. Scratch:
-// inputs_time_major B*T*D and outputs_time_major B*T*H elements.
+// outputs_time_major B*T*H elements.
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* inputs_time_major,
-                         T* outputs_time_major, T* outputs, T* final_h, T* final_c, T* gates,
-                         T* h_prev, T* c_prev);
+                         const T* bias, const int32_t* lengths, T* outputs_time_major,
+                         T* outputs, T* final_h, T* final_c, T* gates, T* h_prev, T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
 // and final_c. Scratch: d_outputs_time_major B*T*H, inputs_time_major B*T*D and

@@ -136,18 +136,14 @@ class LstmSequenceOp : public OpKernel {
                    context->allocate_output(3, TensorShape({s.time, s.batch, width}), &gates));
     OP_REQUIRES_OK(context, context->allocate_output(4, saved_states, &h_prev));
     OP_REQUIRES_OK(context, context->allocate_output(5, saved_states, &c_prev));
-    Tensor inputs_time_major, outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                                   TensorShape({s.time, s.batch, s.input}),
-                                                   &inputs_time_major));
+    Tensor outputs_time_major;
     OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
                                                    saved_states, &outputs_time_major));
     LstmSequenceForward<T>(
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        inputs_time_major.flat<T>().data(), outputs_time_major.flat<T>().data(),
-        outputs->flat<T>().data(), final_h->flat<T>().data(), final_c->flat<T>().data(),
+        outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(), final_c->flat<T>().data(),
         gates->flat<T>().data(), h_prev->flat<T>().data(), c_prev->flat<T>().data());
   }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -64,21 +65,10 @@ void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_
   out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
 }
 
-// projected [T*B, width] = inputs · kernel with the rows in time-major order, for inputs
-// [B, T, D] and kernel [D, width]: the input projection of every step in one product.
-// `inputs_time_major` is scratch of B*T*D elements.
-template <typename T>
-void ProjectInputsTimeMajor(const Eigen::ThreadPoolDevice& device, const T* inputs, int64_t batch,
-                            int64_t time, int64_t input, const T* kernel, int64_t width,
-                            T* inputs_time_major, T* projected) {
-  SwapLeadingAxes(device, inputs, batch, time, input, inputs_time_major);
-  ParallelMatMul(device, inputs_time_major, false, kernel, false, time * batch, input, width,
-                 projected);
-}
-
-// The gradients through ProjectInputsTimeMajor, given d_projected [T*B, width] (time-major):
-// d_inputs [B, T, D] and d_kernel [D, width]. `scratch` (B*T*D elements) holds d_inputs in
-// time-major order first, then the time-major inputs.
+// The gradients through the input projection x_t * kernel of every step, given d_projected
+// [T*B, width] (time-major) for inputs [B, T, D]: d_inputs [B, T, D] and d_kernel [D, width].
+// `scratch` (B*T*D elements) holds d_inputs in time-major order first, then the time-major
+// inputs.
 template <typename T>
 void InputProjectionGradients(const Eigen::ThreadPoolDevice& device, const T* inputs,
                               int64_t batch, int64_t time, int64_t input, const T* kernel,
@@ -142,11 +132,14 @@ class PackedMatrix {
   // c = a * B (c += a * B when `accumulate`) for a [m, k] with row stride lda and c [m, n]
   // with row stride ldc.
   void Multiply(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate) const {
-    if (panel_vectors_ == 4) {
-      Multiply<4, 6>(a, lda, m, c, ldc, accumulate);
-    } else {
-      Multiply<2, 12>(a, lda, m, c, ldc, accumulate);
-    }
+    Run(a, lda, nullptr, nullptr, 0, m, c, ldc, accumulate);
+  }
+
+  // c = a * B + a2 * B2, for B2 packed with the same n (one step's gate pre-activations
+  // x_t * W + h * U): the sums of both products stay in registers and c is written once.
+  void MultiplySum(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2, int64_t lda2,
+                   int64_t m, T* c, int64_t ldc) const {
+    Run(a, lda, &b2, a2, lda2, m, c, ldc, false);
   }
 
  private:
@@ -159,47 +152,72 @@ class PackedMatrix {
     return padding(4 * kLanes) <= padding(2 * kLanes) ? 4 : 2;
   }
 
-  // kRows rows x kVectors vectors of accumulators plus a panel row fill the 32 vector
-  // registers of AVX-512; the remaining rows go in blocks of 8, 4, 2, 1.
-  template <int kVectors, int kRows>
-  void Multiply(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate) const {
-    for (int64_t p = 0; p < panels_; ++p) {
-      // Panel-outer, so a panel stays in cache across the row blocks of a step.
-      const T* panel = data_ + p * k_ * panel_;
-      const int cols = static_cast<int>(std::min<int64_t>(panel_, n_ - p * panel_));
-      T* c_panel = c + p * panel_;
-      int64_t r = 0;
-      for (; r + kRows <= m; r += kRows) {
-        Block<kVectors, kRows>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
-      }
-      if (kRows > 8 && r + 8 <= m) {
-        Block<kVectors, 8>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
-        r += 8;
-      }
-      if (r + 4 <= m) {
-        Block<kVectors, 4>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
-        r += 4;
-      }
-      if (r + 2 <= m) {
-        Block<kVectors, 2>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
-        r += 2;
-      }
-      if (r < m) Block<kVectors, 1>(a + r * lda, lda, panel, c_panel + r * ldc, ldc, cols, accumulate);
+  void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
+           T* c, int64_t ldc, bool accumulate) const {
+    if (panel_vectors_ == 4) {
+      Run<4, 6>(a, lda, b2, a2, lda2, m, c, ldc, accumulate);
+    } else {
+      Run<2, 12>(a, lda, b2, a2, lda2, m, c, ldc, accumulate);
     }
   }
 
-  // kRows rows of c, one panel of columns: the accumulators stay in registers over all of k.
+  // kRows rows x kVectors vectors of accumulators plus a panel row fill the 32 vector
+  // registers of AVX-512; the remaining rows go in blocks of 8, 4, 2, 1.
   template <int kVectors, int kRows>
-  void Block(const T* a, int64_t lda, const T* panel, T* c, int64_t ldc, int cols,
-             bool accumulate) const {
-    Vector sums[kRows][kVectors] = {};
-    for (int64_t kk = 0; kk < k_; ++kk) {
-      const Vector* b = reinterpret_cast<const Vector*>(panel + kk * kVectors * kLanes);
+  void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
+           T* c, int64_t ldc, bool accumulate) const {
+    const Source second_none{nullptr, 0, nullptr, 0};
+    for (int64_t p = 0; p < panels_; ++p) {
+      // Panel-outer, so a panel stays in cache across the row blocks of a step.
+      Source first{a, lda, data_ + p * k_ * panel_, k_};
+      Source second = b2 == nullptr ? second_none
+                                    : Source{a2, lda2, b2->data_ + p * b2->k_ * panel_, b2->k_};
+      const int cols = static_cast<int>(std::min<int64_t>(panel_, n_ - p * panel_));
+      T* c_panel = c + p * panel_;
+      int64_t r = 0;
+      const auto block = [&](auto rows_tag) {
+        constexpr int kBlockRows = decltype(rows_tag)::value;
+        Block<kVectors, kBlockRows>(first.At(r), second.At(r), c_panel + r * ldc, ldc, cols,
+                                    accumulate);
+        r += kBlockRows;
+      };
+      while (r + kRows <= m) block(std::integral_constant<int, kRows>());
+      if (kRows > 8 && r + 8 <= m) block(std::integral_constant<int, 8>());
+      if (r + 4 <= m) block(std::integral_constant<int, 4>());
+      if (r + 2 <= m) block(std::integral_constant<int, 2>());
+      if (r < m) block(std::integral_constant<int, 1>());
+    }
+  }
+
+  // The left factor of one product and the panel of its packed right factor.
+  struct Source {
+    const T* a;
+    int64_t lda;
+    const T* panel;
+    int64_t k;
+    Source At(int64_t row) const { return Source{a == nullptr ? a : a + row * lda, lda, panel, k}; }
+  };
+
+  template <int kVectors, int kRows>
+  static inline __attribute__((always_inline)) void AddProducts(const Source& source,
+                                                                Vector (&sums)[kRows][kVectors]) {
+    for (int64_t kk = 0; kk < source.k; ++kk) {
+      const Vector* b = reinterpret_cast<const Vector*>(source.panel + kk * kVectors * kLanes);
       for (int r = 0; r < kRows; ++r) {
-        const Vector a_value = Vector{} + a[r * lda + kk];
+        const Vector a_value = Vector{} + source.a[r * source.lda + kk];
         for (int v = 0; v < kVectors; ++v) sums[r][v] += a_value * b[v];
       }
     }
+  }
+
+  // kRows rows of c, one panel of columns: the accumulators stay in registers over all of k
+  // (of both products for MultiplySum).
+  template <int kVectors, int kRows>
+  static void Block(const Source& first, const Source& second, T* c, int64_t ldc, int cols,
+                    bool accumulate) {
+    Vector sums[kRows][kVectors] = {};
+    AddProducts<kVectors, kRows>(first, sums);
+    if (second.a != nullptr) AddProducts<kVectors, kRows>(second, sums);
     for (int r = 0; r < kRows; ++r) {
       T* row = c + r * ldc;
       if (cols == kVectors * kLanes) {
