@@ -33,7 +33,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
-    RowMatrix<T> from_x(rows, width), from_h(rows, reset_after ? width : 2 * units);
+    RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
     RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
     std::vector<char> valid(rows);
     for (int64_t step = 0; step < time; ++step) {
@@ -45,8 +45,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       // rows apart in the batch-major inputs); a product of all steps at once, with its small
       // inner dimension, wrote and then read a B*T*3H buffer.
       input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
-                             from_x.data(), width, false);
-      const auto& x = from_x;
+                             x.data(), width, false);
       // The whole shard at once; padded rows are put right afterwards.
       Rows<T> gate(gates + cell * gate_width, rows, gate_width);
       recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);

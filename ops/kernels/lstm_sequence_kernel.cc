@@ -143,8 +143,9 @@ class LstmSequenceOp : public OpKernel {
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(), final_c->flat<T>().data(),
-        gates->flat<T>().data(), h_prev->flat<T>().data(), c_prev->flat<T>().data());
+        outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
+        final_c->flat<T>().data(), gates->flat<T>().data(), h_prev->flat<T>().data(),
+        c_prev->flat<T>().data());
   }
 
  private:
