@@ -34,32 +34,41 @@ from recipes import tagging
 TARGETS = {"ud-ewt": ("dev_token_accuracy", 0.92), "wnut17": ("dev_entity_f1", 0.30)}
 
 
-def run(corpus, output, out_root, extra):
-    output_dir = out_root / f"{corpus}-{output}"
+def run(name, out_root, extra):
+    """One recipe run named `corpus:output[:auxiliary]`; a CRF takes no auxiliary task."""
+    corpus, output, *auxiliary = name.split(":")
+    if output == "crf" and not auxiliary:
+        auxiliary = [tagging.NO_AUXILIARY]
+    output_dir = out_root / name.replace(":", "-")
     shutil.rmtree(output_dir, ignore_errors=True)
-    tagging.main(["--corpus", corpus, "--output", output, "--output-dir", str(output_dir), *extra])
+    flags = ["--corpus", corpus, "--output", output, *(["--auxiliary", auxiliary[0]] if auxiliary else [])]
+    tagging.main([*flags, "--output-dir", str(output_dir), *extra])
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
     return {key: final[key] for key in final if key.startswith("dev_") or key in ("epochs", "train_seconds")}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", nargs="+", default=["ud-ewt:crf", "ud-ewt:softmax", "wnut17:crf", "wnut17:softmax"])
+    parser.add_argument("--runs", nargs="+", default=["ud-ewt:crf", "ud-ewt:softmax", "wnut17:crf", "wnut17:softmax:none",
+                                                      "wnut17:softmax"],
+                        help="corpus:output[:auxiliary] (the recipe's --corpus, --output, --auxiliary)")
     parser.add_argument("--out-root", type=pathlib.Path, default=pathlib.Path("runs/bench-tagging"))
     parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
     args = parser.parse_args()
     results = {}
     for name in args.runs:
-        corpus, output = name.split(":")
-        results[name] = run(corpus, output, args.out_root, args.extra)
-        key, target = TARGETS[corpus]
+        results[name] = run(name, args.out_root, args.extra)
+        key, target = TARGETS[name.split(":")[0]]
         print(f"RESULT {name}: {key} {results[name][key]:.4f} (target {target}), "
               f"{results[name]['epochs']} epochs, {results[name]['train_seconds']:.0f} s", flush=True)
     for corpus in TARGETS:
         key = TARGETS[corpus][0]
-        if f"{corpus}:crf" in results and f"{corpus}:softmax" in results:
-            gain = results[f"{corpus}:crf"][key] - results[f"{corpus}:softmax"][key]
-            print(f"RESULT {corpus}: CRF gain over softmax in {key}: {gain:+.4f}", flush=True)
+        # Like for like: the softmax run without an auxiliary task where there is one.
+        softmax = next((f"{corpus}:softmax{suffix}" for suffix in (f":{tagging.NO_AUXILIARY}", "")
+                        if f"{corpus}:softmax{suffix}" in results), None)
+        if f"{corpus}:crf" in results and softmax:
+            gain = results[f"{corpus}:crf"][key] - results[softmax][key]
+            print(f"RESULT {corpus}: CRF gain over {softmax} in {key}: {gain:+.4f}", flush=True)
     print(json.dumps(results, indent=2))
 
 

@@ -314,12 +314,12 @@ class Throughput(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}: {rate:,.0f} {self.unit}/s ({seconds:.1f} s)", flush=True)
 
 
-def accuracy_early_stopping(patience):
-    """`[EarlyStopping]` on validation accuracy restoring the best epoch, or `[]` when `patience` is 0."""
+def accuracy_early_stopping(patience, monitor="val_accuracy"):
+    """`[EarlyStopping]` on validation accuracy (logged as `monitor`) restoring the best epoch, or `[]`
+    when `patience` is 0."""
     if not patience:
         return []
-    return [keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)]
+    return [keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience, restore_best_weights=True)]
 
 
 def count_units(dataset, units_fn=None):

@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from recipes import tagging
+from zoo.models import MultiTaskTagger
 
 TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--embedding-dim", "8", "--units", "8", "--num-layers", "1",
               "--char-embedding-dim", "4", "--char-filters", "4"]
@@ -80,6 +82,57 @@ def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     # The export computes the word shapes in plain TensorFlow too.
     out = tag_in_subprocess(tmp_path / "run" / "saved_model")
     assert all(tag in final["tag_names"] for tag in out["tags"][0][:7])
+
+
+def test_auxiliary_task_trains_beside_the_main_one_and_is_left_out_of_the_export(data_file, tmp_path):
+    train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
+    dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
+    auxiliary = first_sentences(data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "aux.conllu", 40)
+    output_dir = tmp_path / "run"
+    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax", "--auxiliary",
+                           str(auxiliary), "--output-dir", str(output_dir), *TINY_MODEL])
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    epoch = metrics["epochs"][0]
+    assert epoch["auxiliary_loss"] > 0 and epoch["tags_loss"] > 0
+    assert epoch["val_auxiliary_loss"] == 0  # validation holds main-task sentences only
+    assert 0.0 <= epoch["val_tags_accuracy"] <= 1.0
+    assert metrics["final"]["dev_entity_f1"] == pytest.approx(result["entity_f1"])
+    assert isinstance(keras.models.load_model(output_dir / "model.keras"), MultiTaskTagger)
+    out = tag_in_subprocess(output_dir / "saved_model")
+    assert all(tag in metrics["final"]["tag_names"] for tag in out["tags"][0][:7])  # BIO tags, no UPOS
+
+
+def test_multitask_batches_mix_whole_batches_of_each_task():
+    words = tagging.zoo_text.Vocab([["a", "b"]], reserved_tokens=tagging.zoo_text.SEQUENCE_RESERVED)
+    encoder = tagging.TokenEncoder(words, None, lowercase=True, max_chars=5)
+    bio = tagging.zoo_text.Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)
+    upos = tagging.zoo_text.Vocab([["NOUN", "DET", "VERB"]], reserved_tokens=(), unk_token=None)
+    main = tagging.tagging_dataset([["a", "b"]] * 5, [["O", "B-person"]] * 5, encoder, bio, 2, True, 0, True)
+    auxiliary = tagging.tagging_dataset([["b", "a", "a"]] * 7, [["DET", "NOUN", "VERB"]] * 7, encoder, upos, 2,
+                                        True, 0, True)
+    mixed = tagging.multitask_batches(main, auxiliary, auxiliary_weight=0.5, seed=0)
+    assert int(mixed.cardinality()) == 3 + 4
+    tasks = []
+    for _, tag_ids, weights in mixed:
+        task = "tags" if weights["tags"].numpy().any() else "auxiliary"
+        other = "auxiliary" if task == "tags" else "tags"
+        assert not weights[other].numpy().any() and not tag_ids[other].numpy().any()
+        expected = ("O", "B-person") if task == "tags" else ("DET", "NOUN", "VERB")
+        expected_ids = [(bio if task == "tags" else upos).token_to_idx[tag] for tag in expected]
+        assert (tag_ids[task].numpy() == expected_ids).all()
+        assert set(weights[task].numpy().ravel()) == ({1.0} if task == "tags" else {0.5})
+        tasks.append(task)
+    assert tasks.count("tags") == 3 and tasks.count("auxiliary") == 4
+    validation = next(iter(tagging.multitask_batches(main)))
+    assert not validation[2]["auxiliary"].numpy().any()
+
+
+def test_auxiliary_needs_softmax_and_one_model(tmp_path, capsys):
+    for flags in (["--output", "crf"], ["--output", "softmax", "--ensemble", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            tagging.main(["--corpus", "wnut17", *flags, "--output-dir", str(tmp_path / "run")])
+        assert exit_info.value.code == 2
+        assert "--auxiliary none" in capsys.readouterr().err
 
 
 def test_ensemble_needs_softmax(tmp_path, capsys):
@@ -225,6 +278,10 @@ def test_corpus_defaults_apply_unless_the_flag_is_given():
     assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).entity_weight == 5.0
     assert tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"]).entity_weight == 1.0
+    wnut = tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"])
+    assert (wnut.output, wnut.auxiliary) == ("softmax", "ud-ewt")
+    ud = tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"])
+    assert (ud.output, ud.auxiliary) == ("crf", tagging.NO_AUXILIARY)
 
 
 def test_entity_weight_weighs_entity_tokens_or_sentences():

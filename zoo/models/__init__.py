@@ -3,6 +3,7 @@
 from zoo.models.classifier import POOLING_MODES, SequenceClassifier, masked_pooling
 from zoo.models.ensemble import AveragedEnsemble
 from zoo.models.language_model import LanguageModel, TextGenerator
+from zoo.models.multitask_tagger import MultiTaskTagger
 from zoo.models.seq2seq import Seq2Seq, sequence_loss
 from zoo.models.tagger import SequenceTagger, build_tagger
 
@@ -10,6 +11,7 @@ __all__ = [
     "POOLING_MODES",
     "AveragedEnsemble",
     "LanguageModel",
+    "MultiTaskTagger",
     "Seq2Seq",
     "SequenceClassifier",
     "SequenceTagger",

@@ -162,7 +162,9 @@ class SequenceTagger(keras.Model):
         pooled = masked_pooling(convolved, char_mask, "max")
         return tf.reshape(pooled, tf.concat([shape[:2], [self.char_filters]], axis=0))
 
-    def call(self, inputs, training=False):
+    def encode(self, inputs, training=False):
+        """The recurrent encoding of each word [batch, time, 2 * units], after the output dropout: what
+        the output layer reads (and what `MultiTaskTagger`'s auxiliary output layer reads too)."""
         word_ids, char_ids = self._split_inputs(inputs)
         mask = tf.not_equal(word_ids, 0)
         features = self.word_embedding(word_ids)
@@ -170,7 +172,10 @@ class SequenceTagger(keras.Model):
             features = tf.concat([features, self.char_features(char_ids)], axis=-1)
         features = self.feature_dropout(features, training=training)
         outputs = self.encoder(features, mask=mask, training=training)
-        return self.scores(self.output_dropout(outputs, training=training))
+        return self.output_dropout(outputs, training=training)
+
+    def call(self, inputs, training=False):
+        return self.scores(self.encode(inputs, training=training))
 
     def compute_mask(self, inputs, mask=None):
         word_ids, _ = self._split_inputs(inputs)
