@@ -496,7 +496,7 @@ def run_training(
 
 
 def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy, loss, metrics=(),
-                          compile_kwargs=None, **training):
+                          compile_kwargs=None, inference_model=None, **training):
     """`run_training` for `members` models, one after another, averaged into one
     `zoo.models.AveragedEnsemble` (the models must output probabilities). With `members=1` it is
     `run_training`.
@@ -506,7 +506,7 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
     weights and draw different dropout masks. With `--resume`, the members that finished are
     loaded as they are and the interrupted one continues from its last finished epoch. The run's
     own `model.keras` is the ensemble (saved uncompiled; the one returned is compiled with `loss`
-    and `metrics`, for `evaluate`); its
+    and `metrics`, for `evaluate`, unless `inference_model` is given); its
     `metrics.json` holds every member's epochs (each entry names its `member`) and `curves.png`
     draws them all.
 
@@ -514,6 +514,9 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
         model_fn, train_ds, val_ds, args, strategy, loss, metrics, compile_kwargs: as for
             `run_training`.
         members: the number of models.
+        inference_model: `trained model -> the model to average and return`, e.g. the main tagger of
+            a `MultiTaskTagger`; None: the trained models themselves. Each member's own
+            `model.keras` (and the run's, with one member) holds the trained model.
         **training: the other keyword arguments of `run_training` (callbacks are reused by each
             member's training, as Keras callbacks reset at its start).
 
@@ -522,9 +525,10 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
         `run_training` returns it.
     """
     shared = dict(strategy=strategy, loss=loss, metrics=metrics, compile_kwargs=compile_kwargs, **training)
+    finish = inference_model or (lambda model: model)
     if members == 1:
         model, history = run_training(model_fn, train_ds, val_ds, args, **shared)
-        return model, [history]
+        return finish(model), [history]
     models, entries = [], []
     for index in range(members):
         member_args = copy.copy(args)
@@ -534,13 +538,13 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
         if (member_args.output_dir / "model.keras").is_file():
             print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
             with strategy.scope():
-                models.append(keras.models.load_model(member_args.output_dir / "model.keras"))
+                models.append(finish(keras.models.load_model(member_args.output_dir / "model.keras")))
         else:
             has_state = EpochCheckpoint.load_state(member_args.output_dir / "checkpoints") is not None
             member_args.resume = member_args.output_dir if has_state else None
             print(f"member {index + 1} of {members} (seed {member_args.seed})", flush=True)
             keras.utils.set_random_seed(member_args.seed)
-            models.append(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0])
+            models.append(finish(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0]))
         member_epochs = json.loads((member_args.output_dir / "metrics.json").read_text())["epochs"]
         entries.extend({"member": index, **entry} for entry in member_epochs)
 
@@ -548,7 +552,8 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
     ensemble(next(iter(train_ds))[0])  # builds it, so that model.keras records its input shapes
     # Saved uncompiled: it has no optimizer of its own to save.
     ensemble.save(output_path(args, "model.keras"))
-    ensemble.compile(loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
+    if inference_model is None:  # the training loss and metrics fit the trained models only
+        ensemble.compile(loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
     member_entries = [[entry for entry in entries if entry["member"] == index] for index in range(members)]
     _write_json(output_path(args, "metrics.json"), {
         "config": _to_json(args), "epochs": entries,

@@ -421,9 +421,8 @@ def parse_args(argv=None):
     if args.ensemble > 1 and args.output != "softmax":
         raise common.RecipeError("--ensemble averages tag probabilities: it needs --output softmax (a CRF "
                                  "decodes whole tag sequences)")
-    if args.auxiliary != NO_AUXILIARY and (args.output != "softmax" or args.ensemble > 1):
-        raise common.RecipeError(f"--auxiliary needs --output softmax and no --ensemble (pass --auxiliary "
-                                 f"{NO_AUXILIARY} to train a CRF or an ensemble)")
+    if args.auxiliary != NO_AUXILIARY and args.output != "softmax":
+        raise common.RecipeError(f"--auxiliary needs --output softmax (pass --auxiliary {NO_AUXILIARY} to train a CRF)")
     return args
 
 
@@ -505,10 +504,9 @@ def main(argv=None):
         build_model, train_ds, val_ds, args, members=args.ensemble, strategy=strategy, loss=loss,
         metrics=[] if softmax else ["accuracy"], callbacks=callbacks,
         compile_kwargs={"weighted_metrics": weighted_metrics} if softmax else None,
-        units_per_epoch=sum(len(row) for row in train_sentences + auxiliary_sentences), unit="tokens")
+        units_per_epoch=sum(len(row) for row in train_sentences + auxiliary_sentences), unit="tokens",
+        inference_model=(lambda trained: trained.tagger) if auxiliary else None)
     train_seconds = time.perf_counter() - started
-    if isinstance(model, MultiTaskTagger):
-        model = model.tagger
 
     figures = evaluate(model, dev_ds, dev_sentences, dev_tags, tag_vocab)
     print("dev: " + ", ".join(f"{key} {value:.4f}" for key, value in figures.items()) + f" ({train_seconds:.0f} s "

@@ -148,6 +148,16 @@ def test_bidirectional_model_refuses_to_generate_and_says_why():
         TextGenerator(model, CharTokenizer(), vocab)
 
 
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_initial_state_continues_a_sequence_exactly(cell_type):
+    model = LanguageModel(vocab_size=11, cell_type=cell_type, units=6, num_layers=2, embedding_dim=4)
+    ids = np.random.default_rng(3).integers(0, 11, size=(2, 12))
+    whole = np.asarray(model(ids))
+    first, states = model(ids[:, :5], return_state=True)
+    rest, _ = model(ids[:, 5:], initial_state=states, return_state=True)
+    np.testing.assert_allclose(np.concatenate([first, rest], axis=1), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_stateful_model_carries_state_across_batches_and_resets():
     """Sequential partitioning: batch 2 continues where batch 1 ended, row by row."""
     rng = np.random.default_rng(1)

@@ -122,11 +122,14 @@ class LanguageModel(keras.Model):
         )
         self.output_dropout = keras.layers.Dropout(dropout) if dropout else None
         self.head = keras.layers.Dense(vocab_size, name="head")
+        # Keras would cast every float argument to `input_dtype`, `initial_state` too (to int32 zeros);
+        # `__call__` converts the token ids itself.
+        self._convert_input_args = False
 
     # ------------------------------------------------------------------ training graph
     @property
     def input_dtype(self):
-        # Keras converts array inputs to this dtype: token ids, not the float compute dtype.
+        # Token ids, not floats: Keras's SavedModel traversal traces a default signature in this dtype.
         return "int32"
 
     def __call__(self, inputs, *args, **kwargs):
@@ -137,6 +140,8 @@ class LanguageModel(keras.Model):
         dtype = None if symbolic else getattr(inputs, "dtype", None)
         if dtype is not None and not tf.as_dtype(dtype).is_integer:
             raise TypeError(f"LanguageModel expects integer token ids; got dtype {tf.as_dtype(dtype).name}")
+        if not symbolic:
+            inputs = ops.cast(inputs, "int32")
         return super().__call__(inputs, *args, **kwargs)
 
     def _embed(self, token_ids):
