@@ -134,7 +134,8 @@ def test_multitask_batches_mix_whole_batches_of_each_task():
 
 def test_auxiliary_needs_softmax(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        tagging.main(["--corpus", "wnut17", "--output", "crf", "--output-dir", str(tmp_path / "run")])
+        tagging.main(["--corpus", "wnut17", "--output", "crf", "--auxiliary", "ud-ewt", "--output-dir",
+                      str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "--auxiliary none" in capsys.readouterr().err
 
@@ -283,9 +284,11 @@ def test_corpus_defaults_apply_unless_the_flag_is_given():
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).entity_weight == 5.0
     assert tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"]).entity_weight == 1.0
     wnut = tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"])
-    assert (wnut.output, wnut.auxiliary) == ("softmax", "ud-ewt")
+    assert (wnut.output, wnut.auxiliary, wnut.ensemble) == ("softmax", "ud-ewt", 5)
+    wnut_crf = tagging.parse_args(["--corpus", "wnut17", "--output", "crf", "--output-dir", "x"])
+    assert (wnut_crf.auxiliary, wnut_crf.ensemble) == (tagging.NO_AUXILIARY, 1)
     ud = tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"])
-    assert (ud.output, ud.auxiliary) == ("crf", tagging.NO_AUXILIARY)
+    assert (ud.output, ud.auxiliary, ud.ensemble) == ("crf", tagging.NO_AUXILIARY, 1)
 
 
 def test_entity_weight_weighs_entity_tokens_or_sentences():
