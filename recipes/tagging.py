@@ -17,11 +17,12 @@ F1 (exact spans, as conlleval). `--word-shape` (the default for `--corpus wnut17
 CNN each word's shape (capitalised, all caps, handle, URL, number) as an extra leading character.
 `--entity-weight` (5 for `--corpus wnut17`) weighs entities up in training, for recall where they are rare.
 With `--output softmax`, `--ensemble N` trains N taggers from different seeds and averages their tag
-probabilities (`zoo.models.AveragedEnsemble`). `--auxiliary CORPUS|FILE` trains a `zoo.models.MultiTaskTagger`: the same encoder also
-learns that file's tags through a second output layer, batches of the two tasks mixed at random. UD EWT's
-part-of-speech tags teach a named-entity tagger of tweets what proper nouns look like, from 3,142 more
-sentences than its own 3,055; the export holds the main tagger only. `--corpus wnut17` defaults to
-`--output softmax --auxiliary ud-ewt --ensemble 5` (`--output crf`: one CRF tagger, no auxiliary task).
+probabilities (`zoo.models.AveragedEnsemble`), and `--auxiliary CORPUS|FILE` trains a
+`zoo.models.MultiTaskTagger`: the same encoder also learns that file's tags through a second output
+layer, batches of the two tasks mixed at random. UD EWT's part-of-speech tags teach a named-entity
+tagger of tweets what proper nouns look like, from 3,142 more sentences than its own 3,055; the export
+holds the main tagger only. `--corpus wnut17` defaults to `--output softmax --auxiliary ud-ewt
+--ensemble 5` (`--output crf`: one CRF tagger, no auxiliary task).
 
 Dev figures of the defaults (seed 0, `benchmarks/tagging_quality.py`): UD EWT UPOS 0.922 (CRF);
 WNUT-17 entity F1 0.351 (5 softmax taggers with the UD EWT auxiliary task, 10 minutes; one of them
@@ -285,9 +286,10 @@ def build_parser():
                            "leading character")
     data.add_argument("--max-tokens", type=int, default=1000, help="the export cuts longer sentences")
     data.add_argument("--auxiliary", default=NO_AUXILIARY, metavar="CORPUS|FILE",
-                      help=f"multi-task training: also train the encoder on the tags of this corpus ({', '.join(sorted(CORPORA))}: "
-                           "its training file) or file (CoNLL-U if it ends in .conllu, else CoNLL), through a second "
-                           f"output layer (softmax output; '{NO_AUXILIARY}': no auxiliary task)")
+                      help=f"multi-task training: also train the encoder on the tags of this corpus "
+                           f"({', '.join(sorted(CORPORA))}: its training file) or file (CoNLL-U if it ends in "
+                           f".conllu, else CoNLL), through a second output layer (softmax output; "
+                           f"'{NO_AUXILIARY}': no auxiliary task)")
     data.add_argument("--auxiliary-weight", type=float, default=1.0,
                       help="the auxiliary task's loss weight, relative to the main task's")
     model = parser.add_argument_group("model")
@@ -454,8 +456,9 @@ def main(argv=None):
     train_sentences = [sentences[i] for i in train]
     train_tags = [tags[i] for i in train]
     auxiliary = resolve_auxiliary(args)
-    auxiliary_sentences, auxiliary_tags = read_tagged(auxiliary[1], auxiliary[0], args.tag_column) if auxiliary else ([], [])
+    auxiliary_sentences, auxiliary_tags = [], []
     if auxiliary:
+        auxiliary_sentences, auxiliary_tags = read_tagged(auxiliary[1], auxiliary[0], args.tag_column)
         print(f"auxiliary task: {auxiliary[0]} {auxiliary[1]}, {len(auxiliary_sentences)} sentences", flush=True)
     # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
     tag_vocab = zoo_text.Vocab(tags + dev_tags, reserved_tokens=(), unk_token=None)
