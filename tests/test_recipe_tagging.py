@@ -140,6 +140,16 @@ def test_auxiliary_needs_softmax(tmp_path, capsys):
     assert "--auxiliary none" in capsys.readouterr().err
 
 
+def test_missing_auxiliary_file_is_a_one_line_error(data_file, tmp_path, capsys):
+    train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 20)
+    with pytest.raises(SystemExit) as exit_info:
+        tagging.main(["--data", str(train), "--dev", str(train), "--output", "softmax", "--auxiliary",
+                      str(tmp_path / "none.conllu"), "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "none.conllu" in error and "\n" not in error
+
+
 def test_ensemble_needs_softmax(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         tagging.main(["--corpus", "wnut17", "--output", "crf", "--ensemble", "3", "--output-dir", str(tmp_path / "run")])
