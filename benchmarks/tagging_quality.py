@@ -11,7 +11,8 @@ auxiliary task (`wnut17:softmax-single`), like for like.
 Measured (seed 0 unless named; 2-core CPU, quiet unless named):
 - UD EWT dev UPOS, CRF: 0.922 in 554 s (load 5-7; the UD EWT path is unchanged since).
 - WNUT-17 dev entity F1, the recipe's default (`wnut17:softmax`: 5 taggers with the auxiliary task):
-  **0.351** (P 0.475, R 0.278) in 613 s. One such tagger: 0.323 (P 0.378, R 0.281, 190 s); seeds 1 and 2:
+  **0.351** (P 0.475, R 0.278) in 613 s; with seeds 5-9 (`-- --seed 5`): 0.360 (P 0.471, R 0.292) in
+  615 s. One such tagger: 0.323 (P 0.378, R 0.281, 190 s); seeds 1 and 2:
   0.318 and 0.281.
 - One softmax tagger without the auxiliary task (`wnut17:softmax-single`): 0.271 (P 0.351, R 0.220) in 78 s;
   the CRF (`wnut17:crf`): 0.260 (P 0.371, R 0.200) in 69 s: CRF gain over softmax -0.011 (the CRF can

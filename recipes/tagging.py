@@ -25,7 +25,8 @@ holds the main tagger only. `--corpus wnut17` defaults to `--output softmax --au
 --ensemble 5` (`--output crf`: one CRF tagger, no auxiliary task).
 
 Dev figures of the defaults (seed 0, `benchmarks/tagging_quality.py`): UD EWT UPOS 0.922 (CRF);
-WNUT-17 entity F1 0.351 (5 softmax taggers with the UD EWT auxiliary task, 10 minutes; one of them
+WNUT-17 entity F1 0.351 (5 softmax taggers with the UD EWT auxiliary task, 10 minutes; seeds 5-9:
+0.360; one of them
 alone: 0.323, seeds 1 and 2: 0.318, 0.281; one without the auxiliary task 0.271, a CRF 0.260).
 
 The run's `saved_model/` has a `tag` signature: sentences (tokens separated by whitespace, as in the
