@@ -240,8 +240,9 @@ def multitask_batches(main, auxiliary=None, auxiliary_weight=1.0, seed=None):
     """
 
     def for_output(output, factor):
+        other = AUXILIARY_OUTPUT if output == MAIN_OUTPUT else MAIN_OUTPUT
+
         def to_dicts(inputs, tag_ids, weights):
-            other = AUXILIARY_OUTPUT if output == MAIN_OUTPUT else MAIN_OUTPUT
             return (inputs, {output: tag_ids, other: tf.zeros_like(tag_ids)},
                     {output: weights * factor, other: tf.zeros_like(weights)})
 
@@ -313,21 +314,24 @@ def build_parser():
     return parser
 
 
+def data_set_file(name, instead):
+    """`$ZOO_DATA_DIR/name`; unset, a `RecipeError` that names `instead` (what to pass otherwise)."""
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        raise common.RecipeError(f"{instead} or set {DATA_ENV} (the folder of the data sets)")
+    return pathlib.Path(root) / name
+
+
+def format_of(path):
+    return "conllu" if path.suffix == ".conllu" else "conll"
+
+
 def resolve_files(args):
     """`(format, train path, dev path)` from the flags and `--corpus` defaults."""
     corpus_format, train_name, dev_name = CORPORA[args.corpus]
-    root = os.environ.get(DATA_ENV)
-
-    def default(name, flag):
-        if not root:
-            raise common.RecipeError(f"pass {flag} FILE or set {DATA_ENV} (the folder of the data sets)")
-        return pathlib.Path(root) / name
-
-    train = args.data if args.data is not None else default(train_name, "--data")
-    dev = args.dev if args.dev is not None else default(dev_name, "--dev")
-    file_format = args.format or (
-        corpus_format if args.data is None else ("conllu" if train.suffix == ".conllu" else "conll")
-    )
+    train = args.data if args.data is not None else data_set_file(train_name, "pass --data FILE")
+    dev = args.dev if args.dev is not None else data_set_file(dev_name, "pass --dev FILE")
+    file_format = args.format or (corpus_format if args.data is None else format_of(train))
     return file_format, train, dev
 
 
@@ -337,13 +341,11 @@ def resolve_auxiliary(args):
         return None
     if args.auxiliary in CORPORA:
         corpus_format, train_name, _ = CORPORA[args.auxiliary]
-        root = os.environ.get(DATA_ENV)
-        if not root:
-            raise common.RecipeError(f"--auxiliary {args.auxiliary} reads ${DATA_ENV}/{train_name}: set {DATA_ENV} "
-                                     f"(the folder of the data sets), or pass a file, or --auxiliary {NO_AUXILIARY}")
-        return corpus_format, pathlib.Path(root) / train_name
+        return corpus_format, data_set_file(
+            train_name, f"pass --auxiliary FILE or --auxiliary {NO_AUXILIARY} (--auxiliary {args.auxiliary} "
+                        f"reads ${DATA_ENV}/{train_name})")
     path = pathlib.Path(args.auxiliary)
-    return ("conllu" if path.suffix == ".conllu" else "conll"), path
+    return format_of(path), path
 
 
 def read_tagged(path, file_format, tag_column):
