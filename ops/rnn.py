@@ -192,17 +192,33 @@ def lstm_sequence(
     return outputs, final_h, final_c
 
 
+def _weight_gradient(factors, d_projected):
+    """sum over steps and examples of factors^T d_projected, for time-major `[T, B, ·]` tensors:
+    one large matrix product (TensorFlow's matmul runs it at the machine's rate)."""
+    return tf.matmul(
+        tf.reshape(factors, [-1, tf.shape(factors)[-1]]),
+        tf.reshape(d_projected, [-1, tf.shape(d_projected)[-1]]),
+        transpose_a=True,
+    )
+
+
+def _time_major(inputs):
+    return tf.transpose(inputs, [1, 0, 2])
+
+
 @tf.RegisterGradient("ZooLstmSequence")
 def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
     inputs, _, _, kernel, recurrent_kernel, _, lengths = op.inputs
     outputs, final_h, final_c, gates, h_prev, c_prev = op.outputs
-    grads = _library.load().zoo_lstm_sequence_grad(
-        inputs, kernel, recurrent_kernel, lengths, gates, h_prev, c_prev,
+    d_inputs, d_initial_h, d_initial_c, d_gates, d_bias = _library.load().zoo_lstm_sequence_grad(
+        inputs, kernel, recurrent_kernel, lengths, gates, c_prev,
         _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
         _zeros_if_none(d_final_c, final_c),
         reverse=op.get_attr("reverse"), zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    return list(grads) + [None]
+    d_kernel = _weight_gradient(_time_major(inputs), d_gates)
+    d_recurrent_kernel = _weight_gradient(h_prev, d_gates)
+    return [d_inputs, d_initial_h, d_initial_c, d_kernel, d_recurrent_kernel, d_bias, None]
 
 
 def gru_sequence(
@@ -260,10 +276,21 @@ def gru_sequence(
 def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
     inputs, _, kernel, recurrent_kernel, _, lengths = op.inputs
     outputs, final_h, gates, h_prev = op.outputs
-    grads = _library.load().zoo_gru_sequence_grad(
+    reset_after = op.get_attr("reset_after")
+    d_inputs, d_initial_h, d_projected, d_recurrent, d_bias = _library.load().zoo_gru_sequence_grad(
         inputs, kernel, recurrent_kernel, lengths, gates, h_prev,
         _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
-        reset_after=op.get_attr("reset_after"), reverse=op.get_attr("reverse"),
+        reset_after=reset_after, reverse=op.get_attr("reverse"),
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    return list(grads) + [None]
+    d_kernel = _weight_gradient(_time_major(inputs), d_projected)
+    if reset_after:
+        d_recurrent_kernel = _weight_gradient(h_prev, d_recurrent)
+    else:
+        # The candidate's recurrent product acts on r * h_prev (d_recurrent), the others on h_prev.
+        units = tf.shape(h_prev)[-1]
+        d_recurrent_kernel = tf.concat([
+            _weight_gradient(h_prev, d_projected[..., : 2 * units]),
+            _weight_gradient(d_recurrent, d_projected[..., 2 * units :]),
+        ], axis=1)
+    return [d_inputs, d_initial_h, d_kernel, d_recurrent_kernel, d_bias, None]

@@ -31,10 +31,12 @@ def _valid_arguments(op, rng):
     else:
         saved = 4 * units
         # The forward op keeps its saved activations time-major.
-        arguments.update(gates=zeros(time, batch, saved), h_prev=zeros(time, batch, units),
-                         d_outputs=zeros(batch, time, units), d_final_h=zeros(batch, units))
+        arguments.update(gates=zeros(time, batch, saved), d_outputs=zeros(batch, time, units),
+                         d_final_h=zeros(batch, units))
         if op == "lstm_grad":
             arguments.update(c_prev=zeros(time, batch, units), d_final_c=zeros(batch, units))
+        else:
+            arguments.update(h_prev=zeros(time, batch, units))
     return arguments
 
 

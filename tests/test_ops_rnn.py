@@ -243,11 +243,11 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
     good = dict(
         inputs=arguments["inputs"], kernel=arguments["kernel"],
         recurrent_kernel=arguments["recurrent_kernel"], lengths=arguments["lengths"],
-        gates=gates, h_prev=h_prev, c_prev=c_prev, d_outputs=forward[0], d_final_h=forward[1],
+        gates=gates, c_prev=c_prev, d_outputs=forward[0], d_final_h=forward[1],
         d_final_c=forward[2],
     )
     library.zoo_lstm_sequence_grad(**good)
-    for name, value in [("gates", h_prev), ("d_outputs", gates), ("d_final_c", tf.zeros([2, 4])),
-                        ("lengths", tf.constant([9, 0]))]:
+    for name, value in [("gates", h_prev), ("c_prev", gates), ("d_outputs", gates),
+                        ("d_final_c", tf.zeros([2, 4])), ("lengths", tf.constant([9, 0]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_lstm_sequence_grad(**{**good, name: value})

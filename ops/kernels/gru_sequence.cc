@@ -98,13 +98,12 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
 
 template <typename T>
 void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
-                         const RnnOptions& options, bool reset_after, const T* inputs,
-                         const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
-                         const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
-                         T* d_outputs_time_major, T* inputs_time_major, T* d_projected,
-                         T* d_recurrent, T* d_inputs, T* d_initial_h, T* d_kernel,
-                         T* d_recurrent_kernel, T* d_bias) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
+                         const RnnOptions& options, bool reset_after, const T* kernel,
+                         const T* recurrent_kernel, const int32_t* lengths, const T* gates,
+                         const T* h_prev, const T* d_outputs, const T* d_final_h,
+                         T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_projected,
+                         T* d_recurrent, T* d_bias) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
@@ -112,6 +111,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                                                   reset_after ? width : 2 * units, units, true);
   const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
                                                     reset_after ? 0 : units, units, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
@@ -190,6 +190,10 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
         }
         recurrent_transposed.Multiply(dx.data(), width, rows, new_dh.data(), units, true);
       }
+      // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
+      input_weights_transposed.Multiply(dx.data(), width, rows,
+                                        d_inputs + (first * time + t) * input, time * input,
+                                        false);
       if (all_valid) {
         dh.swap(new_dh);
       } else {
@@ -201,19 +205,9 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
   });
 
-  const int64_t cells = batch * time;
-  rnn::InputProjectionGradients(device, inputs, batch, time, sizes.input, kernel, width,
-                                d_projected, inputs_time_major, d_inputs, d_kernel);
-  rnn::ParallelColumnSums(device, d_projected, cells, width, d_bias);
+  rnn::ParallelColumnSums(device, d_projected, batch * time, width, d_bias);
   if (reset_after) {
-    rnn::ParallelMatMul(device, h_prev, true, d_recurrent, false, units, cells, width,
-                        d_recurrent_kernel);
-    rnn::ParallelColumnSums(device, d_recurrent, cells, width, d_bias + width);
-  } else {
-    rnn::ParallelTransposedMatMulColumns(device, h_prev, d_projected, cells, units, width, 0,
-                                         2 * units, d_recurrent_kernel);
-    rnn::ParallelTransposedMatMulColumns(device, d_recurrent, d_projected, cells, units, width,
-                                         2 * units, units, d_recurrent_kernel);
+    rnn::ParallelColumnSums(device, d_recurrent, batch * time, width, d_bias + width);
   }
 }
 
@@ -222,9 +216,9 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
                                       const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
   template void GruSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
-                                       const RnnOptions&, bool, const T*, const T*, const T*,    \
+                                       const RnnOptions&, bool, const T*, const T*,              \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*, T*, T*, T*);
+                                       T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

@@ -63,8 +63,8 @@ REGISTER_OP("ZooGruSequenceGrad")
     .Input("d_final_h: T")
     .Output("d_inputs: T")
     .Output("d_initial_h: T")
-    .Output("d_kernel: T")
-    .Output("d_recurrent_kernel: T")
+    .Output("d_projected: T")
+    .Output("d_recurrent: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
     .Attr("reset_after: bool = true")
@@ -77,13 +77,19 @@ REGISTER_OP("ZooGruSequenceGrad")
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
       c->set_output(0, c->input(0));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({s.input, s.gate_width}));
-      c->set_output(3, c->MakeShape({s.units, s.gate_width}));
+      c->set_output(2, c->MakeShape({s.time, s.batch, s.gate_width}));
+      c->set_output(3, c->MakeShape({s.time, s.batch, reset_after ? s.gate_width : s.units}));
       c->set_output(4, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
       return absl::OkStatus();
     })
     .Doc(R"doc(
-Gradients of ZooGruSequence (backpropagation through time in one kernel).
+Backpropagation through time of ZooGruSequence in one kernel: the gradients of the inputs, the
+initial state and the bias, and the time-major factors of the weight gradients, which the caller
+forms as large matrix products: d_projected [T, B, 3H], the gradients of inputs * kernel
+(d_kernel = inputs^T d_projected); d_recurrent, with reset_after the gradients of
+h_prev * recurrent_kernel (d_recurrent_kernel = h_prev^T d_recurrent), otherwise r * h_prev
+[T, B, H] (the recurrent kernel's last H columns get d_recurrent^T d_projected[..., 2H:], the
+others h_prev^T d_projected[..., :2H]).
 )doc");
 
 static absl::Status ReadGruSizes(const Tensor& inputs, const Tensor& recurrent_kernel,
@@ -192,35 +198,28 @@ class GruSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
 
     const auto dtype = tensorflow::DataTypeToEnum<T>::value;
-    Tensor d_outputs_time_major, inputs_time_major, d_projected, d_recurrent;
+    Tensor d_outputs_time_major;
     OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.units}),
                                                    &d_outputs_time_major));
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
-                                                   &inputs_time_major));
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
-                                                   &d_projected));
-    OP_REQUIRES_OK(context,
-                   context->allocate_temp(
-                       dtype, TensorShape({s.time, s.batch, attrs_.reset_after ? width : s.units}),
-                       &d_recurrent));
-    Tensor *d_inputs, *d_initial_h, *d_kernel, *d_recurrent_kernel, *d_bias;
+    Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, kernel.shape(), &d_kernel));
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({s.time, s.batch, width}),
+                                                     &d_projected));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(3, recurrent_kernel.shape(), &d_recurrent_kernel));
+                   context->allocate_output(
+                       3, TensorShape({s.time, s.batch, attrs_.reset_after ? width : s.units}),
+                       &d_recurrent));
     OP_REQUIRES_OK(context, context->allocate_output(
                                 4, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
     GruSequenceBackward<T>(
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options, attrs_.reset_after,
-        inputs.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
+        kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_outputs_time_major.flat<T>().data(), inputs_time_major.flat<T>().data(),
-        d_projected.flat<T>().data(),
-        d_recurrent.flat<T>().data(), d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
-        d_kernel->flat<T>().data(), d_recurrent_kernel->flat<T>().data(),
-        d_bias->flat<T>().data());
+        d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
+        d_initial_h->flat<T>().data(), d_projected->flat<T>().data(),
+        d_recurrent->flat<T>().data(), d_bias->flat<T>().data());
   }
 
  private:

@@ -81,16 +81,15 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
 
 template <typename T>
 void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
-                          const RnnOptions& options, const T* inputs, const T* kernel,
-                          const T* recurrent_kernel, const int32_t* lengths, const T* gates,
-                          const T* h_prev, const T* c_prev, const T* d_outputs,
-                          const T* d_final_h, const T* d_final_c, T* d_outputs_time_major,
-                          T* inputs_time_major, T* pre_activation_grads, T* d_inputs,
-                          T* d_initial_h, T* d_initial_c, T* d_kernel, T* d_recurrent_kernel,
-                          T* d_bias) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units;
+                          const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
+                          const int32_t* lengths, const T* gates, const T* c_prev,
+                          const T* d_outputs, const T* d_final_h, const T* d_final_c,
+                          T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_initial_c,
+                          T* pre_activation_grads, T* d_bias) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
   const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
@@ -148,6 +147,10 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
       }
       recurrent_transposed.Multiply(d_pre.data(), width, rows, through_recurrence.data(),
                                     units, false);
+      // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
+      input_weights_transposed.Multiply(d_pre.data(), width, rows,
+                                        d_inputs + (first * time + t) * input, time * input,
+                                        false);
       if (all_valid) {
         dh.swap(through_recurrence);
       } else {
@@ -160,12 +163,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
     Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;
   });
 
-  const int64_t cells = batch * time;
-  rnn::InputProjectionGradients(device, inputs, batch, time, sizes.input, kernel, width,
-                                pre_activation_grads, inputs_time_major, d_inputs, d_kernel);
-  rnn::ParallelMatMul(device, h_prev, true, pre_activation_grads, false, units, cells, width,
-                      d_recurrent_kernel);
-  rnn::ParallelColumnSums(device, pre_activation_grads, cells, width, d_bias);
+  rnn::ParallelColumnSums(device, pre_activation_grads, batch * time, width, d_bias);
 }
 
 #define ZOO_INSTANTIATE_LSTM(T)                                                                  \
@@ -175,8 +173,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                                        T*, T*);                                                  \
   template void LstmSequenceBackward<T>(                                                         \
       const Eigen::ThreadPoolDevice&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
-      const T*, const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*,  \
-      T*, T*, T*, T*, T*, T*, T*, T*);
+      const int32_t*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)
 #undef ZOO_INSTANTIATE_LSTM

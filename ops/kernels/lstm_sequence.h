@@ -38,17 +38,18 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                          T* outputs, T* final_h, T* final_c, T* gates, T* h_prev, T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
-// and final_c. Scratch: d_outputs_time_major B*T*H, inputs_time_major B*T*D and
-// pre_activation_grads B*T*4H elements.
+// and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H], the time-major gradients of the
+// gates' pre-activations [T,B,4H] (zero at padded steps) and d_bias [4H]. The weight gradients
+// are products of the pre-activation gradients with the time-major inputs and h_prev over all
+// steps: the caller runs them (TensorFlow's matmul, which reaches the machine's rate where an
+// Eigen contraction here does not). Scratch: d_outputs_time_major B*T*H elements.
 template <typename T>
 void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
-                          const RnnOptions& options, const T* inputs, const T* kernel,
-                          const T* recurrent_kernel, const int32_t* lengths, const T* gates,
-                          const T* h_prev, const T* c_prev, const T* d_outputs,
-                          const T* d_final_h, const T* d_final_c, T* d_outputs_time_major,
-                          T* inputs_time_major, T* pre_activation_grads, T* d_inputs,
-                          T* d_initial_h, T* d_initial_c, T* d_kernel, T* d_recurrent_kernel,
-                          T* d_bias);
+                          const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
+                          const int32_t* lengths, const T* gates, const T* c_prev,
+                          const T* d_outputs, const T* d_final_h, const T* d_final_c,
+                          T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_initial_c,
+                          T* pre_activation_grads, T* d_bias);
 
 }  // namespace zoo
 

@@ -50,7 +50,8 @@ REGISTER_OP("ZooLstmSequence")
     })
     .Doc(R"doc(
 A whole LSTM sequence (Keras gate order i, f, c, o; tanh and sigmoid) over right-padded inputs
-of per-example lengths. gates, h_prev and c_prev are kept, time-major, for ZooLstmSequenceGrad.
+of per-example lengths. gates and c_prev are kept, time-major, for ZooLstmSequenceGrad, and
+h_prev for the recurrent kernel's gradient.
 )doc");
 
 REGISTER_OP("ZooLstmSequenceGrad")
@@ -59,7 +60,6 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Input("recurrent_kernel: T")
     .Input("lengths: int32")
     .Input("gates: T")
-    .Input("h_prev: T")
     .Input("c_prev: T")
     .Input("d_outputs: T")
     .Input("d_final_h: T")
@@ -67,8 +67,7 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Output("d_inputs: T")
     .Output("d_initial_h: T")
     .Output("d_initial_c: T")
-    .Output("d_kernel: T")
-    .Output("d_recurrent_kernel: T")
+    .Output("d_gates: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
     .Attr("reverse: bool = false")
@@ -80,13 +79,15 @@ REGISTER_OP("ZooLstmSequenceGrad")
       c->set_output(0, c->input(0));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({s.input, s.gate_width}));
-      c->set_output(4, c->MakeShape({s.units, s.gate_width}));
-      c->set_output(5, c->Vector(s.gate_width));
+      c->set_output(3, c->MakeShape({s.time, s.batch, s.gate_width}));
+      c->set_output(4, c->Vector(s.gate_width));
       return absl::OkStatus();
     })
     .Doc(R"doc(
-Gradients of ZooLstmSequence (backpropagation through time in one kernel).
+Backpropagation through time of ZooLstmSequence in one kernel: the gradients of the inputs, the
+initial states and the bias, and d_gates, the time-major [T, B, 4H] gradients of the gates'
+pre-activations, from which the caller forms the kernel's gradient (inputs^T d_gates) and the
+recurrent kernel's (h_prev^T d_gates) as two large matrix products.
 )doc");
 
 // Reads and checks the sizes shared by both LSTM kernels from inputs and recurrent_kernel.
@@ -167,50 +168,40 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& recurrent_kernel = context->input(2);
     const Tensor& lengths = context->input(3);
     const Tensor& gates = context->input(4);
-    const Tensor& h_prev = context->input(5);
-    const Tensor& c_prev = context->input(6);
-    const Tensor& d_outputs = context->input(7);
-    const Tensor& d_final_h = context->input(8);
-    const Tensor& d_final_c = context->input(9);
+    const Tensor& c_prev = context->input(5);
+    const Tensor& d_outputs = context->input(6);
+    const Tensor& d_final_h = context->input(7);
+    const Tensor& d_final_c = context->input(8);
     RnnSizes s;
     OP_REQUIRES_OK(context, ReadLstmSizes(inputs, recurrent_kernel, &s));
     const int64_t width = 4 * s.units;
     OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
     OP_REQUIRES_OK(context, rnn::RequireShape(gates, "gates", {s.time, s.batch, width}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.time, s.batch, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(c_prev, "c_prev", {s.time, s.batch, s.units}));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_c, "d_final_c", {s.batch, s.units}));
 
-    Tensor d_outputs_time_major, inputs_time_major, pre_activation_grads;
-    const auto dtype = tensorflow::DataTypeToEnum<T>::value;
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.units}),
+    Tensor d_outputs_time_major;
+    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                                   TensorShape({s.time, s.batch, s.units}),
                                                    &d_outputs_time_major));
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.input}),
-                                                   &inputs_time_major));
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, width}),
-                                                   &pre_activation_grads));
-    Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_kernel, *d_recurrent_kernel, *d_bias;
+    Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
     OP_REQUIRES_OK(context, context->allocate_output(2, d_final_c.shape(), &d_initial_c));
-    OP_REQUIRES_OK(context, context->allocate_output(3, kernel.shape(), &d_kernel));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(4, recurrent_kernel.shape(), &d_recurrent_kernel));
-    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({width}), &d_bias));
+    OP_REQUIRES_OK(context, context->allocate_output(3, gates.shape(), &d_gates));
+    OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({width}), &d_bias));
     LstmSequenceBackward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
-        kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
-        lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
-        c_prev.flat<T>().data(), d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_final_c.flat<T>().data(), d_outputs_time_major.flat<T>().data(),
-        inputs_time_major.flat<T>().data(), pre_activation_grads.flat<T>().data(),
-        d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
-        d_kernel->flat<T>().data(), d_recurrent_kernel->flat<T>().data(),
-        d_bias->flat<T>().data());
+        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, kernel.flat<T>().data(),
+        recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
+        gates.flat<T>().data(), c_prev.flat<T>().data(), d_outputs.flat<T>().data(),
+        d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
+        d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
+        d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
+        d_gates->flat<T>().data(), d_bias->flat<T>().data());
   }
 
  private:

@@ -33,26 +33,6 @@ using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
 template <typename T>
 using ConstRow = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
 
-// c[m, n] = op(a) * op(b) (+ c when `accumulate`), op transposing when asked; a is [m, k] or
-// [k, m], b is [k, n] or [n, k]. Uses every thread of `device`: meant for the products over all
-// time steps at once.
-template <typename T>
-void ParallelMatMul(const Eigen::ThreadPoolDevice& device, const T* a, bool transpose_a,
-                    const T* b, bool transpose_b, int64_t m, int64_t k, int64_t n, T* c) {
-  using ConstMap = Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor>>;
-  Eigen::TensorMap<Eigen::Tensor<T, 2, Eigen::RowMajor>> out(c, m, n);
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    out.device(device) = out.constant(T(0));
-    return;
-  }
-  ConstMap lhs(a, transpose_a ? k : m, transpose_a ? m : k);
-  ConstMap rhs(b, transpose_b ? n : k, transpose_b ? k : n);
-  const Eigen::array<Eigen::IndexPair<Eigen::Index>, 1> contract = {
-      Eigen::IndexPair<Eigen::Index>(transpose_a ? 0 : 1, transpose_b ? 1 : 0)};
-  out.device(device) = lhs.contract(rhs, contract);
-}
-
 // dst[j, i, :] = src[i, j, :] for src [rows, cols, width]: turns [batch, time, width] into the
 // time-major [time, batch, width] that the recurrent loops read (each step's rows contiguous) and
 // back.
@@ -63,41 +43,6 @@ void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_
   Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor>> in(src, rows, cols, width);
   Eigen::TensorMap<Eigen::Tensor<T, 3, Eigen::RowMajor>> out(dst, cols, rows, width);
   out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
-}
-
-// The gradients through the input projection x_t * kernel of every step, given d_projected
-// [T*B, width] (time-major) for inputs [B, T, D]: d_inputs [B, T, D] and d_kernel [D, width].
-// `scratch` (B*T*D elements) holds d_inputs in time-major order first, then the time-major
-// inputs.
-template <typename T>
-void InputProjectionGradients(const Eigen::ThreadPoolDevice& device, const T* inputs,
-                              int64_t batch, int64_t time, int64_t input, const T* kernel,
-                              int64_t width, const T* d_projected, T* scratch, T* d_inputs,
-                              T* d_kernel) {
-  const int64_t cells = batch * time;
-  ParallelMatMul(device, d_projected, false, kernel, true, cells, width, input, scratch);
-  SwapLeadingAxes(device, scratch, time, batch, input, d_inputs);
-  SwapLeadingAxes(device, inputs, batch, time, input, scratch);
-  ParallelMatMul(device, scratch, true, d_projected, false, input, cells, width, d_kernel);
-}
-
-// c[:, first:first+count] = a^T * b[:, first:first+count], for a [k, m], b [k, width] and c
-// [m, width]: the weight gradient of one block of gates.
-template <typename T>
-void ParallelTransposedMatMulColumns(const Eigen::ThreadPoolDevice& device, const T* a,
-                                     const T* b, int64_t k, int64_t m, int64_t width,
-                                     int64_t first, int64_t count, T* c) {
-  using Index2 = Eigen::array<Eigen::Index, 2>;
-  Eigen::TensorMap<Eigen::Tensor<T, 2, Eigen::RowMajor>> out(c, m, width);
-  auto out_block = out.slice(Index2{0, first}, Index2{m, count});
-  if (k == 0) {
-    out_block.device(device) = out_block.constant(T(0));
-    return;
-  }
-  Eigen::TensorMap<Eigen::Tensor<const T, 2, Eigen::RowMajor>> lhs(a, k, m), rhs(b, k, width);
-  const Eigen::array<Eigen::IndexPair<Eigen::Index>, 1> contract = {
-      Eigen::IndexPair<Eigen::Index>(0, 0)};
-  out_block.device(device) = lhs.contract(rhs.slice(Index2{0, first}, Index2{k, count}), contract);
 }
 
 // The right-hand matrix B of the products repeated at every time step (h * U, d * U^T), copied
@@ -115,13 +60,25 @@ class PackedMatrix {
             sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))) {
     for (int64_t p = 0; p < panels_; ++p) {
       const int64_t cols = std::min<int64_t>(panel_, n - p * panel_);
+      T* panel = data_ + p * k * panel_;
       for (int64_t kk = 0; kk < k; ++kk) {
-        T* dst = data_ + (p * k + kk) * panel_;
-        for (int64_t j = 0; j < cols; ++j) {
-          const int64_t col = p * panel_ + j;
-          dst[j] = transpose ? b[col * ldb + kk] : b[kk * ldb + col];
+        std::fill(panel + kk * panel_ + cols, panel + (kk + 1) * panel_, T(0));
+      }
+      if (!transpose) {
+        for (int64_t kk = 0; kk < k; ++kk) {
+          std::copy_n(b + kk * ldb + p * panel_, cols, panel + kk * panel_);
         }
-        std::fill(dst + cols, dst + panel_, T(0));
+        continue;
+      }
+      // Tiles of kTile source columns, so that both the rows read and the panel rows written
+      // stay in L1 (a plain column walk of a 1 MB matrix took longer than a whole time step).
+      constexpr int64_t kTile = 16;
+      for (int64_t first = 0; first < k; first += kTile) {
+        const int64_t end = std::min(k, first + kTile);
+        for (int64_t j = 0; j < cols; ++j) {
+          const T* source = b + (p * panel_ + j) * ldb;
+          for (int64_t kk = first; kk < end; ++kk) panel[kk * panel_ + j] = source[kk];
+        }
       }
     }
   }
