@@ -12,6 +12,9 @@ from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback
 
 BATCH, TIME, FEATURES, UNITS = 5, 6, 3, 4
 LENGTHS = np.array([0, TIME, 3, 1, 5], np.int32)  # includes 0 and T
+# Rows of 128 float32 units (512 bytes) are the shortest that the kernels read and write in
+# place in the batch-major outputs; shorter rows go through a time-major copy.
+IN_PLACE_UNITS = 128
 
 requires_library = pytest.mark.skipif(not _library.is_available(), reason="op library not built")
 
@@ -60,13 +63,14 @@ def _check_against_references(cell, fused, fallback, states, reverse, zero_outpu
     return results["fused"]
 
 
+@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
-def test_lstm_matches_keras_and_fallback(reverse, zero_output_for_mask):
+def test_lstm_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
     rng = np.random.default_rng(1)
-    cell = keras.layers.LSTMCell(UNITS, bias_initializer="random_normal")
+    cell = keras.layers.LSTMCell(units, bias_initializer="random_normal")
     cell.build((BATCH, FEATURES))
-    states = [_random(rng, BATCH, UNITS), _random(rng, BATCH, UNITS)]
+    states = [_random(rng, BATCH, units), _random(rng, BATCH, units)]
     options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
 
     def fused(x, h, c, w, u, b):
@@ -80,14 +84,15 @@ def test_lstm_matches_keras_and_fallback(reverse, zero_output_for_mask):
     assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
 
 
+@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
-def test_gru_matches_keras_and_fallback(reset_after, reverse, zero_output_for_mask):
+def test_gru_matches_keras_and_fallback(units, reset_after, reverse, zero_output_for_mask):
     rng = np.random.default_rng(2)
-    cell = keras.layers.GRUCell(UNITS, reset_after=reset_after, bias_initializer="random_normal")
+    cell = keras.layers.GRUCell(units, reset_after=reset_after, bias_initializer="random_normal")
     cell.build((BATCH, FEATURES))
-    states = [_random(rng, BATCH, UNITS)]
+    states = [_random(rng, BATCH, units)]
     options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
 
     def fused(x, h, w, u, b):

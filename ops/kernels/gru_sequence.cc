@@ -29,6 +29,8 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
                                               reset_after ? width : 2 * units, false);
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -70,7 +72,8 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       }
       const auto update = gate.leftCols(units).array();
       new_h.array() = update * h.array() + (T(1) - update) * candidate;
-      Rows<T> output(outputs_time_major + (step * batch + first) * units, rows, units);
+      rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+                                 Eigen::OuterStride<>(layout.RowStride()));
       if (all_valid) {
         h.swap(new_h);
         output = h;
@@ -86,14 +89,19 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
             output.row(r).setZero();
           } else {
             // The same rows one step earlier.
-            output.row(r) = ConstRows<T>(output.data() - batch * units, rows, units).row(r);
+            output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(), rows,
+                                                     units,
+                                                     Eigen::OuterStride<>(layout.RowStride()))
+                                .row(r);
           }
         }
       }
     }
     Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
   });
-  rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+  }
 }
 
 template <typename T>
@@ -112,7 +120,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
                                                     reset_after ? 0 : units, units, true);
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
-  rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+  }
+  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -125,9 +137,9 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      d_h_total =
-          ConstRows<T>(d_outputs_time_major + (step * batch + first) * units, rows, units) +
-          carried;
+      d_h_total = rnn::ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows,
+                                           units, Eigen::OuterStride<>(layout.RowStride())) +
+                  carried;
       if (all_valid) {
         carried.setZero();
       } else {

@@ -22,7 +22,7 @@ inline int64_t GruGateWidth(int64_t units, bool reset_after) {
 // Shapes: inputs [B,T,D], initial_h [B,H], kernel [D,3H], recurrent_kernel [H,3H], bias [2,3H]
 // or [3H] (see above), lengths [B] in [0, T]. Writes outputs [B,T,H] (processing order),
 // final_h [B,H], and the time-major gates [T,B,GruGateWidth] and h_prev [T,B,H] (indexed by t
-// like inputs). Scratch: outputs_time_major B*T*H elements.
+// like inputs). Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
@@ -37,7 +37,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
 // - d_recurrent: with reset_after, the gradients of h_prev U + b_rec [T,B,3H], and
 //   d_recurrent_kernel = h_prev^T d_recurrent; otherwise r * h_prev [T,B,H], and
 //   d_recurrent_kernel = [h_prev^T d_projected[..., :2H], d_recurrent^T d_projected[..., 2H:]].
-// Scratch: d_outputs_time_major B*T*H elements.
+// Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* kernel,

@@ -143,10 +143,9 @@ class GruSequenceOp : public OpKernel {
                     attrs_.reset_after, "), got ", bias.shape().DebugString()));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
-    const auto dtype = tensorflow::DataTypeToEnum<T>::value;
-    const TensorShape saved_states({s.time, s.batch, s.units});
     Tensor outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, saved_states, &outputs_time_major));
+    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
+                                                        &outputs_time_major));
     Tensor *outputs, *final_h, *gates, *h_prev;
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
@@ -155,7 +154,8 @@ class GruSequenceOp : public OpKernel {
                    context->allocate_output(
                        2, TensorShape({s.time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}),
                        &gates));
-    OP_REQUIRES_OK(context, context->allocate_output(3, saved_states, &h_prev));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(3, TensorShape({s.time, s.batch, s.units}), &h_prev));
     GruSequenceForward<T>(context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options,
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
@@ -197,10 +197,9 @@ class GruSequenceGradOp : public OpKernel {
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
 
-    const auto dtype = tensorflow::DataTypeToEnum<T>::value;
     Tensor d_outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(dtype, TensorShape({s.time, s.batch, s.units}),
-                                                   &d_outputs_time_major));
+    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
+                                                        &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));

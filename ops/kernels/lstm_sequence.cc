@@ -20,6 +20,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const ConstRow<T> bias_row(bias, width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -50,7 +52,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       new_c.array() = gate.middleCols(units, units).array() * c.array() +
                       gate.leftCols(units).array() * candidate;
       new_h.array() = output_gate * new_c.array().tanh();
-      Rows<T> output(outputs_time_major + (step * batch + first) * units, rows, units);
+      rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+                                 Eigen::OuterStride<>(layout.RowStride()));
       if (all_valid) {
         c.swap(new_c);
         h.swap(new_h);
@@ -68,7 +71,10 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             output.row(r).setZero();
           } else {
             // The same rows one step earlier.
-            output.row(r) = ConstRows<T>(output.data() - batch * units, rows, units).row(r);
+            output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(), rows,
+                                                     units,
+                                                     Eigen::OuterStride<>(layout.RowStride()))
+                                .row(r);
           }
         }
       }
@@ -76,7 +82,9 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
   });
-  rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+  }
 }
 
 template <typename T>
@@ -90,7 +98,11 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   const int64_t width = 4 * units;
   const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
-  rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+  }
+  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
   rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -105,8 +117,9 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      const ConstRows<T> d_out(d_outputs_time_major + (step * batch + first) * units, rows, units);
-      d_h_total = d_out + carried;
+      d_h_total = rnn::ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows,
+                                           units, Eigen::OuterStride<>(layout.RowStride())) +
+                  carried;
       if (all_valid) {
         carried.setZero();
       } else {

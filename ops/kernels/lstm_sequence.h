@@ -29,7 +29,7 @@ struct RnnOptions {
 // for LstmSequenceBackward, the time-major gates [T,B,4H] (activated i, f, c~, o; zero at
 // padded steps), h_prev and c_prev [T,B,H] (the state each step started from). outputs are in
 // processing order (index step); gates, h_prev and c_prev are indexed by t like inputs. Scratch:
-// outputs_time_major B*T*H elements.
+// outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
@@ -42,7 +42,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
 // gates' pre-activations [T,B,4H] (zero at padded steps) and d_bias [4H]. The weight gradients
 // are products of the pre-activation gradients with the time-major inputs and h_prev over all
 // steps: the caller runs them (TensorFlow's matmul, which reaches the machine's rate where an
-// Eigen contraction here does not). Scratch: d_outputs_time_major B*T*H elements.
+// Eigen contraction here does not). Scratch: d_outputs_time_major,
+// StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,

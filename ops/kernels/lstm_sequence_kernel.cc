@@ -138,8 +138,8 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(4, saved_states, &h_prev));
     OP_REQUIRES_OK(context, context->allocate_output(5, saved_states, &c_prev));
     Tensor outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                                   saved_states, &outputs_time_major));
+    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
+                                                        &outputs_time_major));
     LstmSequenceForward<T>(
         context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
@@ -185,9 +185,8 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_c, "d_final_c", {s.batch, s.units}));
 
     Tensor d_outputs_time_major;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                                   TensorShape({s.time, s.batch, s.units}),
-                                                   &d_outputs_time_major));
+    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
+                                                        &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "rnn_math.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -60,6 +61,16 @@ inline absl::Status InferSizes(tensorflow::shape_inference::InferenceContext* c,
   TF_RETURN_IF_ERROR(c->Multiply(sizes->units, gates, &sizes->gate_width));
   tensorflow::shape_inference::DimensionHandle merged;
   return c->Merge(sizes->gate_width, c->Dim(recurrent_kernel, 1), &merged);
+}
+
+// The time-major copy of a batch-major [batch, time, units] sequence tensor (outputs or their
+// gradients) that StepLayout asks for; empty when the loops use its rows in place.
+template <typename T>
+absl::Status AllocateStepScratch(tensorflow::OpKernelContext* context, int64_t batch,
+                                 int64_t time, int64_t units, tensorflow::Tensor* scratch) {
+  const auto layout = StepLayout::For<T>(batch, time, units);
+  return context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                tensorflow::TensorShape({layout.ScratchElements()}), scratch);
 }
 
 }  // namespace rnn

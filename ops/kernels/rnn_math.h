@@ -33,6 +33,36 @@ using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
 template <typename T>
 using ConstRow = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
 
+// Rows of one step of a shard in a batch-major [batch, time, width] tensor: `time * width` apart.
+template <typename T>
+using StridedRows = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstStridedRows = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
+// Where the loops find the rows of one step in a batch-major [batch, time, width] tensor (the
+// outputs, their gradients). Rows of at least kMinInPlaceRowBytes are used in place; shorter ones
+// go through a time-major copy turned by SwapLeadingAxes, in which a step of a shard is one
+// contiguous block (in place, a step of a shard at B=1024, H=32 touched one page per row). At
+// H=256 the copy cost more than the strided rows.
+struct StepLayout {
+  static constexpr int64_t kMinInPlaceRowBytes = 512;
+  int64_t batch, time, width;
+  bool in_place;
+
+  template <typename T>
+  static StepLayout For(int64_t batch, int64_t time, int64_t width) {
+    return {batch, time, width, width * static_cast<int64_t>(sizeof(T)) >= kMinInPlaceRowBytes};
+  }
+  int64_t Offset(int64_t step, int64_t row) const {
+    return in_place ? (row * time + step) * width : (step * batch + row) * width;
+  }
+  int64_t RowStride() const { return in_place ? time * width : width; }
+  // From a row at one step to the same row at the next step.
+  int64_t StepStride() const { return in_place ? width : batch * width; }
+  // Elements of the time-major copy (none in place).
+  int64_t ScratchElements() const { return in_place ? 0 : batch * time * width; }
+};
+
 // dst[j, i, :] = src[i, j, :] for src [rows, cols, width]: turns [batch, time, width] into the
 // time-major [time, batch, width] that the recurrent loops read (each step's rows contiguous) and
 // back.
