@@ -27,24 +27,27 @@ def _max_abs_diff(a, b):
     return float(tf.reduce_max(tf.abs(tf.convert_to_tensor(a) - tf.convert_to_tensor(b))))
 
 
-def _keras_reference(cell, inputs, initial_states, reverse, zero_output_for_mask):
+def _keras_reference(cell, inputs, initial_states, lengths, reverse, zero_output_for_mask):
     layer = keras.layers.RNN(
         cell, return_sequences=True, return_state=True,
         go_backwards=reverse, zero_output_for_mask=zero_output_for_mask,
     )
-    return layer(inputs, initial_state=list(initial_states), mask=tf.sequence_mask(LENGTHS, TIME))
+    return layer(inputs, initial_state=list(initial_states), mask=tf.sequence_mask(lengths, TIME))
 
 
-def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask):
+def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask,
+                              lengths=LENGTHS):
     """Forward values and gradients of `fused` vs the Keras cell loop and vs `fallback`."""
     rng = np.random.default_rng(7)
-    inputs = _random(rng, BATCH, TIME, FEATURES)
+    inputs = _random(rng, len(lengths), TIME, FEATURES)
     weights = [cell.kernel, cell.recurrent_kernel, cell.bias]
     sources = [inputs, *states, *weights]
     results = {}
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([inputs, *states])
-        results["keras"] = _keras_reference(cell, inputs, states, reverse, zero_output_for_mask)
+        results["keras"] = _keras_reference(
+            cell, inputs, states, lengths, reverse, zero_output_for_mask
+        )
         results["fused"] = fused(inputs, *states, *weights)
         results["fallback"] = fallback(inputs, *states, *weights)
         # A random linear functional of every output, so each gradient path is exercised.
@@ -102,6 +105,33 @@ def test_gru_matches_keras_and_fallback(units, reset_after, reverse, zero_output
         return gru_sequence_fallback(x, h, w, u, b, LENGTHS, reset_after=reset_after, **options)
 
     _check_against_references(cell, fused, fallback, states, **options)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("length", [TIME, 3, 0])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_one_sequence_split_by_units(kind, length, reverse, zero_output_for_mask):
+    """Batch 1 with 128 units: the forward kernels split each step's units between threads."""
+    rng = np.random.default_rng(4)
+    cell_class = keras.layers.LSTMCell if kind == "lstm" else keras.layers.GRUCell
+    cell = cell_class(IN_PLACE_UNITS, bias_initializer="random_normal")
+    cell.build((1, FEATURES))
+    states = [_random(rng, 1, IN_PLACE_UNITS) for _ in range(2 if kind == "lstm" else 1)]
+    options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
+    lengths = np.array([length], np.int32)
+    fused_op, fallback_op = {
+        "lstm": (ops.lstm_sequence, lstm_sequence_fallback),
+        "gru": (ops.gru_sequence, gru_sequence_fallback),
+    }[kind]
+
+    def fused(*arguments):
+        return fused_op(*arguments, lengths, **options)
+
+    def fallback(*arguments):
+        return fallback_op(*arguments, lengths, **options)
+
+    _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
 def test_no_bias_equals_zero_bias():

@@ -1,5 +1,6 @@
 #include "gru_sequence.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace zoo {
@@ -8,6 +9,42 @@ using rnn::ConstRow;
 using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
+
+// The update and reset gates of units [first, first + count) of a block of rows: z and r =
+// sigmoid(x W + h U + biases), from the products x W and h U (without biases) into `gates`.
+template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias>
+void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
+                        const InputBias& input_bias, const RecurrentBias& recurrent_bias,
+                        int64_t units, int64_t first, int64_t count) {
+  for (int k = 0; k < 2; ++k) {
+    const int64_t column = k * units + first;
+    gates.middleCols(column, count).array() =
+        ((x.middleCols(column, count) + from_h.middleCols(column, count)).array().rowwise() +
+         (input_bias.segment(column, count) + recurrent_bias.segment(column, count)))
+            .logistic();
+  }
+}
+
+// The rest of a reset_after GRU step for units [first, first + count), after
+// GruUpdateResetStep: the recurrent candidate h U_h + b_rec_h (kept in the gates' last block for
+// the backward pass), h~ = tanh(x W_h + b_in_h + r * that) and new_h = z * h + (1 - z) * h~.
+template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
+          typename Hidden, typename HiddenOut>
+void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
+                       const InputBias& input_bias, const RecurrentBias& recurrent_bias,
+                       int64_t units, int64_t first, int64_t count, const Hidden& h,
+                       HiddenOut&& new_h) {
+  using Scalar = typename Hidden::Scalar;
+  const auto block = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
+  auto recurrent_candidate = block(3);
+  recurrent_candidate = from_h.middleCols(2 * units + first, count).array().rowwise() +
+                        recurrent_bias.segment(2 * units + first, count);
+  auto candidate = block(2);
+  candidate = (x.middleCols(2 * units + first, count).array().rowwise() +
+               input_bias.segment(2 * units + first, count) + block(1) * recurrent_candidate)
+                  .tanh();
+  new_h.array() = block(0) * h.array() + (Scalar(1) - block(0)) * candidate;
+}
 
 template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
@@ -18,87 +55,114 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
+  const rnn::PackedMatrix<T> input_weights(device, kernel, width, input, width, false);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
       reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(ConstRow<T>(bias + width, width))
                   : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(width);
   // h * U (all three gates with reset_after, else z and r), and (r * h) * U_h without it.
-  const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
+  const rnn::PackedMatrix<T> recurrent_from_h(device, recurrent_kernel, width, units,
                                               reset_after ? width : 2 * units, false);
-  const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
+  const rnn::PackedMatrix<T> recurrent_h(device, recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
 
-  rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
-    const int64_t rows = end - first;
-    RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
-    RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
-    RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
-    std::vector<char> valid(rows);
-    for (int64_t step = 0; step < time; ++step) {
-      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = t * batch + first;
-      Rows<T>(h_prev + cell * units, rows, units) = h;
-      // x_t * W per step, into a block that stays in cache (the input rows of a step are `time`
-      // rows apart in the batch-major inputs); a product of all steps at once, with its small
-      // inner dimension, wrote and then read a B*T*3H buffer.
-      input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
-                             x.data(), width, false);
-      // The whole shard at once; padded rows are put right afterwards.
-      Rows<T> gate(gates + cell * gate_width, rows, gate_width);
-      recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
-      auto update_reset = gate.leftCols(2 * units).array();
-      update_reset = ((x.leftCols(2 * units) + from_h.leftCols(2 * units)).array().rowwise() +
-                      (input_bias.head(2 * units) + recurrent_bias.head(2 * units)))
-                         .logistic();
-      const auto reset = gate.middleCols(units, units).array();
-      auto candidate = gate.middleCols(2 * units, units).array();
-      if (reset_after) {
-        auto recurrent_candidate = gate.rightCols(units).array();
-        recurrent_candidate = from_h.rightCols(units).array().rowwise() + recurrent_bias.tail(units);
-        candidate = (x.rightCols(units).array().rowwise() + input_bias.tail(units) +
-                     reset * recurrent_candidate)
-                        .tanh();
-      } else {
-        reset_h.array() = reset * h.array();
-        recurrent_h.Multiply(reset_h.data(), units, rows, candidate_from_h.data(), units, false);
-        candidate = ((x.rightCols(units) + candidate_from_h).array().rowwise() +
-                     input_bias.tail(units))
-                        .tanh();
-      }
-      const auto update = gate.leftCols(units).array();
-      new_h.array() = update * h.array() + (T(1) - update) * candidate;
-      rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
-                                 Eigen::OuterStride<>(layout.RowStride()));
-      if (all_valid) {
-        h.swap(new_h);
-        output = h;
-        continue;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        if (valid[r]) {
-          h.row(r) = new_h.row(r);
-          output.row(r) = h.row(r);
+  // One sequence cannot be split by example: its units are split instead, by whole panels. Only
+  // with reset_after: otherwise (r * h) U_h needs every unit of r at each step.
+  const int64_t panel = input_weights.PanelColumns();
+  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
+  if (batch == 1 && reset_after && parts > 1 && units % panel == 0) {
+    // x W and h U of the step, each part writing its own columns.
+    RowMatrix<T> x(1, width), from_h(1, width);
+    rnn::RunOneSequenceByUnits(
+        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths[0], initial_h, layout, output_rows, h_prev, final_h,
+        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
+          T* gate = gates + t * gate_width;
+          if (!valid) {
+            for (int k = 0; k < 4; ++k) std::fill_n(gate + k * units + first, count, T(0));
+            return;
+          }
+          for (int k = 0; k < 3; ++k) {
+            const int64_t first_panel = (k * units + first) / panel;
+            const int64_t end_panel = (k * units + first + count) / panel;
+            input_weights.MultiplyPanels(inputs + t * input, input, 1, x.data(), width,
+                                         first_panel, end_panel);
+            recurrent_from_h.MultiplyPanels(h, units, 1, from_h.data(), width, first_panel,
+                                            end_panel);
+          }
+          Rows<T> gate_row(gate, 1, gate_width);
+          GruUpdateResetStep(gate_row, x, from_h, input_bias, recurrent_bias, units, first,
+                             count);
+          GruResetAfterStep(gate_row, x, from_h, input_bias, recurrent_bias, units, first, count,
+                            ConstRows<T>(h + first, 1, count), Rows<T>(h_next + first, 1, count));
+        });
+  } else {
+    rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
+      RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
+      RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
+      std::vector<char> valid(rows);
+      for (int64_t step = 0; step < time; ++step) {
+        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+        const int64_t cell = t * batch + first;
+        Rows<T>(h_prev + cell * units, rows, units) = h;
+        // x_t * W per step, into a block that stays in cache (the input rows of a step are
+        // `time` rows apart in the batch-major inputs); a product of all steps at once, with its
+        // small inner dimension, wrote and then read a B*T*3H buffer.
+        input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
+                               x.data(), width, false);
+        // The whole shard at once; padded rows are put right afterwards.
+        Rows<T> gate(gates + cell * gate_width, rows, gate_width);
+        recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
+        GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, 0, units);
+        if (reset_after) {
+          GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, 0, units, h,
+                            new_h);
         } else {
-          gate.row(r).setZero();
-          if (options.zero_output_for_mask || step == 0) {
-            output.row(r).setZero();
+          const auto update = gate.leftCols(units).array();
+          const auto reset = gate.middleCols(units, units).array();
+          auto candidate = gate.middleCols(2 * units, units).array();
+          reset_h.array() = reset * h.array();
+          recurrent_h.Multiply(reset_h.data(), units, rows, candidate_from_h.data(), units,
+                               false);
+          candidate = ((x.rightCols(units) + candidate_from_h).array().rowwise() +
+                       input_bias.tail(units))
+                          .tanh();
+          new_h.array() = update * h.array() + (T(1) - update) * candidate;
+        }
+        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+                                   Eigen::OuterStride<>(layout.RowStride()));
+        if (all_valid) {
+          h.swap(new_h);
+          output = h;
+          continue;
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) {
+            h.row(r) = new_h.row(r);
+            output.row(r) = h.row(r);
           } else {
-            // The same rows one step earlier.
-            output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(), rows,
-                                                     units,
-                                                     Eigen::OuterStride<>(layout.RowStride()))
-                                .row(r);
+            gate.row(r).setZero();
+            if (options.zero_output_for_mask || step == 0) {
+              output.row(r).setZero();
+            } else {
+              // The same rows one step earlier.
+              output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(),
+                                                       rows, units,
+                                                       Eigen::OuterStride<>(layout.RowStride()))
+                                  .row(r);
+            }
           }
         }
       }
-    }
-    Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
-  });
+      Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
+    });
+  }
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
   }
@@ -115,11 +179,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width,
+  const rnn::PackedMatrix<T> recurrent_transposed(device, recurrent_kernel, width,
                                                   reset_after ? width : 2 * units, units, true);
-  const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
+  const rnn::PackedMatrix<T> recurrent_h_transposed(device, recurrent_kernel + 2 * units, width,
                                                     reset_after ? 0 : units, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(device, kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);

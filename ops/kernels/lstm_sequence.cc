@@ -1,5 +1,6 @@
 #include "lstm_sequence.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace zoo {
@@ -8,6 +9,27 @@ using rnn::ConstRow;
 using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
+
+// One LSTM step for units [first, first + count) of a block of rows: `gates` (a [rows, 4H]
+// block) holds the pre-activations x W + h U without the bias; they are replaced by the
+// activated gates (i, f, o sigmoid, c~ tanh), and new_c = f * c + i * c~, new_h = o * tanh(new_c)
+// are written for those units. new_c may be c.
+template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
+void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first, int64_t count,
+                  const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
+  const auto activate = [&](int gate, auto activation) {
+    auto block = gates.middleCols(gate * units + first, count).array();
+    block = activation(block.rowwise() + bias.segment(gate * units + first, count));
+  };
+  const auto sigmoid = [](const auto& x) { return x.logistic(); };
+  activate(0, sigmoid);
+  activate(1, sigmoid);
+  activate(2, [](const auto& x) { return x.tanh(); });
+  activate(3, sigmoid);
+  const auto gate = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
+  new_c.array() = gate(1) * c.array() + gate(0) * gate(2);
+  new_h.array() = gate(3) * new_c.array().tanh();
+}
 
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
@@ -18,70 +40,89 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
   const ConstRow<T> bias_row(bias, width);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
-  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
+  const rnn::PackedMatrix<T> input_weights(device, kernel, width, input, width, false);
+  const rnn::PackedMatrix<T> recurrent(device, recurrent_kernel, width, units, width, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
-
-  rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
-    const int64_t rows = end - first;
-    RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
-    RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
-    RowMatrix<T> new_h(rows, units), new_c(rows, units);
-    std::vector<char> valid(rows);
-    for (int64_t step = 0; step < time; ++step) {
-      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = t * batch + first;
-      Rows<T>(h_prev + cell * units, rows, units) = h;
-      Rows<T>(c_prev + cell * units, rows, units) = c;
-      // The whole shard at once; padded rows are put right afterwards.
-      Rows<T> gate(gates + cell * width, rows, width);
-      // x_t * W + h * U in one pass, written where the step's gates then replace them. The input
-      // rows of a step are `time` rows apart in the batch-major inputs; a product of all steps
-      // at once, with its small inner dimension, streamed the whole gate buffer one more time.
-      input_weights.MultiplySum(inputs + (first * time + t) * input, time * input, recurrent,
-                                h.data(), units, rows, gate.data(), width);
-      gate.array().rowwise() += bias_row;
-      auto input_forget = gate.leftCols(2 * units).array();
-      input_forget = input_forget.logistic();
-      auto candidate = gate.middleCols(2 * units, units).array();
-      candidate = candidate.tanh();
-      auto output_gate = gate.rightCols(units).array();
-      output_gate = output_gate.logistic();
-      new_c.array() = gate.middleCols(units, units).array() * c.array() +
-                      gate.leftCols(units).array() * candidate;
-      new_h.array() = output_gate * new_c.array().tanh();
-      rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
-                                 Eigen::OuterStride<>(layout.RowStride()));
-      if (all_valid) {
-        c.swap(new_c);
-        h.swap(new_h);
-        output = h;
-        continue;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        if (valid[r]) {
-          c.row(r) = new_c.row(r);
-          h.row(r) = new_h.row(r);
-          output.row(r) = h.row(r);
-        } else {
-          gate.row(r).setZero();
-          if (options.zero_output_for_mask || step == 0) {
-            output.row(r).setZero();
+  // One sequence cannot be split by example: its units are split instead, by whole panels.
+  const int64_t panel = input_weights.PanelColumns();
+  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
+  if (batch == 1 && parts > 1 && units % panel == 0) {
+    std::copy_n(initial_c, units, final_c);  // c, updated in place
+    rnn::RunOneSequenceByUnits(
+        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths[0], initial_h, layout, output_rows, h_prev, final_h,
+        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
+          std::copy_n(final_c + first, count, c_prev + t * units + first);
+          T* gate = gates + t * width;
+          for (int k = 0; k < 4; ++k) {
+            const int64_t column = k * units + first;
+            if (valid) {
+              input_weights.MultiplySumPanels(inputs + t * input, input, recurrent, h, units, 1,
+                                              gate, width, column / panel,
+                                              (column + count) / panel);
+            } else {
+              std::fill_n(gate + column, count, T(0));
+            }
+          }
+          if (!valid) return;
+          Rows<T> c(final_c + first, 1, count);
+          LstmCellStep(Rows<T>(gate, 1, width), bias_row, units, first, count, c, c,
+                       Rows<T>(h_next + first, 1, count));
+        });
+  } else {
+    rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
+      RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
+      RowMatrix<T> new_h(rows, units), new_c(rows, units);
+      std::vector<char> valid(rows);
+      for (int64_t step = 0; step < time; ++step) {
+        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+        const int64_t cell = t * batch + first;
+        Rows<T>(h_prev + cell * units, rows, units) = h;
+        Rows<T>(c_prev + cell * units, rows, units) = c;
+        // The whole shard at once; padded rows are put right afterwards.
+        Rows<T> gate(gates + cell * width, rows, width);
+        // x_t * W + h * U in one pass, written where the step's gates then replace them. The
+        // input rows of a step are `time` rows apart in the batch-major inputs; a product of all
+        // steps at once, with its small inner dimension, streamed the whole gate buffer one more
+        // time.
+        input_weights.MultiplySum(inputs + (first * time + t) * input, time * input, recurrent,
+                                  h.data(), units, rows, gate.data(), width);
+        LstmCellStep(gate, bias_row, units, 0, units, c, new_c, new_h);
+        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+                                   Eigen::OuterStride<>(layout.RowStride()));
+        if (all_valid) {
+          c.swap(new_c);
+          h.swap(new_h);
+          output = h;
+          continue;
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) {
+            c.row(r) = new_c.row(r);
+            h.row(r) = new_h.row(r);
+            output.row(r) = h.row(r);
           } else {
-            // The same rows one step earlier.
-            output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(), rows,
-                                                     units,
-                                                     Eigen::OuterStride<>(layout.RowStride()))
-                                .row(r);
+            gate.row(r).setZero();
+            if (options.zero_output_for_mask || step == 0) {
+              output.row(r).setZero();
+            } else {
+              // The same rows one step earlier.
+              output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(),
+                                                       rows, units,
+                                                       Eigen::OuterStride<>(layout.RowStride()))
+                                  .row(r);
+            }
           }
         }
       }
-    }
-    Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
-    Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
-  });
+      Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
+      Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
+    });
+  }
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
   }
@@ -96,8 +137,9 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                           T* pre_activation_grads, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
+  const rnn::PackedMatrix<T> recurrent_transposed(device, recurrent_kernel, width, width, units,
+                                                  true);
+  const rnn::PackedMatrix<T> input_weights_transposed(device, kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);

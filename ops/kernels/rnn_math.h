@@ -7,10 +7,12 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -75,6 +77,40 @@ void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_
   out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
 }
 
+// Index of the time step processed at step `step` of a sequence of `time` steps.
+inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
+  return reverse ? time - 1 - step : step;
+}
+
+// Runs `shard(first_row, end_row)` over contiguous blocks of the batch on the threads of
+// `device`. Examples are independent through the whole recurrence, so each block runs its
+// full time loop with no synchronisation between steps.
+inline void ForEachBatchShard(const Eigen::ThreadPoolDevice& device, int64_t batch,
+                              int64_t work_per_example,
+                              const std::function<void(int64_t, int64_t)>& shard) {
+  // Below ~100k multiply-adds per example the hand-off costs more than it saves.
+  constexpr int64_t kMinWorkPerShard = 100000;
+  int64_t shards = std::min<int64_t>(device.numThreads(), batch);
+  shards = std::min<int64_t>(shards,
+                             std::max<int64_t>(1, batch * work_per_example / kMinWorkPerShard));
+  if (shards <= 1) {
+    if (batch > 0) shard(0, batch);
+    return;
+  }
+  const int64_t rows_per_shard = (batch + shards - 1) / shards;
+  Eigen::Barrier barrier(static_cast<unsigned int>(shards - 1));
+  for (int64_t s = 1; s < shards; ++s) {
+    const int64_t first = s * rows_per_shard;
+    const int64_t end = std::min(batch, first + rows_per_shard);
+    device.enqueueNoNotification([&shard, &barrier, first, end] {
+      if (first < end) shard(first, end);
+      barrier.Notify();
+    });
+  }
+  shard(0, std::min(batch, rows_per_shard));
+  barrier.Wait();
+}
+
 // The right-hand matrix B of the products repeated at every time step (h * U, d * U^T), copied
 // once per op call into panels of columns, each panel stored k-major and zero-padded, so that
 // every step reads it sequentially. Eigen's GEMM would repack B (a megabyte for 256 units) on
@@ -82,35 +118,17 @@ void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_
 template <typename T>
 class PackedMatrix {
  public:
-  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k].
-  PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]. The
+  // panels are packed on the threads of `device`.
+  PackedMatrix(const Eigen::ThreadPoolDevice& device, const T* b, int64_t ldb, int64_t k,
+               int64_t n, bool transpose)
       : k_(k), n_(n), panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
             sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))) {
-    for (int64_t p = 0; p < panels_; ++p) {
-      const int64_t cols = std::min<int64_t>(panel_, n - p * panel_);
-      T* panel = data_ + p * k * panel_;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        std::fill(panel + kk * panel_ + cols, panel + (kk + 1) * panel_, T(0));
-      }
-      if (!transpose) {
-        for (int64_t kk = 0; kk < k; ++kk) {
-          std::copy_n(b + kk * ldb + p * panel_, cols, panel + kk * panel_);
-        }
-        continue;
-      }
-      // Tiles of kTile source columns, so that both the rows read and the panel rows written
-      // stay in L1 (a plain column walk of a 1 MB matrix took longer than a whole time step).
-      constexpr int64_t kTile = 16;
-      for (int64_t first = 0; first < k; first += kTile) {
-        const int64_t end = std::min(k, first + kTile);
-        for (int64_t j = 0; j < cols; ++j) {
-          const T* source = b + (p * panel_ + j) * ldb;
-          for (int64_t kk = first; kk < end; ++kk) panel[kk * panel_ + j] = source[kk];
-        }
-      }
-    }
+    ForEachBatchShard(device, panels_, k * panel_, [&](int64_t first, int64_t end) {
+      for (int64_t p = first; p < end; ++p) Pack(b, ldb, transpose, p);
+    });
   }
   ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
   PackedMatrix(const PackedMatrix&) = delete;
@@ -119,19 +137,59 @@ class PackedMatrix {
   // c = a * B (c += a * B when `accumulate`) for a [m, k] with row stride lda and c [m, n]
   // with row stride ldc.
   void Multiply(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate) const {
-    Run(a, lda, nullptr, nullptr, 0, m, c, ldc, accumulate);
+    Run(a, lda, nullptr, nullptr, 0, m, c, ldc, accumulate, 0, panels_);
   }
 
   // c = a * B + a2 * B2, for B2 packed with the same n (one step's gate pre-activations
   // x_t * W + h * U): the sums of both products stay in registers and c is written once.
   void MultiplySum(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2, int64_t lda2,
                    int64_t m, T* c, int64_t ldc) const {
-    Run(a, lda, &b2, a2, lda2, m, c, ldc, false);
+    Run(a, lda, &b2, a2, lda2, m, c, ldc, false, 0, panels_);
   }
+
+  // Multiply and MultiplySum over the columns of panels [first_panel, end_panel) only; c still
+  // points at column 0.
+  void MultiplyPanels(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, int64_t first_panel,
+                      int64_t end_panel) const {
+    Run(a, lda, nullptr, nullptr, 0, m, c, ldc, false, first_panel, end_panel);
+  }
+  void MultiplySumPanels(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2,
+                         int64_t lda2, int64_t m, T* c, int64_t ldc, int64_t first_panel,
+                         int64_t end_panel) const {
+    Run(a, lda, &b2, a2, lda2, m, c, ldc, false, first_panel, end_panel);
+  }
+
+  // Columns per panel: column ranges that start and end on a multiple of it can be computed
+  // apart (MultiplySumPanels).
+  int64_t PanelColumns() const { return panel_; }
 
  private:
   typedef T Vector __attribute__((vector_size(64)));
   static constexpr int kLanes = 64 / sizeof(T);
+
+  void Pack(const T* b, int64_t ldb, bool transpose, int64_t p) {
+    const int64_t cols = std::min<int64_t>(panel_, n_ - p * panel_);
+    T* panel = data_ + p * k_ * panel_;
+    for (int64_t kk = 0; kk < k_; ++kk) {
+      std::fill(panel + kk * panel_ + cols, panel + (kk + 1) * panel_, T(0));
+    }
+    if (!transpose) {
+      for (int64_t kk = 0; kk < k_; ++kk) {
+        std::copy_n(b + kk * ldb + p * panel_, cols, panel + kk * panel_);
+      }
+      return;
+    }
+    // Tiles of kTile source columns, so that both the rows read and the panel rows written stay
+    // in L1 (a plain column walk of a 1 MB matrix took longer than a whole time step).
+    constexpr int64_t kTile = 16;
+    for (int64_t first = 0; first < k_; first += kTile) {
+      const int64_t end = std::min(k_, first + kTile);
+      for (int64_t j = 0; j < cols; ++j) {
+        const T* source = b + (p * panel_ + j) * ldb;
+        for (int64_t kk = first; kk < end; ++kk) panel[kk * panel_ + j] = source[kk];
+      }
+    }
+  }
 
   // Panels of 4 vectors, or of 2 where that pads fewer columns (n = 32 or 96 floats).
   static int PanelVectors(int64_t n) {
@@ -140,11 +198,11 @@ class PackedMatrix {
   }
 
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
-           T* c, int64_t ldc, bool accumulate) const {
+           T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
     if (panel_vectors_ == 4) {
-      Run<4, 6>(a, lda, b2, a2, lda2, m, c, ldc, accumulate);
+      Run<4, 6>(a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
     } else {
-      Run<2, 12>(a, lda, b2, a2, lda2, m, c, ldc, accumulate);
+      Run<2, 12>(a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
     }
   }
 
@@ -152,9 +210,9 @@ class PackedMatrix {
   // registers of AVX-512; the remaining rows go in blocks of 8, 4, 2, 1.
   template <int kVectors, int kRows>
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
-           T* c, int64_t ldc, bool accumulate) const {
+           T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
     const Source second_none{nullptr, 0, nullptr, 0};
-    for (int64_t p = 0; p < panels_; ++p) {
+    for (int64_t p = first_panel; p < end_panel; ++p) {
       // Panel-outer, so a panel stays in cache across the row blocks of a step.
       Source first{a, lda, data_ + p * k_ * panel_, k_};
       Source second = b2 == nullptr ? second_none
@@ -231,32 +289,87 @@ class PackedMatrix {
   T* data_;
 };
 
-// Runs `shard(first_row, end_row)` over contiguous blocks of the batch on the threads of
-// `device`. Examples are independent through the whole recurrence, so each block runs its
-// full time loop with no synchronisation between steps.
-inline void ForEachBatchShard(const Eigen::ThreadPoolDevice& device, int64_t batch,
-                              int64_t work_per_example,
-                              const std::function<void(int64_t, int64_t)>& shard) {
-  // Below ~100k multiply-adds per example the hand-off costs more than it saves.
-  constexpr int64_t kMinWorkPerShard = 100000;
-  int64_t shards = std::min<int64_t>(device.numThreads(), batch);
-  shards = std::min<int64_t>(shards, std::max<int64_t>(1, batch * work_per_example / kMinWorkPerShard));
-  if (shards <= 1) {
-    if (batch > 0) shard(0, batch);
-    return;
-  }
-  const int64_t rows_per_shard = (batch + shards - 1) / shards;
-  Eigen::Barrier barrier(static_cast<unsigned int>(shards - 1));
-  for (int64_t s = 1; s < shards; ++s) {
-    const int64_t first = s * rows_per_shard;
-    const int64_t end = std::min(batch, first + rows_per_shard);
-    device.enqueueNoNotification([&shard, &barrier, first, end] {
-      if (first < end) shard(first, end);
-      barrier.Notify();
+// Runs `task(step, part)` for every step in [0, steps) and part in [0, parts): the parts of a
+// step at once on the threads of `device`, each step after every part of the one before. For one
+// sequence, which has no examples to share out, the parts are ranges of units. Each thread does
+// its own part of a step first, so that a part's weights stay in one core's cache, then any part
+// still unclaimed; the calling thread thus finishes alone when no pool thread joins, and waiting
+// never deadlocks.
+inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t steps, int parts,
+                               const std::function<void(int64_t, int)>& task) {
+  // next_step[part]: the first step whose `part` nobody has claimed.
+  std::vector<std::atomic<int64_t>> next_step(parts);
+  for (auto& next : next_step) next.store(0, std::memory_order_relaxed);
+  std::atomic<int64_t> finished{0};
+  const auto run = [&](int own) {
+    for (int64_t step = 0; step < steps; ++step) {
+      // Spin (a step takes microseconds), but give way if the thread being waited for is
+      // descheduled.
+      for (int spins = 0; finished.load(std::memory_order_acquire) < step * parts; ++spins) {
+        if (spins > 1000) std::this_thread::yield();
+      }
+      for (int i = 0; i < parts; ++i) {
+        const int part = (own + i) % parts;
+        int64_t expected = step;
+        if (next_step[part].compare_exchange_strong(expected, step + 1,
+                                                    std::memory_order_acq_rel)) {
+          task(step, part);
+          finished.fetch_add(1, std::memory_order_acq_rel);
+        }
+      }
+    }
+  };
+  const int helpers = std::min(device.numThreads(), parts) - 1;
+  Eigen::Barrier helpers_done(static_cast<unsigned int>(std::max(helpers, 0)));
+  for (int own = 1; own <= helpers; ++own) {
+    device.enqueueNoNotification([&run, &helpers_done, own] {
+      run(own);
+      helpers_done.Notify();
     });
   }
-  shard(0, std::min(batch, rows_per_shard));
-  barrier.Wait();
+  run(0);
+  helpers_done.Wait();
+}
+
+// Runs one sequence (batch 1), which has no examples to share out between threads: its units
+// are split into `parts` ranges (multiples of `unit_multiple`, whole panels of the weights, which
+// then stay in one core's cache) and the parts meet at every step (ForEachStepInParts).
+// `cell(t, valid, first, count, h, h_next)` runs the cell for units [first, first + count) at
+// time index t: it reads all of the previous state h and writes those units of h_next; at a
+// padded step (!valid) it only zeroes their saved gates. This function keeps h_prev [T, H] and
+// final_h, carries the state over padded steps and writes the outputs (processing order): h_next,
+// or at a padded step the previous output (zero at the first step or with zero_output_for_mask).
+template <typename T, typename Cell>
+void RunOneSequenceByUnits(const Eigen::ThreadPoolDevice& device, int64_t time, int64_t units,
+                           int64_t unit_multiple, int parts, bool reverse,
+                           bool zero_output_for_mask, int32_t length, const T* initial_h,
+                           const StepLayout& layout, T* outputs, T* h_prev, T* final_h,
+                           const Cell& cell) {
+  // The state of the step being computed and of the next one, in turn: one part may still read
+  // h while another writes h_next.
+  std::vector<T> h_buffers(2 * units);
+  std::copy_n(initial_h, units, h_buffers.data());
+  const int64_t blocks = units / unit_multiple;
+  ForEachStepInParts(device, time, parts, [&](int64_t step, int part) {
+    const int64_t first = part * blocks / parts * unit_multiple;
+    const int64_t count = (part + 1) * blocks / parts * unit_multiple - first;
+    const int64_t t = TimeIndex(step, time, reverse);
+    const T* h = h_buffers.data() + step % 2 * units;
+    T* h_next = h_buffers.data() + (step + 1) % 2 * units;
+    std::copy_n(h + first, count, h_prev + t * units + first);
+    const bool valid = t < length;
+    cell(t, valid, first, count, h, h_next);
+    T* output = outputs + layout.Offset(step, 0);
+    if (valid) {
+      std::copy_n(h_next + first, count, output + first);
+      return;
+    }
+    std::copy_n(h + first, count, h_next + first);
+    for (int64_t u = first; u < first + count; ++u) {
+      output[u] = zero_output_for_mask || step == 0 ? T(0) : output[u - layout.StepStride()];
+    }
+  });
+  std::copy_n(h_buffers.data() + time % 2 * units, units, final_h);
 }
 
 // sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer: each shard adds its
@@ -274,11 +387,6 @@ void ParallelColumnSums(const Eigen::ThreadPoolDevice& device, const T* a, int64
     std::lock_guard<std::mutex> guard(lock);
     total += partial;
   });
-}
-
-// Index of the time step processed at step `step` of a sequence of `time` steps.
-inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
-  return reverse ? time - 1 - step : step;
 }
 
 // Which rows of a shard are inside their sequence at time index t; true when all are.
