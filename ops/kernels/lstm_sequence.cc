@@ -17,9 +17,12 @@ using rnn::Rows;
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first, int64_t count,
                   const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
+  // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
+  // from vectorising it (the forward step took a third longer).
   const auto activate = [&](int gate, auto activation) {
     auto block = gates.middleCols(gate * units + first, count).array();
-    block = activation(block.rowwise() + bias.segment(gate * units + first, count));
+    block.rowwise() += bias.segment(gate * units + first, count);
+    block = activation(block);
   };
   const auto sigmoid = [](const auto& x) { return x.logistic(); };
   activate(0, sigmoid);
