@@ -209,15 +209,17 @@ def _time_major(inputs):
 @tf.RegisterGradient("ZooLstmSequence")
 def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
     inputs, _, _, kernel, recurrent_kernel, _, lengths = op.inputs
-    outputs, final_h, final_c, gates, h_prev, c_prev = op.outputs
+    outputs, final_h, final_c, gates, step_inputs, c_prev = op.outputs
     d_inputs, d_initial_h, d_initial_c, d_gates, d_bias = _library.load().zoo_lstm_sequence_grad(
         inputs, kernel, recurrent_kernel, lengths, gates, c_prev,
         _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
         _zeros_if_none(d_final_c, final_c),
         reverse=op.get_attr("reverse"), zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    d_kernel = _weight_gradient(_time_major(inputs), d_gates)
-    d_recurrent_kernel = _weight_gradient(h_prev, d_gates)
+    # step_inputs holds [x_t, h_prev] of every step: both weight gradients in one product.
+    d_weights = _weight_gradient(step_inputs, d_gates)
+    input_size = tf.shape(kernel)[0]
+    d_kernel, d_recurrent_kernel = d_weights[:input_size], d_weights[input_size:]
     return [d_inputs, d_initial_h, d_initial_c, d_kernel, d_recurrent_kernel, d_bias, None]
 
 

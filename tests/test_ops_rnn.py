@@ -274,7 +274,7 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
     library = _library.load()
     arguments = _valid_lstm_arguments()
     forward = library.zoo_lstm_sequence(**arguments)
-    gates, h_prev, c_prev = forward[3:]
+    gates, step_inputs, c_prev = forward[3:]
     good = dict(
         inputs=arguments["inputs"], kernel=arguments["kernel"],
         recurrent_kernel=arguments["recurrent_kernel"], lengths=arguments["lengths"],
@@ -282,7 +282,7 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
         d_final_c=forward[2],
     )
     library.zoo_lstm_sequence_grad(**good)
-    for name, value in [("gates", h_prev), ("c_prev", gates), ("d_outputs", gates),
+    for name, value in [("gates", step_inputs), ("c_prev", gates), ("d_outputs", gates),
                         ("d_final_c", tf.zeros([2, 4])), ("lengths", tf.constant([9, 0]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_lstm_sequence_grad(**{**good, name: value})

@@ -82,7 +82,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
     RowMatrix<T> x(1, width), from_h(1, width);
     rnn::RunOneSequenceByUnits(
         device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths[0], initial_h, layout, output_rows, h_prev, final_h,
+        lengths[0], initial_h, layout, output_rows, h_prev, units, final_h,
         [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
           T* gate = gates + t * gate_width;
           if (!valid) {

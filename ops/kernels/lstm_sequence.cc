@@ -39,9 +39,11 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
                          const T* bias, const int32_t* lengths, T* outputs_time_major,
-                         T* outputs, T* final_h, T* final_c, T* gates, T* h_prev, T* c_prev) {
+                         T* outputs, T* final_h, T* final_c, T* gates, T* step_inputs,
+                         T* c_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
+  const int64_t step_width = input + units;
   const ConstRow<T> bias_row(bias, width);
   const rnn::PackedMatrix<T> input_weights(device, kernel, width, input, width, false);
   const rnn::PackedMatrix<T> recurrent(device, recurrent_kernel, width, units, width, false);
@@ -51,10 +53,13 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t panel = input_weights.PanelColumns();
   const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
   if (batch == 1 && parts > 1 && units % panel == 0) {
+    for (int64_t t = 0; t < time; ++t) {
+      std::copy_n(inputs + t * input, input, step_inputs + t * step_width);
+    }
     std::copy_n(initial_c, units, final_c);  // c, updated in place
     rnn::RunOneSequenceByUnits(
         device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths[0], initial_h, layout, output_rows, h_prev, final_h,
+        lengths[0], initial_h, layout, output_rows, step_inputs + input, step_width, final_h,
         [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
           std::copy_n(final_c + first, count, c_prev + t * units + first);
           T* gate = gates + t * width;
@@ -84,16 +89,22 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
         const int64_t cell = t * batch + first;
-        Rows<T>(h_prev + cell * units, rows, units) = h;
+        // [x_t, h] of each row: the left factor of both weight gradients (one product over all
+        // steps), and of this step's pre-activations. The input rows of a step are `time` rows
+        // apart in the batch-major inputs.
+        T* step_rows = step_inputs + cell * step_width;
+        rnn::StridedRows<T>(step_rows, rows, input, Eigen::OuterStride<>(step_width)) =
+            rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
+                                     Eigen::OuterStride<>(time * input));
+        rnn::StridedRows<T>(step_rows + input, rows, units, Eigen::OuterStride<>(step_width)) = h;
         Rows<T>(c_prev + cell * units, rows, units) = c;
         // The whole shard at once; padded rows are put right afterwards.
         Rows<T> gate(gates + cell * width, rows, width);
-        // x_t * W + h * U in one pass, written where the step's gates then replace them. The
-        // input rows of a step are `time` rows apart in the batch-major inputs; a product of all
-        // steps at once, with its small inner dimension, streamed the whole gate buffer one more
-        // time.
-        input_weights.MultiplySum(inputs + (first * time + t) * input, time * input, recurrent,
-                                  h.data(), units, rows, gate.data(), width);
+        // x_t * W + h * U in one pass, written where the step's gates then replace them (a
+        // product of all steps at once, with its small inner dimension, streamed the whole gate
+        // buffer one more time).
+        input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
+                                  rows, gate.data(), width);
         LstmCellStep(gate, bias_row, units, 0, units, c, new_c, new_h);
         rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));

@@ -26,22 +26,24 @@ struct RnnOptions {
 
 // Shapes: inputs [B,T,D], initial_h/initial_c [B,H], kernel [D,4H], recurrent_kernel [H,4H],
 // bias [4H], lengths [B] (each in [0, T]). Writes outputs [B,T,H], final_h/final_c [B,H] and,
-// for LstmSequenceBackward, the time-major gates [T,B,4H] (activated i, f, c~, o; zero at
-// padded steps), h_prev and c_prev [T,B,H] (the state each step started from). outputs are in
-// processing order (index step); gates, h_prev and c_prev are indexed by t like inputs. Scratch:
+// for the backward pass, time-major: the gates [T,B,4H] (activated i, f, c~, o; zero at padded
+// steps), step_inputs [T,B,D+H] (x_t and the h the step started from: the left factor of the
+// weight gradients) and c_prev [T,B,H] (the c the step started from). outputs are in processing
+// order (index step); gates, step_inputs and c_prev are indexed by t like inputs. Scratch:
 // outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
                          const T* bias, const int32_t* lengths, T* outputs_time_major,
-                         T* outputs, T* final_h, T* final_c, T* gates, T* h_prev, T* c_prev);
+                         T* outputs, T* final_h, T* final_c, T* gates, T* step_inputs,
+                         T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
 // and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H], the time-major gradients of the
 // gates' pre-activations [T,B,4H] (zero at padded steps) and d_bias [4H]. The weight gradients
-// are products of the pre-activation gradients with the time-major inputs and h_prev over all
-// steps: the caller runs them (TensorFlow's matmul, which reaches the machine's rate where an
+// are one product of the pre-activation gradients with the forward's step_inputs over all
+// steps: the caller runs it (TensorFlow's matmul, which reaches the machine's rate where an
 // Eigen contraction here does not). Scratch: d_outputs_time_major,
 // StepLayout::ScratchElements() elements.
 template <typename T>

@@ -30,7 +30,7 @@ REGISTER_OP("ZooLstmSequence")
     .Output("final_h: T")
     .Output("final_c: T")
     .Output("gates: T")
-    .Output("h_prev: T")
+    .Output("step_inputs: T")
     .Output("c_prev: T")
     .Attr("T: {float, double}")
     .Attr("reverse: bool = false")
@@ -39,19 +39,20 @@ REGISTER_OP("ZooLstmSequence")
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 4, 4, &s));
       auto state = c->MakeShape({s.batch, s.units});
-      auto saved_states = c->MakeShape({s.time, s.batch, s.units});
+      shape_inference::DimensionHandle step_width;
+      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
       c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
       c->set_output(1, state);
       c->set_output(2, state);
       c->set_output(3, c->MakeShape({s.time, s.batch, s.gate_width}));
-      c->set_output(4, saved_states);
-      c->set_output(5, saved_states);
+      c->set_output(4, c->MakeShape({s.time, s.batch, step_width}));
+      c->set_output(5, c->MakeShape({s.time, s.batch, s.units}));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 A whole LSTM sequence (Keras gate order i, f, c, o; tanh and sigmoid) over right-padded inputs
 of per-example lengths. gates and c_prev are kept, time-major, for ZooLstmSequenceGrad, and
-h_prev for the recurrent kernel's gradient.
+step_inputs [T, B, D + H] (x_t and the h each step started from) for the weight gradients.
 )doc");
 
 REGISTER_OP("ZooLstmSequenceGrad")
@@ -86,8 +87,8 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Doc(R"doc(
 Backpropagation through time of ZooLstmSequence in one kernel: the gradients of the inputs, the
 initial states and the bias, and d_gates, the time-major [T, B, 4H] gradients of the gates'
-pre-activations, from which the caller forms the kernel's gradient (inputs^T d_gates) and the
-recurrent kernel's (h_prev^T d_gates) as two large matrix products.
+pre-activations, from which the caller forms the gradients of the kernel and the recurrent
+kernel as one large matrix product, step_inputs^T d_gates ([D + H, 4H]: the kernel's rows first).
 )doc");
 
 // Reads and checks the sizes shared by both LSTM kernels from inputs and recurrent_kernel.
@@ -127,7 +128,7 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::RequireShape(bias, "bias", {width}));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
-    Tensor *outputs, *final_h, *final_c, *gates, *h_prev, *c_prev;
+    Tensor *outputs, *final_h, *final_c, *gates, *step_inputs, *c_prev;
     const TensorShape saved_states({s.time, s.batch, s.units});
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
@@ -135,7 +136,9 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(2, initial_c.shape(), &final_c));
     OP_REQUIRES_OK(context,
                    context->allocate_output(3, TensorShape({s.time, s.batch, width}), &gates));
-    OP_REQUIRES_OK(context, context->allocate_output(4, saved_states, &h_prev));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(
+                       4, TensorShape({s.time, s.batch, s.input + s.units}), &step_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(5, saved_states, &c_prev));
     Tensor outputs_time_major;
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
@@ -145,7 +148,7 @@ class LstmSequenceOp : public OpKernel {
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
-        final_c->flat<T>().data(), gates->flat<T>().data(), h_prev->flat<T>().data(),
+        final_c->flat<T>().data(), gates->flat<T>().data(), step_inputs->flat<T>().data(),
         c_prev->flat<T>().data());
   }
 

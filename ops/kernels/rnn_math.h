@@ -336,15 +336,16 @@ inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t st
 // then stay in one core's cache) and the parts meet at every step (ForEachStepInParts).
 // `cell(t, valid, first, count, h, h_next)` runs the cell for units [first, first + count) at
 // time index t: it reads all of the previous state h and writes those units of h_next; at a
-// padded step (!valid) it only zeroes their saved gates. This function keeps h_prev [T, H] and
-// final_h, carries the state over padded steps and writes the outputs (processing order): h_next,
-// or at a padded step the previous output (zero at the first step or with zero_output_for_mask).
+// padded step (!valid) it only zeroes their saved gates. This function keeps the state each step
+// started from (h_prev + t * h_prev_stride) and final_h, carries the state over padded steps and
+// writes the outputs (processing order): h_next, or at a padded step the previous output (zero at
+// the first step or with zero_output_for_mask).
 template <typename T, typename Cell>
 void RunOneSequenceByUnits(const Eigen::ThreadPoolDevice& device, int64_t time, int64_t units,
                            int64_t unit_multiple, int parts, bool reverse,
                            bool zero_output_for_mask, int32_t length, const T* initial_h,
-                           const StepLayout& layout, T* outputs, T* h_prev, T* final_h,
-                           const Cell& cell) {
+                           const StepLayout& layout, T* outputs, T* h_prev,
+                           int64_t h_prev_stride, T* final_h, const Cell& cell) {
   // The state of the step being computed and of the next one, in turn: one part may still read
   // h while another writes h_next.
   std::vector<T> h_buffers(2 * units);
@@ -356,7 +357,7 @@ void RunOneSequenceByUnits(const Eigen::ThreadPoolDevice& device, int64_t time, 
     const int64_t t = TimeIndex(step, time, reverse);
     const T* h = h_buffers.data() + step % 2 * units;
     T* h_next = h_buffers.data() + (step + 1) % 2 * units;
-    std::copy_n(h + first, count, h_prev + t * units + first);
+    std::copy_n(h + first, count, h_prev + t * h_prev_stride + first);
     const bool valid = t < length;
     cell(t, valid, first, count, h, h_next);
     T* output = outputs + layout.Offset(step, 0);
