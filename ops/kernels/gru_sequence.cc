@@ -59,16 +59,16 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  const rnn::PackedMatrix<T> input_weights(device, kernel, width, input, width, false);
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
       reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(ConstRow<T>(bias + width, width))
                   : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(width);
   // h * U (all three gates with reset_after, else z and r), and (r * h) * U_h without it.
-  const rnn::PackedMatrix<T> recurrent_from_h(device, recurrent_kernel, width, units,
+  const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
                                               reset_after ? width : 2 * units, false);
-  const rnn::PackedMatrix<T> recurrent_h(device, recurrent_kernel + 2 * units, width, units,
+  const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
@@ -183,11 +183,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
-  const rnn::PackedMatrix<T> recurrent_transposed(device, recurrent_kernel, width,
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width,
                                                   reset_after ? width : 2 * units, units, true);
-  const rnn::PackedMatrix<T> recurrent_h_transposed(device, recurrent_kernel + 2 * units, width,
+  const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
                                                     reset_after ? 0 : units, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(device, kernel, width, width, input, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);

@@ -45,8 +45,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t width = 4 * units;
   const int64_t step_width = input + units;
   const ConstRow<T> bias_row(bias, width);
-  const rnn::PackedMatrix<T> input_weights(device, kernel, width, input, width, false);
-  const rnn::PackedMatrix<T> recurrent(device, recurrent_kernel, width, units, width, false);
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
+  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   // One sequence cannot be split by example: its units are split instead, by whole panels.
@@ -151,9 +151,8 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
                           T* pre_activation_grads, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
-  const rnn::PackedMatrix<T> recurrent_transposed(device, recurrent_kernel, width, width, units,
-                                                  true);
-  const rnn::PackedMatrix<T> input_weights_transposed(device, kernel, width, width, input, true);
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);

@@ -118,17 +118,14 @@ inline void ForEachBatchShard(const Eigen::ThreadPoolDevice& device, int64_t bat
 template <typename T>
 class PackedMatrix {
  public:
-  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]. The
-  // panels are packed on the threads of `device`.
-  PackedMatrix(const Eigen::ThreadPoolDevice& device, const T* b, int64_t ldb, int64_t k,
-               int64_t n, bool transpose)
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]. (Packing
+  // on both threads was no faster in a training step: the hand-off cost what it saved.)
+  PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
       : k_(k), n_(n), panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
             sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))) {
-    ForEachBatchShard(device, panels_, k * panel_, [&](int64_t first, int64_t end) {
-      for (int64_t p = first; p < end; ++p) Pack(b, ldb, transpose, p);
-    });
+    for (int64_t p = 0; p < panels_; ++p) Pack(b, ldb, transpose, p);
   }
   ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
   PackedMatrix(const PackedMatrix&) = delete;
