@@ -17,13 +17,14 @@ void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
                         const InputBias& input_bias, const RecurrentBias& recurrent_bias,
                         int64_t units, int64_t first, int64_t count) {
   // Biases broadcast in passes of their own: inside the activation's expression the broadcast
-  // kept Eigen from vectorising it.
-  for (int k = 0; k < 2; ++k) {
-    const int64_t column = k * units + first;
-    auto block = gates.middleCols(column, count).array();
-    block = x.middleCols(column, count).array() + from_h.middleCols(column, count).array();
-    block.rowwise() += input_bias.segment(column, count);
-    block.rowwise() += recurrent_bias.segment(column, count);
+  // kept Eigen from vectorising it. With all the units, z and r are one block of whole rows.
+  const int gates_per_pass = count == units ? 2 : 1;
+  for (int k = 0; k < 2; k += gates_per_pass) {
+    const int64_t column = k * units + first, columns = gates_per_pass * count;
+    auto block = gates.middleCols(column, columns).array();
+    block = x.middleCols(column, columns).array() + from_h.middleCols(column, columns).array();
+    block.rowwise() += input_bias.segment(column, columns);
+    block.rowwise() += recurrent_bias.segment(column, columns);
     block = block.logistic();
   }
 }

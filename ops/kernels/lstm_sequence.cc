@@ -17,19 +17,21 @@ using rnn::Rows;
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first, int64_t count,
                   const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
-  // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
-  // from vectorising it (the forward step took a third longer).
-  const auto activate = [&](int gate, auto activation) {
-    auto block = gates.middleCols(gate * units + first, count).array();
-    block.rowwise() += bias.segment(gate * units + first, count);
-    block = activation(block);
-  };
-  const auto sigmoid = [](const auto& x) { return x.logistic(); };
-  activate(0, sigmoid);
-  activate(1, sigmoid);
-  activate(2, [](const auto& x) { return x.tanh(); });
-  activate(3, sigmoid);
   const auto gate = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
+  // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
+  // from vectorising it (the forward step took a third longer). With all the units, each pass
+  // covers whole rows (i and f together): at H=32, passes over 32 columns at a time cost a fifth
+  // of the forward step.
+  if (count == units) {
+    gates.array().rowwise() += bias;
+    auto input_forget = gates.leftCols(2 * units).array();
+    input_forget = input_forget.logistic();
+  } else {
+    for (int k = 0; k < 4; ++k) gate(k).rowwise() += bias.segment(k * units + first, count);
+    for (int k = 0; k < 2; ++k) gate(k) = gate(k).logistic();
+  }
+  gate(2) = gate(2).tanh();
+  gate(3) = gate(3).logistic();
   new_c.array() = gate(1) * c.array() + gate(0) * gate(2);
   new_h.array() = gate(3) * new_c.array().tanh();
 }
