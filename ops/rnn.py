@@ -202,10 +202,6 @@ def _weight_gradient(factors, d_projected):
     )
 
 
-def _time_major(inputs):
-    return tf.transpose(inputs, [1, 0, 2])
-
-
 @tf.RegisterGradient("ZooLstmSequence")
 def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
     inputs, _, _, kernel, recurrent_kernel, _, lengths = op.inputs
@@ -285,7 +281,8 @@ def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
         reset_after=reset_after, reverse=op.get_attr("reverse"),
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    d_kernel = _weight_gradient(_time_major(inputs), d_projected)
+    # The inputs time-major, like d_projected.
+    d_kernel = _weight_gradient(tf.transpose(inputs, [1, 0, 2]), d_projected)
     if reset_after:
         d_recurrent_kernel = _weight_gradient(h_prev, d_recurrent)
     else:

@@ -1,6 +1,7 @@
 // Shared building blocks of the fused recurrent kernels, in plain C++ over raw row-major buffers:
-// matrix products spread over a thread pool, column sums, batch sharding and padding masks. No
-// TensorFlow types.
+// the packed-weight products of one step, batch sharding and the batch-1 split of a step over a
+// thread pool, the step layout of sequence tensors, column sums and padding masks. No TensorFlow
+// types.
 #ifndef ZOO_OPS_KERNELS_RNN_MATH_H_
 #define ZOO_OPS_KERNELS_RNN_MATH_H_
 
