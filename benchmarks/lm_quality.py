@@ -19,8 +19,9 @@ shared 2-core CPU under a load of 7-10 (so minutes are pessimistic):
 4. A bidirectional model (1 layer of 128, 3 epochs, 0.3 minutes): validation perplexity 1.05,
    since it reads the token it predicts, and its refusal to generate (a ValueError).
 5. Training tokens/s of the default recipe's model beside the same model built from Keras's own
-   `keras.layers.LSTM` on the same batches (median over epochs): 29,615 against 12,366 (2.40x) on
-   the quiet machine.
+   `keras.layers.LSTM` on the same batches (median over epochs): 34,176 against 13,583 (2.52x) on
+   the quiet machine (29,615 against 12,366, 2.40x, before the kernels' weight gradients moved to
+   TensorFlow's matmul).
 
     ZOO_DATA_DIR=../shared/data python benchmarks/lm_quality.py --parts 2 3 4 5
 
