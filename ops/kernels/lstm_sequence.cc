@@ -123,15 +123,8 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
             output.row(r) = h.row(r);
           } else {
             gate.row(r).setZero();
-            if (options.zero_output_for_mask || step == 0) {
-              output.row(r).setZero();
-            } else {
-              // The same rows one step earlier.
-              output.row(r) = rnn::ConstStridedRows<T>(output.data() - layout.StepStride(),
-                                                       rows, units,
-                                                       Eigen::OuterStride<>(layout.RowStride()))
-                                  .row(r);
-            }
+            rnn::PadOutputRow(output.row(r).data(), 0, units, step, options.zero_output_for_mask,
+                              layout);
           }
         }
       }

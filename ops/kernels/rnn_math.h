@@ -66,6 +66,19 @@ struct StepLayout {
   int64_t ScratchElements() const { return in_place ? 0 : batch * time * width; }
 };
 
+// The output of one row at a padded step, columns [first, first + count) of `output_row` (that
+// row's output at this step): zero at the first step or with zero_output_for_mask, else the same
+// row's output one step earlier (Keras's masking).
+template <typename T>
+void PadOutputRow(T* output_row, int64_t first, int64_t count, int64_t step,
+                  bool zero_output_for_mask, const StepLayout& layout) {
+  if (zero_output_for_mask || step == 0) {
+    std::fill_n(output_row + first, count, T(0));
+  } else {
+    std::copy_n(output_row + first - layout.StepStride(), count, output_row + first);
+  }
+}
+
 // dst[j, i, :] = src[i, j, :] for src [rows, cols, width]: turns [batch, time, width] into the
 // time-major [time, batch, width] that the recurrent loops read (each step's rows contiguous) and
 // back.
@@ -364,9 +377,7 @@ void RunOneSequenceByUnits(const Eigen::ThreadPoolDevice& device, int64_t time, 
       return;
     }
     std::copy_n(h + first, count, h_next + first);
-    for (int64_t u = first; u < first + count; ++u) {
-      output[u] = zero_output_for_mask || step == 0 ? T(0) : output[u - layout.StepStride()];
-    }
+    PadOutputRow(output, first, count, step, zero_output_for_mask, layout);
   });
   std::copy_n(h_buffers.data() + time % 2 * units, units, final_h);
 }
