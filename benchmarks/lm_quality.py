@@ -1,34 +1,37 @@
 """Language-model quality on the char-level Time Machine: the recipe and the course's settings.
 
-Parts (choose with `--parts`, default all; each prints its figures as it ends). Figures measured on a
-shared 2-core CPU under a load of 7-10 (so minutes are pessimistic):
+Parts (choose with `--parts`, default all; each prints its figures as it ends). Figures measured on
+the shared 2-core CPU while it was quiet (minutes double under a load of 7-10):
 1. The default recipe (`python -m recipes.language_model`): validation perplexity and wall time
-   (4.25 at epoch 23 of 30; 6.3 minutes at a light load, 12.5 under a load of 7-10).
+   (3.73 at epoch 36 of 40, 3.4 minutes on the quiet machine). The book is cleaned as one string,
+   as D2L 1.0 does; cleaned line by line with the lines run together (D2L 0.17's corpus, which
+   glues the words at every line break) the same recipe stalled at 4.25.
 2. D2L 1.0: batch 1024, 32 steps, hidden 32, one-hot inputs, SGD, clip 1; RNN lr 1 for 100 epochs,
    GRU and LSTM lr 4 for 50 epochs, validation perplexity of the last epoch, two ways. (a) D2L's
    own data: the windows starting at offsets 0..9,999 train (10 updates an epoch), the next 5,000
-   validate: RNN 7.90, GRU 7.24, LSTM 7.42 (0.9, 0.7, 0.5 minutes at load ~5). (b) The recipe
-   (`--batching overlapping`: every window of the 90% split, 149 updates an epoch, validation on
-   the last 10%) for about D2L's number of updates (7, 4, 4 epochs): RNN 7.54 (seeds 1, 2: 7.57,
-   7.56; still falling 0.04 an epoch), GRU 7.05, LSTM 7.45 (1.5, 1.9, 2.3 minutes).
+   validate: RNN 7.45 (7.35 and 7.42 with seeds 0 and 1 in separate runs; D2L reports 7.3 and
+   7.4 for its TensorFlow and PyTorch RNNs), GRU 6.62, LSTM 6.71 (0.4, 0.2, 0.2 minutes). (b) The
+   recipe (`--batching overlapping`: every window of the 90% split, 149 updates an epoch,
+   validation on the last 10%) for about D2L's number of updates (7, 4, 4 epochs): RNN 6.99, GRU
+   6.36, LSTM 6.83 (0.3 minutes each). On D2L 0.17's corpus (a) gave RNN 7.90, GRU 7.24, LSTM
+   7.42: the glued words cost the RNN its 7.5.
 3. D2L 0.17: batch 32, 35 steps, a GRU of 256, one-hot, SGD lr 1, clip 1, sequential partitioning,
    on D2L 0.17's corpus: the first 10,000 characters of the book (its `load_data_time_machine`
    keeps `max_tokens=10000`; there is no validation set). Epochs until the training perplexity is
    <= 1.3, within a time cap (`--cap-minutes`): epoch 243 of D2L's 500 (training perplexity 13.7
    after 10 epochs, 7.2 after 100, 2.7 after 200), 0.45 minutes on the quiet machine.
-4. A bidirectional model (1 layer of 128, 3 epochs, 0.3 minutes): validation perplexity 1.05,
+4. A bidirectional model (1 layer of 128, 3 epochs, 0.1 minutes): validation perplexity 1.04,
    since it reads the token it predicts, and its refusal to generate (a ValueError).
 5. Training tokens/s of the default recipe's model beside the same model built from Keras's own
    `keras.layers.LSTM` on the same batches (median over epochs): 34,176 against 13,583 (2.52x) on
    the quiet machine (29,615 against 12,366, 2.40x, before the kernels' weight gradients moved to
    TensorFlow's matmul).
 6. The default model pretrained on other English text from `$ZOO_DATA_DIR` (the IMDb reviews, the
-   English side of fra-eng, the UD EWT sentences: 3.0M characters after the course's cleaning, 18
-   times the book, encoded with the book's vocabulary) for 4 epochs (7.2 minutes), then trained on
-   the book's 90% for 30 epochs (Adam 2e-3, cosine decay): validation perplexity 3.93 (epoch 27;
-   3.93 at the last) in 9.9 minutes on the quiet machine, against the recipe's 4.25. (2 epochs of
-   pretraining and 20 on the book: 4.05 in 5.5 minutes.) The extra text is what lowers it: every
-   model trained on the book alone stalled at 4.24-4.44.
+   English side of fra-eng, the UD EWT sentences: 3.0M characters after the course's cleaning, 17
+   times the book, encoded with the book's vocabulary) for 4 epochs (6.9 minutes), then trained on
+   the book's 90% for 30 epochs (Adam 2e-3, cosine decay): validation perplexity 3.48 (epoch 23;
+   3.49 at the last) in 9.4 minutes, against the recipe's 3.73. On D2L 0.17's corpus the same run
+   gave 3.93 against 4.25 (2 epochs of pretraining and 20 on the book: 4.05 in 5.5 minutes).
 
     ZOO_DATA_DIR=../shared/data python benchmarks/lm_quality.py --parts 2 3 4 5 6
 
@@ -153,8 +156,11 @@ D2L_017_MAX_TOKENS = 10000
 
 def part_d2l_017(args):
     """Driven here, not through the recipe, to stop at the target or the cap."""
-    ids, vocab = book_ids(args, recipe.build_parser().parse_args([]))
-    ids = np.asarray(ids[:D2L_017_MAX_TOKENS], np.int32)
+    # D2L 0.17's corpus: each line cleaned, the lines run together (the recipe cleans the whole text).
+    lines = recipe.read_corpus(argparse.Namespace(data=args.data)).split("\n")
+    chars = [char for line in zoo_text.CharTokenizer().tokenize(lines) for char in line]
+    vocab = zoo_text.Vocab(chars)
+    ids = np.asarray(vocab.to_ids(chars[:D2L_017_MAX_TOKENS]), np.int32)
     batch_size, num_steps = 32, 35
     train = recipe.with_known_length(
         zoo_text.sequential_partition_batches(ids, batch_size, num_steps, seed=0), ids, batch_size, num_steps,
@@ -232,7 +238,7 @@ def part_keras_speed(args):
 
 def other_english_lines(data_dir):
     """The English text of the other data sets in `data_dir`: the IMDb reviews, the English side of
-    fra-eng and the UD EWT sentences (3.0M characters after the course's cleaning, 18 times the
+    fra-eng and the UD EWT sentences (3.0M characters after the course's cleaning, 17 times the
     book)."""
     reviews, _ = zoo_text.read_imdb_tsv(data_dir / "imdb_subset" / "train.tsv")
     lines = [review.replace("<br />", " ") for review in reviews]

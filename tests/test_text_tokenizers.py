@@ -186,9 +186,17 @@ def test_vocab_save_load_round_trip(tmp_path):
 
 
 def test_time_machine_course_figures(data_file):
-    lines = load_time_machine(data_file("timemachine/timemachine.txt")).split("\n")
+    text = load_time_machine(data_file("timemachine/timemachine.txt"))
+    # D2L 1.0 cleans the whole text (its corpus also keeps the trailing space that `strip` drops).
+    whole_text_chars = CharTokenizer().tokenize(text)
+    assert len(whole_text_chars) == 173_427
+    assert "speak of him was expounding" in "".join(whole_text_chars)  # across a line break
+    # D2L 0.17 cleans each line and runs the lines together.
+    lines = text.split("\n")
     chars = [token for line in CharTokenizer().tokenize(lines) for token in line]
     assert len(chars) == 170_580
+    assert "speak of himwas expounding" in "".join(chars)
+    assert set(chars) == set(whole_text_chars)
     char_vocab = Vocab(chars)
     assert len(char_vocab) == 28
     assert char_vocab.idx_to_token[:3] == ["<unk>", " ", "e"]

@@ -2,7 +2,8 @@
 
 Both tokenizers have two modes:
 - `"course"`: the course's cleaning, `[^A-Za-z]+` replaced by one space, ends stripped, lowercased.
-  Applied to each line of the Time Machine, it reproduces the course's corpus exactly.
+  Applied to the whole Time Machine, it reproduces D2L 1.0's corpus; applied to each line, with the
+  lines run together, D2L 0.17's.
 - `"faithful"`: the text as written (case, punctuation, digits, any Unicode). Words are runs of letters,
   marks and digits; every other non-space character is a token of its own.
 
