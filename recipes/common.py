@@ -495,6 +495,14 @@ def run_training(
     return model, _by_name(checkpoint.history)
 
 
+def _finished_training(run_dir, epochs):
+    """Whether the run in `run_dir` ended (it saved `model.keras`) after training for `epochs` or more
+    (an early stop under the same `--epochs` counts as finished)."""
+    if not (run_dir / "model.keras").is_file():
+        return False
+    return json.loads((run_dir / "metrics.json").read_text())["config"]["epochs"] >= epochs
+
+
 def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy, loss, metrics=(),
                           compile_kwargs=None, inference_model=None, **training):
     """`run_training` for `members` models, one after another, averaged into one
@@ -503,8 +511,9 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
 
     Member i is a run of its own in `<output-dir>/members/<i>` (checkpoints, history,
     `model.keras`, `curves.png`) with the seed `--seed + i`: the members start from different
-    weights and draw different dropout masks. With `--resume`, the members that finished are
-    loaded as they are and the interrupted one continues from its last finished epoch. The run's
+    weights and draw different dropout masks. With `--resume`, the members that finished their
+    `--epochs` are loaded as they are; the interrupted one, and with a larger `--epochs` the finished
+    ones too, continue from their last finished epoch. The run's
     own `model.keras` is the ensemble (saved uncompiled; the one returned is compiled with `loss`
     and `metrics`, for `evaluate`, unless `inference_model` is given); its
     `metrics.json` holds every member's epochs (each entry names its `member`) and `curves.png`
@@ -535,7 +544,7 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
         member_args.output_dir = output_path(args, f"members/{index}")
         member_args.seed = args.seed + index
         member_args.output_dir.mkdir(parents=True, exist_ok=True)
-        if (member_args.output_dir / "model.keras").is_file():
+        if _finished_training(member_args.output_dir, args.epochs):
             print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
             with strategy.scope():
                 models.append(finish(keras.models.load_model(member_args.output_dir / "model.keras")))

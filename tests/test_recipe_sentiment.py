@@ -75,13 +75,25 @@ def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
 
 def test_ensemble_resume_keeps_finished_members_and_continues_the_interrupted_one(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    flags = ["--data", str(imdb_slice), *TINY_MODEL, "--ensemble", "2", "--patience", "0"]
+    flags = ["--data", str(imdb_slice), *TINY_MODEL, "--ensemble", "2", "--patience", "0", "--epochs", "2"]
     sentiment.main([*flags, "--output-dir", str(output_dir)])
+    member_0_weights = keras.models.load_model(output_dir / "members/0/model.keras").get_weights()
     # As if killed after member 1's first epoch: its checkpoint is there, its model.keras is not.
-    (output_dir / "members" / "1" / "model.keras").unlink()
-    sentiment.main([*flags, "--resume", str(output_dir), "--epochs", "2"])
+    (output_dir / "members/1/model.keras").unlink()
+    state_path = output_dir / "members/1/checkpoints/state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "epoch": 1, "history": state["history"][:1]}))
+    sentiment.main([*flags, "--resume", str(output_dir)])
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
-    assert final["epochs"] == [1, 2]  # member 0 had finished; member 1 went on to the new --epochs
+    assert final["epochs"] == [2, 2]
+    for kept, loaded in zip(member_0_weights,
+                            keras.models.load_model(output_dir / "members/0/model.keras").get_weights()):
+        np.testing.assert_array_equal(kept, loaded)  # finished: loaded, not trained again
+
+    # A larger --epochs extends every member, the finished ones included.
+    sentiment.main([*flags, "--resume", str(output_dir), "--epochs", "3"])
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    assert final["epochs"] == [3, 3]
 
 
 def check_classify(saved_model, tokenizer):
