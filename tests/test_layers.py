@@ -233,6 +233,32 @@ def test_auto_takes_the_fused_kernel_on_cpu(name):
     assert layer.implementation_used == "fused"
 
 
+@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+def test_fused_op_keeps_activations_only_where_a_gradient_may_be_taken(name):
+    layer = getattr(zoo.layers, name)(H, implementation="fused")
+    x = tf.constant(inputs())
+    layer(x)
+
+    def kept_for_gradient(function):
+        graph = tf.function(function).get_concrete_function().graph
+        return [op.get_attr("keep_for_gradient") for op in graph.get_operations()
+                if op.type.startswith("Zoo") and op.type.endswith("Sequence")]
+
+    assert kept_for_gradient(lambda: layer(x, training=False)) == [False]
+    assert kept_for_gradient(lambda: layer(x, training=True)) == [True]
+
+    def under_tape():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=False)
+        return tape.gradient(y, x)
+
+    assert kept_for_gradient(under_tape) == [True]
+    with tf.GradientTape() as tape:  # a tape outside the traced function sees it too
+        tape.watch(x)
+        assert kept_for_gradient(lambda: layer(x)) == [True]
+
+
 def test_auto_reports_the_loop_when_the_configuration_needs_it():
     layer = zoo.layers.LSTM(H, activation="relu")
     layer(inputs())

@@ -134,6 +134,40 @@ def test_one_sequence_split_by_units(kind, length, reverse, zero_output_for_mask
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, IN_PLACE_UNITS), (1, IN_PLACE_UNITS)],
+                         ids=lambda shape: "x".join(map(str, shape)))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
+    """keep_for_gradient=False (inference) keeps no activations; outputs are the same, and a
+    gradient taken anyway (the forward runs again) matches Keras's and the fallback's."""
+    batch, units = batch_and_units
+    lengths = LENGTHS if batch == BATCH else np.array([3], np.int32)
+    rng = np.random.default_rng(6)
+    reset_after = kind != "gru-reset-before"
+    cell = (keras.layers.LSTMCell(units, bias_initializer="random_normal") if kind == "lstm"
+            else keras.layers.GRUCell(units, reset_after=reset_after, bias_initializer="random_normal"))
+    cell.build((batch, FEATURES))
+    states = [_random(rng, batch, units) for _ in range(2 if kind == "lstm" else 1)]
+    options = dict(reverse=reverse, zero_output_for_mask=False)
+    gru_options = {} if kind == "lstm" else dict(reset_after=reset_after)
+    fused_op, fallback_op = ((ops.lstm_sequence, lstm_sequence_fallback) if kind == "lstm"
+                             else (ops.gru_sequence, gru_sequence_fallback))
+
+    def fused(*arguments):
+        return fused_op(*arguments, lengths, keep_for_gradient=False, **options, **gru_options)
+
+    def fallback(*arguments):
+        return fallback_op(*arguments, lengths, **options, **gru_options)
+
+    _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
+    raw = (_library.load().zoo_lstm_sequence if kind == "lstm" else _library.load().zoo_gru_sequence)(
+        _random(rng, batch, TIME, FEATURES), *states, cell.kernel, cell.recurrent_kernel, cell.bias,
+        lengths, keep_for_gradient=False, **gru_options)
+    kept = raw[3:] if kind == "lstm" else raw[2:]
+    assert all(tensor.shape[0] == 0 for tensor in kept)
+
+
 def test_one_sequence_split_is_deterministic():
     """The threads that share a batch-1 sequence meet at every step: repeated runs agree bit for
     bit (a missed wait would read a half-written state)."""

@@ -248,10 +248,18 @@ class RecurrentLayer(keras.layers.RNN):
             # One input dropout mask per sequence, as the cell applies it at every step.
             step_mask = ops.expand_dims(self.cell.get_dropout_mask(sequences[:, 0, :]), axis=1)
             sequences = sequences * step_mask
-        kernel_call = self.fused_sequence if path == "fused" else self.cudnn_sequence
+        if path == "fused":
+            keep_for_gradient = _gradient_may_be_taken(training)
+
+            def kernel_call(lengths):
+                return self.fused_sequence(sequences, initial_state, lengths, keep_for_gradient)
+        else:
+
+            def kernel_call(lengths):
+                return self.cudnn_sequence(sequences, initial_state, lengths, mask)
 
         def run_kernel(lengths):
-            outputs, states = kernel_call(sequences, initial_state, lengths, mask)
+            outputs, states = kernel_call(lengths)
             return outputs[:, -1], outputs, states
 
         if mask is None:
@@ -338,6 +346,20 @@ for _name in (
     setattr(RecurrentLayer, _name, _cell_property(_name))
 
 
+def _gradient_may_be_taken(training):
+    """Whether a fused op keeps what its gradient reads: in training, and wherever a GradientTape
+    may be recording (a custom loop that calls the model without `training=True`). In predict,
+    evaluate or plain inference it keeps nothing, which saves memory and time; a gradient taken
+    there after all is still right (the op's gradient runs the forward again)."""
+    if tf.is_tensor(training) or training:
+        return True
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:  # a TensorFlow without this private module: always keep, never recompute
+        return True
+    return record.could_possibly_record()
+
+
 def _weights(cell):
     bias = ops.convert_to_tensor(cell.bias) if cell.use_bias else None
     return ops.convert_to_tensor(cell.kernel), ops.convert_to_tensor(cell.recurrent_kernel), bias
@@ -385,11 +407,12 @@ class SimpleRNN(RecurrentLayer):
     cell_name = "simple_rnn_cell"
     fused_op_name = "simple_rnn_sequence"
 
-    def fused_sequence(self, sequences, initial_state, lengths, mask):
+    def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell)
         outputs, final_h = zoo_ops.simple_rnn_sequence(
             sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
+            keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h]
 
@@ -423,12 +446,12 @@ class GRU(RecurrentLayer):
             blockers.append("cuDNN's GRU needs reset_after=True")
         return blockers
 
-    def fused_sequence(self, sequences, initial_state, lengths, mask):
+    def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell)
         outputs, final_h = zoo_ops.gru_sequence(
             sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
             reset_after=self.cell.reset_after, reverse=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask,
+            zero_output_for_mask=self.zero_output_for_mask, keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h]
 
@@ -466,11 +489,12 @@ class LSTM(RecurrentLayer):
     cell_name = "lstm_cell"
     fused_op_name = "lstm_sequence"
 
-    def fused_sequence(self, sequences, initial_state, lengths, mask):
+    def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell)
         outputs, final_h, final_c = zoo_ops.lstm_sequence(
             sequences, initial_state[0], initial_state[1], kernel, recurrent_kernel, bias, lengths,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
+            keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h, final_c]
 

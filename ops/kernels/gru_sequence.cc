@@ -79,6 +79,9 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const int64_t panel = input_weights.PanelColumns();
   const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
   if (batch == 1 && reset_after && parts > 1 && units % panel == 0) {
+    Eigen::Matrix<T, Eigen::Dynamic, 1> local_gates, local_h_prev;
+    gates = rnn::KeptOrLocal(gates, time * gate_width, &local_gates);
+    h_prev = rnn::KeptOrLocal(h_prev, time * units, &local_h_prev);
     // x W and h U of the step, each part writing its own columns.
     RowMatrix<T> x(1, width), from_h(1, width);
     rnn::RunOneSequenceByUnits(
@@ -111,18 +114,18 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
       RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
       RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
       std::vector<char> valid(rows);
+      rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        const int64_t cell = t * batch + first;
-        Rows<T>(h_prev + cell * units, rows, units) = h;
+        if (h_prev != nullptr) Rows<T>(h_prev + (t * batch + first) * units, rows, units) = h;
         // x_t * W per step, into a block that stays in cache (the input rows of a step are
         // `time` rows apart in the batch-major inputs); a product of all steps at once, with its
         // small inner dimension, wrote and then read a B*T*3H buffer.
         input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
                                x.data(), width, false);
         // The whole shard at once; padded rows are put right afterwards.
-        Rows<T> gate(gates + cell * gate_width, rows, gate_width);
+        Rows<T> gate(shard_gates.At(t), rows, gate_width);
         recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
         GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, 0, units);
         if (reset_after) {

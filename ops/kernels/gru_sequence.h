@@ -22,7 +22,8 @@ inline int64_t GruGateWidth(int64_t units, bool reset_after) {
 // Shapes: inputs [B,T,D], initial_h [B,H], kernel [D,3H], recurrent_kernel [H,3H], bias [2,3H]
 // or [3H] (see above), lengths [B] in [0, T]. Writes outputs [B,T,H] (processing order),
 // final_h [B,H], and the time-major gates [T,B,GruGateWidth] and h_prev [T,B,H] (indexed by t
-// like inputs). Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
+// like inputs); with gates and h_prev null (nothing kept for a gradient) it keeps one step in
+// cache instead. Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,

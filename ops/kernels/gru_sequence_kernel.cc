@@ -33,23 +33,26 @@ REGISTER_OP("ZooGruSequence")
     .Attr("reset_after: bool = true")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("keep_for_gradient: bool = true")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 3, 3, &s));
       bool reset_after;
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
-      shape_inference::DimensionHandle gate_width;
+      shape_inference::DimensionHandle gate_width, kept_time;
       TF_RETURN_IF_ERROR(c->Multiply(s.units, reset_after ? 4 : 3, &gate_width));
+      TF_RETURN_IF_ERROR(rnn::KeptTimeDim(c, s.time, &kept_time));
       c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({s.time, s.batch, gate_width}));
-      c->set_output(3, c->MakeShape({s.time, s.batch, s.units}));
+      c->set_output(2, c->MakeShape({kept_time, s.batch, gate_width}));
+      c->set_output(3, c->MakeShape({kept_time, s.batch, s.units}));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 A whole GRU sequence (Keras gate order z, r, h; tanh and sigmoid) over right-padded inputs of
 per-example lengths. bias is [2, 3H] with reset_after, [3H] without. gates and h_prev are kept,
-time-major, for ZooGruSequenceGrad.
+time-major, for ZooGruSequenceGrad; with keep_for_gradient false (inference) they are not kept
+and have no time steps.
 )doc");
 
 REGISTER_OP("ZooGruSequenceGrad")
@@ -122,7 +125,9 @@ struct GruAttributes {
 template <typename T>
 class GruSequenceOp : public OpKernel {
  public:
-  explicit GruSequenceOp(OpKernelConstruction* context) : OpKernel(context), attrs_(context) {}
+  explicit GruSequenceOp(OpKernelConstruction* context) : OpKernel(context), attrs_(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("keep_for_gradient", &keep_for_gradient_));
+  }
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -150,23 +155,27 @@ class GruSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
+    const int64_t kept_time = rnn::KeptTime(keep_for_gradient_, s.time);
+    OP_REQUIRES_OK(
+        context,
+        context->allocate_output(
+            2, TensorShape({kept_time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}),
+            &gates));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       2, TensorShape({s.time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}),
-                       &gates));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({s.time, s.batch, s.units}), &h_prev));
+                   context->allocate_output(3, TensorShape({kept_time, s.batch, s.units}), &h_prev));
     GruSequenceForward<T>(context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options,
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
                           lengths.flat<int32_t>().data(), outputs_time_major.flat<T>().data(),
                           outputs->flat<T>().data(), final_h->flat<T>().data(),
-                          gates->flat<T>().data(), h_prev->flat<T>().data());
+                          rnn::KeptData<T>(keep_for_gradient_, gates),
+                          rnn::KeptData<T>(keep_for_gradient_, h_prev));
   }
 
  private:
   GruAttributes attrs_;
+  bool keep_for_gradient_;
 };
 
 template <typename T>

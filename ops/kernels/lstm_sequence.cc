@@ -55,6 +55,10 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const int64_t panel = input_weights.PanelColumns();
   const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
   if (batch == 1 && parts > 1 && units % panel == 0) {
+    Eigen::Matrix<T, Eigen::Dynamic, 1> local_gates, local_step_inputs, local_c_prev;
+    gates = rnn::KeptOrLocal(gates, time * width, &local_gates);
+    step_inputs = rnn::KeptOrLocal(step_inputs, time * step_width, &local_step_inputs);
+    c_prev = rnn::KeptOrLocal(c_prev, time * units, &local_c_prev);
     for (int64_t t = 0; t < time; ++t) {
       std::copy_n(inputs + t * input, input, step_inputs + t * step_width);
     }
@@ -87,21 +91,22 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
       RowMatrix<T> new_h(rows, units), new_c(rows, units);
       std::vector<char> valid(rows);
+      rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, width);
+      rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        const int64_t cell = t * batch + first;
         // [x_t, h] of each row: the left factor of both weight gradients (one product over all
         // steps), and of this step's pre-activations. The input rows of a step are `time` rows
         // apart in the batch-major inputs.
-        T* step_rows = step_inputs + cell * step_width;
+        T* step_rows = shard_step_inputs.At(t);
         rnn::StridedRows<T>(step_rows, rows, input, Eigen::OuterStride<>(step_width)) =
             rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
                                      Eigen::OuterStride<>(time * input));
         rnn::StridedRows<T>(step_rows + input, rows, units, Eigen::OuterStride<>(step_width)) = h;
-        Rows<T>(c_prev + cell * units, rows, units) = c;
+        if (c_prev != nullptr) Rows<T>(c_prev + (t * batch + first) * units, rows, units) = c;
         // The whole shard at once; padded rows are put right afterwards.
-        Rows<T> gate(gates + cell * width, rows, width);
+        Rows<T> gate(shard_gates.At(t), rows, width);
         // x_t * W + h * U in one pass, written where the step's gates then replace them (a
         // product of all steps at once, with its small inner dimension, streamed the whole gate
         // buffer one more time).

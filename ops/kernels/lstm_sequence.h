@@ -29,8 +29,9 @@ struct RnnOptions {
 // for the backward pass, time-major: the gates [T,B,4H] (activated i, f, c~, o; zero at padded
 // steps), step_inputs [T,B,D+H] (x_t and the h the step started from: the left factor of the
 // weight gradients) and c_prev [T,B,H] (the c the step started from). outputs are in processing
-// order (index step); gates, step_inputs and c_prev are indexed by t like inputs. Scratch:
-// outputs_time_major, StepLayout::ScratchElements() elements.
+// order (index step); gates, step_inputs and c_prev are indexed by t like inputs. With all three
+// null (nothing kept for a gradient, as in inference) it keeps one step of them in cache instead.
+// Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,

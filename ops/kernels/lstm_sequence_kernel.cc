@@ -35,24 +35,27 @@ REGISTER_OP("ZooLstmSequence")
     .Attr("T: {float, double}")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("keep_for_gradient: bool = true")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 4, 4, &s));
       auto state = c->MakeShape({s.batch, s.units});
-      shape_inference::DimensionHandle step_width;
+      shape_inference::DimensionHandle step_width, kept_time;
       TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
+      TF_RETURN_IF_ERROR(rnn::KeptTimeDim(c, s.time, &kept_time));
       c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({s.time, s.batch, s.gate_width}));
-      c->set_output(4, c->MakeShape({s.time, s.batch, step_width}));
-      c->set_output(5, c->MakeShape({s.time, s.batch, s.units}));
+      c->set_output(3, c->MakeShape({kept_time, s.batch, s.gate_width}));
+      c->set_output(4, c->MakeShape({kept_time, s.batch, step_width}));
+      c->set_output(5, c->MakeShape({kept_time, s.batch, s.units}));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 A whole LSTM sequence (Keras gate order i, f, c, o; tanh and sigmoid) over right-padded inputs
 of per-example lengths. gates and c_prev are kept, time-major, for ZooLstmSequenceGrad, and
-step_inputs [T, B, D + H] (x_t and the h each step started from) for the weight gradients.
+step_inputs [T, B, D + H] (x_t and the h each step started from) for the weight gradients; with
+keep_for_gradient false (inference) they are not kept and have no time steps.
 )doc");
 
 REGISTER_OP("ZooLstmSequenceGrad")
@@ -109,6 +112,7 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
     OP_REQUIRES_OK(context,
                    context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
+    OP_REQUIRES_OK(context, context->GetAttr("keep_for_gradient", &keep_for_gradient_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -129,17 +133,18 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
     Tensor *outputs, *final_h, *final_c, *gates, *step_inputs, *c_prev;
-    const TensorShape saved_states({s.time, s.batch, s.units});
+    const int64_t kept_time = rnn::KeptTime(keep_for_gradient_, s.time);
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
     OP_REQUIRES_OK(context, context->allocate_output(2, initial_c.shape(), &final_c));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({s.time, s.batch, width}), &gates));
+                   context->allocate_output(3, TensorShape({kept_time, s.batch, width}), &gates));
     OP_REQUIRES_OK(context,
                    context->allocate_output(
-                       4, TensorShape({s.time, s.batch, s.input + s.units}), &step_inputs));
-    OP_REQUIRES_OK(context, context->allocate_output(5, saved_states, &c_prev));
+                       4, TensorShape({kept_time, s.batch, s.input + s.units}), &step_inputs));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                5, TensorShape({kept_time, s.batch, s.units}), &c_prev));
     Tensor outputs_time_major;
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &outputs_time_major));
@@ -148,12 +153,14 @@ class LstmSequenceOp : public OpKernel {
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
-        final_c->flat<T>().data(), gates->flat<T>().data(), step_inputs->flat<T>().data(),
-        c_prev->flat<T>().data());
+        final_c->flat<T>().data(), rnn::KeptData<T>(keep_for_gradient_, gates),
+        rnn::KeptData<T>(keep_for_gradient_, step_inputs),
+        rnn::KeptData<T>(keep_for_gradient_, c_prev));
   }
 
  private:
   RnnOptions options_;
+  bool keep_for_gradient_;
 };
 
 template <typename T>

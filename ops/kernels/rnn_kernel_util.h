@@ -63,6 +63,27 @@ inline absl::Status InferSizes(tensorflow::shape_inference::InferenceContext* c,
   return c->Merge(sizes->gate_width, c->Dim(recurrent_kernel, 1), &merged);
 }
 
+// The forward ops' `keep_for_gradient` attribute: true keeps, time-major, what the gradient op
+// reads; false (inference) keeps nothing, and those outputs have no time steps.
+inline absl::Status KeptTimeDim(tensorflow::shape_inference::InferenceContext* c,
+                                tensorflow::shape_inference::DimensionHandle time,
+                                tensorflow::shape_inference::DimensionHandle* kept_time) {
+  bool keep_for_gradient;
+  TF_RETURN_IF_ERROR(c->GetAttr("keep_for_gradient", &keep_for_gradient));
+  *kept_time = keep_for_gradient ? time : c->MakeDim(0);
+  return absl::OkStatus();
+}
+
+inline int64_t KeptTime(bool keep_for_gradient, int64_t time) {
+  return keep_for_gradient ? time : 0;
+}
+
+// A kept buffer's data for the kernels, or null when the op keeps nothing.
+template <typename T>
+T* KeptData(bool keep_for_gradient, tensorflow::Tensor* kept) {
+  return keep_for_gradient ? kept->flat<T>().data() : nullptr;
+}
+
 // The time-major copy of a batch-major [batch, time, units] sequence tensor (outputs or their
 // gradients) that StepLayout asks for; empty when the loops use its rows in place.
 template <typename T>

@@ -399,6 +399,34 @@ void ParallelColumnSums(const Eigen::ThreadPoolDevice& device, const T* a, int64
   });
 }
 
+// What a forward keeps for its gradient, time-major [time, batch, width], seen from one batch
+// shard (rows [first, first + rows)): At(t) is the shard's block of step t. Without a buffer
+// (`kept` null: nothing is kept, as in inference) every step gets the same block, the shard's
+// own, which stays in cache instead of streaming time * batch * width values to memory.
+template <typename T>
+class ShardStepRows {
+ public:
+  ShardStepRows(T* kept, int64_t batch, int64_t first, int64_t rows, int64_t width)
+      : kept_(kept), batch_(batch), first_(first), width_(width),
+        scratch_(kept == nullptr ? rows * width : 0) {}
+
+  T* At(int64_t t) { return kept_ ? kept_ + (t * batch_ + first_) * width_ : scratch_.data(); }
+
+ private:
+  T* const kept_;
+  const int64_t batch_, first_, width_;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> scratch_;  // aligned for the products' vector stores
+};
+
+// `kept`, or where it is null a buffer of `size` values held by `local`: for one sequence, whose
+// whole record is small.
+template <typename T>
+T* KeptOrLocal(T* kept, int64_t size, Eigen::Matrix<T, Eigen::Dynamic, 1>* local) {
+  if (kept != nullptr) return kept;
+  local->resize(size);
+  return local->data();
+}
+
 // Which rows of a shard are inside their sequence at time index t; true when all are.
 inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
                           std::vector<char>* valid) {
