@@ -24,8 +24,9 @@ the shared 2-core CPU while it was quiet (minutes double under a load of 7-10):
    since it reads the token it predicts, and its refusal to generate (a ValueError).
 5. Training tokens/s of the default recipe's model beside the same model built from Keras's own
    `keras.layers.LSTM` on the same batches (median over epochs): 34,176 against 13,583 (2.52x) on
-   the quiet machine (29,615 against 12,366, 2.40x, before the kernels' weight gradients moved to
-   TensorFlow's matmul).
+   the quiet machine, 30,143 against 10,279 (2.93x; Keras's epochs 7,600-11,000) on a busier one
+   (29,615 against 12,366, 2.40x, before the kernels' weight gradients moved to TensorFlow's
+   matmul).
 6. The default model pretrained on other English text from `$ZOO_DATA_DIR` (the IMDb reviews, the
    English side of fra-eng, the UD EWT sentences: 3.0M characters after the course's cleaning, 17
    times the book, encoded with the book's vocabulary) for 4 epochs (6.9 minutes), then trained on
