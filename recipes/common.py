@@ -178,8 +178,14 @@ def _positive_float(text):
 
 
 def _to_json(args):
-    return {key: str(value) if isinstance(value, pathlib.Path) else value
-            for key, value in vars(args).items()}
+    def plain(value):
+        if isinstance(value, pathlib.Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):  # e.g. a flag that takes several files
+            return [plain(item) for item in value]
+        return value
+
+    return {key: plain(value) for key, value in vars(args).items()}
 
 
 # --- Devices, strategy, output folder -------------------------------------------------------
@@ -245,7 +251,8 @@ def setup(args):
     if args.output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.output_dir = pathlib.Path("runs") / f"{args.recipe}-{stamp}"
-    if args.resume is None and any((args.output_dir / name).exists() for name in ("checkpoints", "members")):
+    if args.resume is None and any((args.output_dir / name).exists()
+                                   for name in ("checkpoints", "members", "pretraining")):
         raise RecipeError(
             f"--output-dir {args.output_dir} already holds a run: pass --resume "
             f"{args.output_dir} to continue it, or choose another folder")
@@ -495,7 +502,7 @@ def run_training(
     return model, _by_name(checkpoint.history)
 
 
-def _finished_training(run_dir, epochs):
+def finished_training(run_dir, epochs):
     """Whether the run in `run_dir` ended (it saved `model.keras`) after training for `epochs` or more
     (an early stop under the same `--epochs` counts as finished)."""
     if not (run_dir / "model.keras").is_file():
@@ -544,7 +551,7 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
         member_args.output_dir = output_path(args, f"members/{index}")
         member_args.seed = args.seed + index
         member_args.output_dir.mkdir(parents=True, exist_ok=True)
-        if _finished_training(member_args.output_dir, args.epochs):
+        if finished_training(member_args.output_dir, args.epochs):
             print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
             with strategy.scope():
                 models.append(finish(keras.models.load_model(member_args.output_dir / "model.keras")))

@@ -117,6 +117,37 @@ def test_bidirectional_run_scores_but_refuses_to_generate(slice_file, tmp_path, 
     assert final_metrics(run)["final"]["val_perplexity"] > 1
 
 
+def test_pretraining_starts_the_book_from_the_pretrained_weights(time_machine, slice_file, tmp_path, capsys):
+    other_text = tmp_path / "other.txt"
+    other_text.write_text(time_machine.read_text()[8_000:60_000])
+    flags = ["--data", str(slice_file), *TINY]
+    _, cold = recipe.main([*flags, "--output-dir", str(tmp_path / "cold")])
+    run = tmp_path / "pretrained"
+    _, warm = recipe.main([*flags, "--output-dir", str(run), "--pretrain-data", str(other_text),
+                           "--pretrain-epochs", "3"])
+    out = capsys.readouterr().out
+    tokens = final_metrics(run)["final"]["pretraining_tokens"]
+    assert 50_000 < tokens < 52_000  # the other text's characters, cleaned
+    assert f"pretraining on {tokens:,} tokens of --pretrain-data for 3 epochs" in out
+    pretraining = json.loads((run / "pretraining" / "metrics.json").read_text())
+    assert [entry["epoch"] for entry in pretraining["epochs"]] == [1, 2, 3]
+    # Three epochs of English first: the book's first epoch starts far lower.
+    assert warm["loss"][0] < cold["loss"][0] - 0.3
+
+    recipe.main(["--resume", str(run), "--epochs", "2"])
+    out = capsys.readouterr().out
+    assert "pretraining: finished before" in out
+    assert [entry["epoch"] for entry in final_metrics(run)["epochs"]] == [1, 2]
+
+
+def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
+                     "--pretrain-data", str(tmp_path / "nope.txt"), *TINY])
+    err = capsys.readouterr().err
+    assert "--pretrain-data" in err and "nope.txt" in err and "Traceback" not in err
+
+
 def test_sequential_batching_is_refused_with_mirrored(slice_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
