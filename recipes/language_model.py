@@ -261,7 +261,8 @@ class ResetCarriedState(keras.callbacks.Callback):
 
 
 class SampleText:
-    """The per-epoch sample: a greedy continuation of `--prefix` (a generator built once)."""
+    """The per-epoch sample: a greedy continuation of `--prefix` (a generator built once per model:
+    pretraining and the book train different ones)."""
 
     def __init__(self, args, tokenizer, vocab):
         self.args = args
@@ -272,7 +273,7 @@ class SampleText:
     def __call__(self, model, epoch, logs):
         if model.bidirectional:
             return None
-        if self.generator is None:
+        if self.generator is None or self.generator.model is not model:
             self.generator = TextGenerator(
                 model, self.tokenizer, self.vocab, max_tokens=max(self.args.sample_tokens, 100),
                 default_tokens=self.args.sample_tokens)
@@ -295,6 +296,10 @@ def check_args(args):
         raise common.RecipeError(
             "--batching sequential carries each batch row's state to the next batch, which needs "
             "one fixed batch on one device; use --batching random with --strategy " + args.strategy)
+
+
+def count_tokens(inputs, targets):
+    return tf.size(inputs, out_type=tf.int64)
 
 
 def pretrain(args, new_model, ids, strategy, callbacks):
@@ -322,10 +327,6 @@ def pretrain(args, new_model, ids, strategy, callbacks):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[Perplexity()],
         callbacks=callbacks, units_per_epoch=common.count_units(dataset, count_tokens))
     return model
-
-
-def count_tokens(inputs, targets):
-    return tf.size(inputs, out_type=tf.int64)
 
 
 @common.entry_point

@@ -140,6 +140,22 @@ def test_pretraining_starts_the_book_from_the_pretrained_weights(time_machine, s
     assert [entry["epoch"] for entry in final_metrics(run)["epochs"]] == [1, 2]
 
 
+def test_samples_come_from_the_model_being_trained():
+    """Pretraining and the book train different models; each epoch's sample is the current one's."""
+    from zoo.models.language_model import LanguageModel
+    from zoo.text import CharTokenizer, Vocab
+
+    args = recipe.build_parser().parse_args(["--sample-tokens", "5"])
+    tokenizer = CharTokenizer()
+    vocab = Vocab(tokenizer.tokenize("time traveller"))
+    sample = recipe.SampleText(args, tokenizer, vocab)
+    pretrained, trained = (LanguageModel(len(vocab), "lstm", 4) for _ in range(2))
+    for model in (pretrained, trained):
+        model(np.zeros((1, 3), "int32"))
+        assert sample(model, 1, {}).startswith("epoch 1 sample: 'time traveller")
+        assert sample.generator.model is model
+
+
 def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
