@@ -139,24 +139,28 @@ class Translator(tf.Module):
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops training after the epoch at which another epoch as long as the slowest so far would
-    overrun `minutes` since training started (0: no limit)."""
+    overrun `minutes` since training started (0: no limit). The first epoch also traces the
+    model's functions, so once a later epoch is timed, the slowest of the later ones is the
+    estimate."""
 
     def __init__(self, minutes):
         super().__init__()
         self.seconds = minutes * 60
         self.started = self.epoch_started = None
-        self.longest = 0.0
+        self.durations = []
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
+        self.durations = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        self.longest = max(self.longest, now - self.epoch_started)
-        if self.seconds and now - self.started + self.longest > self.seconds:
+        self.durations.append(now - self.epoch_started)
+        next_epoch = max(self.durations[1:] or self.durations)
+        if self.seconds and now - self.started + next_epoch > self.seconds:
             print(f"stopping after epoch {epoch + 1}: another would overrun the time budget", flush=True)
             self.model.stop_training = True
 

@@ -156,6 +156,24 @@ def test_samples_come_from_the_model_being_trained():
         assert sample.generator.model is model
 
 
+@pytest.mark.parametrize("tokenizer", ["char", "word", "bpe"])
+def test_pretraining_text_is_cleaned_and_encoded_as_the_book(tokenizer, slice_file, tmp_path):
+    other_text = tmp_path / "other.txt"
+    other_text.write_text("The Time Traveller\nxylophones, zebras!\n")
+    args = recipe.build_parser().parse_args(["--data", str(slice_file), "--tokenizer", tokenizer,
+                                             "--bpe-vocab-size", "100", "--pretrain-data", str(other_text)])
+    ids, book_tokenizer, vocab = recipe.tokenize(args, slice_file.read_text())
+    other_ids = recipe.pretraining_ids(args, book_tokenizer, vocab)
+    if tokenizer == "bpe":  # pieces of the raw lines, as the book's
+        assert book_tokenizer.detokenize(other_ids.tolist()).startswith("The Time Traveller xylophones")
+        return
+    tokens = vocab.to_tokens(other_ids.tolist())
+    if tokenizer == "char":
+        assert "".join(tokens) == "the time traveller xylophones zebras"  # the line break is a space
+    else:
+        assert tokens == ["the", "time", "traveller", "<unk>", "<unk>"]  # words the slice lacks
+
+
 def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),

@@ -162,3 +162,26 @@ def test_time_budget_stops_when_another_epoch_would_overrun():
     time.sleep(0.03)
     budget.on_epoch_end(1)
     assert model.stop_training  # 30 ms spent, and another 30 ms epoch would pass 50 ms
+
+
+def test_time_budget_does_not_count_the_first_epoch_tracing_against_later_ones():
+    import time
+
+    import keras
+
+    model = keras.Sequential([keras.layers.Dense(1)])
+    budget = translation.TimeBudget(minutes=0.2 / 60)  # 200 ms
+    budget.set_model(model)
+    model.stop_training = False
+    budget.on_train_begin()
+    budget.on_epoch_begin(0)
+    time.sleep(0.09)  # a first epoch that traces
+    budget.on_epoch_end(0)
+    epochs = 1
+    while not model.stop_training and epochs < 100:
+        budget.on_epoch_begin(epochs)
+        time.sleep(0.005)
+        budget.on_epoch_end(epochs)
+        epochs += 1
+    # Estimated by the 90 ms first epoch it would stop after about 2; by the 5 ms ones, 20 more fit.
+    assert epochs >= 10 and time.perf_counter() - budget.started < 0.2
