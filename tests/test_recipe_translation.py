@@ -145,16 +145,22 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
     assert in_process(["go .", "i lost ."]) == result["batch"][:2]
 
 
-def test_time_budget_stops_when_another_epoch_would_overrun():
-    import time
-
+def started_budget(milliseconds):
+    """A TimeBudget of `milliseconds` on a model whose training has just begun."""
     import keras
 
     model = keras.Sequential([keras.layers.Dense(1)])
-    budget = translation.TimeBudget(minutes=0.05 / 60)  # 50 ms
+    budget = translation.TimeBudget(minutes=milliseconds / 60_000)
     budget.set_model(model)
     model.stop_training = False
     budget.on_train_begin()
+    return model, budget
+
+
+def test_time_budget_stops_when_another_epoch_would_overrun():
+    import time
+
+    model, budget = started_budget(50)
     budget.on_epoch_begin(0)
     budget.on_epoch_end(0)
     assert not model.stop_training  # a fast epoch leaves room for another
@@ -167,13 +173,7 @@ def test_time_budget_stops_when_another_epoch_would_overrun():
 def test_time_budget_does_not_count_the_first_epoch_tracing_against_later_ones():
     import time
 
-    import keras
-
-    model = keras.Sequential([keras.layers.Dense(1)])
-    budget = translation.TimeBudget(minutes=0.2 / 60)  # 200 ms
-    budget.set_model(model)
-    model.stop_training = False
-    budget.on_train_begin()
+    model, budget = started_budget(200)
     budget.on_epoch_begin(0)
     time.sleep(0.09)  # a first epoch that traces
     budget.on_epoch_end(0)
