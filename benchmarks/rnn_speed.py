@@ -1,9 +1,11 @@
-"""Times the fused LSTM/GRU ops against Keras's own layers (and PyTorch's nn.LSTM when installed).
+"""Times the fused SimpleRNN/LSTM/GRU ops against Keras's own layers (and PyTorch's nn.LSTM when
+installed).
 
 Each line: median milliseconds per training step (forward, backward, SGD update) or per forward
-pass of Embedding -> recurrent layer -> Dense, for Keras's `keras.layers.LSTM`/`GRU` (the
-while-loop over the cell that Keras runs on CPU) and for `zoo.layers.LSTM`/`GRU` with
-`implementation="fused"` (the C++ ops `ops.lstm_sequence` / `ops.gru_sequence`), with the
+pass of Embedding -> recurrent layer -> Dense, for Keras's `keras.layers.SimpleRNN`/`LSTM`/`GRU`
+(the while-loop over the cell that Keras runs on CPU) and for `zoo.layers.SimpleRNN`/`LSTM`/`GRU`
+with `implementation="fused"` (the C++ ops `ops.simple_rnn_sequence` / `ops.lstm_sequence` /
+`ops.gru_sequence`), with the
 speed-up and the fraction of this machine's large-matmul GFLOP/s that the recurrent layer's
 arithmetic reaches in the fused step time.
 
@@ -32,13 +34,15 @@ import ops  # noqa: E402
 import zoo.layers  # noqa: E402
 
 VOCABULARY = 28
+LAYER_NAMES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def build_models(kind, units, steps):
     """Keras's own layer and zoo.layers' fused path in the same model, with the same weights, and
     the model without a recurrent layer ("rest")."""
-    keras_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
-    zoo_class = zoo.layers.LSTM if kind == "lstm" else zoo.layers.GRU
+    keras_class = getattr(keras.layers, LAYER_NAMES[kind])
+    zoo_class = getattr(zoo.layers, LAYER_NAMES[kind])
     recurrent = {
         "keras": keras_class(units, return_sequences=True),
         "fused": zoo_class(units, return_sequences=True, implementation="fused"),
@@ -108,8 +112,7 @@ def matmul_gflops(repeats):
 
 def recurrent_flops(kind, batch, steps, inputs, units, training):
     """Multiply-adds of the recurrent layer, doubled; training triples (forward + 2 backward)."""
-    gates = 4 if kind == "lstm" else 3
-    forward = 2 * batch * steps * (inputs + units) * gates * units
+    forward = 2 * batch * steps * (inputs + units) * GATES[kind] * units
     return forward * (3 if training else 1)
 
 
@@ -140,6 +143,8 @@ def torch_lstm_ms(batch, steps, units, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--kinds", nargs="+", choices=sorted(GATES), default=sorted(GATES),
+                        help="recurrent layers to time (default: all)")
     args = parser.parse_args()
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
@@ -152,9 +157,13 @@ def main():
         ("lstm", "train", 1024, 32, 32), ("gru", "train", 1024, 32, 32),
         ("lstm", "infer", 1, 35, 256), ("lstm", "infer", 32, 35, 256),
         ("gru", "infer", 1, 35, 256), ("gru", "infer", 32, 35, 256),
+        ("rnn", "train", 32, 35, 256), ("rnn", "train", 1024, 32, 32),
+        ("rnn", "infer", 1, 35, 256), ("rnn", "infer", 32, 35, 256),
     ]
     rng = np.random.default_rng(0)
     for kind, mode, batch, steps, units in cases:
+        if kind not in args.kinds:
+            continue
         models = build_models(kind, units, steps)
         x = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         y = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)

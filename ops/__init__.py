@@ -5,7 +5,8 @@ used when it loads (see BUILD.md).
 """
 
 from ops._library import is_available, load_error
-from ops.rnn import gru_sequence, lstm_sequence
+from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
 
-__all__ = ["gru_sequence", "is_available", "load_error", "lstm_sequence", "mask_to_lengths"]
+__all__ = ["gru_sequence", "is_available", "load_error", "lstm_sequence", "mask_to_lengths",
+           "simple_rnn_sequence"]

@@ -1,7 +1,8 @@
-"""Fused LSTM and GRU sequence ops: a whole sequence, forward and backward, in one C++ kernel.
+"""Fused SimpleRNN, LSTM and GRU sequence ops: a whole sequence, forward and backward, in one C++
+kernel.
 
 The numbers equal Keras 3's own CPU loop (`keras.src.backend.tensorflow.rnn.rnn` over
-`keras.layers.LSTMCell` / `GRUCell`) with `mask = tf.sequence_mask(lengths, T)`,
+`keras.layers.SimpleRNNCell` (tanh) / `LSTMCell` / `GRUCell`) with `mask = tf.sequence_mask(lengths, T)`,
 `go_backwards=reverse` and `zero_output_for_mask`: at a padded step the state is carried and the
 output repeats the previous output (zeros before the first valid step), or is zero when
 `zero_output_for_mask`; with `reverse` the sequence runs from t = T-1 down to 0 and the outputs
@@ -82,6 +83,26 @@ def _masked_scan(step, projected, lengths, initial_states, reverse, zero_output_
     return tf.transpose(outputs, [1, 0, 2]), final_states
 
 
+def simple_rnn_sequence_fallback(
+    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
+    reverse=False, zero_output_for_mask=False,
+):
+    """Pure-TensorFlow `simple_rnn_sequence` with the same arguments and numbers."""
+    projected = tf.einsum("btd,dh->bth", inputs, kernel)
+    if bias is not None:
+        projected += bias
+
+    def step(projected_t, states):
+        (h,) = states
+        h = tf.tanh(projected_t + tf.matmul(h, recurrent_kernel))
+        return h, (h,)
+
+    outputs, (final_h,) = _masked_scan(
+        step, projected, lengths, (initial_h,), reverse, zero_output_for_mask
+    )
+    return outputs, final_h
+
+
 def lstm_sequence_fallback(
     inputs, initial_h, initial_c, kernel, recurrent_kernel, bias, lengths, *,
     reverse=False, zero_output_for_mask=False,
@@ -142,6 +163,53 @@ def gru_sequence_fallback(
 
 # ---------------------------------------------------------------------------------------------
 # Fused ops.
+
+
+def simple_rnn_sequence(
+    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
+    reverse=False, zero_output_for_mask=False, keep_for_gradient=True,
+):
+    """Runs a fully connected RNN, h_t = tanh(x_t W + h_{t-1} U + b), over a right-padded batch.
+
+    Args:
+        inputs: float32 (or float64) `[batch, time, input_dim]`.
+        initial_h: `[batch, units]` initial state.
+        kernel: `[input_dim, units]`; recurrent_kernel: `[units, units]`.
+        bias: `[units]`, or None for no bias.
+        lengths: int32 `[batch]`, each in `[0, time]`.
+        reverse, zero_output_for_mask, keep_for_gradient: as in `lstm_sequence`.
+
+    Returns:
+        `(outputs, final_h)`: `[batch, time, units]` and `[batch, units]`.
+
+    Raises:
+        TypeError: a float argument is not float32/float64 or the dtypes differ, or lengths
+            is not int32.
+        tf.errors.InvalidArgumentError: wrong ranks or sizes, or a length outside `[0, time]`.
+
+    Example:
+        >>> outputs, h = simple_rnn_sequence(x, h0, w, u, b, tf.fill([batch], time))
+    """
+    lengths = _as_lengths("simple_rnn_sequence", lengths)
+    t = _as_float_tensors(
+        "simple_rnn_sequence", inputs=inputs, initial_h=initial_h, kernel=kernel,
+        recurrent_kernel=recurrent_kernel, **({} if bias is None else {"bias": bias}),
+    )
+    library = _library.load()
+    if library is None:
+        return simple_rnn_sequence_fallback(
+            t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], t.get("bias"),
+            lengths, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        )
+    bias = t.get("bias")
+    if bias is None:
+        bias = tf.zeros(tf.shape(t["recurrent_kernel"])[1:], t["inputs"].dtype)
+    outputs, final_h, _, _ = library.zoo_simple_rnn_sequence(
+        t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], bias, lengths,
+        reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        keep_for_gradient=keep_for_gradient,
+    )
+    return outputs, final_h
 
 
 def lstm_sequence(
@@ -216,6 +284,26 @@ def _kept_outputs(op, forward, attributes):
                    **{name: op.get_attr(name) for name in attributes})
 
 
+def _split_rows(d_weights, kernel):
+    """The product step_inputs^T d_pre split into the kernel's rows and the recurrent kernel's."""
+    input_size = tf.shape(kernel)[0]
+    return d_weights[:input_size], d_weights[input_size:]
+
+
+@tf.RegisterGradient("ZooSimpleRnnSequence")
+def _simple_rnn_sequence_gradient(op, d_outputs, d_final_h, *_):
+    inputs, _, kernel, recurrent_kernel, _, lengths = op.inputs
+    outputs, final_h, states, step_inputs = _kept_outputs(
+        op, _library.load().zoo_simple_rnn_sequence, ("reverse", "zero_output_for_mask"))
+    d_inputs, d_initial_h, d_pre, d_bias = _library.load().zoo_simple_rnn_sequence_grad(
+        inputs, kernel, recurrent_kernel, lengths, states,
+        _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
+        reverse=op.get_attr("reverse"), zero_output_for_mask=op.get_attr("zero_output_for_mask"),
+    )
+    d_kernel, d_recurrent_kernel = _split_rows(_weight_gradient(step_inputs, d_pre), kernel)
+    return [d_inputs, d_initial_h, d_kernel, d_recurrent_kernel, d_bias, None]
+
+
 @tf.RegisterGradient("ZooLstmSequence")
 def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
     inputs, _, _, kernel, recurrent_kernel, _, lengths = op.inputs
@@ -228,9 +316,7 @@ def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
         reverse=op.get_attr("reverse"), zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
     # step_inputs holds [x_t, h_prev] of every step: both weight gradients in one product.
-    d_weights = _weight_gradient(step_inputs, d_gates)
-    input_size = tf.shape(kernel)[0]
-    d_kernel, d_recurrent_kernel = d_weights[:input_size], d_weights[input_size:]
+    d_kernel, d_recurrent_kernel = _split_rows(_weight_gradient(step_inputs, d_gates), kernel)
     return [d_inputs, d_initial_h, d_initial_c, d_kernel, d_recurrent_kernel, d_bias, None]
 
 

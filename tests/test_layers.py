@@ -41,8 +41,7 @@ def assert_same_outputs(got, want, atol=1e-5):
         np.testing.assert_allclose(np.array(g), np.array(w), atol=atol)
 
 
-# SimpleRNN has no fused kernel: it runs the loop (tested below), GRU and LSTM run both paths.
-LAYERS_AND_PATHS = [(name, path) for name in LAYER_NAMES for path in PATHS if (name, path) != ("SimpleRNN", "fused")]
+LAYERS_AND_PATHS = [(name, path) for name in LAYER_NAMES for path in PATHS]
 
 
 OPTIONS = [
@@ -218,15 +217,15 @@ def test_forcing_a_path_that_cannot_apply_says_why():
         zoo.layers.LSTM(H, implementation="fast")
 
 
-def test_simple_rnn_has_no_fused_kernel_and_says_so():
-    layer = zoo.layers.SimpleRNN(H)
+def test_simple_rnn_with_another_activation_takes_the_loop_and_says_why():
+    layer = zoo.layers.SimpleRNN(H, activation="relu")
     layer(inputs())
     assert layer.implementation_used == "loop"
-    with pytest.raises(ValueError, match="no fused kernel for SimpleRNN"):
-        zoo.layers.SimpleRNN(H, implementation="fused")(inputs())
+    with pytest.raises(ValueError, match="activation is not tanh"):
+        zoo.layers.SimpleRNN(H, activation="relu", implementation="fused")(inputs())
 
 
-@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+@pytest.mark.parametrize("name", LAYER_NAMES)
 def test_auto_takes_the_fused_kernel_on_cpu(name):
     layer = getattr(zoo.layers, name)(H)
     layer(inputs())

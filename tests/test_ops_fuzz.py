@@ -12,14 +12,15 @@ import sys
 import numpy as np
 import pytest
 
-OPS = ("lstm", "lstm_grad", "gru", "gru_grad")
+OPS = ("simple_rnn", "simple_rnn_grad", "lstm", "lstm_grad", "gru", "gru_grad")
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _valid_arguments(op, rng):
     """A random well-formed argument set for `op`, and which argument is inputs' time axis."""
     batch, time, features, units = (int(v) for v in rng.integers(0, 5, size=4))
     lengths = rng.integers(0, time + 1, size=batch).astype(np.int32)
-    gates = 4 if op.startswith("lstm") else 3
+    gates = GATES[op.removesuffix("_grad")]
     zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
     arguments = dict(inputs=zeros(batch, time, features), kernel=zeros(features, gates * units),
                      recurrent_kernel=zeros(units, gates * units), lengths=lengths)
@@ -28,6 +29,11 @@ def _valid_arguments(op, rng):
                          bias=zeros(4 * units))
     elif op == "gru":
         arguments.update(initial_h=zeros(batch, units), bias=zeros(2, 3 * units))
+    elif op == "simple_rnn":
+        arguments.update(initial_h=zeros(batch, units), bias=zeros(units))
+    elif op == "simple_rnn_grad":
+        arguments.update(states=zeros(time, batch, units), d_outputs=zeros(batch, time, units),
+                         d_final_h=zeros(batch, units))
     else:
         saved = 4 * units
         # The forward op keeps its saved activations time-major.
@@ -73,8 +79,9 @@ def run_fuzz(cases, seed):
     from ops import _library
 
     library = _library.load()
-    functions = dict(lstm=library.zoo_lstm_sequence, lstm_grad=library.zoo_lstm_sequence_grad,
-                     gru=library.zoo_gru_sequence, gru_grad=library.zoo_gru_sequence_grad)
+    # "lstm" -> zoo_lstm_sequence, "lstm_grad" -> zoo_lstm_sequence_grad
+    functions = {op: getattr(library, f"zoo_{op.removesuffix('_grad')}_sequence{op[len(op.removesuffix('_grad')):]}")
+                 for op in OPS}
     rng = np.random.default_rng(seed)
     for case in range(cases):
         op = OPS[rng.integers(len(OPS))]

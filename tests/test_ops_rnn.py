@@ -1,4 +1,4 @@
-"""Fused LSTM/GRU sequence ops against Keras's own RNN loop, the pure-TF fallback, and numeric
+"""Fused SimpleRNN/LSTM/GRU sequence ops against Keras's own RNN loop, the pure-TF fallback, and numeric
 gradients; plus input validation."""
 
 import keras
@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import ops
 from ops import _library
-from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback
+from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback, simple_rnn_sequence_fallback
 
 BATCH, TIME, FEATURES, UNITS = 5, 6, 3, 4
 LENGTHS = np.array([0, TIME, 3, 1, 5], np.int32)  # includes 0 and T
@@ -17,6 +17,13 @@ LENGTHS = np.array([0, TIME, 3, 1, 5], np.int32)  # includes 0 and T
 IN_PLACE_UNITS = 128
 
 requires_library = pytest.mark.skipif(not _library.is_available(), reason="op library not built")
+
+# kind: (Keras cell class, fused op, fallback, number of states)
+KINDS = {
+    "simple_rnn": (keras.layers.SimpleRNNCell, ops.simple_rnn_sequence, simple_rnn_sequence_fallback, 1),
+    "lstm": (keras.layers.LSTMCell, ops.lstm_sequence, lstm_sequence_fallback, 2),
+    "gru": (keras.layers.GRUCell, ops.gru_sequence, gru_sequence_fallback, 1),
+}
 
 
 def _random(rng, *shape, dtype="float32"):
@@ -69,6 +76,25 @@ def _check_against_references(cell, fused, fallback, states, reverse, zero_outpu
 @pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_simple_rnn_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
+    rng = np.random.default_rng(8)
+    cell = keras.layers.SimpleRNNCell(units, bias_initializer="random_normal")
+    cell.build((BATCH, FEATURES))
+    options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
+
+    def fused(x, h, w, u, b):
+        return ops.simple_rnn_sequence(x, h, w, u, b, LENGTHS, **options)
+
+    def fallback(x, h, w, u, b):
+        return simple_rnn_sequence_fallback(x, h, w, u, b, LENGTHS, **options)
+
+    outputs, _ = _check_against_references(cell, fused, fallback, [_random(rng, BATCH, units)], **options)
+    assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
+
+
+@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_lstm_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
     rng = np.random.default_rng(1)
     cell = keras.layers.LSTMCell(units, bias_initializer="random_normal")
@@ -107,23 +133,19 @@ def test_gru_matches_keras_and_fallback(units, reset_after, reverse, zero_output
     _check_against_references(cell, fused, fallback, states, **options)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("length", [TIME, 3, 0])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_one_sequence_split_by_units(kind, length, reverse, zero_output_for_mask):
     """Batch 1 with 128 units: the forward kernels split each step's units between threads."""
     rng = np.random.default_rng(4)
-    cell_class = keras.layers.LSTMCell if kind == "lstm" else keras.layers.GRUCell
+    cell_class, fused_op, fallback_op, state_count = KINDS[kind]
     cell = cell_class(IN_PLACE_UNITS, bias_initializer="random_normal")
     cell.build((1, FEATURES))
-    states = [_random(rng, 1, IN_PLACE_UNITS) for _ in range(2 if kind == "lstm" else 1)]
+    states = [_random(rng, 1, IN_PLACE_UNITS) for _ in range(state_count)]
     options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
     lengths = np.array([length], np.int32)
-    fused_op, fallback_op = {
-        "lstm": (ops.lstm_sequence, lstm_sequence_fallback),
-        "gru": (ops.gru_sequence, gru_sequence_fallback),
-    }[kind]
 
     def fused(*arguments):
         return fused_op(*arguments, lengths, **options)
@@ -134,7 +156,7 @@ def test_one_sequence_split_by_units(kind, length, reverse, zero_output_for_mask
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru-reset-before"])
 @pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, IN_PLACE_UNITS), (1, IN_PLACE_UNITS)],
                          ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("reverse", [False, True])
@@ -144,15 +166,12 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     batch, units = batch_and_units
     lengths = LENGTHS if batch == BATCH else np.array([3], np.int32)
     rng = np.random.default_rng(6)
-    reset_after = kind != "gru-reset-before"
-    cell = (keras.layers.LSTMCell(units, bias_initializer="random_normal") if kind == "lstm"
-            else keras.layers.GRUCell(units, reset_after=reset_after, bias_initializer="random_normal"))
+    gru_options = dict(reset_after=kind == "gru") if kind.startswith("gru") else {}
+    cell_class, fused_op, fallback_op, state_count = KINDS[kind.replace("-reset-before", "")]
+    cell = cell_class(units, bias_initializer="random_normal", **gru_options)
     cell.build((batch, FEATURES))
-    states = [_random(rng, batch, units) for _ in range(2 if kind == "lstm" else 1)]
+    states = [_random(rng, batch, units) for _ in range(state_count)]
     options = dict(reverse=reverse, zero_output_for_mask=False)
-    gru_options = {} if kind == "lstm" else dict(reset_after=reset_after)
-    fused_op, fallback_op = ((ops.lstm_sequence, lstm_sequence_fallback) if kind == "lstm"
-                             else (ops.gru_sequence, gru_sequence_fallback))
 
     def fused(*arguments):
         return fused_op(*arguments, lengths, keep_for_gradient=False, **options, **gru_options)
@@ -161,10 +180,10 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
         return fallback_op(*arguments, lengths, **options, **gru_options)
 
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
-    raw = (_library.load().zoo_lstm_sequence if kind == "lstm" else _library.load().zoo_gru_sequence)(
-        _random(rng, batch, TIME, FEATURES), *states, cell.kernel, cell.recurrent_kernel, cell.bias,
-        lengths, keep_for_gradient=False, **gru_options)
-    kept = raw[3:] if kind == "lstm" else raw[2:]
+    raw_op = getattr(_library.load(), "zoo_" + fused_op.__name__)
+    raw = raw_op(_random(rng, batch, TIME, FEATURES), *states, cell.kernel, cell.recurrent_kernel,
+                 cell.bias, lengths, keep_for_gradient=False, **gru_options)
+    kept = raw[1 + state_count:]
     assert all(tensor.shape[0] == 0 for tensor in kept)
 
 
@@ -181,7 +200,10 @@ def test_one_sequence_split_is_deterministic():
     gru_weights = [_random(rng, FEATURES, 3 * IN_PLACE_UNITS),
                    _random(rng, IN_PLACE_UNITS, 3 * IN_PLACE_UNITS),
                    _random(rng, 2, 3 * IN_PLACE_UNITS)]
+    simple_rnn_weights = [_random(rng, FEATURES, IN_PLACE_UNITS),
+                          _random(rng, IN_PLACE_UNITS, IN_PLACE_UNITS), _random(rng, IN_PLACE_UNITS)]
     runs = {
+        "simple_rnn": lambda: ops.simple_rnn_sequence(x, h, *simple_rnn_weights, lengths)[0],
         "lstm": lambda: ops.lstm_sequence(x, h, h, *lstm_weights, lengths)[0],
         "gru": lambda: ops.gru_sequence(x, h, *gru_weights, lengths)[0],
     }
@@ -198,6 +220,11 @@ def test_no_bias_equals_zero_bias():
     w, u = _random(rng, 2, 12), _random(rng, 3, 12)
     without = ops.lstm_sequence(x, h, c, w, u, None, lengths)
     with_zero = ops.lstm_sequence(x, h, c, w, u, tf.zeros([12]), lengths)
+    for a, b in zip(without, with_zero):
+        assert _max_abs_diff(a, b) == 0.0
+    w, u = _random(rng, 2, 3), _random(rng, 3, 3)
+    without = ops.simple_rnn_sequence(x, h, w, u, None, lengths)
+    with_zero = ops.simple_rnn_sequence(x, h, w, u, tf.zeros([3]), lengths)
     for a, b in zip(without, with_zero):
         assert _max_abs_diff(a, b) == 0.0
     w, u = _random(rng, 2, 9), _random(rng, 3, 9)
@@ -225,6 +252,24 @@ def test_lstm_gradient_is_numerically_right(reverse):
     def function(*args):
         outputs, h, c = ops.lstm_sequence(*args, lengths, reverse=reverse)
         return tf.reduce_sum(outputs * outputs) + tf.reduce_sum(h * c)
+
+    assert _numeric_gradient_error(function, arguments) < 1e-6
+
+
+@requires_library
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_simple_rnn_gradient_is_numerically_right(reverse, zero_output_for_mask):
+    rng = np.random.default_rng(9)
+    lengths = tf.constant([3, 2, 0])
+    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
+                 _random(rng, 2, 2, dtype="float64"), _random(rng, 2, 2, dtype="float64"),
+                 _random(rng, 2, dtype="float64")]
+
+    def function(*args):
+        outputs, h = ops.simple_rnn_sequence(*args, lengths, reverse=reverse,
+                                             zero_output_for_mask=zero_output_for_mask)
+        return tf.reduce_sum(outputs * outputs) + tf.reduce_sum(h)
 
     assert _numeric_gradient_error(function, arguments) < 1e-6
 
@@ -316,6 +361,27 @@ def test_gru_rejects_bad_arguments(name, value):
         ops.gru_sequence(**arguments)
 
 
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("inputs", tf.zeros([2, 3])),
+        ("initial_h", tf.zeros([2, 4])),
+        ("kernel", tf.zeros([4, 6])),
+        ("recurrent_kernel", tf.zeros([5, 6])),
+        ("bias", tf.zeros([2, 5])),
+        ("lengths", tf.constant([3, 4])),
+    ],
+)
+def test_simple_rnn_rejects_bad_arguments(name, value):
+    arguments = dict(
+        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 5]),
+        recurrent_kernel=tf.zeros([5, 5]), bias=tf.zeros([5]), lengths=tf.constant([3, 0]),
+    )
+    arguments[name] = value
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        ops.simple_rnn_sequence(**arguments)
+
+
 def test_rejects_bad_dtypes():
     arguments = _valid_lstm_arguments()
     with pytest.raises(TypeError, match="lengths must be int32"):
@@ -343,3 +409,15 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
                         ("d_final_c", tf.zeros([2, 4])), ("lengths", tf.constant([9, 0]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_lstm_sequence_grad(**{**good, name: value})
+
+    simple = dict(inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 5]),
+                  recurrent_kernel=tf.zeros([5, 5]), bias=tf.zeros([5]), lengths=tf.constant([3, 1]))
+    outputs, final_h, states, _ = library.zoo_simple_rnn_sequence(**simple)
+    good = dict(inputs=simple["inputs"], kernel=simple["kernel"],
+                recurrent_kernel=simple["recurrent_kernel"], lengths=simple["lengths"],
+                states=states, d_outputs=outputs, d_final_h=final_h)
+    library.zoo_simple_rnn_sequence_grad(**good)
+    for name, value in [("states", tf.zeros([3, 2, 4])), ("d_outputs", states),
+                        ("d_final_h", tf.zeros([1, 5])), ("kernel", tf.zeros([5, 5]))]:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            library.zoo_simple_rnn_sequence_grad(**{**good, name: value})

@@ -191,7 +191,7 @@ class RecurrentLayer(keras.layers.RNN):
 
     def fused_blockers(self):
         blockers = self.kernel_blockers()
-        if not hasattr(zoo_ops, self.fused_op_name):
+        if self.fused_sequence is None:
             blockers.append(f"the ops package has no fused kernel for {self.__class__.__name__}")
         if self.compute_dtype != "float32":
             blockers.append(f"the fused kernels run float32, not {self.compute_dtype}")
@@ -233,7 +233,7 @@ class RecurrentLayer(keras.layers.RNN):
                 reasons.append(f"{path}: " + "; ".join(why_not))
         return "loop", reasons
 
-    fused_op_name = None
+    fused_sequence = None
     cudnn_sequence = None
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -405,7 +405,6 @@ class SimpleRNN(RecurrentLayer):
 
     cell_class = cells.SimpleRNNCell
     cell_name = "simple_rnn_cell"
-    fused_op_name = "simple_rnn_sequence"
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell)
@@ -438,7 +437,6 @@ class GRU(RecurrentLayer):
 
     cell_class = cells.GRUCell
     cell_name = "gru_cell"
-    fused_op_name = "gru_sequence"
 
     def cudnn_blockers(self):
         blockers = super().cudnn_blockers()
@@ -487,7 +485,6 @@ class LSTM(RecurrentLayer):
 
     cell_class = cells.LSTMCell
     cell_name = "lstm_cell"
-    fused_op_name = "lstm_sequence"
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell)

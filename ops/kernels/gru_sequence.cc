@@ -202,21 +202,8 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      d_h_total = rnn::ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows,
-                                           units, Eigen::OuterStride<>(layout.RowStride())) +
-                  carried;
-      if (all_valid) {
-        carried.setZero();
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r] || options.zero_output_for_mask) {
-            carried.row(r).setZero();
-          } else {
-            carried.row(r) = d_h_total.row(r);
-          }
-        }
-      }
-      d_h_total += dh;
+      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
       const ConstRows<T> gate(gates + cell * gate_width, rows, gate_width);
       const auto update = gate.leftCols(units).array();
       const auto reset = gate.middleCols(units, units).array();
@@ -271,13 +258,7 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
       input_weights_transposed.Multiply(dx.data(), width, rows,
                                         d_inputs + (first * time + t) * input, time * input,
                                         false);
-      if (all_valid) {
-        dh.swap(new_dh);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r]) dh.row(r) = new_dh.row(r);
-        }
-      }
+      rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
   });

@@ -172,21 +172,8 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      d_h_total = rnn::ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows,
-                                           units, Eigen::OuterStride<>(layout.RowStride())) +
-                  carried;
-      if (all_valid) {
-        carried.setZero();
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r] || options.zero_output_for_mask) {
-            carried.row(r).setZero();
-          } else {
-            carried.row(r) = d_h_total.row(r);
-          }
-        }
-      }
-      d_h_total += dh;
+      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
       const ConstRows<T> gate(gates + cell * width, rows, width);
       const auto i = gate.leftCols(units).array();
       const auto f = gate.middleCols(units, units).array();
@@ -219,13 +206,7 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
       input_weights_transposed.Multiply(d_pre.data(), width, rows,
                                         d_inputs + (first * time + t) * input, time * input,
                                         false);
-      if (all_valid) {
-        dh.swap(through_recurrence);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r]) dh.row(r) = through_recurrence.row(r);
-        }
-      }
+      rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
     Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;

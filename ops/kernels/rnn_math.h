@@ -427,6 +427,47 @@ T* KeptOrLocal(T* kept, int64_t size, Eigen::Matrix<T, Eigen::Dynamic, 1>* local
   return local->data();
 }
 
+// The gradient reaching a shard's state at one step of a backward pass, into d_h_total: from
+// the step's output rows, from later padded steps whose outputs repeated this one (`carried`)
+// and through the recurrence (`dh`). Then `carried` becomes what moves on to the step before: a
+// padded row's output is the previous step's output (unless zero_output_for_mask).
+template <typename T>
+void GradientReachingState(const T* d_output_rows, const StepLayout& layout, int64_t step,
+                           int64_t first, const std::vector<char>& valid, bool all_valid,
+                           bool zero_output_for_mask, const RowMatrix<T>& dh,
+                           RowMatrix<T>* carried, RowMatrix<T>* d_h_total) {
+  const int64_t rows = dh.rows(), units = dh.cols();
+  *d_h_total = ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows, units,
+                                   Eigen::OuterStride<>(layout.RowStride())) +
+               *carried;
+  if (all_valid) {
+    carried->setZero();
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      if (valid[r] || zero_output_for_mask) {
+        carried->row(r).setZero();
+      } else {
+        carried->row(r) = d_h_total->row(r);
+      }
+    }
+  }
+  *d_h_total += dh;
+}
+
+// state = next in the rows that are inside their sequence (by a swap when all are); the others
+// keep their state over the padded step.
+template <typename T>
+void TakeValidRows(bool all_valid, const std::vector<char>& valid, RowMatrix<T>* next,
+                   RowMatrix<T>* state) {
+  if (all_valid) {
+    state->swap(*next);
+    return;
+  }
+  for (int64_t r = 0; r < state->rows(); ++r) {
+    if (valid[r]) state->row(r) = next->row(r);
+  }
+}
+
 // Which rows of a shard are inside their sequence at time index t; true when all are.
 inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
                           std::vector<char>* valid) {

@@ -1,0 +1,171 @@
+#include "simple_rnn_sequence.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace zoo {
+
+using rnn::ConstRow;
+using rnn::ConstRows;
+using rnn::RowMatrix;
+using rnn::Rows;
+
+// states = tanh(states + bias) over a block of rows and units [first, first + count), where
+// `states` holds the pre-activations x W + h U. The bias in a pass of its own, as in the LSTM.
+template <typename Block, typename Bias>
+void SimpleRnnActivate(Block states, const Bias& bias) {
+  states.array().rowwise() += bias;
+  states.array() = states.array().tanh();
+}
+
+template <typename T>
+void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+                              const RnnOptions& options, const T* inputs, const T* initial_h,
+                              const T* kernel, const T* recurrent_kernel, const T* bias,
+                              const int32_t* lengths, T* outputs_time_major, T* outputs,
+                              T* final_h, T* states, T* step_inputs) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
+  const int64_t step_width = input + units;
+  const ConstRow<T> bias_row(bias, units);
+  const rnn::PackedMatrix<T> input_weights(kernel, units, input, units, false);
+  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, units, units, units, false);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
+  // One sequence cannot be split by example: its units are split instead, by whole panels.
+  const int64_t panel = input_weights.PanelColumns();
+  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
+  if (batch == 1 && parts > 1 && units % panel == 0) {
+    Eigen::Matrix<T, Eigen::Dynamic, 1> local_states, local_step_inputs;
+    states = rnn::KeptOrLocal(states, time * units, &local_states);
+    step_inputs = rnn::KeptOrLocal(step_inputs, time * step_width, &local_step_inputs);
+    for (int64_t t = 0; t < time; ++t) {
+      std::copy_n(inputs + t * input, input, step_inputs + t * step_width);
+    }
+    rnn::RunOneSequenceByUnits(
+        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths[0], initial_h, layout, output_rows, step_inputs + input, step_width, final_h,
+        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
+          T* state = states + t * units;
+          if (!valid) {
+            std::fill_n(state + first, count, T(0));
+            return;
+          }
+          input_weights.MultiplySumPanels(inputs + t * input, input, recurrent, h, units, 1,
+                                          state, units, first / panel, (first + count) / panel);
+          SimpleRnnActivate(Rows<T>(state + first, 1, count), bias_row.segment(first, count));
+          std::copy_n(state + first, count, h_next + first);
+        });
+  } else {
+    rnn::ForEachBatchShard(device, batch, time * units * step_width,
+                           [&](int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
+      std::vector<char> valid(rows);
+      rnn::ShardStepRows<T> shard_states(states, batch, first, rows, units);
+      rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
+      for (int64_t step = 0; step < time; ++step) {
+        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+        // [x_t, h] of each row, as in the LSTM: the left factor of both weight gradients and of
+        // this step's pre-activations.
+        T* step_rows = shard_step_inputs.At(t);
+        rnn::StridedRows<T>(step_rows, rows, input, Eigen::OuterStride<>(step_width)) =
+            rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
+                                     Eigen::OuterStride<>(time * input));
+        rnn::StridedRows<T>(step_rows + input, rows, units, Eigen::OuterStride<>(step_width)) = h;
+        Rows<T> state(shard_states.At(t), rows, units);
+        input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
+                                  rows, state.data(), units);
+        SimpleRnnActivate(state, bias_row);
+        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+                                   Eigen::OuterStride<>(layout.RowStride()));
+        if (all_valid) {
+          h = state;
+          output = state;
+          continue;
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          if (valid[r]) {
+            h.row(r) = state.row(r);
+            output.row(r) = state.row(r);
+          } else {
+            state.row(r).setZero();
+            rnn::PadOutputRow(output.row(r).data(), 0, units, step, options.zero_output_for_mask,
+                              layout);
+          }
+        }
+      }
+      Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
+    });
+  }
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+  }
+}
+
+template <typename T>
+void SimpleRnnSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+                               const RnnOptions& options, const T* kernel,
+                               const T* recurrent_kernel, const int32_t* lengths,
+                               const T* states, const T* d_outputs, const T* d_final_h,
+                               T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_pre,
+                               T* d_bias) {
+  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, units, units, units, true);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true);
+  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
+  if (!layout.in_place) {
+    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+  }
+  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+
+  rnn::ForEachBatchShard(device, batch, time * units * (input + units),
+                         [&](int64_t first, int64_t end) {
+    const int64_t rows = end - first;
+    RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
+    // Gradient reaching a padded step's output, which is the previous step's output.
+    RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
+    RowMatrix<T> d_h_total(rows, units), through_recurrence(rows, units);
+    std::vector<char> valid(rows);
+    for (int64_t step = time - 1; step >= 0; --step) {
+      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
+      const int64_t cell = t * batch + first;
+      const auto state = ConstRows<T>(states + cell * units, rows, units).array();
+      Rows<T> d_step(d_pre + cell * units, rows, units);
+      d_step.array() = d_h_total.array() * (T(1) - state * state);
+      if (!all_valid) {
+        for (int64_t r = 0; r < rows; ++r) {
+          if (!valid[r]) d_step.row(r).setZero();
+        }
+      }
+      recurrent_transposed.Multiply(d_step.data(), units, rows, through_recurrence.data(), units,
+                                    false);
+      // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
+      input_weights_transposed.Multiply(d_step.data(), units, rows,
+                                        d_inputs + (first * time + t) * input, time * input,
+                                        false);
+      rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
+    }
+    Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
+  });
+
+  rnn::ParallelColumnSums(device, d_pre, batch * time, units, d_bias);
+}
+
+#define ZOO_INSTANTIATE_SIMPLE_RNN(T)                                                            \
+  template void SimpleRnnSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,     \
+                                            const RnnOptions&, const T*, const T*, const T*,     \
+                                            const T*, const T*, const int32_t*, T*, T*, T*, T*,  \
+                                            T*);                                                 \
+  template void SimpleRnnSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,    \
+                                             const RnnOptions&, const T*, const T*,              \
+                                             const int32_t*, const T*, const T*, const T*, T*,   \
+                                             T*, T*, T*, T*);
+ZOO_INSTANTIATE_SIMPLE_RNN(float)
+ZOO_INSTANTIATE_SIMPLE_RNN(double)
+#undef ZOO_INSTANTIATE_SIMPLE_RNN
+
+}  // namespace zoo
