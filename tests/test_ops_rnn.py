@@ -138,7 +138,8 @@ def test_gru_matches_keras_and_fallback(units, reset_after, reverse, zero_output
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_one_sequence_split_by_units(kind, length, reverse, zero_output_for_mask):
-    """Batch 1 with 128 units: the forward kernels split each step's units between threads."""
+    """Batch 1 with 128 units: the forward kernels split each step's units between threads (as
+    for every batch of up to 32 with two panels of units, such as the tests' batch of 5)."""
     rng = np.random.default_rng(4)
     cell_class, fused_op, fallback_op, state_count = KINDS[kind]
     cell = cell_class(IN_PLACE_UNITS, bias_initializer="random_normal")
@@ -187,13 +188,14 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     assert all(tensor.shape[0] == 0 for tensor in kept)
 
 
-def test_one_sequence_split_is_deterministic():
-    """The threads that share a batch-1 sequence meet at every step: repeated runs agree bit for
-    bit (a missed wait would read a half-written state)."""
+@pytest.mark.parametrize("lengths", [[40], [40, 0, 17, 40, 39]], ids=["batch1", "batch5"])
+def test_split_by_units_is_deterministic(lengths):
+    """The threads that share the units of small batches meet at every step: repeated runs agree
+    bit for bit (a missed wait would read a half-written state)."""
     rng = np.random.default_rng(5)
-    x = _random(rng, 1, 40, FEATURES)
-    h = _random(rng, 1, IN_PLACE_UNITS)
-    lengths = tf.constant([40])
+    x = _random(rng, len(lengths), 40, FEATURES)
+    h = _random(rng, len(lengths), IN_PLACE_UNITS)
+    lengths = tf.constant(lengths)
     lstm_weights = [_random(rng, FEATURES, 4 * IN_PLACE_UNITS),
                     _random(rng, IN_PLACE_UNITS, 4 * IN_PLACE_UNITS),
                     _random(rng, 4 * IN_PLACE_UNITS)]

@@ -74,38 +74,37 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
 
-  // One sequence cannot be split by example: its units are split instead, by whole panels. Only
-  // with reset_after: otherwise (r * h) U_h needs every unit of r at each step.
+  // One sequence, or a few, split by units (whole panels) rather than by example. Only with
+  // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
   const int64_t panel = input_weights.PanelColumns();
-  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
-  if (batch == 1 && reset_after && parts > 1 && units % panel == 0) {
-    Eigen::Matrix<T, Eigen::Dynamic, 1> local_gates, local_h_prev;
-    gates = rnn::KeptOrLocal(gates, time * gate_width, &local_gates);
-    h_prev = rnn::KeptOrLocal(h_prev, time * units, &local_h_prev);
+  if (const int parts = reset_after ? rnn::UnitParts(device, batch, units, panel) : 0) {
+    rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, gate_width);
     // x W and h U of the step, each part writing its own columns.
-    RowMatrix<T> x(1, width), from_h(1, width);
-    rnn::RunOneSequenceByUnits(
-        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths[0], initial_h, layout, output_rows, h_prev, units, final_h,
-        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
-          T* gate = gates + t * gate_width;
-          if (!valid) {
-            for (int k = 0; k < 4; ++k) std::fill_n(gate + k * units + first, count, T(0));
-            return;
-          }
+    RowMatrix<T> x(batch, width), from_h(batch, width);
+    const Eigen::OuterStride<> state_stride(units);
+    rnn::RunSequencesByUnits(
+        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths, initial_h, layout, output_rows, h_prev, units, final_h,
+        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
+            int64_t count, const T* h, T* h_next) {
           for (int k = 0; k < 3; ++k) {
             const int64_t first_panel = (k * units + first) / panel;
             const int64_t end_panel = (k * units + first + count) / panel;
-            input_weights.MultiplyPanels(inputs + t * input, input, 1, x.data(), width,
+            input_weights.MultiplyPanels(inputs + t * input, time * input, batch, x.data(), width,
                                          first_panel, end_panel);
-            recurrent_from_h.MultiplyPanels(h, units, 1, from_h.data(), width, first_panel,
+            recurrent_from_h.MultiplyPanels(h, units, batch, from_h.data(), width, first_panel,
                                             end_panel);
           }
-          Rows<T> gate_row(gate, 1, gate_width);
-          GruUpdateResetStep(gate_row, x, from_h, input_bias, recurrent_bias, units, first,
-                             count);
-          GruResetAfterStep(gate_row, x, from_h, input_bias, recurrent_bias, units, first, count,
-                            ConstRows<T>(h + first, 1, count), Rows<T>(h_next + first, 1, count));
+          Rows<T> gate(step_gates.At(t), batch, gate_width);
+          GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count);
+          GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count,
+                            rnn::ConstStridedRows<T>(h + first, batch, count, state_stride),
+                            rnn::StridedRows<T>(h_next + first, batch, count, state_stride));
+          if (all_valid) return;
+          for (int64_t r = 0; r < batch; ++r) {
+            if (valid[r]) continue;
+            for (int k = 0; k < 4; ++k) gate.row(r).segment(k * units + first, count).setZero();
+          }
         });
   } else {
     rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {

@@ -51,38 +51,47 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
-  // One sequence cannot be split by example: its units are split instead, by whole panels.
+  // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = input_weights.PanelColumns();
-  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
-  if (batch == 1 && parts > 1 && units % panel == 0) {
-    Eigen::Matrix<T, Eigen::Dynamic, 1> local_gates, local_step_inputs, local_c_prev;
-    gates = rnn::KeptOrLocal(gates, time * width, &local_gates);
-    step_inputs = rnn::KeptOrLocal(step_inputs, time * step_width, &local_step_inputs);
-    c_prev = rnn::KeptOrLocal(c_prev, time * units, &local_c_prev);
-    for (int64_t t = 0; t < time; ++t) {
-      std::copy_n(inputs + t * input, input, step_inputs + t * step_width);
+  if (const int parts = rnn::UnitParts(device, batch, units, panel)) {
+    rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, width);
+    if (step_inputs != nullptr) {
+      rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);
     }
-    std::copy_n(initial_c, units, final_c);  // c, updated in place
-    rnn::RunOneSequenceByUnits(
-        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths[0], initial_h, layout, output_rows, step_inputs + input, step_width, final_h,
-        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
-          std::copy_n(final_c + first, count, c_prev + t * units + first);
-          T* gate = gates + t * width;
+    std::copy_n(initial_c, batch * units, final_c);  // c, updated in place
+    RowMatrix<T> new_c(batch, units);  // for rows padded at a step, which keep their c
+    const Eigen::OuterStride<> state_stride(units);
+    rnn::RunSequencesByUnits(
+        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths, initial_h, layout, output_rows,
+        step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
+        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
+            int64_t count, const T* h, T* h_next) {
+          rnn::StridedRows<T> c(final_c + first, batch, count, state_stride);
+          if (c_prev != nullptr) {
+            rnn::StridedRows<T>(c_prev + t * batch * units + first, batch, count, state_stride) = c;
+          }
+          Rows<T> gate(step_gates.At(t), batch, width);
           for (int k = 0; k < 4; ++k) {
             const int64_t column = k * units + first;
-            if (valid) {
-              input_weights.MultiplySumPanels(inputs + t * input, input, recurrent, h, units, 1,
-                                              gate, width, column / panel,
-                                              (column + count) / panel);
+            input_weights.MultiplySumPanels(inputs + t * input, time * input, recurrent, h, units,
+                                            batch, gate.data(), width, column / panel,
+                                            (column + count) / panel);
+          }
+          rnn::StridedRows<T> next_h(h_next + first, batch, count, state_stride);
+          if (all_valid) {
+            LstmCellStep(gate, bias_row, units, first, count, c, c, next_h);
+            return;
+          }
+          rnn::StridedRows<T> next_c(new_c.data() + first, batch, count, state_stride);
+          LstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h);
+          for (int64_t r = 0; r < batch; ++r) {
+            if (valid[r]) {
+              c.row(r) = next_c.row(r);
             } else {
-              std::fill_n(gate + column, count, T(0));
+              for (int k = 0; k < 4; ++k) gate.row(r).segment(k * units + first, count).setZero();
             }
           }
-          if (!valid) return;
-          Rows<T> c(final_c + first, 1, count);
-          LstmCellStep(Rows<T>(gate, 1, width), bias_row, units, first, count, c, c,
-                       Rows<T>(h_next + first, 1, count));
         });
   } else {
     rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {

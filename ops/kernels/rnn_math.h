@@ -1,5 +1,5 @@
 // Shared building blocks of the fused recurrent kernels, in plain C++ over raw row-major buffers:
-// the packed-weight products of one step, batch sharding and the batch-1 split of a step over a
+// the packed-weight products of one step, batch sharding and the split of a step's units over a
 // thread pool, the step layout of sequence tensors, column sums and padding masks. No TensorFlow
 // types.
 #ifndef ZOO_OPS_KERNELS_RNN_MATH_H_
@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -300,86 +301,145 @@ class PackedMatrix {
   T* data_;
 };
 
+// Which rows of a shard are inside their sequence at time index t; true when all are.
+inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
+                          std::vector<char>* valid) {
+  bool all_valid = true;
+  for (int64_t r = 0; r < rows; ++r) {
+    (*valid)[r] = t < lengths[first + r];
+    all_valid = all_valid && (*valid)[r];
+  }
+  return all_valid;
+}
+
 // Runs `task(step, part)` for every step in [0, steps) and part in [0, parts): the parts of a
-// step at once on the threads of `device`, each step after every part of the one before. For one
-// sequence, which has no examples to share out, the parts are ranges of units. Each thread does
-// its own part of a step first, so that a part's weights stay in one core's cache, then any part
-// still unclaimed; the calling thread thus finishes alone when no pool thread joins, and waiting
-// never deadlocks.
+// step at once on the threads of `device`, each step after every part of the one before. For
+// sequences split by units, the parts are ranges of units. Each thread does its own part of a
+// step first, so that a part's weights stay in one core's cache, then any part still unclaimed:
+// the calling thread goes on alone while a pool thread is slow to wake (on this machine's virtual
+// cores 25 us to 0.6 ms, as long as a whole forward pass at batch 32) and the others join when
+// they start. Returns when every task has run, without waiting for pool threads that have not
+// started yet: those find every part claimed and leave. Waiting never deadlocks.
 inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t steps, int parts,
                                const std::function<void(int64_t, int)>& task) {
-  // next_step[part]: the first step whose `part` nobody has claimed.
-  std::vector<std::atomic<int64_t>> next_step(parts);
-  for (auto& next : next_step) next.store(0, std::memory_order_relaxed);
-  std::atomic<int64_t> finished{0};
-  const auto run = [&](int own) {
-    for (int64_t step = 0; step < steps; ++step) {
-      // Spin (a step takes microseconds), but give way if the thread being waited for is
-      // descheduled.
-      for (int spins = 0; finished.load(std::memory_order_acquire) < step * parts; ++spins) {
-        if (spins > 1000) std::this_thread::yield();
-      }
-      for (int i = 0; i < parts; ++i) {
-        const int part = (own + i) % parts;
-        int64_t expected = step;
-        if (next_step[part].compare_exchange_strong(expected, step + 1,
-                                                    std::memory_order_acq_rel)) {
-          task(step, part);
+  // Shared with pool threads that may start after this call has returned; they read `task`
+  // only after claiming a part, which cannot happen once every part is claimed.
+  struct Progress {
+    Progress(int64_t steps, int parts, const std::function<void(int64_t, int)>* task)
+        : steps(steps), parts(parts), task(task), next_step(parts) {
+      for (auto& next : next_step) next.store(0, std::memory_order_relaxed);
+    }
+    const int64_t steps;
+    const int parts;
+    const std::function<void(int64_t, int)>* const task;
+    // next_step[part]: the first step whose `part` nobody has claimed.
+    std::vector<std::atomic<int64_t>> next_step;
+    std::atomic<int64_t> finished{0};
+
+    void Run(int own) {
+      for (int64_t step = 0; step < steps; ++step) {
+        for (int i = 0; i < parts; ++i) {
+          const int part = (own + i) % parts;
+          int64_t expected = step;
+          if (!next_step[part].compare_exchange_strong(expected, step + 1,
+                                                       std::memory_order_acq_rel)) {
+            continue;
+          }
+          // Spin (a step takes microseconds), but give way if the thread being waited for is
+          // descheduled.
+          for (int spins = 0; finished.load(std::memory_order_acquire) < step * parts; ++spins) {
+            if (spins > 1000) std::this_thread::yield();
+          }
+          (*task)(step, part);
           finished.fetch_add(1, std::memory_order_acq_rel);
         }
       }
     }
   };
+  const auto progress = std::make_shared<Progress>(steps, parts, &task);
   const int helpers = std::min(device.numThreads(), parts) - 1;
-  Eigen::Barrier helpers_done(static_cast<unsigned int>(std::max(helpers, 0)));
   for (int own = 1; own <= helpers; ++own) {
-    device.enqueueNoNotification([&run, &helpers_done, own] {
-      run(own);
-      helpers_done.Notify();
-    });
+    device.enqueueNoNotification([progress, own] { progress->Run(own); });
   }
-  run(0);
-  helpers_done.Wait();
+  progress->Run(0);
+  for (int spins = 0; progress->finished.load(std::memory_order_acquire) < steps * parts;
+       ++spins) {
+    if (spins > 1000) std::this_thread::yield();
+  }
 }
 
-// Runs one sequence (batch 1), which has no examples to share out between threads: its units
-// are split into `parts` ranges (multiples of `unit_multiple`, whole panels of the weights, which
-// then stay in one core's cache) and the parts meet at every step (ForEachStepInParts).
-// `cell(t, valid, first, count, h, h_next)` runs the cell for units [first, first + count) at
-// time index t: it reads all of the previous state h and writes those units of h_next; at a
-// padded step (!valid) it only zeroes their saved gates. This function keeps the state each step
-// started from (h_prev + t * h_prev_stride) and final_h, carries the state over padded steps and
-// writes the outputs (processing order): h_next, or at a padded step the previous output (zero at
-// the first step or with zero_output_for_mask).
+// Runs sequences with their units split into `parts` ranges (multiples of `unit_multiple`, whole
+// panels of the weights, which then stay in one core's cache) that meet at every step
+// (ForEachStepInParts): for one sequence, which has no examples to share out, and for small
+// batches, where a thread that wakes late would hold up a batch split.
+// `cell(t, valid, all_valid, first, count, h, h_next)` runs the cell at time index t for units
+// [first, first + count) of every row: it reads all of the previous states h [batch, units] and
+// writes those units of h_next, and zeroes what it keeps for the gradient in rows that are not
+// `valid` at t. This function keeps the state each step started from (at h_prev + (t * batch +
+// row) * h_prev_stride, unless h_prev is null), carries the state over padded steps, writes the
+// outputs (processing order: h_next, or at a padded step the previous output, zero at the first
+// step or with zero_output_for_mask) and final_h.
 template <typename T, typename Cell>
-void RunOneSequenceByUnits(const Eigen::ThreadPoolDevice& device, int64_t time, int64_t units,
-                           int64_t unit_multiple, int parts, bool reverse,
-                           bool zero_output_for_mask, int32_t length, const T* initial_h,
-                           const StepLayout& layout, T* outputs, T* h_prev,
-                           int64_t h_prev_stride, T* final_h, const Cell& cell) {
-  // The state of the step being computed and of the next one, in turn: one part may still read
+void RunSequencesByUnits(const Eigen::ThreadPoolDevice& device, int64_t batch, int64_t time,
+                         int64_t units, int64_t unit_multiple, int parts, bool reverse,
+                         bool zero_output_for_mask, const int32_t* lengths, const T* initial_h,
+                         const StepLayout& layout, T* outputs, T* h_prev, int64_t h_prev_stride,
+                         T* final_h, const Cell& cell) {
+  // The states of the step being computed and of the next one, in turn: one part may still read
   // h while another writes h_next.
-  std::vector<T> h_buffers(2 * units);
-  std::copy_n(initial_h, units, h_buffers.data());
+  std::vector<T> h_buffers(2 * batch * units);
+  std::copy_n(initial_h, batch * units, h_buffers.data());
+  std::vector<std::vector<char>> valid_by_part(parts, std::vector<char>(batch));
   const int64_t blocks = units / unit_multiple;
   ForEachStepInParts(device, time, parts, [&](int64_t step, int part) {
     const int64_t first = part * blocks / parts * unit_multiple;
     const int64_t count = (part + 1) * blocks / parts * unit_multiple - first;
     const int64_t t = TimeIndex(step, time, reverse);
-    const T* h = h_buffers.data() + step % 2 * units;
-    T* h_next = h_buffers.data() + (step + 1) % 2 * units;
-    std::copy_n(h + first, count, h_prev + t * h_prev_stride + first);
-    const bool valid = t < length;
-    cell(t, valid, first, count, h, h_next);
-    T* output = outputs + layout.Offset(step, 0);
-    if (valid) {
-      std::copy_n(h_next + first, count, output + first);
-      return;
+    const T* h = h_buffers.data() + step % 2 * batch * units;
+    T* h_next = h_buffers.data() + (step + 1) % 2 * batch * units;
+    std::vector<char>& valid = valid_by_part[part];
+    const bool all_valid = MarkValidRows(lengths, 0, batch, t, &valid);
+    if (h_prev != nullptr) {
+      for (int64_t r = 0; r < batch; ++r) {
+        std::copy_n(h + r * units + first, count, h_prev + (t * batch + r) * h_prev_stride + first);
+      }
     }
-    std::copy_n(h + first, count, h_next + first);
-    PadOutputRow(output, first, count, step, zero_output_for_mask, layout);
+    cell(t, valid, all_valid, first, count, h, h_next);
+    for (int64_t r = 0; r < batch; ++r) {
+      T* output = outputs + layout.Offset(step, r);
+      if (valid[r]) {
+        std::copy_n(h_next + r * units + first, count, output + first);
+      } else {
+        std::copy_n(h + r * units + first, count, h_next + r * units + first);
+        PadOutputRow(output, first, count, step, zero_output_for_mask, layout);
+      }
+    }
   });
-  std::copy_n(h_buffers.data() + time % 2 * units, units, final_h);
+  std::copy_n(h_buffers.data() + time % 2 * batch * units, batch * units, final_h);
+}
+
+// step_inputs[t, r, :input] = inputs[r, t, :]: the x_t part of a kept [T, B, D + H] record of
+// each step's [x_t, h] (the left factor of the weight gradients), when the products read the
+// inputs directly.
+template <typename T>
+void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input,
+                    int64_t step_width, T* step_inputs) {
+  for (int64_t t = 0; t < time; ++t) {
+    for (int64_t r = 0; r < batch; ++r) {
+      std::copy_n(inputs + (r * time + t) * input, input, step_inputs + (t * batch + r) * step_width);
+    }
+  }
+}
+
+// How many unit ranges RunSequencesByUnits splits `batch` sequences into, or 0 to split the batch
+// instead (ForEachBatchShard): whole panels of `panel` columns, at most one range per thread, and
+// only up to kMaxRows rows, past which a batch split of whole time loops costs less than meeting
+// at every step.
+inline int UnitParts(const Eigen::ThreadPoolDevice& device, int64_t batch, int64_t units,
+                     int64_t panel) {
+  constexpr int64_t kMaxRows = 32;
+  const int64_t parts = std::min<int64_t>(device.numThreads(), units / panel);
+  return batch <= kMaxRows && parts > 1 && units % panel == 0 ? static_cast<int>(parts) : 0;
 }
 
 // sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer: each shard adds its
@@ -417,15 +477,6 @@ class ShardStepRows {
   const int64_t batch_, first_, width_;
   Eigen::Matrix<T, Eigen::Dynamic, 1> scratch_;  // aligned for the products' vector stores
 };
-
-// `kept`, or where it is null a buffer of `size` values held by `local`: for one sequence, whose
-// whole record is small.
-template <typename T>
-T* KeptOrLocal(T* kept, int64_t size, Eigen::Matrix<T, Eigen::Dynamic, 1>* local) {
-  if (kept != nullptr) return kept;
-  local->resize(size);
-  return local->data();
-}
 
 // The gradient reaching a shard's state at one step of a backward pass, into d_h_total: from
 // the step's output rows, from later padded steps whose outputs repeated this one (`carried`)
@@ -466,17 +517,6 @@ void TakeValidRows(bool all_valid, const std::vector<char>& valid, RowMatrix<T>*
   for (int64_t r = 0; r < state->rows(); ++r) {
     if (valid[r]) state->row(r) = next->row(r);
   }
-}
-
-// Which rows of a shard are inside their sequence at time index t; true when all are.
-inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
-                          std::vector<char>* valid) {
-  bool all_valid = true;
-  for (int64_t r = 0; r < rows; ++r) {
-    (*valid)[r] = t < lengths[first + r];
-    all_valid = all_valid && (*valid)[r];
-  }
-  return all_valid;
 }
 
 }  // namespace rnn

@@ -31,29 +31,31 @@ void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSi
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, units, units, units, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
-  // One sequence cannot be split by example: its units are split instead, by whole panels.
+  // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = input_weights.PanelColumns();
-  const int parts = static_cast<int>(std::min<int64_t>(device.numThreads(), units / panel));
-  if (batch == 1 && parts > 1 && units % panel == 0) {
-    Eigen::Matrix<T, Eigen::Dynamic, 1> local_states, local_step_inputs;
-    states = rnn::KeptOrLocal(states, time * units, &local_states);
-    step_inputs = rnn::KeptOrLocal(step_inputs, time * step_width, &local_step_inputs);
-    for (int64_t t = 0; t < time; ++t) {
-      std::copy_n(inputs + t * input, input, step_inputs + t * step_width);
+  if (const int parts = rnn::UnitParts(device, batch, units, panel)) {
+    rnn::ShardStepRows<T> step_states(states, batch, 0, batch, units);
+    if (step_inputs != nullptr) {
+      rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);
     }
-    rnn::RunOneSequenceByUnits(
-        device, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths[0], initial_h, layout, output_rows, step_inputs + input, step_width, final_h,
-        [&](int64_t t, bool valid, int64_t first, int64_t count, const T* h, T* h_next) {
-          T* state = states + t * units;
-          if (!valid) {
-            std::fill_n(state + first, count, T(0));
-            return;
+    const Eigen::OuterStride<> state_stride(units);
+    rnn::RunSequencesByUnits(
+        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        lengths, initial_h, layout, output_rows,
+        step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
+        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
+            int64_t count, const T* h, T* h_next) {
+          T* state = step_states.At(t);
+          input_weights.MultiplySumPanels(inputs + t * input, time * input, recurrent, h, units,
+                                          batch, state, units, first / panel,
+                                          (first + count) / panel);
+          rnn::StridedRows<T> block(state + first, batch, count, state_stride);
+          SimpleRnnActivate(block, bias_row.segment(first, count));
+          rnn::StridedRows<T>(h_next + first, batch, count, state_stride) = block;
+          if (all_valid) return;
+          for (int64_t r = 0; r < batch; ++r) {
+            if (!valid[r]) block.row(r).setZero();
           }
-          input_weights.MultiplySumPanels(inputs + t * input, input, recurrent, h, units, 1,
-                                          state, units, first / panel, (first + count) / panel);
-          SimpleRnnActivate(Rows<T>(state + first, 1, count), bias_row.segment(first, count));
-          std::copy_n(state + first, count, h_next + first);
         });
   } else {
     rnn::ForEachBatchShard(device, batch, time * units * step_width,
