@@ -14,7 +14,7 @@ a lower bound of the step, which is the same model without its recurrent layer (
 run: embedding, output layer, loss, update) plus the recurrent layer's arithmetic at the large-matmul
 rate.
 
-    python benchmarks/rnn_speed.py [--repeats 30]
+    python benchmarks/rnn_speed.py [--repeats 30] [--kinds lstm gru rnn] [--clipnorm 1.0]
 """
 
 import argparse
@@ -60,8 +60,8 @@ def build_models(kind, units, steps):
     return models
 
 
-def train_step_function(model):
-    optimizer = keras.optimizers.SGD(1.0, global_clipnorm=1.0)
+def train_step_function(model, clipnorm):
+    optimizer = keras.optimizers.SGD(1.0, global_clipnorm=clipnorm or None)
     loss_function = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -116,7 +116,7 @@ def recurrent_flops(kind, batch, steps, inputs, units, training):
     return forward * (3 if training else 1)
 
 
-def torch_lstm_ms(batch, steps, units, repeats):
+def torch_lstm_ms(batch, steps, units, repeats, clipnorm):
     import torch
 
     torch.set_num_threads(os.cpu_count())
@@ -133,7 +133,8 @@ def torch_lstm_ms(batch, steps, units, repeats):
         logits = dense(lstm(embedding(x))[0])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCABULARY), y.reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        if clipnorm:
+            torch.nn.utils.clip_grad_norm_(parameters, clipnorm)
         optimizer.step()
         return tf.constant(0.0)
 
@@ -145,6 +146,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--kinds", nargs="+", choices=sorted(GATES), default=sorted(GATES),
                         help="recurrent layers to time (default: all)")
+    parser.add_argument("--clipnorm", type=float, default=1.0,
+                        help="global gradient-norm clipping of the SGD steps, as the course trains "
+                        "(0: plain SGD)")
     args = parser.parse_args()
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
@@ -168,7 +172,8 @@ def main():
         x = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         y = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         if mode == "train":
-            steps_by_name = {name: train_step_function(m) for name, m in models.items()}
+            steps_by_name = {name: train_step_function(m, args.clipnorm)
+                             for name, m in models.items()}
             timings = median_ms(steps_by_name, [x, y], args.repeats)
         else:
             forwards = {name: predict_function(m) for name, m in models.items()}
@@ -181,7 +186,7 @@ def main():
               f"{timings['keras'] / timings['fused']:8.2f}x {achieved / peak:7.0%} "
               f"{timings['rest']:8.2f} {timings['keras'] / bound_ms:7.2f}x")
     try:
-        milliseconds = torch_lstm_ms(32, 35, 256, args.repeats)
+        milliseconds = torch_lstm_ms(32, 35, 256, args.repeats, args.clipnorm)
         print(f"torch nn.LSTM train B=32 T=35 H=256: {milliseconds:.2f} ms")
     except ImportError:
         print("torch is not installed: no nn.LSTM timing")
