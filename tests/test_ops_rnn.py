@@ -1,6 +1,10 @@
 """Fused SimpleRNN/LSTM/GRU sequence ops against Keras's own RNN loop, the pure-TF fallback, and numeric
 gradients; plus input validation."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -423,3 +427,49 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
                         ("d_final_h", tf.zeros([1, 5])), ("kernel", tf.zeros([5, 5]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_simple_rnn_sequence_grad(**{**good, name: value})
+
+
+_CONCURRENT_OPS_SCRIPT = """
+import numpy as np, tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads({inter_op})
+import ops
+rng = np.random.default_rng(0)
+cases = []
+for batch, units in [(64, 4), (8, 128), (1, 128)]:  # a batch split, and splits by units
+    x = tf.constant(rng.normal(size=(batch, 7, 3)).astype("float32"))
+    h = tf.zeros([batch, units])
+    weights = [tf.constant(rng.normal(size=shape).astype("float32"))
+               for shape in [(3, 4 * units), (units, 4 * units), (4 * units,)]]
+    cases.append((x, h, weights))
+
+@tf.function
+def concurrently():
+    # Independent ops: the executor may run them at once, each asking the same pool for help.
+    results = []
+    for x, h, weights in cases:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = ops.lstm_sequence(x, h, h, *weights, tf.fill([tf.shape(x)[0]], 7))[0]
+        results += [outputs, tape.gradient(tf.reduce_sum(outputs), x)]
+    return results
+
+for _ in range(20):
+    got = concurrently()
+for (x, h, weights), outputs in zip(cases, got[::2]):
+    expected = ops.lstm_sequence(x, h, h, *weights, tf.fill([x.shape[0]], 7))[0]
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
+print("concurrent ops done")
+"""
+
+
+@requires_library
+@pytest.mark.parametrize("inter_op", [1, 2])
+def test_concurrent_ops_share_the_pool_without_deadlock(inter_op):
+    """The kernels hand work to TensorFlow's inter-op pool, which may be busy with other fused
+    ops (or have one thread): a caller never waits for work that no thread has started."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", _CONCURRENT_OPS_SCRIPT.format(inter_op=inter_op)],
+                            capture_output=True, text=True, env=environment, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "concurrent ops done" in result.stdout

@@ -52,7 +52,7 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
 }
 
 template <typename T>
-void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
                         const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
@@ -77,13 +77,13 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
   // One sequence, or a few, split by units (whole panels) rather than by example. Only with
   // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
   const int64_t panel = input_weights.PanelColumns();
-  if (const int parts = reset_after ? rnn::UnitParts(device, batch, units, panel) : 0) {
+  if (const int parts = reset_after ? rnn::UnitParts(workers, batch, units, panel) : 0) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, gate_width);
     // x W and h U of the step, each part writing its own columns.
     RowMatrix<T> x(batch, width), from_h(batch, width);
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
-        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
         lengths, initial_h, layout, output_rows, h_prev, units, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
             int64_t count, const T* h, T* h_next) {
@@ -107,7 +107,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
           }
         });
   } else {
-    rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+    rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
@@ -164,12 +164,12 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
     });
   }
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
   }
 }
 
 template <typename T>
-void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* kernel,
                          const T* recurrent_kernel, const int32_t* lengths, const T* gates,
                          const T* h_prev, const T* d_outputs, const T* d_final_h,
@@ -186,11 +186,11 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+  rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
@@ -262,17 +262,17 @@ void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
   });
 
-  rnn::ParallelColumnSums(device, d_projected, batch * time, width, d_bias);
+  rnn::ParallelColumnSums(workers, d_projected, batch * time, width, d_bias);
   if (reset_after) {
-    rnn::ParallelColumnSums(device, d_recurrent, batch * time, width, d_bias + width);
+    rnn::ParallelColumnSums(workers, d_recurrent, batch * time, width, d_bias + width);
   }
 }
 
 #define ZOO_INSTANTIATE_GRU(T)                                                                   \
-  template void GruSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,           \
+  template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&,           \
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
                                       const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
-  template void GruSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
+  template void GruSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,          \
                                        const RnnOptions&, bool, const T*, const T*,              \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \
                                        T*, T*, T*, T*, T*, T*);

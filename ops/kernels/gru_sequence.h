@@ -25,7 +25,7 @@ inline int64_t GruGateWidth(int64_t units, bool reset_after) {
 // like inputs); with gates and h_prev null (nothing kept for a gradient) it keeps one step in
 // cache instead. Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
-void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
                         const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
@@ -40,7 +40,7 @@ void GruSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& s
 //   d_recurrent_kernel = [h_prev^T d_projected[..., :2H], d_recurrent^T d_projected[..., 2H:]].
 // Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
-void GruSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* kernel,
                          const T* recurrent_kernel, const int32_t* lengths, const T* gates,
                          const T* h_prev, const T* d_outputs, const T* d_final_h,

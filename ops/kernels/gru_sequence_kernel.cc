@@ -163,7 +163,7 @@ class GruSequenceOp : public OpKernel {
             &gates));
     OP_REQUIRES_OK(context,
                    context->allocate_output(3, TensorShape({kept_time, s.batch, s.units}), &h_prev));
-    GruSequenceForward<T>(context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options,
+    GruSequenceForward<T>(rnn::KernelWorkers(context), s, attrs_.options,
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
@@ -221,7 +221,7 @@ class GruSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(
                                 4, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
     GruSequenceBackward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, attrs_.options, attrs_.reset_after,
+        rnn::KernelWorkers(context), s, attrs_.options, attrs_.reset_after,
         kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),

@@ -37,7 +37,7 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
 }
 
 template <typename T>
-void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
                          const T* bias, const int32_t* lengths, T* outputs_time_major,
@@ -53,7 +53,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = input_weights.PanelColumns();
-  if (const int parts = rnn::UnitParts(device, batch, units, panel)) {
+  if (const int parts = rnn::UnitParts(workers, batch, units, panel)) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, width);
     if (step_inputs != nullptr) {
       rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);
@@ -62,7 +62,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     RowMatrix<T> new_c(batch, units);  // for rows padded at a step, which keep their c
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
-        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
         lengths, initial_h, layout, output_rows,
         step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
@@ -94,7 +94,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
           }
         });
   } else {
-    rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+    rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
@@ -147,12 +147,12 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
     });
   }
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
   }
 }
 
 template <typename T>
-void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* d_outputs, const T* d_final_h, const T* d_final_c,
@@ -164,11 +164,11 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(device, batch, time * units * width, [&](int64_t first, int64_t end) {
+  rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
@@ -221,16 +221,16 @@ void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes&
     Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;
   });
 
-  rnn::ParallelColumnSums(device, pre_activation_grads, batch * time, width, d_bias);
+  rnn::ParallelColumnSums(workers, pre_activation_grads, batch * time, width, d_bias);
 }
 
 #define ZOO_INSTANTIATE_LSTM(T)                                                                  \
-  template void LstmSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,          \
+  template void LstmSequenceForward<T>(const rnn::Workers&, const RnnSizes&,          \
                                        const RnnOptions&, const T*, const T*, const T*, const T*, \
                                        const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,   \
                                        T*, T*);                                                  \
   template void LstmSequenceBackward<T>(                                                         \
-      const Eigen::ThreadPoolDevice&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
+      const rnn::Workers&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
       const int32_t*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)

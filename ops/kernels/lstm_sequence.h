@@ -33,7 +33,7 @@ struct RnnOptions {
 // null (nothing kept for a gradient, as in inference) it keeps one step of them in cache instead.
 // Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
-void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
                          const T* bias, const int32_t* lengths, T* outputs_time_major,
@@ -48,7 +48,7 @@ void LstmSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& 
 // Eigen contraction here does not). Scratch: d_outputs_time_major,
 // StepLayout::ScratchElements() elements.
 template <typename T>
-void LstmSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* d_outputs, const T* d_final_h, const T* d_final_c,

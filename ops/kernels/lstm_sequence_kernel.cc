@@ -149,7 +149,7 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &outputs_time_major));
     LstmSequenceForward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
+        rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
@@ -204,7 +204,7 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(3, gates.shape(), &d_gates));
     OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({width}), &d_bias));
     LstmSequenceBackward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, kernel.flat<T>().data(),
+        rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
         gates.flat<T>().data(), c_prev.flat<T>().data(), d_outputs.flat<T>().data(),
         d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),

@@ -84,6 +84,12 @@ T* KeptData(bool keep_for_gradient, tensorflow::Tensor* kept) {
   return keep_for_gradient ? kept->flat<T>().data() : nullptr;
 }
 
+// The threads a kernel shares its work with (see Workers): the executor's runner and the
+// device's intra-op pool.
+inline Workers KernelWorkers(tensorflow::OpKernelContext* context) {
+  return Workers(context->eigen_device<Eigen::ThreadPoolDevice>(), context->runner());
+}
+
 // The time-major copy of a batch-major [batch, time, units] sequence tensor (outputs or their
 // gradients) that StepLayout asks for; empty when the loops use its rows in place.
 template <typename T>

@@ -43,6 +43,58 @@ using StridedRows = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using ConstStridedRows = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
 
+// The threads a kernel shares its work with. Work goes to the executor's runner (TensorFlow's
+// inter-op pool) where the op has one, else to the device's intra-op pool. On this machine's two
+// virtual cores an inter-op thread that has just run an op keeps spinning on one core for a
+// while, and an intra-op pool thread handed work meanwhile started 25 us to 2.4 ms late
+// (TensorFlow's profiler, the forward op of an LSTM training step at B=32); the spinning thread
+// takes work handed to the runner at once (that training step, alternated: 9.8 -> 8.4 ms). Every
+// inter-op thread may be running such a kernel, so nothing may wait for scheduled work that has
+// not started: ForEachBatchShard and ForEachStepInParts let their parts be claimed, and the
+// calling thread does all of them when no other thread comes.
+class Workers {
+ public:
+  using Runner = std::function<void(std::function<void()>)>;
+
+  Workers(const Eigen::ThreadPoolDevice& device, Runner* runner)
+      : device_(device), runner_(runner) {}
+
+  const Eigen::ThreadPoolDevice& device() const { return device_; }
+  int NumThreads() const { return device_.numThreads(); }
+
+  void Schedule(std::function<void()> task) const {
+    if (runner_ == nullptr) {
+      device_.enqueueNoNotification(std::move(task));
+      return;
+    }
+    // Eager execution's runner runs a closure at once on the calling thread, which would do the
+    // whole task before sharing any of it: such a task goes to the intra-op pool instead.
+    struct Handoff {
+      std::function<void()> task;
+      const Eigen::ThreadPoolDevice* device;
+      std::thread::id caller;
+      std::atomic<bool> in_call{true};
+    };
+    const auto handoff = std::make_shared<Handoff>();
+    handoff->task = std::move(task);
+    handoff->device = &device_;
+    handoff->caller = std::this_thread::get_id();
+    (*runner_)([handoff] {
+      if (handoff->in_call.load(std::memory_order_acquire) &&
+          std::this_thread::get_id() == handoff->caller) {
+        handoff->device->enqueueNoNotification(std::move(handoff->task));
+        return;
+      }
+      handoff->task();
+    });
+    handoff->in_call.store(false, std::memory_order_release);
+  }
+
+ private:
+  const Eigen::ThreadPoolDevice& device_;
+  Runner* const runner_;
+};
+
 // Where the loops find the rows of one step in a batch-major [batch, time, width] tensor (the
 // outputs, their gradients). Rows of at least kMinInPlaceRowBytes are used in place; shorter ones
 // go through a time-major copy turned by SwapLeadingAxes, in which a step of a shard is one
@@ -84,12 +136,12 @@ void PadOutputRow(T* output_row, int64_t first, int64_t count, int64_t step,
 // time-major [time, batch, width] that the recurrent loops read (each step's rows contiguous) and
 // back.
 template <typename T>
-void SwapLeadingAxes(const Eigen::ThreadPoolDevice& device, const T* src, int64_t rows,
+void SwapLeadingAxes(const Workers& workers, const T* src, int64_t rows,
                      int64_t cols, int64_t width, T* dst) {
   if (rows == 0 || cols == 0 || width == 0) return;
   Eigen::TensorMap<Eigen::Tensor<const T, 3, Eigen::RowMajor>> in(src, rows, cols, width);
   Eigen::TensorMap<Eigen::Tensor<T, 3, Eigen::RowMajor>> out(dst, cols, rows, width);
-  out.device(device) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
+  out.device(workers.device()) = in.shuffle(Eigen::array<int, 3>{1, 0, 2});
 }
 
 // Index of the time step processed at step `step` of a sequence of `time` steps.
@@ -97,33 +149,47 @@ inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
   return reverse ? time - 1 - step : step;
 }
 
-// Runs `shard(first_row, end_row)` over contiguous blocks of the batch on the threads of
-// `device`. Examples are independent through the whole recurrence, so each block runs its
-// full time loop with no synchronisation between steps.
-inline void ForEachBatchShard(const Eigen::ThreadPoolDevice& device, int64_t batch,
-                              int64_t work_per_example,
+// Runs `shard(first_row, end_row)` over contiguous blocks of the batch on `workers`. Examples are
+// independent through the whole recurrence, so each block runs its full time loop with no
+// synchronisation between steps. Blocks are claimed: the calling thread takes every block that no
+// other thread has started.
+inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t work_per_example,
                               const std::function<void(int64_t, int64_t)>& shard) {
   // Below ~100k multiply-adds per example the hand-off costs more than it saves.
   constexpr int64_t kMinWorkPerShard = 100000;
-  int64_t shards = std::min<int64_t>(device.numThreads(), batch);
+  int64_t shards = std::min<int64_t>(workers.NumThreads(), batch);
   shards = std::min<int64_t>(shards,
                              std::max<int64_t>(1, batch * work_per_example / kMinWorkPerShard));
   if (shards <= 1) {
     if (batch > 0) shard(0, batch);
     return;
   }
-  const int64_t rows_per_shard = (batch + shards - 1) / shards;
-  Eigen::Barrier barrier(static_cast<unsigned int>(shards - 1));
-  for (int64_t s = 1; s < shards; ++s) {
-    const int64_t first = s * rows_per_shard;
-    const int64_t end = std::min(batch, first + rows_per_shard);
-    device.enqueueNoNotification([&shard, &barrier, first, end] {
-      if (first < end) shard(first, end);
-      barrier.Notify();
-    });
+  // Shared with pool threads that may start after this call has returned; they read `shard` only
+  // after claiming a block, which cannot happen once every block is claimed.
+  struct Claims {
+    Claims(int64_t batch, int64_t shards, const std::function<void(int64_t, int64_t)>* shard)
+        : batch(batch), shards(shards), rows_per_shard((batch + shards - 1) / shards),
+          shard(shard) {}
+    const int64_t batch, shards, rows_per_shard;
+    const std::function<void(int64_t, int64_t)>* const shard;
+    std::atomic<int64_t> next{0}, done{0};
+
+    void Run() {
+      for (int64_t s = next.fetch_add(1); s < shards; s = next.fetch_add(1)) {
+        const int64_t first = s * rows_per_shard;
+        const int64_t end = std::min(batch, first + rows_per_shard);
+        if (first < end) (*shard)(first, end);
+        done.fetch_add(1, std::memory_order_acq_rel);
+      }
+    }
+  };
+  const auto claims = std::make_shared<Claims>(batch, shards, &shard);
+  for (int64_t s = 1; s < shards; ++s) workers.Schedule([claims] { claims->Run(); });
+  claims->Run();
+  // The blocks still running are another thread's: wait for them (milliseconds at most).
+  for (int spins = 0; claims->done.load(std::memory_order_acquire) < shards; ++spins) {
+    if (spins > 1000) std::this_thread::yield();
   }
-  shard(0, std::min(batch, rows_per_shard));
-  barrier.Wait();
 }
 
 // The right-hand matrix B of the products repeated at every time step (h * U, d * U^T), copied
@@ -313,14 +379,14 @@ inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, i
 }
 
 // Runs `task(step, part)` for every step in [0, steps) and part in [0, parts): the parts of a
-// step at once on the threads of `device`, each step after every part of the one before. For
+// step at once on `workers`, each step after every part of the one before. For
 // sequences split by units, the parts are ranges of units. Each thread does its own part of a
 // step first, so that a part's weights stay in one core's cache, then any part still unclaimed:
 // the calling thread goes on alone while a pool thread is slow to wake (on this machine's virtual
 // cores 25 us to 0.6 ms, as long as a whole forward pass at batch 32) and the others join when
 // they start. Returns when every task has run, without waiting for pool threads that have not
 // started yet: those find every part claimed and leave. Waiting never deadlocks.
-inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t steps, int parts,
+inline void ForEachStepInParts(const Workers& workers, int64_t steps, int parts,
                                const std::function<void(int64_t, int)>& task) {
   // Shared with pool threads that may start after this call has returned; they read `task`
   // only after claiming a part, which cannot happen once every part is claimed.
@@ -357,9 +423,9 @@ inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t st
     }
   };
   const auto progress = std::make_shared<Progress>(steps, parts, &task);
-  const int helpers = std::min(device.numThreads(), parts) - 1;
+  const int helpers = std::min(workers.NumThreads(), parts) - 1;
   for (int own = 1; own <= helpers; ++own) {
-    device.enqueueNoNotification([progress, own] { progress->Run(own); });
+    workers.Schedule([progress, own] { progress->Run(own); });
   }
   progress->Run(0);
   for (int spins = 0; progress->finished.load(std::memory_order_acquire) < steps * parts;
@@ -380,7 +446,7 @@ inline void ForEachStepInParts(const Eigen::ThreadPoolDevice& device, int64_t st
 // outputs (processing order: h_next, or at a padded step the previous output, zero at the first
 // step or with zero_output_for_mask) and final_h.
 template <typename T, typename Cell>
-void RunSequencesByUnits(const Eigen::ThreadPoolDevice& device, int64_t batch, int64_t time,
+void RunSequencesByUnits(const Workers& workers, int64_t batch, int64_t time,
                          int64_t units, int64_t unit_multiple, int parts, bool reverse,
                          bool zero_output_for_mask, const int32_t* lengths, const T* initial_h,
                          const StepLayout& layout, T* outputs, T* h_prev, int64_t h_prev_stride,
@@ -391,7 +457,7 @@ void RunSequencesByUnits(const Eigen::ThreadPoolDevice& device, int64_t batch, i
   std::copy_n(initial_h, batch * units, h_buffers.data());
   std::vector<std::vector<char>> valid_by_part(parts, std::vector<char>(batch));
   const int64_t blocks = units / unit_multiple;
-  ForEachStepInParts(device, time, parts, [&](int64_t step, int part) {
+  ForEachStepInParts(workers, time, parts, [&](int64_t step, int part) {
     const int64_t first = part * blocks / parts * unit_multiple;
     const int64_t count = (part + 1) * blocks / parts * unit_multiple - first;
     const int64_t t = TimeIndex(step, time, reverse);
@@ -435,10 +501,10 @@ void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input,
 // instead (ForEachBatchShard): whole panels of `panel` columns, at most one range per thread, and
 // only up to kMaxRows rows, past which a batch split of whole time loops costs less than meeting
 // at every step.
-inline int UnitParts(const Eigen::ThreadPoolDevice& device, int64_t batch, int64_t units,
+inline int UnitParts(const Workers& workers, int64_t batch, int64_t units,
                      int64_t panel) {
   constexpr int64_t kMaxRows = 32;
-  const int64_t parts = std::min<int64_t>(device.numThreads(), units / panel);
+  const int64_t parts = std::min<int64_t>(workers.NumThreads(), units / panel);
   return batch <= kMaxRows && parts > 1 && units % panel == 0 ? static_cast<int>(parts) : 0;
 }
 
@@ -446,12 +512,12 @@ inline int UnitParts(const Eigen::ThreadPoolDevice& device, int64_t batch, int64
 // contiguous rows into a private row, then into `sums` under a lock. Memory-bound, one pass
 // (Eigen's tensor reduction over the outer axis of a row-major buffer is many times slower).
 template <typename T>
-void ParallelColumnSums(const Eigen::ThreadPoolDevice& device, const T* a, int64_t rows,
+void ParallelColumnSums(const Workers& workers, const T* a, int64_t rows,
                         int64_t cols, T* sums) {
   Row<T> total(sums, cols);
   total.setZero();
   std::mutex lock;
-  ForEachBatchShard(device, rows, cols, [&](int64_t first, int64_t end) {
+  ForEachBatchShard(workers, rows, cols, [&](int64_t first, int64_t end) {
     Eigen::Array<T, 1, Eigen::Dynamic> partial = Eigen::Array<T, 1, Eigen::Dynamic>::Zero(cols);
     for (int64_t r = first; r < end; ++r) partial += ConstRow<T>(a + r * cols, cols);
     std::lock_guard<std::mutex> guard(lock);

@@ -19,7 +19,7 @@ void SimpleRnnActivate(Block states, const Bias& bias) {
 }
 
 template <typename T>
-void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                               const RnnOptions& options, const T* inputs, const T* initial_h,
                               const T* kernel, const T* recurrent_kernel, const T* bias,
                               const int32_t* lengths, T* outputs_time_major, T* outputs,
@@ -33,14 +33,14 @@ void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSi
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = input_weights.PanelColumns();
-  if (const int parts = rnn::UnitParts(device, batch, units, panel)) {
+  if (const int parts = rnn::UnitParts(workers, batch, units, panel)) {
     rnn::ShardStepRows<T> step_states(states, batch, 0, batch, units);
     if (step_inputs != nullptr) {
       rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);
     }
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
-        device, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
+        workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
         lengths, initial_h, layout, output_rows,
         step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
@@ -58,7 +58,7 @@ void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSi
           }
         });
   } else {
-    rnn::ForEachBatchShard(device, batch, time * units * step_width,
+    rnn::ForEachBatchShard(workers, batch, time * units * step_width,
                            [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
@@ -101,12 +101,12 @@ void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSi
     });
   }
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, outputs_time_major, time, batch, units, outputs);
+    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
   }
 }
 
 template <typename T>
-void SimpleRnnSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
                                const T* states, const T* d_outputs, const T* d_final_h,
@@ -117,11 +117,11 @@ void SimpleRnnSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnS
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
-    rnn::SwapLeadingAxes(device, d_outputs, batch, time, units, d_outputs_time_major);
+    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(device, batch, time * units * (input + units),
+  rnn::ForEachBatchShard(workers, batch, time * units * (input + units),
                          [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
@@ -154,15 +154,15 @@ void SimpleRnnSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnS
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
   });
 
-  rnn::ParallelColumnSums(device, d_pre, batch * time, units, d_bias);
+  rnn::ParallelColumnSums(workers, d_pre, batch * time, units, d_bias);
 }
 
 #define ZOO_INSTANTIATE_SIMPLE_RNN(T)                                                            \
-  template void SimpleRnnSequenceForward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,     \
+  template void SimpleRnnSequenceForward<T>(const rnn::Workers&, const RnnSizes&,     \
                                             const RnnOptions&, const T*, const T*, const T*,     \
                                             const T*, const T*, const int32_t*, T*, T*, T*, T*,  \
                                             T*);                                                 \
-  template void SimpleRnnSequenceBackward<T>(const Eigen::ThreadPoolDevice&, const RnnSizes&,    \
+  template void SimpleRnnSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,    \
                                              const RnnOptions&, const T*, const T*,              \
                                              const int32_t*, const T*, const T*, const T*, T*,   \
                                              T*, T*, T*, T*);

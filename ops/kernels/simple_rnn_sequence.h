@@ -19,7 +19,7 @@ namespace zoo {
 // gradient, as in inference) it keeps one step of them in cache instead. Scratch:
 // outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
-void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                               const RnnOptions& options, const T* inputs, const T* initial_h,
                               const T* kernel, const T* recurrent_kernel, const T* bias,
                               const int32_t* lengths, T* outputs_time_major, T* outputs,
@@ -31,7 +31,7 @@ void SimpleRnnSequenceForward(const Eigen::ThreadPoolDevice& device, const RnnSi
 // gradients as one product over all steps, step_inputs^T d_pre ([D+H, H]: the kernel's rows
 // first). Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
-void SimpleRnnSequenceBackward(const Eigen::ThreadPoolDevice& device, const RnnSizes& sizes,
+void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
                                const T* states, const T* d_outputs, const T* d_final_h,

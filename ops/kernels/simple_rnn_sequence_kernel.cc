@@ -135,7 +135,7 @@ class SimpleRnnSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &outputs_time_major));
     SimpleRnnSequenceForward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, inputs.flat<T>().data(),
+        rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(),
@@ -182,7 +182,7 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(2, states.shape(), &d_pre));
     OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({s.units}), &d_bias));
     SimpleRnnSequenceBackward<T>(
-        context->eigen_device<Eigen::ThreadPoolDevice>(), s, options_, kernel.flat<T>().data(),
+        rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
         states.flat<T>().data(), d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
         d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
