@@ -130,17 +130,12 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           output = h;
           continue;
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r]) {
-            c.row(r) = new_c.row(r);
-            h.row(r) = new_h.row(r);
-            output.row(r) = h.row(r);
-          } else {
-            gate.row(r).setZero();
-            rnn::PadOutputRow(output.row(r).data(), 0, units, step, options.zero_output_for_mask,
-                              layout);
-          }
-        }
+        rnn::CommitPartlyValidStep(valid, gate, output, step, options.zero_output_for_mask, layout,
+                                   [&](int64_t r) {
+                                     c.row(r) = new_c.row(r);
+                                     h.row(r) = new_h.row(r);
+                                     output.row(r) = h.row(r);
+                                   });
       }
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
       Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;

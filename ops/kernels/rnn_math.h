@@ -544,6 +544,25 @@ class ShardStepRows {
   Eigen::Matrix<T, Eigen::Dynamic, 1> scratch_;  // aligned for the products' vector stores
 };
 
+// The rows of a shard at a forward step that is padded for some of them: `take(r)` gives row r,
+// inside its sequence, its new state and output; a padded row keeps its state, has what the step
+// kept for the gradient zeroed in `kept` (so that the backward pass skips it) and gets the
+// padding rule's output.
+template <typename T, typename Kept, typename Take>
+void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept,
+                           StridedRows<T> output, int64_t step, bool zero_output_for_mask,
+                           const StepLayout& layout, const Take& take) {
+  for (int64_t r = 0; r < output.rows(); ++r) {
+    if (valid[r]) {
+      take(r);
+    } else {
+      kept.row(r).setZero();
+      PadOutputRow(output.data() + r * output.outerStride(), 0, output.cols(), step,
+                   zero_output_for_mask, layout);
+    }
+  }
+}
+
 // The gradient reaching a shard's state at one step of a backward pass, into d_h_total: from
 // the step's output rows, from later padded steps whose outputs repeated this one (`carried`)
 // and through the recurrence (`dh`). Then `carried` becomes what moves on to the step before: a

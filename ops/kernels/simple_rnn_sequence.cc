@@ -86,16 +86,11 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
           output = state;
           continue;
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r]) {
-            h.row(r) = state.row(r);
-            output.row(r) = state.row(r);
-          } else {
-            state.row(r).setZero();
-            rnn::PadOutputRow(output.row(r).data(), 0, units, step, options.zero_output_for_mask,
-                              layout);
-          }
-        }
+        rnn::CommitPartlyValidStep(valid, state, output, step, options.zero_output_for_mask,
+                                   layout, [&](int64_t r) {
+                                     h.row(r) = state.row(r);
+                                     output.row(r) = state.row(r);
+                                   });
       }
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     });
