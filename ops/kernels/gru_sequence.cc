@@ -60,7 +60,13 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
+  // One sequence, or a few, split by units (whole panels) rather than by example. Only with
+  // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
+  const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
+  const int parts = reset_after ? rnn::UnitParts(workers, batch, units, panel) : 0;
+  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
+                                 : rnn::PackedMatrix<T>::Packing::kNow;
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
   const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
@@ -68,16 +74,12 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                   : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(width);
   // h * U (all three gates with reset_after, else z and r), and (r * h) * U_h without it.
   const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
-                                              reset_after ? width : 2 * units, false);
+                                              reset_after ? width : 2 * units, false, packing);
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
-
-  // One sequence, or a few, split by units (whole panels) rather than by example. Only with
-  // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
-  const int64_t panel = input_weights.PanelColumns();
-  if (const int parts = reset_after ? rnn::UnitParts(workers, batch, units, panel) : 0) {
+  if (parts > 0) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, gate_width);
     // x W and h U of the step, each part writing its own columns.
     RowMatrix<T> x(batch, width), from_h(batch, width);

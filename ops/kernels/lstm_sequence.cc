@@ -47,13 +47,16 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t width = 4 * units;
   const int64_t step_width = input + units;
   const ConstRow<T> bias_row(bias, width);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false);
-  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false);
+  // One sequence, or a few, split by units (whole panels) rather than by example.
+  const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
+  const int parts = rnn::UnitParts(workers, batch, units, panel);
+  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
+                                 : rnn::PackedMatrix<T>::Packing::kNow;
+  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
+  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
-  // One sequence, or a few, split by units (whole panels) rather than by example.
-  const int64_t panel = input_weights.PanelColumns();
-  if (const int parts = rnn::UnitParts(workers, batch, units, panel)) {
+  if (parts > 0) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, width);
     if (step_inputs != nullptr) {
       rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);

@@ -199,14 +199,26 @@ inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t wor
 template <typename T>
 class PackedMatrix {
  public:
-  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]. (Packing
-  // on both threads was no faster in a training step: the hand-off cost what it saved.)
-  PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
-      : k_(k), n_(n), panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
+  // When a panel is packed: all at construction, or each the first time a product reads it.
+  enum class Packing { kNow, kOnFirstUse };
+
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]; b must
+  // outlive this object. With kNow the panels are packed here, on this thread (packing on both
+  // threads was no faster in a training step: the hand-off cost what it saved). With kOnFirstUse,
+  // the parts of a split by units (MultiplyPanels, MultiplySumPanels) each pack their own panels,
+  // in parallel and into the cache of the core that goes on reading them (at batch 1 this took a
+  // fifth off a forward pass); calls that run at once must then read different panels.
+  PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose,
+               Packing packing = Packing::kNow)
+      : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n),
+        panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
-            sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))) {
-    for (int64_t p = 0; p < panels_; ++p) Pack(b, ldb, transpose, p);
+            sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))),
+        packed_(panels_, false) {
+    if (packing == Packing::kNow) {
+      for (int64_t p = 0; p < panels_; ++p) Pack(p);
+    }
   }
   ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
   PackedMatrix(const PackedMatrix&) = delete;
@@ -237,23 +249,26 @@ class PackedMatrix {
     Run(a, lda, &b2, a2, lda2, m, c, ldc, false, first_panel, end_panel);
   }
 
-  // Columns per panel: column ranges that start and end on a multiple of it can be computed
-  // apart (MultiplySumPanels).
-  int64_t PanelColumns() const { return panel_; }
+  // Columns per panel of a B with n columns: column ranges that start and end on a multiple of
+  // it can be computed apart (MultiplySumPanels).
+  static int64_t PanelColumns(int64_t n) { return PanelVectors(n) * kLanes; }
 
  private:
   typedef T Vector __attribute__((vector_size(64)));
   static constexpr int kLanes = 64 / sizeof(T);
 
-  void Pack(const T* b, int64_t ldb, bool transpose, int64_t p) {
+  // Packs panel p once; the panels of a product are packed by the thread that computes it.
+  void Pack(int64_t p) const {
+    if (packed_[p]) return;
+    packed_[p] = true;
     const int64_t cols = std::min<int64_t>(panel_, n_ - p * panel_);
     T* panel = data_ + p * k_ * panel_;
     for (int64_t kk = 0; kk < k_; ++kk) {
       std::fill(panel + kk * panel_ + cols, panel + (kk + 1) * panel_, T(0));
     }
-    if (!transpose) {
+    if (!transpose_) {
       for (int64_t kk = 0; kk < k_; ++kk) {
-        std::copy_n(b + kk * ldb + p * panel_, cols, panel + kk * panel_);
+        std::copy_n(b_ + kk * ldb_ + p * panel_, cols, panel + kk * panel_);
       }
       return;
     }
@@ -263,7 +278,7 @@ class PackedMatrix {
     for (int64_t first = 0; first < k_; first += kTile) {
       const int64_t end = std::min(k_, first + kTile);
       for (int64_t j = 0; j < cols; ++j) {
-        const T* source = b + (p * panel_ + j) * ldb;
+        const T* source = b_ + (p * panel_ + j) * ldb_;
         for (int64_t kk = first; kk < end; ++kk) panel[kk * panel_ + j] = source[kk];
       }
     }
@@ -291,6 +306,8 @@ class PackedMatrix {
            T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
     const Source second_none{nullptr, 0, nullptr, 0};
     for (int64_t p = first_panel; p < end_panel; ++p) {
+      Pack(p);
+      if (b2 != nullptr) b2->Pack(p);
       // Panel-outer, so a panel stays in cache across the row blocks of a step.
       Source first{a, lda, data_ + p * k_ * panel_, k_};
       Source second = b2 == nullptr ? second_none
@@ -361,10 +378,15 @@ class PackedMatrix {
     }
   }
 
+  const T* b_;
+  int64_t ldb_;
+  bool transpose_;
   int64_t k_, n_;
   int panel_vectors_;
   int64_t panel_, panels_;
   T* data_;
+  // Which panels are packed: one flag per panel, each written by the one thread that packs it.
+  mutable std::vector<char> packed_;
 };
 
 // Which rows of a shard are inside their sequence at time index t; true when all are.
