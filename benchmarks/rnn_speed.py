@@ -14,10 +14,12 @@ a lower bound of the step, which is the same model without its recurrent layer (
 run: embedding, output layer, loss, update) plus the recurrent layer's arithmetic at the large-matmul
 rate.
 
-    python benchmarks/rnn_speed.py [--repeats 30] [--kinds lstm gru rnn] [--clipnorm 1.0]
+    python benchmarks/rnn_speed.py [--repeats 30] [--min-seconds 3] [--kinds lstm gru rnn]
+        [--clipnorm 1.0]
 """
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -36,6 +38,7 @@ import zoo.layers  # noqa: E402
 VOCABULARY = 28
 LAYER_NAMES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+MAX_ROUNDS = 2000
 
 
 def build_models(kind, units, steps):
@@ -88,14 +91,21 @@ def _run(function, arguments):
     tf.nest.map_structure(lambda t: t.numpy(), result)
 
 
-def median_ms(functions, arguments, repeats):
+def median_ms(functions, arguments, repeats, min_seconds=0.0):
     """Median milliseconds of each function, timed in alternation so that the load of a shared
-    machine falls on all of them alike."""
+    machine falls on all of them alike: at least `repeats` rounds, and more for fast functions,
+    until the rounds take about `min_seconds` (a millisecond call's median moves with a few
+    slow calls)."""
     for function in functions.values():
         for _ in range(3):
             _run(function, arguments)  # trace and warm up
+    start = time.perf_counter()
+    for function in functions.values():
+        _run(function, arguments)
+    round_seconds = time.perf_counter() - start
+    rounds = max(repeats, min(MAX_ROUNDS, math.ceil(min_seconds / round_seconds)))
     times = {name: [] for name in functions}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, function in functions.items():
             start = time.perf_counter()
             _run(function, arguments)
@@ -143,7 +153,10 @@ def torch_lstm_ms(batch, steps, units, repeats, clipnorm):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="fewest timed rounds of each case")
+    parser.add_argument("--min-seconds", type=float, default=3.0,
+                        help="time each case for at least this long (more rounds of fast cases)")
     parser.add_argument("--kinds", nargs="+", choices=sorted(GATES), default=sorted(GATES),
                         help="recurrent layers to time (default: all)")
     parser.add_argument("--clipnorm", type=float, default=1.0,
@@ -174,10 +187,10 @@ def main():
         if mode == "train":
             steps_by_name = {name: train_step_function(m, args.clipnorm)
                              for name, m in models.items()}
-            timings = median_ms(steps_by_name, [x, y], args.repeats)
+            timings = median_ms(steps_by_name, [x, y], args.repeats, args.min_seconds)
         else:
             forwards = {name: predict_function(m) for name, m in models.items()}
-            timings = median_ms(forwards, [x], args.repeats)
+            timings = median_ms(forwards, [x], args.repeats, args.min_seconds)
         flops = recurrent_flops(kind, batch, steps, 32, units, mode == "train")
         achieved = flops / (timings["fused"] / 1000) / 1e9
         bound_ms = timings["rest"] + flops / (peak * 1e9) * 1000

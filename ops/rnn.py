@@ -17,6 +17,8 @@ import tensorflow as tf
 from ops import _library
 
 _FLOAT_DTYPES = (tf.float32, tf.float64)
+# Batches of up to this many rows the kernels split by units (kMaxRows of rnn::UnitParts).
+_MAX_ROWS_SPLIT_BY_UNITS = 32
 
 
 def _as_float_tensors(op_name, **tensors):
@@ -384,7 +386,14 @@ def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
         reset_after=reset_after, reverse=op.get_attr("reverse"),
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    # The inputs time-major, like d_projected.
+    # The inputs time-major, like d_projected. Small batches: only once the gradient op is done.
+    # Their kernels meet at every step (rnn::UnitParts), so an op that the executor would run
+    # beside them on the other core holds up each of their steps (the transpose made a B=32
+    # training step a tenth slower); a large batch's time loops run apart and lose nothing.
+    batch = inputs.shape[0]
+    if batch is None or batch <= _MAX_ROWS_SPLIT_BY_UNITS:
+        with tf.control_dependencies([d_projected]):
+            inputs = tf.identity(inputs)
     d_kernel = _weight_gradient(tf.transpose(inputs, [1, 0, 2]), d_projected)
     if reset_after:
         d_recurrent_kernel = _weight_gradient(h_prev, d_recurrent)
