@@ -3,8 +3,9 @@
 The ops are one shared library, `ops/_zoo_ops*.so`, built with g++ against the headers and the
 framework library of the installed TensorFlow (see BUILD.md). Environment variables:
 
-- `ZOO_OPS_CXXFLAGS`: replaces the optimisation flags (default `-O3 -march=native`; use a portable
-  target such as `-O3 -mavx2 -mfma` for a wheel that runs on other machines).
+- `ZOO_OPS_CXXFLAGS`: replaces the optimisation flags (default `-O3 -march=native`; AVX512-FP16 is
+  always left out; use a portable target such as `-O3 -mavx2 -mfma` for a wheel that runs on other
+  machines).
 - `ZOO_OPS_SANITIZE=address`: builds with AddressSanitizer (see BUILD.md for how to run it).
 - `ZOO_SKIP_OPS=1`: skips the C++ build; the Python side then uses its pure-TensorFlow fallbacks.
 """
@@ -30,6 +31,22 @@ def kernel_sources():
     )
 
 
+def compiler_accepts(flag):
+    """Whether g++ accepts `flag` (older compilers reject flags for newer instruction sets)."""
+    probe = ["g++", flag, "-x", "c++", "-fsyntax-only", os.devnull]
+    return subprocess.run(probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def instruction_set_exclusions():
+    """Flags that turn off instruction sets TensorFlow's bundled Eigen cannot compile for.
+
+    With AVX512-FP16 enabled (`-march=native` on Sapphire Rapids and newer Xeons), Eigen's
+    `PacketMathFP16.h` in TensorFlow 2.21's headers fails to compile under g++ 12. The kernels do
+    their arithmetic in float32, so nothing is lost by leaving that instruction set out.
+    """
+    return [flag for flag in ["-mno-avx512fp16"] if compiler_accepts(flag)]
+
+
 class BuildTensorFlowOps(build_ext):
     """Compiles the op library with g++ and TensorFlow's own compile and link flags."""
 
@@ -40,6 +57,7 @@ class BuildTensorFlowOps(build_ext):
         import tensorflow as tf
 
         optimisation = shlex.split(os.environ.get("ZOO_OPS_CXXFLAGS", "-O3 -march=native"))
+        optimisation += instruction_set_exclusions()
         sanitize = os.environ.get("ZOO_OPS_SANITIZE")
         if sanitize:
             optimisation += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
