@@ -17,7 +17,8 @@ import tensorflow as tf
 from ops import _library
 
 _FLOAT_DTYPES = (tf.float32, tf.float64)
-# Batches of up to this many rows the kernels split by units (kMaxRows of rnn::UnitParts).
+# Batches of up to this many rows keep both cores in step to the end of an op: forwards split by
+# units (rnn::UnitParts, up to 4 or 32 rows by the L2 cache), or each core runs one even shard.
 _MAX_ROWS_SPLIT_BY_UNITS = 32
 
 

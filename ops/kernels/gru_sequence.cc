@@ -63,7 +63,8 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   // One sequence, or a few, split by units (whole panels) rather than by example. Only with
   // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
-  const int parts = reset_after ? rnn::UnitParts(workers, batch, units, panel) : 0;
+  const int parts = reset_after ? rnn::UnitParts(
+      workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::Packing::kNow;
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);

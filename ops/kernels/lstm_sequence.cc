@@ -49,7 +49,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const ConstRow<T> bias_row(bias, width);
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
-  const int parts = rnn::UnitParts(workers, batch, units, panel);
+  const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * width * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::Packing::kNow;
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);

@@ -521,13 +521,18 @@ void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input,
 
 // How many unit ranges RunSequencesByUnits splits `batch` sequences into, or 0 to split the batch
 // instead (ForEachBatchShard): whole panels of `panel` columns, at most one range per thread, and
-// only up to kMaxRows rows, past which a batch split of whole time loops costs less than meeting
-// at every step.
-inline int UnitParts(const Workers& workers, int64_t batch, int64_t units,
-                     int64_t panel) {
-  constexpr int64_t kMaxRows = 32;
+// only for small batches, past which a batch split of whole time loops costs less than meeting
+// at every step. How small depends on whether a core's L2 cache holds all `packed_weight_bytes`
+// (each thread of a batch split reads all the weights at every step): with 1 MB per core (AMD
+// EPYC) and the LSTM's 1.1 MB at H=256 a split by units was faster up to 32 rows; with 2 MB
+// (Intel Xeon) only up to 4 (at 32 rows the batch split took a sixth off the LSTM forward, a
+// quarter off the GRU's).
+inline int UnitParts(const Workers& workers, int64_t batch, int64_t units, int64_t panel,
+                     int64_t packed_weight_bytes) {
+  const bool weights_fit_in_l2 = packed_weight_bytes <= Eigen::l2CacheSize() * 3 / 4;
+  const int64_t max_rows = weights_fit_in_l2 ? 4 : 32;
   const int64_t parts = std::min<int64_t>(workers.NumThreads(), units / panel);
-  return batch <= kMaxRows && parts > 1 && units % panel == 0 ? static_cast<int>(parts) : 0;
+  return batch <= max_rows && parts > 1 && units % panel == 0 ? static_cast<int>(parts) : 0;
 }
 
 // sums[j] = sum over rows of a[row, j] for a row-major [rows, cols] buffer: each shard adds its

@@ -29,7 +29,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
   const ConstRow<T> bias_row(bias, units);
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(units);
-  const int parts = rnn::UnitParts(workers, batch, units, panel);
+  const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * units * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::Packing::kNow;
   const rnn::PackedMatrix<T> input_weights(kernel, units, input, units, false, packing);
