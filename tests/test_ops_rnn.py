@@ -165,6 +165,31 @@ def test_small_batches_split_by_units(kind, lengths, reverse, zero_output_for_ma
 
 
 @pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_large_batches_in_row_chunks(kind, reverse):
+    """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
+    chunks (rnn::BackwardChunkRows: 32 + 18 rows for the LSTM, 42 + 8 for the GRU), padded rows
+    among them."""
+    rng = np.random.default_rng(9)
+    units, batch = 32, 100
+    gru_options = dict(reset_after=kind == "gru") if kind.startswith("gru") else {}
+    cell_class, fused_op, fallback_op, state_count = KINDS[kind.replace("-reset-before", "")]
+    cell = cell_class(units, bias_initializer="random_normal", **gru_options)
+    cell.build((batch, FEATURES))
+    states = [_random(rng, batch, units) for _ in range(state_count)]
+    lengths = rng.integers(0, TIME + 1, batch).astype(np.int32)
+    options = dict(reverse=reverse, zero_output_for_mask=False)
+
+    def fused(*arguments):
+        return fused_op(*arguments, lengths, **options, **gru_options)
+
+    def fallback(*arguments):
+        return fallback_op(*arguments, lengths, **options, **gru_options)
+
+    _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
+
+
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru-reset-before"])
 @pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, IN_PLACE_UNITS), (1, IN_PLACE_UNITS)],
                          ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("reverse", [False, True])

@@ -187,6 +187,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
 
   rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -201,60 +202,54 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       const int64_t cell = t * batch + first;
       rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
-      const ConstRows<T> gate(gates + cell * gate_width, rows, gate_width);
-      const auto update = gate.leftCols(units).array();
-      const auto reset = gate.middleCols(units, units).array();
-      const auto candidate = gate.middleCols(2 * units, units).array();
-      const auto before = ConstRows<T>(h_prev + cell * units, rows, units).array();
-      Rows<T> dx(d_projected + cell * width, rows, width);
-      dx.leftCols(units).array() =
-          d_h_total.array() * (before - candidate) * update * (T(1) - update);
-      auto d_candidate = dx.rightCols(units).array();
-      d_candidate = d_h_total.array() * (T(1) - update) * (T(1) - candidate * candidate);
-      new_dh.array() = d_h_total.array() * update;
-      if (reset_after) {
-        dx.middleCols(units, units).array() =
-            d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
-        Rows<T> d_from_h(d_recurrent + cell * width, rows, width);
-        d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
-        d_from_h.rightCols(units).array() = d_candidate * reset;
-        if (!all_valid) {
-          for (int64_t r = 0; r < rows; ++r) {
-            if (!valid[r]) {
-              dx.row(r).setZero();
-              d_from_h.row(r).setZero();
-            }
+      for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
+        const int64_t n = std::min(chunk_rows, rows - chunk);
+        const int64_t chunk_cell = cell + chunk;
+        const ConstRows<T> gate(gates + chunk_cell * gate_width, n, gate_width);
+        const auto update = gate.leftCols(units).array();
+        const auto reset = gate.middleCols(units, units).array();
+        const auto candidate = gate.middleCols(2 * units, units).array();
+        const auto before = ConstRows<T>(h_prev + chunk_cell * units, n, units).array();
+        const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
+        auto new_dh_rows = new_dh.middleRows(chunk, n).array();
+        Rows<T> dx(d_projected + chunk_cell * width, n, width);
+        dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
+        auto d_candidate = dx.rightCols(units).array();
+        d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
+        new_dh_rows = d_h_rows * update;
+        const auto zero_padded_rows = [&](auto&&... kept) {
+          if (all_valid) return;
+          for (int64_t r = 0; r < n; ++r) {
+            if (!valid[chunk + r]) (kept.row(r).setZero(), ...);
           }
+        };
+        if (reset_after) {
+          dx.middleCols(units, units).array() =
+              d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
+          Rows<T> d_from_h(d_recurrent + chunk_cell * width, n, width);
+          d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
+          d_from_h.rightCols(units).array() = d_candidate * reset;
+          zero_padded_rows(dx, d_from_h);
+          recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
+                                        true);
+        } else {
+          // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
+          zero_padded_rows(dx);
+          auto d_reset_h_rows = d_reset_h.middleRows(chunk, n).array();
+          recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, n, d_reset_h_rows.data(),
+                                          units, false);
+          dx.middleCols(units, units).array() = d_reset_h_rows * before * reset * (T(1) - reset);
+          Rows<T> reset_h(d_recurrent + chunk_cell * units, n, units);
+          reset_h.array() = reset * before;
+          new_dh_rows += d_reset_h_rows * reset;
+          zero_padded_rows(dx, reset_h);
+          recurrent_transposed.Multiply(dx.data(), width, n, new_dh_rows.data(), units, true);
         }
-        recurrent_transposed.Multiply(d_from_h.data(), width, rows, new_dh.data(), units, true);
-      } else {
-        // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
-        if (!all_valid) {
-          for (int64_t r = 0; r < rows; ++r) {
-            if (!valid[r]) dx.row(r).setZero();
-          }
-        }
-        recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, rows, d_reset_h.data(),
-                                        units, false);
-        dx.middleCols(units, units).array() =
-            d_reset_h.array() * before * reset * (T(1) - reset);
-        Rows<T> reset_h(d_recurrent + cell * units, rows, units);
-        reset_h.array() = reset * before;
-        new_dh.array() += d_reset_h.array() * reset;
-        if (!all_valid) {
-          for (int64_t r = 0; r < rows; ++r) {
-            if (!valid[r]) {
-              dx.row(r).setZero();
-              reset_h.row(r).setZero();
-            }
-          }
-        }
-        recurrent_transposed.Multiply(dx.data(), width, rows, new_dh.data(), units, true);
+        // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
+        input_weights_transposed.Multiply(dx.data(), width, n,
+                                          d_inputs + ((first + chunk) * time + t) * input,
+                                          time * input, false);
       }
-      // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
-      input_weights_transposed.Multiply(dx.data(), width, rows,
-                                        d_inputs + (first * time + t) * input, time * input,
-                                        false);
       rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;

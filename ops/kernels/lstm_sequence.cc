@@ -165,6 +165,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
 
   rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -181,38 +182,43 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       const int64_t cell = t * batch + first;
       rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
-      const ConstRows<T> gate(gates + cell * width, rows, width);
-      const auto i = gate.leftCols(units).array();
-      const auto f = gate.middleCols(units, units).array();
-      const auto g = gate.middleCols(2 * units, units).array();
-      const auto o = gate.rightCols(units).array();
-      const auto c_before =
-          ConstRows<T>(c_prev + cell * units, rows, units).array();
-      tanh_c.array() = (f * c_before + i * g).tanh();
-      d_c_total.array() =
-          dc.array() + d_h_total.array() * o * (T(1) - tanh_c.array() * tanh_c.array());
-      Rows<T> d_pre(pre_activation_grads + cell * width, rows, width);
-      d_pre.leftCols(units).array() = d_c_total.array() * g * i * (T(1) - i);
-      d_pre.middleCols(units, units).array() = d_c_total.array() * c_before * f * (T(1) - f);
-      d_pre.middleCols(2 * units, units).array() = d_c_total.array() * i * (T(1) - g * g);
-      d_pre.rightCols(units).array() = d_h_total.array() * tanh_c.array() * o * (T(1) - o);
-      if (all_valid) {
-        dc.array() = d_c_total.array() * f;
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (valid[r]) {
-            dc.row(r).array() = d_c_total.row(r).array() * f.row(r);
-          } else {
-            d_pre.row(r).setZero();
+      for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
+        const int64_t n = std::min(chunk_rows, rows - chunk);
+        const ConstRows<T> gate(gates + (cell + chunk) * width, n, width);
+        const auto i = gate.leftCols(units).array();
+        const auto f = gate.middleCols(units, units).array();
+        const auto g = gate.middleCols(2 * units, units).array();
+        const auto o = gate.rightCols(units).array();
+        const auto c_before = ConstRows<T>(c_prev + (cell + chunk) * units, n, units).array();
+        auto tanh_c_rows = tanh_c.middleRows(chunk, n).array();
+        auto d_c_rows = d_c_total.middleRows(chunk, n).array();
+        const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
+        auto dc_rows = dc.middleRows(chunk, n).array();
+        tanh_c_rows = (f * c_before + i * g).tanh();
+        d_c_rows = dc_rows + d_h_rows * o * (T(1) - tanh_c_rows * tanh_c_rows);
+        Rows<T> d_pre(pre_activation_grads + (cell + chunk) * width, n, width);
+        d_pre.leftCols(units).array() = d_c_rows * g * i * (T(1) - i);
+        d_pre.middleCols(units, units).array() = d_c_rows * c_before * f * (T(1) - f);
+        d_pre.middleCols(2 * units, units).array() = d_c_rows * i * (T(1) - g * g);
+        d_pre.rightCols(units).array() = d_h_rows * tanh_c_rows * o * (T(1) - o);
+        if (all_valid) {
+          dc_rows = d_c_rows * f;
+        } else {
+          for (int64_t r = 0; r < n; ++r) {
+            if (valid[chunk + r]) {
+              dc_rows.row(r) = d_c_rows.row(r) * f.row(r);
+            } else {
+              d_pre.row(r).setZero();
+            }
           }
         }
+        recurrent_transposed.Multiply(d_pre.data(), width, n,
+                                      through_recurrence.data() + chunk * units, units, false);
+        // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
+        input_weights_transposed.Multiply(d_pre.data(), width, n,
+                                          d_inputs + ((first + chunk) * time + t) * input,
+                                          time * input, false);
       }
-      recurrent_transposed.Multiply(d_pre.data(), width, rows, through_recurrence.data(),
-                                    units, false);
-      // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-      input_weights_transposed.Multiply(d_pre.data(), width, rows,
-                                        d_inputs + (first * time + t) * input, time * input,
-                                        false);
       rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
