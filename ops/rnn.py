@@ -17,9 +17,9 @@ import tensorflow as tf
 from ops import _library
 
 _FLOAT_DTYPES = (tf.float32, tf.float64)
-# Batches of up to this many rows keep both cores in step to the end of an op: forwards split by
-# units (rnn::UnitParts, up to 4 or 32 rows by the L2 cache), or each core runs one even shard.
-_MAX_ROWS_SPLIT_BY_UNITS = 32
+# Batches of up to this many rows make short ops whose two halves (units split by rnn::UnitParts,
+# or one batch shard per core) each need a core to the op's end.
+_SMALL_BATCH_MAX_ROWS = 32
 
 
 def _as_float_tensors(op_name, **tensors):
@@ -388,11 +388,11 @@ def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
     # The inputs time-major, like d_projected. Small batches: only once the gradient op is done.
-    # Their kernels meet at every step (rnn::UnitParts), so an op that the executor would run
-    # beside them on the other core holds up each of their steps (the transpose made a B=32
-    # training step a tenth slower); a large batch's time loops run apart and lose nothing.
+    # An op that the executor would run beside the gradient op on the other core holds up one of
+    # its halves (the transpose made a B=32 training step a tenth slower, on an AMD EPYC); beside a
+    # large batch's long op the overlap helps.
     batch = inputs.shape[0]
-    if batch is None or batch <= _MAX_ROWS_SPLIT_BY_UNITS:
+    if batch is None or batch <= _SMALL_BATCH_MAX_ROWS:
         with tf.control_dependencies([d_projected]):
             inputs = tf.identity(inputs)
     d_kernel = _weight_gradient(tf.transpose(inputs, [1, 0, 2]), d_projected)
