@@ -164,7 +164,22 @@ def test_small_batches_split_by_units(kind, lengths, reverse, zero_output_for_ma
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
-@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru-reset-before"])
+# The kinds as the tests below name them: "gru-reset-before" is the GRU with reset_after=False.
+VARIANTS = ["simple_rnn", "lstm", "gru", "gru-reset-before"]
+
+
+def _variant(kind, units, batch, rng):
+    """A built Keras cell of a VARIANTS kind with random biases, its fused op and fallback, random
+    initial states, and the GRU's reset_after option to pass to both ops."""
+    gru_options = dict(reset_after=kind == "gru") if kind.startswith("gru") else {}
+    cell_class, fused_op, fallback_op, state_count = KINDS[kind.replace("-reset-before", "")]
+    cell = cell_class(units, bias_initializer="random_normal", **gru_options)
+    cell.build((batch, FEATURES))
+    states = [_random(rng, batch, units) for _ in range(state_count)]
+    return cell, fused_op, fallback_op, states, gru_options
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_large_batches_in_row_chunks(kind, reverse):
     """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
@@ -172,11 +187,7 @@ def test_large_batches_in_row_chunks(kind, reverse):
     among them."""
     rng = np.random.default_rng(9)
     units, batch = 32, 100
-    gru_options = dict(reset_after=kind == "gru") if kind.startswith("gru") else {}
-    cell_class, fused_op, fallback_op, state_count = KINDS[kind.replace("-reset-before", "")]
-    cell = cell_class(units, bias_initializer="random_normal", **gru_options)
-    cell.build((batch, FEATURES))
-    states = [_random(rng, batch, units) for _ in range(state_count)]
+    cell, fused_op, fallback_op, states, gru_options = _variant(kind, units, batch, rng)
     lengths = rng.integers(0, TIME + 1, batch).astype(np.int32)
     options = dict(reverse=reverse, zero_output_for_mask=False)
 
@@ -189,7 +200,7 @@ def test_large_batches_in_row_chunks(kind, reverse):
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
-@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("kind", VARIANTS)
 @pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, IN_PLACE_UNITS), (1, IN_PLACE_UNITS)],
                          ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("reverse", [False, True])
@@ -199,11 +210,7 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     batch, units = batch_and_units
     lengths = LENGTHS if batch == BATCH else np.array([3], np.int32)
     rng = np.random.default_rng(6)
-    gru_options = dict(reset_after=kind == "gru") if kind.startswith("gru") else {}
-    cell_class, fused_op, fallback_op, state_count = KINDS[kind.replace("-reset-before", "")]
-    cell = cell_class(units, bias_initializer="random_normal", **gru_options)
-    cell.build((batch, FEATURES))
-    states = [_random(rng, batch, units) for _ in range(state_count)]
+    cell, fused_op, fallback_op, states, gru_options = _variant(kind, units, batch, rng)
     options = dict(reverse=reverse, zero_output_for_mask=False)
 
     def fused(*arguments):
@@ -216,7 +223,7 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     raw_op = getattr(_library.load(), "zoo_" + fused_op.__name__)
     raw = raw_op(_random(rng, batch, TIME, FEATURES), *states, cell.kernel, cell.recurrent_kernel,
                  cell.bias, lengths, keep_for_gradient=False, **gru_options)
-    kept = raw[1 + state_count:]
+    kept = raw[1 + len(states):]
     assert all(tensor.shape[0] == 0 for tensor in kept)
 
 
