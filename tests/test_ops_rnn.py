@@ -48,7 +48,8 @@ def _keras_reference(cell, inputs, initial_states, lengths, reverse, zero_output
 
 def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask,
                               lengths=LENGTHS):
-    """Forward values and gradients of `fused` vs the Keras cell loop and vs `fallback`."""
+    """Forward values and gradients of `fused` vs the Keras cell loop and vs `fallback`; returns
+    the fused op's values and gradients."""
     rng = np.random.default_rng(7)
     inputs = _random(rng, len(lengths), TIME, FEATURES)
     weights = [cell.kernel, cell.recurrent_kernel, cell.bias]
@@ -74,7 +75,7 @@ def _check_against_references(cell, fused, fallback, states, reverse, zero_outpu
         for got, expected in zip(gradients["fused"], gradients[name]):
             assert got is not None
             assert _max_abs_diff(got, expected) <= 1e-4, name
-    return results["fused"]
+    return results["fused"], gradients["fused"]
 
 
 @pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
@@ -92,7 +93,9 @@ def test_simple_rnn_matches_keras_and_fallback(units, reverse, zero_output_for_m
     def fallback(x, h, w, u, b):
         return simple_rnn_sequence_fallback(x, h, w, u, b, LENGTHS, **options)
 
-    outputs, _ = _check_against_references(cell, fused, fallback, [_random(rng, BATCH, units)], **options)
+    (outputs, _), _ = _check_against_references(
+        cell, fused, fallback, [_random(rng, BATCH, units)], **options
+    )
     assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
 
 
@@ -112,7 +115,7 @@ def test_lstm_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
     def fallback(x, h, c, w, u, b):
         return lstm_sequence_fallback(x, h, c, w, u, b, LENGTHS, **options)
 
-    outputs, _, _ = _check_against_references(cell, fused, fallback, states, **options)
+    (outputs, _, _), _ = _check_against_references(cell, fused, fallback, states, **options)
     # The example of length 0 keeps its state and its outputs stay zero.
     assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
 
@@ -198,6 +201,48 @@ def test_large_batches_in_row_chunks(kind, reverse):
         return fallback_op(*arguments, lengths, **options, **gru_options)
 
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
+
+
+def _has_amx_tiles():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read().split()
+    except OSError:
+        return False
+    return "amx_tile" in flags and "amx_bf16" in flags
+
+
+@pytest.mark.skipif(not _has_amx_tiles(), reason="the CPU has no AMX tiles (amx_tile, amx_bf16)")
+@pytest.mark.parametrize("kind", VARIANTS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_amx_tiles_match_keras_and_the_float32_panels(kind, reverse, monkeypatch):
+    """40 rows of 192 units: each thread's shard of 20 rows (a whole tile and 4 rows of another)
+    runs its products on AMX tiles (amx_products.h), forward and backward, padded rows among them.
+    Values and gradients match Keras's and the fallback's as closely as the float32 panels' do
+    (ZOO_AMX=0), and differ from those, so the tiles did run, by float32 rounding only (1e-5
+    relative, 5e-5 absolute: the kernel gradients reach 17 here, and sums that cancel to 0.03
+    differed by 1.1e-5)."""
+    rng = np.random.default_rng(11)
+    units, batch = 192, 40
+    cell, fused_op, fallback_op, states, gru_options = _variant(kind, units, batch, rng)
+    lengths = rng.integers(0, TIME + 1, batch).astype(np.int32)
+    options = dict(reverse=reverse, zero_output_for_mask=False)
+
+    def fused(*arguments):
+        return fused_op(*arguments, lengths, **options, **gru_options)
+
+    def fallback(*arguments):
+        return fallback_op(*arguments, lengths, **options, **gru_options)
+
+    outputs, gradients = _check_against_references(cell, fused, fallback, states, **options,
+                                                    lengths=lengths)
+    monkeypatch.setenv("ZOO_AMX", "0")
+    panel_outputs, panel_gradients = _check_against_references(cell, fused, fallback, states,
+                                                                **options, lengths=lengths)
+    for with_tiles, with_panels in [(outputs, panel_outputs), (gradients, panel_gradients)]:
+        assert any(not np.array_equal(a, b) for a, b in zip(with_tiles, with_panels))
+        for a, b in zip(with_tiles, with_panels):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=5e-5)
 
 
 @pytest.mark.parametrize("kind", VARIANTS)

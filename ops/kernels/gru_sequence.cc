@@ -66,7 +66,9 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int parts = reset_after ? rnn::UnitParts(
       workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
-                                 : rnn::PackedMatrix<T>::Packing::kNow;
+                                 : rnn::PackedMatrix<T>::PackingFor(
+                                       rnn::BatchShardRows(workers, batch, time * units * width),
+                                       (input + units) * width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const ConstRow<T> input_bias(bias, width);
   // Without reset_after there is no recurrent bias; a zero row keeps one code path.
@@ -77,7 +79,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
                                               reset_after ? width : 2 * units, false, packing);
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
-                                         reset_after ? 0 : units, false);
+                                         reset_after ? 0 : units, false, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   if (parts > 0) {
@@ -176,18 +178,21 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   const int64_t gate_width = GruGateWidth(units, reset_after);
+  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
+  const auto packing = rnn::PackedMatrix<T>::PackingFor(
+      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, time * units * width)),
+      (units + input) * width);
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width,
-                                                  reset_after ? width : 2 * units, units, true);
-  const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
-                                                    reset_after ? 0 : units, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
+  const rnn::PackedMatrix<T> recurrent_transposed(
+      recurrent_kernel, width, reset_after ? width : 2 * units, units, true, packing);
+  const rnn::PackedMatrix<T> recurrent_h_transposed(
+      recurrent_kernel + 2 * units, width, reset_after ? 0 : units, units, true, packing);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
-  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
 
   rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;

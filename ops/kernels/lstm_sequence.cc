@@ -51,7 +51,9 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
   const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * width * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
-                                 : rnn::PackedMatrix<T>::Packing::kNow;
+                                 : rnn::PackedMatrix<T>::PackingFor(
+                                       rnn::BatchShardRows(workers, batch, time * units * width),
+                                       step_width * width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
@@ -158,14 +160,18 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           T* pre_activation_grads, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true);
+  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
+  const auto packing = rnn::PackedMatrix<T>::PackingFor(
+      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, time * units * width)),
+      (units + input) * width);
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true,
+                                                  packing);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
-  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
 
   rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
@@ -212,12 +218,12 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
             }
           }
         }
-        recurrent_transposed.Multiply(d_pre.data(), width, n,
-                                      through_recurrence.data() + chunk * units, units, false);
         // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-        input_weights_transposed.Multiply(d_pre.data(), width, n,
+        recurrent_transposed.MultiplyBoth(d_pre.data(), width, n,
+                                          through_recurrence.data() + chunk * units, units, false,
+                                          input_weights_transposed,
                                           d_inputs + ((first + chunk) * time + t) * input,
-                                          time * input, false);
+                                          time * input);
       }
       rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }

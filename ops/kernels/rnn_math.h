@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "amx_products.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace zoo {
@@ -154,13 +155,23 @@ inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
 // independent through the whole recurrence, so each block runs its full time loop with no
 // synchronisation between steps. Blocks are claimed: the calling thread takes every block that no
 // other thread has started.
-inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t work_per_example,
-                              const std::function<void(int64_t, int64_t)>& shard) {
+inline int64_t BatchShards(const Workers& workers, int64_t batch, int64_t work_per_example) {
   // Below ~100k multiply-adds per example the hand-off costs more than it saves.
   constexpr int64_t kMinWorkPerShard = 100000;
-  int64_t shards = std::min<int64_t>(workers.NumThreads(), batch);
-  shards = std::min<int64_t>(shards,
-                             std::max<int64_t>(1, batch * work_per_example / kMinWorkPerShard));
+  const int64_t shards = std::min<int64_t>(workers.NumThreads(), batch);
+  return std::min<int64_t>(shards,
+                           std::max<int64_t>(1, batch * work_per_example / kMinWorkPerShard));
+}
+
+// The most rows a block of ForEachBatchShard gets.
+inline int64_t BatchShardRows(const Workers& workers, int64_t batch, int64_t work_per_example) {
+  const int64_t shards = std::max<int64_t>(1, BatchShards(workers, batch, work_per_example));
+  return (batch + shards - 1) / shards;
+}
+
+inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t work_per_example,
+                              const std::function<void(int64_t, int64_t)>& shard) {
+  const int64_t shards = BatchShards(workers, batch, work_per_example);
   if (shards <= 1) {
     if (batch > 0) shard(0, batch);
     return;
@@ -200,8 +211,23 @@ inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t wor
 template <typename T>
 class PackedMatrix {
  public:
-  // When a panel is packed: all at construction, or each the first time a product reads it.
-  enum class Packing { kNow, kOnFirstUse };
+  // When a panel is packed: all at construction, or each the first time a product reads it; or,
+  // with kAmxTiles (float only), B is split into bfloat16 terms for AMX tiles at construction
+  // (amx_products.h) instead of packed into panels, for Multiply and MultiplySum of whole rows.
+  enum class Packing { kNow, kOnFirstUse, kAmxTiles };
+
+  // kAmxTiles where amx::Enabled(), for float products of at least 16 rows (a tile's height) by
+  // weights of at least 32K values (a layer's W and U together), else kNow. At [16, 256] x
+  // [256, 1024] AMX took 35 us against the panels' 55; with 8 rows, most of each tile product is
+  // padding, and it was no faster; at 32 units (weights of 8K values) each product was too short to
+  // pay for the tile set-up, and an LSTM's op gradient at B=1024 took 4% longer.
+  static Packing PackingFor(int64_t rows, int64_t weight_values) {
+    constexpr int64_t kMinAmxRows = 16, kMinAmxWeightValues = 32 * 1024;
+    return std::is_same<T, float>::value && rows >= kMinAmxRows &&
+                   weight_values >= kMinAmxWeightValues && amx::Enabled()
+               ? Packing::kAmxTiles
+               : Packing::kNow;
+  }
 
   // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]; b must
   // outlive this object. With kNow the panels are packed here, on this thread (packing on both
@@ -215,10 +241,17 @@ class PackedMatrix {
         panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
-            sizeof(T) * std::max<int64_t>(1, panels_ * k * panel_)))),
-        packed_(panels_, false) {
+            sizeof(T) * (packing == Packing::kAmxTiles
+                             ? 1
+                             : std::max<int64_t>(1, panels_ * k * panel_))))),
+        packed_(panels_, packing == Packing::kAmxTiles) {
     if (packing == Packing::kNow) {
       for (int64_t p = 0; p < panels_; ++p) Pack(p);
+    }
+    if constexpr (std::is_same<T, float>::value) {
+      if (packing == Packing::kAmxTiles) {
+        tiles_ = std::make_unique<amx::SplitMatrix>(b, ldb, k, n, transpose);
+      }
     }
   }
   ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
@@ -236,6 +269,22 @@ class PackedMatrix {
   void MultiplySum(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2, int64_t lda2,
                    int64_t m, T* c, int64_t ldc) const {
     Run(a, lda, &b2, a2, lda2, m, c, ldc, false, 0, panels_);
+  }
+
+  // c = a * B (c += with `accumulate`) and c2 = a * B2, for B2 packed the same way with the same
+  // k (the two products of a backward step's gradient): with AMX tiles, a is split once.
+  void MultiplyBoth(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate,
+                    const PackedMatrix& b2, T* c2, int64_t ldc2) const {
+    if constexpr (std::is_same<T, float>::value) {
+      if (tiles_ != nullptr) {
+        const amx::Product products[2] = {{tiles_.get(), c, ldc, accumulate},
+                                          {b2.tiles_.get(), c2, ldc2, false}};
+        amx::MultiplyEach(a, lda, m, products, 2);
+        return;
+      }
+    }
+    Multiply(a, lda, m, c, ldc, accumulate);
+    b2.Multiply(a, lda, m, c2, ldc2, false);
   }
 
   // Multiply and MultiplySum over the columns of panels [first_panel, end_panel) only; c still
@@ -293,6 +342,15 @@ class PackedMatrix {
 
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
            T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
+    if constexpr (std::is_same<T, float>::value) {
+      // Whole rows only: kAmxTiles is not for the products of a split by units.
+      if (tiles_ != nullptr) {
+        const amx::Source sources[2] = {{a, lda, tiles_.get()},
+                                        {a2, lda2, b2 == nullptr ? nullptr : b2->tiles_.get()}};
+        amx::Multiply(sources, b2 == nullptr ? 1 : 2, m, c, ldc, accumulate);
+        return;
+      }
+    }
     if (panel_vectors_ == 4) {
       Run<4, 6>(a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
     } else {
@@ -388,6 +446,8 @@ class PackedMatrix {
   T* data_;
   // Which panels are packed: one flag per panel, each written by the one thread that packs it.
   mutable std::vector<char> packed_;
+  // B split for AMX tiles (Packing::kAmxTiles), else null.
+  std::unique_ptr<amx::SplitMatrix> tiles_;
 };
 
 // Which rows of a shard are inside their sequence at time index t; true when all are.

@@ -31,7 +31,9 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(units);
   const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * units * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
-                                 : rnn::PackedMatrix<T>::Packing::kNow;
+                                 : rnn::PackedMatrix<T>::PackingFor(
+                                       rnn::BatchShardRows(workers, batch, time * units * step_width),
+                                       step_width * units);
   const rnn::PackedMatrix<T> input_weights(kernel, units, input, units, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, units, units, units, false, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
@@ -111,8 +113,11 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
                                T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_pre,
                                T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, units, units, units, true);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true);
+  const auto packing = rnn::PackedMatrix<T>::PackingFor(
+      rnn::BatchShardRows(workers, batch, time * units * (input + units)), (input + units) * units);
+  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, units, units, units, true,
+                                                  packing);
+  const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true, packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
@@ -141,12 +146,10 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
           if (!valid[r]) d_step.row(r).setZero();
         }
       }
-      recurrent_transposed.Multiply(d_step.data(), units, rows, through_recurrence.data(), units,
-                                    false);
       // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-      input_weights_transposed.Multiply(d_step.data(), units, rows,
-                                        d_inputs + (first * time + t) * input, time * input,
-                                        false);
+      recurrent_transposed.MultiplyBoth(d_step.data(), units, rows, through_recurrence.data(),
+                                        units, false, input_weights_transposed,
+                                        d_inputs + (first * time + t) * input, time * input);
       rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
