@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include <cpuid.h>
 
@@ -55,14 +54,6 @@ ZOO_AMX_TARGET inline Terms Split(__m512 x) {
   return terms;
 }
 
-// base[0], base[stride], ..., base[15 * stride] where `mask` is set, else 0.
-ZOO_AMX_TARGET inline __m512 Gather(const float* base, int64_t stride, __mmask16 mask) {
-  const __m512i offsets =
-      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                         _mm512_set1_epi32(static_cast<int>(stride)));
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, base, 4);
-}
-
 // Row kk of B (b, or b^T with `transpose`), columns [first, first + 16): masked past n, zero
 // past k.
 ZOO_AMX_TARGET inline __m512 LoadRow(const float* b, int64_t ldb, int64_t k, int64_t n,
@@ -72,17 +63,10 @@ ZOO_AMX_TARGET inline __m512 LoadRow(const float* b, int64_t ldb, int64_t k, int
   const __mmask16 mask = static_cast<__mmask16>(columns == 16 ? 0xffff : (1u << columns) - 1);
   if (!transpose) return _mm512_maskz_loadu_ps(mask, b + kk * ldb + first);
   // B[kk, j] = b[j, kk]: 16 rows of b, ldb apart.
-  return Gather(b + first * ldb + kk, ldb, mask);
-}
-
-// Row i of a left factor A, values [kk, kk + 16): a [m, k] with row stride lda, or with
-// `transpose` A = a^T for a [k, m]; zero past m and k.
-ZOO_AMX_TARGET inline __m512 LoadLeftRow(const float* a, int64_t lda, int64_t m, int64_t k,
-                                         bool transpose, int64_t i, int64_t kk) {
-  if (i >= m || kk >= k) return _mm512_setzero_ps();
-  const __mmask16 mask = static_cast<__mmask16>(k - kk >= 16 ? 0xffff : (1u << (k - kk)) - 1);
-  if (!transpose) return _mm512_maskz_loadu_ps(mask, a + i * lda + kk);
-  return Gather(a + kk * lda + i, lda, mask);
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int>(ldb)));
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, b + first * ldb + kk, 4);
 }
 
 // Thread-local, 64-byte aligned scratch that only grows.
@@ -103,16 +87,17 @@ class Scratch {
   size_t size_ = 0;
 };
 
-// Rows [first_row, end_row) of a left factor A (a, or a^T with `transpose`; [m, k]) into
-// `out`: rows_padded x k_padded values per term, term-major, zero-padded.
-ZOO_AMX_TARGET void SplitRows(const float* a, int64_t lda, bool transpose, int64_t m, int64_t k,
-                              int64_t rows_padded, int64_t k_padded, int64_t first_row,
-                              int64_t end_row, uint16_t* out) {
+// a [m, k] into rows_padded x k_padded values per term, term-major, zero-padded.
+ZOO_AMX_TARGET void SplitRows(const float* a, int64_t lda, int64_t m, int64_t k, int64_t rows_padded,
+                              int64_t k_padded, uint16_t* out) {
   const int64_t term_values = rows_padded * k_padded;
-  for (int64_t r = first_row; r < end_row; ++r) {
+  for (int64_t r = 0; r < rows_padded; ++r) {
     uint16_t* row = out + r * k_padded;
     for (int64_t kk = 0; kk < k_padded; kk += 16) {
-      const Terms terms = Split(LoadLeftRow(a, lda, m, k, transpose, r, kk));
+      const __mmask16 mask = r < m && kk < k ? static_cast<__mmask16>(
+                                                   k - kk >= 16 ? 0xffff : (1u << (k - kk)) - 1)
+                                             : 0;
+      const Terms terms = Split(_mm512_maskz_loadu_ps(mask, a + r * lda + kk));
       for (int p = 0; p < kTerms; ++p) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(row + p * term_values + kk),
                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(terms.term[p], 16)));
@@ -218,59 +203,6 @@ ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const uint16
   _tile_release();
 }
 
-// c_padded (row stride ldc_padded, whole tiles) += the product of the split left factor and
-// column tiles [first_tile, end_tile) of b (whole groups) over chunks [first_chunk, end_chunk);
-// with `first_block`, c_padded = instead.
-ZOO_AMX_TARGET void MultiplyBlock(const uint16_t* split, int64_t rows_padded, int64_t k_padded,
-                                  const SplitMatrix& b, int64_t first_tile, int64_t end_tile,
-                                  int64_t first_chunk, int64_t end_chunk, float* c_padded,
-                                  int64_t ldc_padded, bool first_block) {
-  ConfigureTiles();
-  const int64_t a_stride = k_padded * 2, term_values = rows_padded * k_padded;
-  const int64_t c_stride = ldc_padded * static_cast<int64_t>(sizeof(float));
-  for (int64_t tile = first_tile; tile < end_tile; tile += SplitMatrix::kGroupTiles) {
-    const int64_t group = std::min(SplitMatrix::kGroupTiles, end_tile - tile);
-    for (int64_t first_row = 0; first_row < rows_padded; first_row += kTileRows) {
-      float* c_tiles = c_padded + first_row * ldc_padded + tile * kTileColumns;
-      if (first_block) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-      } else {
-        _tile_loadd(0, c_tiles, c_stride);
-        if (group > 1) _tile_loadd(1, c_tiles + kTileColumns, c_stride);
-        if (group > 2) _tile_loadd(2, c_tiles + 2 * kTileColumns, c_stride);
-        if (group > 3) _tile_loadd(3, c_tiles + 3 * kTileColumns, c_stride);
-      }
-      for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
-        AddChunk(split + first_row * k_padded + chunk * kChunk, a_stride, term_values,
-                 b.Tiles(tile, chunk), group);
-      }
-      _tile_stored(0, c_tiles, c_stride);
-      if (group > 1) _tile_stored(1, c_tiles + kTileColumns, c_stride);
-      if (group > 2) _tile_stored(2, c_tiles + 2 * kTileColumns, c_stride);
-      if (group > 3) _tile_stored(3, c_tiles + 3 * kTileColumns, c_stride);
-    }
-  }
-  _tile_release();
-}
-
-// A buffer of 64-byte aligned values, freed with it.
-template <typename V>
-class AlignedBuffer {
- public:
-  explicit AlignedBuffer(size_t values)
-      : data_(static_cast<V*>(std::aligned_alloc(64, (values * sizeof(V) + 63) / 64 * 64))) {}
-  ~AlignedBuffer() { std::free(data_); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  V* get() const { return data_; }
-
- private:
-  V* data_;
-};
-
 }  // namespace
 
 bool Enabled() {
@@ -279,26 +211,21 @@ bool Enabled() {
   return supported && !(setting != nullptr && std::strcmp(setting, "0") == 0);
 }
 
-SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose,
-                         bool split_now)
-    : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
+ZOO_AMX_TARGET SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n,
+                                        bool transpose)
+    : k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
       column_tiles_((n + kTileColumns - 1) / kTileColumns) {
   const size_t values = static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) *
                         kTerms * kTileValues;
   data_ = static_cast<uint16_t*>(std::aligned_alloc(64, values * 2));
-  if (split_now) SplitColumnTiles(0, column_tiles_);
-}
-
-ZOO_AMX_TARGET void SplitMatrix::SplitColumnTiles(int64_t first, int64_t end) {
-  for (int64_t tile = first; tile < end; ++tile) {
+  for (int64_t tile = 0; tile < column_tiles_; ++tile) {
     for (int64_t chunk = 0; chunk < chunks_; ++chunk) {
       uint16_t* tiles = const_cast<uint16_t*>(Tiles(tile, chunk));
       for (int pair = 0; pair < kChunk / 2; ++pair) {
         const int64_t kk = chunk * kChunk + 2 * pair;
         // Rows kk and kk + 1 interleave: each 32-bit lane holds column j of both.
-        const Terms even = Split(LoadRow(b_, ldb_, k_, n_, transpose_, kk, tile * kTileColumns));
-        const Terms odd =
-            Split(LoadRow(b_, ldb_, k_, n_, transpose_, kk + 1, tile * kTileColumns));
+        const Terms even = Split(LoadRow(b, ldb, k, n, transpose, kk, tile * kTileColumns));
+        const Terms odd = Split(LoadRow(b, ldb, k, n, transpose, kk + 1, tile * kTileColumns));
         for (int p = 0; p < kTerms; ++p) {
           const __m512i pairs = _mm512_or_si512(_mm512_srli_epi32(even.term[p], 16),
                                                 odd.term[p]);
@@ -325,8 +252,8 @@ void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc
   uint16_t* buffer = scratch.Get(values);
   const uint16_t* split[kMaxSources];
   for (int s = 0; s < count; ++s) {
-    SplitRows(sources[s].a, sources[s].lda, false, m, sources[s].b->k(), rows_padded, k_padded[s],
-              0, rows_padded, buffer);
+    SplitRows(sources[s].a, sources[s].lda, m, sources[s].b->k(), rows_padded, k_padded[s],
+              buffer);
     split[s] = buffer;
     buffer += kTerms * rows_padded * k_padded[s];
   }
@@ -339,57 +266,13 @@ void MultiplyEach(const float* a, int64_t lda, int64_t m, const Product* product
   const int64_t k_padded = products[0].b->Chunks() * kChunk;
   thread_local Scratch scratch;
   uint16_t* split = scratch.Get(kTerms * rows_padded * k_padded);
-  SplitRows(a, lda, false, m, products[0].b->k(), rows_padded, k_padded, 0, rows_padded, split);
+  SplitRows(a, lda, m, products[0].b->k(), rows_padded, k_padded, split);
   for (int j = 0; j < count; ++j) {
     const Source source{a, lda, products[j].b};
     const uint16_t* const splits[1] = {split};
     MultiplyTiles(&source, 1, splits, &k_padded, rows_padded, m, products[j].c, products[j].ldc,
                   products[j].accumulate);
   }
-}
-
-void MultiplyTransposed(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t r,
-                        int64_t m, int64_t n, float* c, int64_t ldc, const ParallelFor& parallel) {
-  if (m <= 0 || n <= 0) return;
-  const int64_t rows_padded = (m + kTileRows - 1) / kTileRows * kTileRows;
-  // The right factor is split by the thread that multiplies each of its column tiles.
-  SplitMatrix right(b, ldb, r, n, false, /*split_now=*/false);
-  const int64_t k_padded = right.Chunks() * kChunk;
-  const int64_t column_tiles = right.ColumnTiles(), n_padded = column_tiles * kTileColumns;
-  AlignedBuffer<uint16_t> split(std::max<int64_t>(1, kTerms * rows_padded * k_padded));
-  AlignedBuffer<float> c_padded(rows_padded * n_padded);
-  parallel(rows_padded / kTileRows, [&](int64_t first, int64_t end) {
-    SplitRows(a, lda, true, m, r, rows_padded, k_padded, first * kTileRows, end * kTileRows,
-              split.get());
-  });
-  // Blocks of chunks whose left terms (all rows) take about 768 KB, so that they stay in L2 while
-  // every column tile of a thread meets them; the running sums go through c_padded in between.
-  constexpr int64_t kBlockBytes = 768 * 1024;
-  const int64_t block_chunks =
-      std::max<int64_t>(1, kBlockBytes / (kTerms * rows_padded * kChunk * 2));
-  const int64_t groups = (column_tiles + SplitMatrix::kGroupTiles - 1) / SplitMatrix::kGroupTiles;
-  parallel(groups, [&](int64_t first_group, int64_t end_group) {
-    const int64_t first_tile = first_group * SplitMatrix::kGroupTiles;
-    const int64_t end_tile = std::min(column_tiles, end_group * SplitMatrix::kGroupTiles);
-    right.SplitColumnTiles(first_tile, end_tile);
-    if (right.Chunks() == 0) {
-      for (int64_t row = 0; row < rows_padded; ++row) {
-        std::fill_n(c_padded.get() + row * n_padded + first_tile * kTileColumns,
-                    (end_tile - first_tile) * kTileColumns, 0.0f);
-      }
-    }
-    for (int64_t chunk = 0; chunk < right.Chunks(); chunk += block_chunks) {
-      MultiplyBlock(split.get(), rows_padded, k_padded, right, first_tile, end_tile, chunk,
-                    std::min(right.Chunks(), chunk + block_chunks), c_padded.get(), n_padded,
-                    chunk == 0);
-    }
-    const int64_t first_column = first_tile * kTileColumns;
-    const int64_t columns = std::min(n, end_tile * kTileColumns) - first_column;
-    for (int64_t row = 0; row < m; ++row) {
-      std::copy_n(c_padded.get() + row * n_padded + first_column, columns,
-                  c + row * ldc + first_column);
-    }
-  });
 }
 
 }  // namespace amx

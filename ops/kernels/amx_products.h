@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 
 namespace zoo {
 namespace rnn {
@@ -29,16 +28,11 @@ bool Enabled();
 // bfloat16 tiles in AMX's pair-interleaved layout. K and N are zero-padded to 32 and 16.
 class SplitMatrix {
  public:
-  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]. All
-  // column tiles are split here, unless `split_now` is false: then PackColumnTiles splits them.
-  SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose,
-              bool split_now = true);
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k].
+  SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose);
   ~SplitMatrix();
   SplitMatrix(const SplitMatrix&) = delete;
   SplitMatrix& operator=(const SplitMatrix&) = delete;
-
-  // Splits column tiles [first, end) of B (threads may split different tiles at once).
-  void SplitColumnTiles(int64_t first, int64_t end);
 
   int64_t k() const { return k_; }
   int64_t n() const { return n_; }
@@ -56,9 +50,6 @@ class SplitMatrix {
   }
 
  private:
-  const float* b_;
-  int64_t ldb_;
-  bool transpose_;
   int64_t k_, n_, chunks_, column_tiles_;
   uint16_t* data_;
 };
@@ -85,14 +76,6 @@ struct Product {
 
 // Each product of a [m, k] (row stride lda), which is split once. All B have the same k.
 void MultiplyEach(const float* a, int64_t lda, int64_t m, const Product* products, int count);
-
-// c = a^T b for a [r, m] and b [r, n] (row strides lda, ldb; r is the long side: the steps and
-// examples of a weight gradient), c [m, n] with row stride ldc. `parallel(parts, task)` runs
-// task(first, end) over blocks of [0, parts) on the kernel's threads and returns when all have run.
-using ParallelFor =
-    std::function<void(int64_t parts, const std::function<void(int64_t, int64_t)>& task)>;
-void MultiplyTransposed(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t r,
-                        int64_t m, int64_t n, float* c, int64_t ldc, const ParallelFor& parallel);
 
 }  // namespace amx
 }  // namespace rnn
