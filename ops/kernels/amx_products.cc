@@ -1,18 +1,28 @@
 #include "amx_products.h"
 
-#include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__)
 #include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace zoo {
 namespace rnn {
 namespace amx {
+
+SplitMatrix::~SplitMatrix() { std::free(data_); }
+
+#if !defined(__x86_64__)
+
+bool Enabled() { return false; }
+
+#else
+
 namespace {
 
 #define ZOO_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
@@ -236,8 +246,6 @@ ZOO_AMX_TARGET SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, 
   }
 }
 
-SplitMatrix::~SplitMatrix() { std::free(data_); }
-
 void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc, bool accumulate) {
   if (m <= 0) return;
   constexpr int kMaxSources = 2;
@@ -274,6 +282,8 @@ void MultiplyEach(const float* a, int64_t lda, int64_t m, const Product* product
                   products[j].accumulate);
   }
 }
+
+#endif  // defined(__x86_64__)
 
 }  // namespace amx
 }  // namespace rnn

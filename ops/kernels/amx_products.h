@@ -18,6 +18,13 @@ namespace zoo {
 namespace rnn {
 namespace amx {
 
+// Whether the products are compiled in: x86-64 only. Elsewhere Enabled() is false.
+#if defined(__x86_64__)
+inline constexpr bool kCompiled = true;
+#else
+inline constexpr bool kCompiled = false;
+#endif
+
 // Whether the products here may run: the CPU has AMX-TILE, AMX-BF16 and AVX-512 (F, BW), Linux
 // grants tile data to this process, and the environment variable ZOO_AMX is not "0" (read on
 // every call, so that a process can compare both paths).

@@ -248,7 +248,7 @@ class PackedMatrix {
     if (packing == Packing::kNow) {
       for (int64_t p = 0; p < panels_; ++p) Pack(p);
     }
-    if constexpr (std::is_same<T, float>::value) {
+    if constexpr (std::is_same<T, float>::value && amx::kCompiled) {
       if (packing == Packing::kAmxTiles) {
         tiles_ = std::make_unique<amx::SplitMatrix>(b, ldb, k, n, transpose);
       }
@@ -275,7 +275,7 @@ class PackedMatrix {
   // k (the two products of a backward step's gradient): with AMX tiles, a is split once.
   void MultiplyBoth(const T* a, int64_t lda, int64_t m, T* c, int64_t ldc, bool accumulate,
                     const PackedMatrix& b2, T* c2, int64_t ldc2) const {
-    if constexpr (std::is_same<T, float>::value) {
+    if constexpr (std::is_same<T, float>::value && amx::kCompiled) {
       if (tiles_ != nullptr) {
         const amx::Product products[2] = {{tiles_.get(), c, ldc, accumulate},
                                           {b2.tiles_.get(), c2, ldc2, false}};
@@ -342,7 +342,7 @@ class PackedMatrix {
 
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
            T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
-    if constexpr (std::is_same<T, float>::value) {
+    if constexpr (std::is_same<T, float>::value && amx::kCompiled) {
       // Whole rows only: kAmxTiles is not for the products of a split by units.
       if (tiles_ != nullptr) {
         const amx::Source sources[2] = {{a, lda, tiles_.get()},
