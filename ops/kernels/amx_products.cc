@@ -79,6 +79,28 @@ ZOO_AMX_TARGET inline __m512 LoadRow(const float* b, int64_t ldb, int64_t k, int
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, b + first * ldb + kk, 4);
 }
 
+// The tiles of `layout` (a SplitMatrix's sizes and Tiles()) from B, into `data` (its buffer).
+ZOO_AMX_TARGET void SplitColumns(const float* b, int64_t ldb, bool transpose,
+                                 const SplitMatrix& layout, uint16_t* data) {
+  const int64_t k = layout.k(), n = layout.n();
+  for (int64_t tile = 0; tile < layout.ColumnTiles(); ++tile) {
+    for (int64_t chunk = 0; chunk < layout.Chunks(); ++chunk) {
+      uint16_t* tiles = data + (layout.Tiles(tile, chunk) - layout.Tiles(0, 0));
+      for (int pair = 0; pair < kChunk / 2; ++pair) {
+        const int64_t kk = chunk * kChunk + 2 * pair;
+        // Rows kk and kk + 1 interleave: each 32-bit lane holds column j of both.
+        const Terms even = Split(LoadRow(b, ldb, k, n, transpose, kk, tile * kTileColumns));
+        const Terms odd = Split(LoadRow(b, ldb, k, n, transpose, kk + 1, tile * kTileColumns));
+        for (int p = 0; p < kTerms; ++p) {
+          const __m512i pairs = _mm512_or_si512(_mm512_srli_epi32(even.term[p], 16),
+                                                odd.term[p]);
+          _mm512_store_si512(tiles + p * kTileValues + pair * 32, pairs);
+        }
+      }
+    }
+  }
+}
+
 // Thread-local, 64-byte aligned scratch that only grows.
 class Scratch {
  public:
@@ -221,29 +243,13 @@ bool Enabled() {
   return supported && !(setting != nullptr && std::strcmp(setting, "0") == 0);
 }
 
-ZOO_AMX_TARGET SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n,
-                                        bool transpose)
+SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
     : k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
       column_tiles_((n + kTileColumns - 1) / kTileColumns) {
   const size_t values = static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) *
                         kTerms * kTileValues;
   data_ = static_cast<uint16_t*>(std::aligned_alloc(64, values * 2));
-  for (int64_t tile = 0; tile < column_tiles_; ++tile) {
-    for (int64_t chunk = 0; chunk < chunks_; ++chunk) {
-      uint16_t* tiles = const_cast<uint16_t*>(Tiles(tile, chunk));
-      for (int pair = 0; pair < kChunk / 2; ++pair) {
-        const int64_t kk = chunk * kChunk + 2 * pair;
-        // Rows kk and kk + 1 interleave: each 32-bit lane holds column j of both.
-        const Terms even = Split(LoadRow(b, ldb, k, n, transpose, kk, tile * kTileColumns));
-        const Terms odd = Split(LoadRow(b, ldb, k, n, transpose, kk + 1, tile * kTileColumns));
-        for (int p = 0; p < kTerms; ++p) {
-          const __m512i pairs = _mm512_or_si512(_mm512_srli_epi32(even.term[p], 16),
-                                                odd.term[p]);
-          _mm512_store_si512(tiles + p * kTileValues + pair * 32, pairs);
-        }
-      }
-    }
-  }
+  SplitColumns(b, ldb, transpose, *this, data_);
 }
 
 void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc, bool accumulate) {
