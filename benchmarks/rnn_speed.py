@@ -166,7 +166,9 @@ def main():
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
     peak = matmul_gflops(args.repeats)
-    print(f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s")
+    tiles = "on" if ops.amx_tiles_enabled() else "off (ZOO_AMX=0 or no AMX)"
+    print(f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s, "
+          f"AMX tiles for the fused products: {tiles}")
     print(f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s} "
           f"{'rest ms':>8s} {'ceiling':>8s}")
     cases = [  # kind, mode, batch, steps, units

@@ -4,9 +4,9 @@ Every op here has a pure-TensorFlow fallback that gives the same numbers; the co
 used when it loads (see BUILD.md).
 """
 
-from ops._library import is_available, load_error
+from ops._library import amx_tiles_enabled, is_available, load_error
 from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
 
-__all__ = ["gru_sequence", "is_available", "load_error", "lstm_sequence", "mask_to_lengths",
-           "simple_rnn_sequence"]
+__all__ = ["amx_tiles_enabled", "gru_sequence", "is_available", "load_error", "lstm_sequence",
+           "mask_to_lengths", "simple_rnn_sequence"]

@@ -1,5 +1,6 @@
 """Loads the compiled op library once, or says (once) why the pure-TensorFlow fallbacks are used."""
 
+import ctypes
 import glob
 import os
 import warnings
@@ -7,6 +8,7 @@ import warnings
 import tensorflow as tf
 
 _LIBRARY = None
+_LIBRARY_PATH = None
 _LOAD_ERROR = None
 _LOADED = False
 
@@ -22,7 +24,7 @@ def load():
 
     Setting `ZOO_DISABLE_OPS=1` forces the fallbacks, which tests use to compare both paths.
     """
-    global _LIBRARY, _LOAD_ERROR, _LOADED
+    global _LIBRARY, _LIBRARY_PATH, _LOAD_ERROR, _LOADED
     if _LOADED:
         return _LIBRARY
     _LOADED = True
@@ -35,6 +37,7 @@ def load():
     else:
         try:
             _LIBRARY = tf.load_op_library(path)
+            _LIBRARY_PATH = path
         except (tf.errors.NotFoundError, OSError) as error:
             _LOAD_ERROR = f"{path} failed to load ({error}); rebuild it against TensorFlow {tf.__version__}"
     if _LIBRARY is None:
@@ -54,3 +57,14 @@ def load_error():
 
 def is_available():
     return load() is not None
+
+
+def amx_tiles_enabled():
+    """Whether the fused kernels run their per-step products on AMX tiles now: the library is
+    loaded, the CPU has AMX-TILE and AMX-BF16, Linux grants tile data, and `ZOO_AMX` is not "0"
+    (see BUILD.md)."""
+    if load() is None:
+        return False
+    function = ctypes.CDLL(_LIBRARY_PATH).ZooAmxTilesEnabled
+    function.restype = ctypes.c_bool
+    return bool(function())

@@ -203,16 +203,8 @@ def test_large_batches_in_row_chunks(kind, reverse):
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
-def _has_amx_tiles():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = cpuinfo.read().split()
-    except OSError:
-        return False
-    return "amx_tile" in flags and "amx_bf16" in flags
-
-
-@pytest.mark.skipif(not _has_amx_tiles(), reason="the CPU has no AMX tiles (amx_tile, amx_bf16)")
+@requires_library
+@pytest.mark.skipif(not ops.amx_tiles_enabled(), reason="no AMX tiles here (CPU, Linux grant or ZOO_AMX=0)")
 @pytest.mark.parametrize("kind", VARIANTS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_amx_tiles_match_keras_and_the_float32_panels(kind, reverse, monkeypatch):

@@ -294,3 +294,9 @@ void MultiplyEach(const float* a, int64_t lda, int64_t m, const Product* product
 }  // namespace amx
 }  // namespace rnn
 }  // namespace zoo
+
+// For Python (ops._library.amx_tiles_enabled, through ctypes): whether the kernels run their
+// products on AMX tiles now.
+extern "C" __attribute__((visibility("default"))) bool ZooAmxTilesEnabled() {
+  return zoo::rnn::amx::Enabled();
+}
