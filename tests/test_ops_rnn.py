@@ -182,14 +182,11 @@ def _variant(kind, units, batch, rng):
     return cell, fused_op, fallback_op, states, gru_options
 
 
-@pytest.mark.parametrize("kind", VARIANTS)
-@pytest.mark.parametrize("reverse", [False, True])
-def test_large_batches_in_row_chunks(kind, reverse):
-    """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
-    chunks (rnn::BackwardChunkRows: 32 + 18 rows for the LSTM, 42 + 8 for the GRU), padded rows
-    among them."""
-    rng = np.random.default_rng(9)
-    units, batch = 32, 100
+def _random_lengths_check(kind, units, batch, reverse, seed):
+    """A VARIANTS kind's cell and states, with random lengths in [0, TIME] (padded rows among full
+    ones): returns check(), which runs _check_against_references on them and returns the fused
+    op's values and gradients."""
+    rng = np.random.default_rng(seed)
     cell, fused_op, fallback_op, states, gru_options = _variant(kind, units, batch, rng)
     lengths = rng.integers(0, TIME + 1, batch).astype(np.int32)
     options = dict(reverse=reverse, zero_output_for_mask=False)
@@ -200,7 +197,17 @@ def test_large_batches_in_row_chunks(kind, reverse):
     def fallback(*arguments):
         return fallback_op(*arguments, lengths, **options, **gru_options)
 
-    _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
+    return lambda: _check_against_references(cell, fused, fallback, states, **options,
+                                             lengths=lengths)
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_large_batches_in_row_chunks(kind, reverse):
+    """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
+    chunks (rnn::BackwardChunkRows: 32 + 18 rows for the LSTM, 42 + 8 for the GRU), padded rows
+    among them."""
+    _random_lengths_check(kind, units=32, batch=100, reverse=reverse, seed=9)()
 
 
 @requires_library
@@ -214,23 +221,10 @@ def test_amx_tiles_match_keras_and_the_float32_panels(kind, reverse, monkeypatch
     (ZOO_AMX=0), and differ from those, so the tiles did run, by float32 rounding only (1e-5
     relative, 5e-5 absolute: the kernel gradients reach 17 here, and sums that cancel to 0.03
     differed by 1.1e-5)."""
-    rng = np.random.default_rng(11)
-    units, batch = 192, 40
-    cell, fused_op, fallback_op, states, gru_options = _variant(kind, units, batch, rng)
-    lengths = rng.integers(0, TIME + 1, batch).astype(np.int32)
-    options = dict(reverse=reverse, zero_output_for_mask=False)
-
-    def fused(*arguments):
-        return fused_op(*arguments, lengths, **options, **gru_options)
-
-    def fallback(*arguments):
-        return fallback_op(*arguments, lengths, **options, **gru_options)
-
-    outputs, gradients = _check_against_references(cell, fused, fallback, states, **options,
-                                                    lengths=lengths)
+    check = _random_lengths_check(kind, units=192, batch=40, reverse=reverse, seed=11)
+    outputs, gradients = check()
     monkeypatch.setenv("ZOO_AMX", "0")
-    panel_outputs, panel_gradients = _check_against_references(cell, fused, fallback, states,
-                                                                **options, lengths=lengths)
+    panel_outputs, panel_gradients = check()
     for with_tiles, with_panels in [(outputs, panel_outputs), (gradients, panel_gradients)]:
         assert any(not np.array_equal(a, b) for a, b in zip(with_tiles, with_panels))
         for a, b in zip(with_tiles, with_panels):
