@@ -32,6 +32,16 @@ constexpr int kChunk = 32;           // k of one tile product (16 pairs of bfloa
 constexpr int kTileColumns = 16;     // float32 columns of a result tile
 constexpr int kTileValues = 512;     // bfloat16 values of a factor tile
 constexpr int kTerms = 3;
+static_assert(SplitMatrix::kChunkValues == kTerms * kTileValues, "a chunk holds three tiles");
+
+// The first `count` of 16 lanes (all for 16 or more, none for 0 or fewer).
+inline __mmask16 FirstLanes(int64_t count) {
+  if (count <= 0) return 0;
+  return static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1);
+}
+
+// `value` rounded up to a multiple of `step`.
+inline int64_t RoundUp(int64_t value, int64_t step) { return (value + step - 1) / step * step; }
 
 bool Supported() {
   unsigned eax, ebx, ecx, edx;
@@ -69,8 +79,7 @@ ZOO_AMX_TARGET inline Terms Split(__m512 x) {
 ZOO_AMX_TARGET inline __m512 LoadRow(const float* b, int64_t ldb, int64_t k, int64_t n,
                                      bool transpose, int64_t kk, int64_t first) {
   if (kk >= k) return _mm512_setzero_ps();
-  const int64_t columns = std::min<int64_t>(16, n - first);
-  const __mmask16 mask = static_cast<__mmask16>(columns == 16 ? 0xffff : (1u << columns) - 1);
+  const __mmask16 mask = FirstLanes(n - first);
   if (!transpose) return _mm512_maskz_loadu_ps(mask, b + kk * ldb + first);
   // B[kk, j] = b[j, kk]: 16 rows of b, ldb apart.
   const __m512i offsets =
@@ -85,7 +94,7 @@ ZOO_AMX_TARGET void SplitColumns(const float* b, int64_t ldb, bool transpose,
   const int64_t k = layout.k(), n = layout.n();
   for (int64_t tile = 0; tile < layout.ColumnTiles(); ++tile) {
     for (int64_t chunk = 0; chunk < layout.Chunks(); ++chunk) {
-      uint16_t* tiles = data + (layout.Tiles(tile, chunk) - layout.Tiles(0, 0));
+      uint16_t* tiles = data + layout.TileOffset(tile, chunk);
       for (int pair = 0; pair < kChunk / 2; ++pair) {
         const int64_t kk = chunk * kChunk + 2 * pair;
         // Rows kk and kk + 1 interleave: each 32-bit lane holds column j of both.
@@ -101,7 +110,7 @@ ZOO_AMX_TARGET void SplitColumns(const float* b, int64_t ldb, bool transpose,
   }
 }
 
-// Thread-local, 64-byte aligned scratch that only grows.
+// 64-byte aligned scratch that only grows.
 class Scratch {
  public:
   ~Scratch() { std::free(data_); }
@@ -109,7 +118,7 @@ class Scratch {
     if (values > size_) {
       std::free(data_);
       size_ = values;
-      data_ = static_cast<uint16_t*>(std::aligned_alloc(64, (values * 2 + 63) / 64 * 64));
+      data_ = static_cast<uint16_t*>(std::aligned_alloc(64, RoundUp(values * 2, 64)));
     }
     return data_;
   }
@@ -119,16 +128,20 @@ class Scratch {
   size_t size_ = 0;
 };
 
+// The calling thread's buffer for split left factors, `values` long at least.
+uint16_t* SplitBuffer(size_t values) {
+  thread_local Scratch scratch;
+  return scratch.Get(values);
+}
+
 // a [m, k] into rows_padded x k_padded values per term, term-major, zero-padded.
-ZOO_AMX_TARGET void SplitRows(const float* a, int64_t lda, int64_t m, int64_t k, int64_t rows_padded,
-                              int64_t k_padded, uint16_t* out) {
+ZOO_AMX_TARGET void SplitRows(const float* a, int64_t lda, int64_t m, int64_t k,
+                              int64_t rows_padded, int64_t k_padded, uint16_t* out) {
   const int64_t term_values = rows_padded * k_padded;
   for (int64_t r = 0; r < rows_padded; ++r) {
     uint16_t* row = out + r * k_padded;
     for (int64_t kk = 0; kk < k_padded; kk += 16) {
-      const __mmask16 mask = r < m && kk < k ? static_cast<__mmask16>(
-                                                   k - kk >= 16 ? 0xffff : (1u << (k - kk)) - 1)
-                                             : 0;
+      const __mmask16 mask = r < m ? FirstLanes(k - kk) : 0;
       const Terms terms = Split(_mm512_maskz_loadu_ps(mask, a + r * lda + kk));
       for (int p = 0; p < kTerms; ++p) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(row + p * term_values + kk),
@@ -156,7 +169,7 @@ constexpr int kRightTerm[6] = {0, 0, 0, 1, 1, 2};
 // at b_chunk (a group's tiles, consecutive).
 ZOO_AMX_TARGET inline void AddChunk(const uint16_t* a_chunk, int64_t a_stride,
                                     int64_t term_values, const uint16_t* b_chunk, int64_t group) {
-  constexpr int64_t kTileStride = kTerms * kTileValues;
+  constexpr int64_t kTileStride = SplitMatrix::kChunkValues;
   for (int q = 0; q < 6; ++q) {
     _tile_loadd(4, a_chunk + kLeftTerm[q] * term_values, a_stride);
     const uint16_t* right = b_chunk + kRightTerm[q] * kTileValues;
@@ -196,7 +209,8 @@ ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const uint16
   alignas(64) float result[kTileRows * kTileColumns];
   for (int64_t first_row = 0; first_row < m; first_row += kTileRows) {
     const int64_t rows = std::min<int64_t>(kTileRows, m - first_row);
-    for (int64_t first_tile = 0; first_tile < column_tiles; first_tile += SplitMatrix::kGroupTiles) {
+    for (int64_t first_tile = 0; first_tile < column_tiles;
+         first_tile += SplitMatrix::kGroupTiles) {
       const int64_t group = std::min(SplitMatrix::kGroupTiles, column_tiles - first_tile);
       _tile_zero(0);
       _tile_zero(1);
@@ -221,8 +235,7 @@ ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const uint16
           default: _tile_stored(3, result, 64); break;
         }
         const int64_t first_column = (first_tile + g) * kTileColumns;
-        const int64_t columns = std::min<int64_t>(kTileColumns, n - first_column);
-        const __mmask16 mask = static_cast<__mmask16>(columns == 16 ? 0xffff : (1u << columns) - 1);
+        const __mmask16 mask = FirstLanes(n - first_column);
         for (int64_t r = 0; r < rows; ++r) {
           float* out = c + (first_row + r) * ldc + first_column;
           __m512 value = _mm512_load_ps(result + r * kTileColumns);
@@ -246,8 +259,8 @@ bool Enabled() {
 SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
     : k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
       column_tiles_((n + kTileColumns - 1) / kTileColumns) {
-  const size_t values = static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) *
-                        kTerms * kTileValues;
+  const size_t values =
+      static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) * kChunkValues;
   data_ = static_cast<uint16_t*>(std::aligned_alloc(64, values * 2));
   SplitColumns(b, ldb, transpose, *this, data_);
 }
@@ -255,15 +268,14 @@ SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool
 void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc, bool accumulate) {
   if (m <= 0) return;
   constexpr int kMaxSources = 2;
-  const int64_t rows_padded = (m + kTileRows - 1) / kTileRows * kTileRows;
+  const int64_t rows_padded = RoundUp(m, kTileRows);
   int64_t k_padded[kMaxSources];
   size_t values = 0;
   for (int s = 0; s < count; ++s) {
     k_padded[s] = sources[s].b->Chunks() * kChunk;
     values += kTerms * rows_padded * k_padded[s];
   }
-  thread_local Scratch scratch;
-  uint16_t* buffer = scratch.Get(values);
+  uint16_t* buffer = SplitBuffer(values);
   const uint16_t* split[kMaxSources];
   for (int s = 0; s < count; ++s) {
     SplitRows(sources[s].a, sources[s].lda, m, sources[s].b->k(), rows_padded, k_padded[s],
@@ -276,10 +288,9 @@ void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc
 
 void MultiplyEach(const float* a, int64_t lda, int64_t m, const Product* products, int count) {
   if (m <= 0 || count == 0) return;
-  const int64_t rows_padded = (m + kTileRows - 1) / kTileRows * kTileRows;
+  const int64_t rows_padded = RoundUp(m, kTileRows);
   const int64_t k_padded = products[0].b->Chunks() * kChunk;
-  thread_local Scratch scratch;
-  uint16_t* split = scratch.Get(kTerms * rows_padded * k_padded);
+  uint16_t* split = SplitBuffer(kTerms * rows_padded * k_padded);
   SplitRows(a, lda, m, products[0].b->k(), rows_padded, k_padded, split);
   for (int j = 0; j < count; ++j) {
     const Source source{a, lda, products[j].b};

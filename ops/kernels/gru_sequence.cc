@@ -59,6 +59,8 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         T* final_h, T* gates, T* h_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * width;
   const int64_t gate_width = GruGateWidth(units, reset_after);
   // One sequence, or a few, split by units (whole panels) rather than by example. Only with
   // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
@@ -67,7 +69,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::PackingFor(
-                                       rnn::BatchShardRows(workers, batch, time * units * width),
+                                       rnn::BatchShardRows(workers, batch, work_per_example),
                                        (input + units) * width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const ConstRow<T> input_bias(bias, width);
@@ -112,7 +114,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         });
   } else {
-    rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
+    rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
@@ -177,10 +179,12 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          T* d_recurrent, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * width;
   const int64_t gate_width = GruGateWidth(units, reset_after);
   const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
-      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, time * units * width)),
+      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
       (units + input) * width);
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
   const rnn::PackedMatrix<T> recurrent_transposed(
@@ -194,7 +198,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
+  rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.

@@ -45,6 +45,8 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          T* c_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * width;
   const int64_t step_width = input + units;
   const ConstRow<T> bias_row(bias, width);
   // One sequence, or a few, split by units (whole panels) rather than by example.
@@ -52,7 +54,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * width * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::PackingFor(
-                                       rnn::BatchShardRows(workers, batch, time * units * width),
+                                       rnn::BatchShardRows(workers, batch, work_per_example),
                                        step_width * width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
@@ -99,7 +101,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         });
   } else {
-    rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
+    rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       RowMatrix<T> c = Eigen::Map<const RowMatrix<T>>(initial_c + first * units, rows, units);
@@ -160,9 +162,11 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           T* pre_activation_grads, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * width;
   const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
-      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, time * units * width)),
+      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
       (units + input) * width);
   const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true,
                                                   packing);
@@ -173,7 +177,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(workers, batch, time * units * width, [&](int64_t first, int64_t end) {
+  rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);

@@ -26,13 +26,15 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
                               T* final_h, T* states, T* step_inputs) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t step_width = input + units;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * step_width;
   const ConstRow<T> bias_row(bias, units);
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(units);
   const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * units * sizeof(T));
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
                                  : rnn::PackedMatrix<T>::PackingFor(
-                                       rnn::BatchShardRows(workers, batch, time * units * step_width),
+                                       rnn::BatchShardRows(workers, batch, work_per_example),
                                        step_width * units);
   const rnn::PackedMatrix<T> input_weights(kernel, units, input, units, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, units, units, units, false, packing);
@@ -63,7 +65,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
           }
         });
   } else {
-    rnn::ForEachBatchShard(workers, batch, time * units * step_width,
+    rnn::ForEachBatchShard(workers, batch, work_per_example,
                            [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
@@ -113,8 +115,10 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
                                T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_pre,
                                T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
+  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
+  const int64_t work_per_example = time * units * (input + units);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
-      rnn::BatchShardRows(workers, batch, time * units * (input + units)), (input + units) * units);
+      rnn::BatchShardRows(workers, batch, work_per_example), (input + units) * units);
   const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, units, units, units, true,
                                                   packing);
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true, packing);
@@ -124,7 +128,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
 
-  rnn::ForEachBatchShard(workers, batch, time * units * (input + units),
+  rnn::ForEachBatchShard(workers, batch, work_per_example,
                          [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
