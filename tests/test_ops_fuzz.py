@@ -33,14 +33,16 @@ def _valid_arguments(op, rng):
         arguments.update(initial_h=zeros(batch, units), bias=zeros(units))
     elif op == "simple_rnn_grad":
         arguments.update(states=zeros(time, batch, units), d_outputs=zeros(batch, time, units),
-                         d_final_h=zeros(batch, units))
+                         d_final_h=zeros(batch, units),
+                         step_inputs=zeros(time, batch, features + units))
     else:
         saved = 4 * units
         # The forward op keeps its saved activations time-major.
         arguments.update(gates=zeros(time, batch, saved), d_outputs=zeros(batch, time, units),
                          d_final_h=zeros(batch, units))
         if op == "lstm_grad":
-            arguments.update(c_prev=zeros(time, batch, units), d_final_c=zeros(batch, units))
+            arguments.update(c_prev=zeros(time, batch, units), d_final_c=zeros(batch, units),
+                             step_inputs=zeros(time, batch, features + units))
         else:
             arguments.update(h_prev=zeros(time, batch, units))
     return arguments
@@ -88,6 +90,8 @@ def run_fuzz(cases, seed):
         arguments = _valid_arguments(op, rng)
         broken = _malform(op, arguments, rng)
         attributes = dict(reverse=bool(rng.integers(2)), zero_output_for_mask=bool(rng.integers(2)))
+        if op.endswith("_grad"):
+            attributes["sum_weight_gradients"] = bool(rng.integers(2))
         try:
             functions[op](**arguments, **attributes)
         except tf.errors.InvalidArgumentError:

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import ops
+import ops.rnn
 from ops import _library
 from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback, simple_rnn_sequence_fallback
 
@@ -203,10 +204,14 @@ def _random_lengths_check(kind, units, batch, reverse, seed):
 
 @pytest.mark.parametrize("kind", VARIANTS)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_large_batches_in_row_chunks(kind, reverse):
+@pytest.mark.parametrize("summed_in_op", [True, False], ids=["summed-in-op", "tensorflow-product"])
+def test_large_batches_in_row_chunks(kind, reverse, summed_in_op, monkeypatch):
     """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
     chunks (rnn::BackwardChunkRows: 32 + 18 rows for the LSTM, 42 + 8 for the GRU), padded rows
-    among them."""
+    among them. The weight gradients are summed chunk by chunk in the gradient op (weights this
+    small), or with no weights small enough, formed by TensorFlow's product over all steps."""
+    if not summed_in_op:
+        monkeypatch.setattr(ops.rnn, "_MAX_SUMMED_WEIGHT_BYTES", 0)
     _random_lengths_check(kind, units=32, batch=100, reverse=reverse, seed=9)()
 
 
@@ -473,23 +478,25 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
     good = dict(
         inputs=arguments["inputs"], kernel=arguments["kernel"],
         recurrent_kernel=arguments["recurrent_kernel"], lengths=arguments["lengths"],
-        gates=gates, c_prev=c_prev, d_outputs=forward[0], d_final_h=forward[1],
-        d_final_c=forward[2],
+        gates=gates, c_prev=c_prev, step_inputs=step_inputs, d_outputs=forward[0],
+        d_final_h=forward[1], d_final_c=forward[2],
     )
     library.zoo_lstm_sequence_grad(**good)
     for name, value in [("gates", step_inputs), ("c_prev", gates), ("d_outputs", gates),
+                        ("step_inputs", gates),
                         ("d_final_c", tf.zeros([2, 4])), ("lengths", tf.constant([9, 0]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_lstm_sequence_grad(**{**good, name: value})
 
     simple = dict(inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 5]),
                   recurrent_kernel=tf.zeros([5, 5]), bias=tf.zeros([5]), lengths=tf.constant([3, 1]))
-    outputs, final_h, states, _ = library.zoo_simple_rnn_sequence(**simple)
+    outputs, final_h, states, step_inputs = library.zoo_simple_rnn_sequence(**simple)
     good = dict(inputs=simple["inputs"], kernel=simple["kernel"],
                 recurrent_kernel=simple["recurrent_kernel"], lengths=simple["lengths"],
-                states=states, d_outputs=outputs, d_final_h=final_h)
+                states=states, step_inputs=step_inputs, d_outputs=outputs, d_final_h=final_h)
     library.zoo_simple_rnn_sequence_grad(**good)
     for name, value in [("states", tf.zeros([3, 2, 4])), ("d_outputs", states),
+                        ("step_inputs", states),
                         ("d_final_h", tf.zeros([1, 5])), ("kernel", tf.zeros([5, 5]))]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_simple_rnn_sequence_grad(**{**good, name: value})

@@ -172,11 +172,12 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
 
 template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
-                         const RnnOptions& options, bool reset_after, const T* kernel,
-                         const T* recurrent_kernel, const int32_t* lengths, const T* gates,
-                         const T* h_prev, const T* d_outputs, const T* d_final_h,
-                         T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_projected,
-                         T* d_recurrent, T* d_bias) {
+                         const RnnOptions& options, bool reset_after, const T* inputs,
+                         const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
+                         const T* gates, const T* h_prev, const T* d_outputs,
+                         const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                         T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
+                         T* d_recurrent_kernel, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
@@ -197,9 +198,17 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const int64_t recurrent_width = reset_after ? width : units;
+  // Outputs 0, 1, 2: d_kernel, d_recurrent_kernel, d_bias.
+  rnn::GradientSums<T> sums(d_kernel != nullptr,
+                            {{d_kernel, input * width},
+                             {d_recurrent_kernel, units * width},
+                             {d_bias, (reset_after ? 2 : 1) * width}});
 
   rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
+    const int64_t block_rows = std::min(chunk_rows, rows);
+    auto shard_sums = sums.ForShard({block_rows * width, block_rows * recurrent_width});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
@@ -218,10 +227,12 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
         const auto update = gate.leftCols(units).array();
         const auto reset = gate.middleCols(units, units).array();
         const auto candidate = gate.middleCols(2 * units, units).array();
-        const auto before = ConstRows<T>(h_prev + chunk_cell * units, n, units).array();
+        const T* const h_prev_rows = h_prev + chunk_cell * units;
+        const auto before = ConstRows<T>(h_prev_rows, n, units).array();
         const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
         auto new_dh_rows = new_dh.middleRows(chunk, n).array();
-        Rows<T> dx(d_projected + chunk_cell * width, n, width);
+        Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
+        const T* x_rows = inputs + ((first + chunk) * time + t) * input;
         dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
         auto d_candidate = dx.rightCols(units).array();
         d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
@@ -235,12 +246,15 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
         if (reset_after) {
           dx.middleCols(units, units).array() =
               d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
-          Rows<T> d_from_h(d_recurrent + chunk_cell * width, n, width);
+          Rows<T> d_from_h(shard_sums.Block(1, d_recurrent + chunk_cell * width), n, width);
           d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
           d_from_h.rightCols(units).array() = d_candidate * reset;
           zero_padded_rows(dx, d_from_h);
           recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
                                         true);
+          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width,
+                                n, width);
+          shard_sums.AddColumnSums(2, width, d_from_h.data(), width, n, width);
         } else {
           // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
           zero_padded_rows(dx);
@@ -248,12 +262,19 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
           recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, n, d_reset_h_rows.data(),
                                           units, false);
           dx.middleCols(units, units).array() = d_reset_h_rows * before * reset * (T(1) - reset);
-          Rows<T> reset_h(d_recurrent + chunk_cell * units, n, units);
+          Rows<T> reset_h(shard_sums.Block(1, d_recurrent + chunk_cell * units), n, units);
           reset_h.array() = reset * before;
           new_dh_rows += d_reset_h_rows * reset;
           zero_padded_rows(dx, reset_h);
           recurrent_transposed.Multiply(dx.data(), width, n, new_dh_rows.data(), units, true);
+          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n,
+                                2 * units);
+          shard_sums.AddProduct(1, 2 * units, width, reset_h.data(), units, units,
+                                dx.data() + 2 * units, width, n, units);
         }
+        shard_sums.AddProduct(0, 0, width, x_rows, time * input, input, dx.data(), width, n,
+                              width);
+        shard_sums.AddColumnSums(2, 0, dx.data(), width, n, width);
         // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
         input_weights_transposed.Multiply(dx.data(), width, n,
                                           d_inputs + ((first + chunk) * time + t) * input,
@@ -262,8 +283,10 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
+    sums.Take(shard_sums);
   });
 
+  if (sums.enabled()) return;
   rnn::ParallelColumnSums(workers, d_projected, batch * time, width, d_bias);
   if (reset_after) {
     rnn::ParallelColumnSums(workers, d_recurrent, batch * time, width, d_bias + width);
@@ -275,9 +298,9 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
                                       const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
   template void GruSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,          \
-                                       const RnnOptions&, bool, const T*, const T*,              \
+                                       const RnnOptions&, bool, const T*, const T*, const T*,    \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*);
+                                       T*, T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

@@ -32,20 +32,25 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         T* final_h, T* gates, T* h_prev);
 
 // Gradients through GruSequenceForward: d_inputs [B,T,D], d_initial_h [B,H], d_bias (shaped like
-// bias) and, time-major and zero at padded steps, the factors of the weight gradients, which the
-// caller forms as large matrix products over all steps (TensorFlow's matmul):
+// bias) and the weight gradients, which are products over all steps of these time-major factors
+// (zero at padded steps):
 // - d_projected [T,B,3H]: the gradients of x_t W + b_in; d_kernel = inputs^T d_projected.
 // - d_recurrent: with reset_after, the gradients of h_prev U + b_rec [T,B,3H], and
 //   d_recurrent_kernel = h_prev^T d_recurrent; otherwise r * h_prev [T,B,H], and
 //   d_recurrent_kernel = [h_prev^T d_projected[..., :2H], d_recurrent^T d_projected[..., 2H:]].
+// With d_kernel null the factors go to d_projected and d_recurrent and the caller forms the
+// products (TensorFlow's matmul); otherwise they are summed here into d_kernel [D,3H] and
+// d_recurrent_kernel [H,3H] block by block while the factors are in cache (GradientSums), and
+// d_projected and d_recurrent are not written.
 // Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
-                         const RnnOptions& options, bool reset_after, const T* kernel,
-                         const T* recurrent_kernel, const int32_t* lengths, const T* gates,
-                         const T* h_prev, const T* d_outputs, const T* d_final_h,
-                         T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_projected,
-                         T* d_recurrent, T* d_bias);
+                         const RnnOptions& options, bool reset_after, const T* inputs,
+                         const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
+                         const T* gates, const T* h_prev, const T* d_outputs,
+                         const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                         T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
+                         T* d_recurrent_kernel, T* d_bias);
 
 }  // namespace zoo
 

@@ -68,21 +68,31 @@ REGISTER_OP("ZooGruSequenceGrad")
     .Output("d_initial_h: T")
     .Output("d_projected: T")
     .Output("d_recurrent: T")
+    .Output("d_kernel: T")
+    .Output("d_recurrent_kernel: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
     .Attr("reset_after: bool = true")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("sum_weight_gradients: bool = false")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 3, &s));
-      bool reset_after;
+      bool reset_after, sum_weight_gradients;
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
+      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
+      const auto kept_time = sum_weight_gradients ? c->MakeDim(0) : s.time;
+      const auto weight_rows = [&](shape_inference::DimensionHandle rows) {
+        return sum_weight_gradients ? rows : c->MakeDim(0);
+      };
       c->set_output(0, c->input(0));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({s.time, s.batch, s.gate_width}));
-      c->set_output(3, c->MakeShape({s.time, s.batch, reset_after ? s.gate_width : s.units}));
-      c->set_output(4, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
+      c->set_output(2, c->MakeShape({kept_time, s.batch, s.gate_width}));
+      c->set_output(3, c->MakeShape({kept_time, s.batch, reset_after ? s.gate_width : s.units}));
+      c->set_output(4, c->MakeShape({weight_rows(s.input), s.gate_width}));
+      c->set_output(5, c->MakeShape({weight_rows(s.units), s.gate_width}));
+      c->set_output(6, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
       return absl::OkStatus();
     })
     .Doc(R"doc(
@@ -92,7 +102,10 @@ forms as large matrix products: d_projected [T, B, 3H], the gradients of inputs 
 (d_kernel = inputs^T d_projected); d_recurrent, with reset_after the gradients of
 h_prev * recurrent_kernel (d_recurrent_kernel = h_prev^T d_recurrent), otherwise r * h_prev
 [T, B, H] (the recurrent kernel's last H columns get d_recurrent^T d_projected[..., 2H:], the
-others h_prev^T d_projected[..., :2H]).
+others h_prev^T d_projected[..., :2H]). With sum_weight_gradients the kernel sums those products
+itself, block by block while the factors are in cache, into d_kernel and d_recurrent_kernel, and
+d_projected and d_recurrent have no time steps; otherwise d_kernel and d_recurrent_kernel have no
+rows.
 )doc");
 
 static absl::Status ReadGruSizes(const Tensor& inputs, const Tensor& recurrent_kernel,
@@ -182,7 +195,9 @@ template <typename T>
 class GruSequenceGradOp : public OpKernel {
  public:
   explicit GruSequenceGradOp(OpKernelConstruction* context)
-      : OpKernel(context), attrs_(context) {}
+      : OpKernel(context), attrs_(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
+  }
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -209,29 +224,41 @@ class GruSequenceGradOp : public OpKernel {
     Tensor d_outputs_time_major;
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &d_outputs_time_major));
-    Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_bias;
+    Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_kernel, *d_recurrent_kernel,
+        *d_bias;
+    const int64_t kept_time = sum_weight_gradients_ ? 0 : s.time;
+    const int64_t summed = sum_weight_gradients_ ? 1 : 0;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({s.time, s.batch, width}),
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({kept_time, s.batch, width}),
                                                      &d_projected));
     OP_REQUIRES_OK(context,
                    context->allocate_output(
-                       3, TensorShape({s.time, s.batch, attrs_.reset_after ? width : s.units}),
+                       3, TensorShape({kept_time, s.batch, attrs_.reset_after ? width : s.units}),
                        &d_recurrent));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(4, TensorShape({summed * s.input, width}), &d_kernel));
+    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({summed * s.units, width}),
+                                                     &d_recurrent_kernel));
     OP_REQUIRES_OK(context, context->allocate_output(
-                                4, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
+                                6, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
     GruSequenceBackward<T>(
         rnn::KernelWorkers(context), s, attrs_.options, attrs_.reset_after,
-        kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
+        inputs.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
         d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
-        d_initial_h->flat<T>().data(), d_projected->flat<T>().data(),
-        d_recurrent->flat<T>().data(), d_bias->flat<T>().data());
+        d_initial_h->flat<T>().data(),
+        sum_weight_gradients_ ? nullptr : d_projected->flat<T>().data(),
+        sum_weight_gradients_ ? nullptr : d_recurrent->flat<T>().data(),
+        sum_weight_gradients_ ? d_kernel->flat<T>().data() : nullptr,
+        sum_weight_gradients_ ? d_recurrent_kernel->flat<T>().data() : nullptr,
+        d_bias->flat<T>().data());
   }
 
  private:
   GruAttributes attrs_;
+  bool sum_weight_gradients_;
 };
 
 #define ZOO_REGISTER_GRU(T)                                                                   \

@@ -157,9 +157,10 @@ template <typename T>
 void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
-                          const T* d_outputs, const T* d_final_h, const T* d_final_c,
-                          T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_initial_c,
-                          T* pre_activation_grads, T* d_bias) {
+                          const T* step_inputs, const T* d_outputs, const T* d_final_h,
+                          const T* d_final_c, T* d_outputs_time_major, T* d_inputs,
+                          T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
+                          T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
@@ -176,9 +177,13 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const int64_t step_width = input + units;
+  rnn::GradientSums<T> sums(d_weights != nullptr,
+                            {{d_weights, step_width * width}, {d_bias, width}});
 
   rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
+    auto shard_sums = sums.ForShard({std::min(chunk_rows, rows) * width});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
@@ -206,7 +211,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
         auto dc_rows = dc.middleRows(chunk, n).array();
         tanh_c_rows = (f * c_before + i * g).tanh();
         d_c_rows = dc_rows + d_h_rows * o * (T(1) - tanh_c_rows * tanh_c_rows);
-        Rows<T> d_pre(pre_activation_grads + (cell + chunk) * width, n, width);
+        Rows<T> d_pre(shard_sums.Block(0, pre_activation_grads + (cell + chunk) * width), n,
+                      width);
         d_pre.leftCols(units).array() = d_c_rows * g * i * (T(1) - i);
         d_pre.middleCols(units, units).array() = d_c_rows * c_before * f * (T(1) - f);
         d_pre.middleCols(2 * units, units).array() = d_c_rows * i * (T(1) - g * g);
@@ -228,14 +234,20 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                           input_weights_transposed,
                                           d_inputs + ((first + chunk) * time + t) * input,
                                           time * input);
+        shard_sums.AddProduct(0, 0, width, step_inputs + (cell + chunk) * step_width, step_width,
+                              step_width, d_pre.data(), width, n, width);
+        shard_sums.AddColumnSums(1, 0, d_pre.data(), width, n, width);
       }
       rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
     Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;
+    sums.Take(shard_sums);
   });
 
-  rnn::ParallelColumnSums(workers, pre_activation_grads, batch * time, width, d_bias);
+  if (!sums.enabled()) {
+    rnn::ParallelColumnSums(workers, pre_activation_grads, batch * time, width, d_bias);
+  }
 }
 
 #define ZOO_INSTANTIATE_LSTM(T)                                                                  \
@@ -245,7 +257,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                        T*, T*);                                                  \
   template void LstmSequenceBackward<T>(                                                         \
       const rnn::Workers&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
-      const int32_t*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
+      const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, \
+      T*, T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)
 #undef ZOO_INSTANTIATE_LSTM

@@ -41,19 +41,22 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
-// and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H], the time-major gradients of the
-// gates' pre-activations [T,B,4H] (zero at padded steps) and d_bias [4H]. The weight gradients
-// are one product of the pre-activation gradients with the forward's step_inputs over all
-// steps: the caller runs it (TensorFlow's matmul, which reaches the machine's rate where an
-// Eigen contraction here does not). Scratch: d_outputs_time_major,
+// and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H] and d_bias [4H]. The weight
+// gradients are the product step_inputs^T d_pre over all steps of the pre-activation gradients
+// d_pre [T,B,4H]. With d_weights null, d_pre goes to pre_activation_grads (zero at padded
+// steps) and the caller forms that product (TensorFlow's matmul, which reaches the machine's
+// rate where an Eigen contraction here does not); otherwise it is summed here into d_weights
+// [D+H,4H], block by block while d_pre is in cache (WeightGradientSums), and
+// pre_activation_grads is not read. Scratch: d_outputs_time_major,
 // StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
-                          const T* d_outputs, const T* d_final_h, const T* d_final_c,
-                          T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_initial_c,
-                          T* pre_activation_grads, T* d_bias);
+                          const T* step_inputs, const T* d_outputs, const T* d_final_h,
+                          const T* d_final_c, T* d_outputs_time_major, T* d_inputs,
+                          T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
+                          T* d_bias);
 
 }  // namespace zoo
 

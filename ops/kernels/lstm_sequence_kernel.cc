@@ -65,6 +65,7 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Input("lengths: int32")
     .Input("gates: T")
     .Input("c_prev: T")
+    .Input("step_inputs: T")
     .Input("d_outputs: T")
     .Input("d_final_h: T")
     .Input("d_final_c: T")
@@ -72,26 +73,37 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Output("d_initial_h: T")
     .Output("d_initial_c: T")
     .Output("d_gates: T")
+    .Output("d_weights: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("sum_weight_gradients: bool = false")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 4, &s));
+      bool sum_weight_gradients;
+      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
       auto state = c->MakeShape({s.batch, s.units});
+      shape_inference::DimensionHandle step_width;
+      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
       c->set_output(0, c->input(0));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({s.time, s.batch, s.gate_width}));
-      c->set_output(4, c->Vector(s.gate_width));
+      c->set_output(3, c->MakeShape({sum_weight_gradients ? c->MakeDim(0) : s.time, s.batch,
+                                     s.gate_width}));
+      c->set_output(4, c->MakeShape({sum_weight_gradients ? step_width : c->MakeDim(0),
+                                     s.gate_width}));
+      c->set_output(5, c->Vector(s.gate_width));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 Backpropagation through time of ZooLstmSequence in one kernel: the gradients of the inputs, the
-initial states and the bias, and d_gates, the time-major [T, B, 4H] gradients of the gates'
-pre-activations, from which the caller forms the gradients of the kernel and the recurrent
-kernel as one large matrix product, step_inputs^T d_gates ([D + H, 4H]: the kernel's rows first).
+initial states and the bias, and those of the kernel and the recurrent kernel, step_inputs^T
+d_gates ([D + H, 4H]: the kernel's rows first) for the time-major [T, B, 4H] gradients d_gates of
+the gates' pre-activations. With sum_weight_gradients the kernel sums that product itself, block
+by block while the gradients are in cache (d_weights; d_gates has no time steps); otherwise it
+returns d_gates for the caller to form it as one large matrix product (d_weights has no rows).
 )doc");
 
 // Reads and checks the sizes shared by both LSTM kernels from inputs and recurrent_kernel.
@@ -170,6 +182,7 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
     OP_REQUIRES_OK(context,
                    context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
+    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -179,9 +192,10 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& lengths = context->input(3);
     const Tensor& gates = context->input(4);
     const Tensor& c_prev = context->input(5);
-    const Tensor& d_outputs = context->input(6);
-    const Tensor& d_final_h = context->input(7);
-    const Tensor& d_final_c = context->input(8);
+    const Tensor& step_inputs = context->input(6);
+    const Tensor& d_outputs = context->input(7);
+    const Tensor& d_final_h = context->input(8);
+    const Tensor& d_final_c = context->input(9);
     RnnSizes s;
     OP_REQUIRES_OK(context, ReadLstmSizes(inputs, recurrent_kernel, &s));
     const int64_t width = 4 * s.units;
@@ -189,6 +203,8 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
     OP_REQUIRES_OK(context, rnn::RequireShape(gates, "gates", {s.time, s.batch, width}));
     OP_REQUIRES_OK(context, rnn::RequireShape(c_prev, "c_prev", {s.time, s.batch, s.units}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(step_inputs, "step_inputs",
+                                              {s.time, s.batch, s.input + s.units}));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
@@ -197,24 +213,32 @@ class LstmSequenceGradOp : public OpKernel {
     Tensor d_outputs_time_major;
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &d_outputs_time_major));
-    Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_bias;
+    Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_weights, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
     OP_REQUIRES_OK(context, context->allocate_output(2, d_final_c.shape(), &d_initial_c));
-    OP_REQUIRES_OK(context, context->allocate_output(3, gates.shape(), &d_gates));
-    OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({width}), &d_bias));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                3, TensorShape({sum_weight_gradients_ ? 0 : s.time, s.batch, width}),
+                                &d_gates));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(
+                       4, TensorShape({sum_weight_gradients_ ? s.input + s.units : 0, width}),
+                       &d_weights));
+    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({width}), &d_bias));
     LstmSequenceBackward<T>(
         rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
-        gates.flat<T>().data(), c_prev.flat<T>().data(), d_outputs.flat<T>().data(),
-        d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
+        gates.flat<T>().data(), c_prev.flat<T>().data(), step_inputs.flat<T>().data(),
+        d_outputs.flat<T>().data(), d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
         d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
         d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
-        d_gates->flat<T>().data(), d_bias->flat<T>().data());
+        sum_weight_gradients_ ? nullptr : d_gates->flat<T>().data(),
+        sum_weight_gradients_ ? d_weights->flat<T>().data() : nullptr, d_bias->flat<T>().data());
   }
 
  private:
   RnnOptions options_;
+  bool sum_weight_gradients_;
 };
 
 #define ZOO_REGISTER_LSTM(T)                                                                \

@@ -111,9 +111,9 @@ template <typename T>
 void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
-                               const T* states, const T* d_outputs, const T* d_final_h,
-                               T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_pre,
-                               T* d_bias) {
+                               const T* states, const T* step_inputs, const T* d_outputs,
+                               const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                               T* d_initial_h, T* d_pre, T* d_weights, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
   const int64_t work_per_example = time * units * (input + units);
@@ -127,10 +127,14 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
   }
   const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const int64_t step_width = input + units;
+  rnn::GradientSums<T> sums(d_weights != nullptr,
+                            {{d_weights, step_width * units}, {d_bias, units}});
 
   rnn::ForEachBatchShard(workers, batch, work_per_example,
                          [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
+    auto shard_sums = sums.ForShard({rows * units});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
@@ -143,7 +147,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
       const int64_t cell = t * batch + first;
       const auto state = ConstRows<T>(states + cell * units, rows, units).array();
-      Rows<T> d_step(d_pre + cell * units, rows, units);
+      Rows<T> d_step(shard_sums.Block(0, d_pre + cell * units), rows, units);
       d_step.array() = d_h_total.array() * (T(1) - state * state);
       if (!all_valid) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -154,12 +158,16 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
       recurrent_transposed.MultiplyBoth(d_step.data(), units, rows, through_recurrence.data(),
                                         units, false, input_weights_transposed,
                                         d_inputs + (first * time + t) * input, time * input);
+      shard_sums.AddProduct(0, 0, units, step_inputs + cell * step_width, step_width, step_width,
+                            d_step.data(), units, rows, units);
+      shard_sums.AddColumnSums(1, 0, d_step.data(), units, rows, units);
       rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
+    sums.Take(shard_sums);
   });
 
-  rnn::ParallelColumnSums(workers, d_pre, batch * time, units, d_bias);
+  if (!sums.enabled()) rnn::ParallelColumnSums(workers, d_pre, batch * time, units, d_bias);
 }
 
 #define ZOO_INSTANTIATE_SIMPLE_RNN(T)                                                            \
@@ -169,8 +177,8 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
                                             T*);                                                 \
   template void SimpleRnnSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,    \
                                              const RnnOptions&, const T*, const T*,              \
-                                             const int32_t*, const T*, const T*, const T*, T*,   \
-                                             T*, T*, T*, T*);
+                                             const int32_t*, const T*, const T*, const T*,       \
+                                             const T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_SIMPLE_RNN(float)
 ZOO_INSTANTIATE_SIMPLE_RNN(double)
 #undef ZOO_INSTANTIATE_SIMPLE_RNN

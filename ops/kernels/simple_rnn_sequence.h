@@ -26,17 +26,19 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
                               T* final_h, T* states, T* step_inputs);
 
 // Gradients through SimpleRnnSequenceForward, given the gradients of its outputs and final_h:
-// d_inputs [B,T,D], d_initial_h [B,H], d_bias [H] and the time-major gradients of the
-// pre-activations d_pre [T,B,H] (zero at padded steps), from which the caller forms both weight
-// gradients as one product over all steps, step_inputs^T d_pre ([D+H, H]: the kernel's rows
-// first). Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
+// d_inputs [B,T,D], d_initial_h [B,H] and d_bias [H]. The weight gradients are the product
+// step_inputs^T d_pre over all steps of the pre-activation gradients d_pre [T,B,H] ([D+H, H]:
+// the kernel's rows first). With d_weights null, d_pre is written (zero at padded steps) and the
+// caller forms that product; otherwise it is summed here into d_weights, block by block while
+// d_pre is in cache (GradientSums). Scratch: d_outputs_time_major,
+// StepLayout::ScratchElements() elements.
 template <typename T>
 void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
-                               const T* states, const T* d_outputs, const T* d_final_h,
-                               T* d_outputs_time_major, T* d_inputs, T* d_initial_h, T* d_pre,
-                               T* d_bias);
+                               const T* states, const T* step_inputs, const T* d_outputs,
+                               const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                               T* d_initial_h, T* d_pre, T* d_weights, T* d_bias);
 
 }  // namespace zoo
 

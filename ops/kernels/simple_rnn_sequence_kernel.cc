@@ -59,30 +59,42 @@ REGISTER_OP("ZooSimpleRnnSequenceGrad")
     .Input("recurrent_kernel: T")
     .Input("lengths: int32")
     .Input("states: T")
+    .Input("step_inputs: T")
     .Input("d_outputs: T")
     .Input("d_final_h: T")
     .Output("d_inputs: T")
     .Output("d_initial_h: T")
     .Output("d_pre_activations: T")
+    .Output("d_weights: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("sum_weight_gradients: bool = false")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       rnn::InferredSizes s;
       TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 1, &s));
+      bool sum_weight_gradients;
+      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
+      shape_inference::DimensionHandle step_width;
+      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
       c->set_output(0, c->input(0));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({s.time, s.batch, s.units}));
-      c->set_output(3, c->Vector(s.units));
+      c->set_output(2, c->MakeShape({sum_weight_gradients ? c->MakeDim(0) : s.time, s.batch,
+                                     s.units}));
+      c->set_output(3, c->MakeShape({sum_weight_gradients ? step_width : c->MakeDim(0),
+                                     s.units}));
+      c->set_output(4, c->Vector(s.units));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 Backpropagation through time of ZooSimpleRnnSequence in one kernel: the gradients of the inputs,
-the initial state and the bias, and d_pre_activations, the time-major [T, B, H] gradients of
-x_t W + h_{t-1} U + b, from which the caller forms the gradients of the kernel and the recurrent
-kernel as one large matrix product, step_inputs^T d_pre_activations ([D + H, H]: the kernel's
-rows first).
+the initial state and the bias, and those of the kernel and the recurrent kernel,
+step_inputs^T d_pre_activations ([D + H, H]: the kernel's rows first) for the time-major
+[T, B, H] gradients d_pre_activations of x_t W + h_{t-1} U + b. With sum_weight_gradients the
+kernel sums that product itself, block by block while the gradients are in cache (d_weights;
+d_pre_activations has no time steps); otherwise it returns d_pre_activations for the caller to
+form it as one large matrix product (d_weights has no rows).
 )doc");
 
 // Reads and checks the sizes shared by both SimpleRNN kernels from inputs, kernel and
@@ -155,6 +167,7 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
     OP_REQUIRES_OK(context,
                    context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
+    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -163,12 +176,15 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     const Tensor& recurrent_kernel = context->input(2);
     const Tensor& lengths = context->input(3);
     const Tensor& states = context->input(4);
-    const Tensor& d_outputs = context->input(5);
-    const Tensor& d_final_h = context->input(6);
+    const Tensor& step_inputs = context->input(5);
+    const Tensor& d_outputs = context->input(6);
+    const Tensor& d_final_h = context->input(7);
     RnnSizes s;
     OP_REQUIRES_OK(context, ReadSimpleRnnSizes(inputs, kernel, recurrent_kernel, &s));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
     OP_REQUIRES_OK(context, rnn::RequireShape(states, "states", {s.time, s.batch, s.units}));
+    OP_REQUIRES_OK(context, rnn::RequireShape(step_inputs, "step_inputs",
+                                              {s.time, s.batch, s.input + s.units}));
     OP_REQUIRES_OK(context,
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
@@ -176,21 +192,30 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     Tensor d_outputs_time_major;
     OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
                                                         &d_outputs_time_major));
-    Tensor *d_inputs, *d_initial_h, *d_pre, *d_bias;
+    Tensor *d_inputs, *d_initial_h, *d_pre, *d_weights, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, states.shape(), &d_pre));
-    OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({s.units}), &d_bias));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                2, TensorShape({sum_weight_gradients_ ? 0 : s.time, s.batch, s.units}),
+                                &d_pre));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(
+                       3, TensorShape({sum_weight_gradients_ ? s.input + s.units : 0, s.units}),
+                       &d_weights));
+    OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({s.units}), &d_bias));
     SimpleRnnSequenceBackward<T>(
         rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
-        states.flat<T>().data(), d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
-        d_initial_h->flat<T>().data(), d_pre->flat<T>().data(), d_bias->flat<T>().data());
+        states.flat<T>().data(), step_inputs.flat<T>().data(), d_outputs.flat<T>().data(),
+        d_final_h.flat<T>().data(), d_outputs_time_major.flat<T>().data(),
+        d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
+        sum_weight_gradients_ ? nullptr : d_pre->flat<T>().data(),
+        sum_weight_gradients_ ? d_weights->flat<T>().data() : nullptr, d_bias->flat<T>().data());
   }
 
  private:
   RnnOptions options_;
+  bool sum_weight_gradients_;
 };
 
 #define ZOO_REGISTER_SIMPLE_RNN(T)                                                           \
