@@ -169,9 +169,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
       std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
       (units + input) * width);
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, width, width, units, true,
-                                                  packing);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
+  const rnn::TransposedWeights<T> weights_transposed(recurrent_kernel, units, kernel, input, width,
+                                                    packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
@@ -190,6 +189,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
     RowMatrix<T> d_h_total(rows, units), tanh_c(rows, units), d_c_total(rows, units);
     RowMatrix<T> through_recurrence(rows, units);
+    Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(
+        weights_transposed.ScratchElements(std::min(chunk_rows, rows)));
     std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
@@ -229,11 +230,10 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         }
         // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-        recurrent_transposed.MultiplyBoth(d_pre.data(), width, n,
-                                          through_recurrence.data() + chunk * units, units, false,
-                                          input_weights_transposed,
-                                          d_inputs + ((first + chunk) * time + t) * input,
-                                          time * input);
+        weights_transposed.Multiply(d_pre.data(), width, n,
+                                    through_recurrence.data() + chunk * units, units,
+                                    d_inputs + ((first + chunk) * time + t) * input, time * input,
+                                    product_scratch.data());
         shard_sums.AddProduct(0, 0, width, step_inputs + (cell + chunk) * step_width, step_width,
                               step_width, d_pre.data(), width, n, width);
         shard_sums.AddColumnSums(1, 0, d_pre.data(), width, n, width);

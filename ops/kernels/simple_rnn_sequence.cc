@@ -119,9 +119,8 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
   const int64_t work_per_example = time * units * (input + units);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
       rnn::BatchShardRows(workers, batch, work_per_example), (input + units) * units);
-  const rnn::PackedMatrix<T> recurrent_transposed(recurrent_kernel, units, units, units, true,
-                                                  packing);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, units, units, input, true, packing);
+  const rnn::TransposedWeights<T> weights_transposed(recurrent_kernel, units, kernel, input, units,
+                                                    packing);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
@@ -139,6 +138,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
     // Gradient reaching a padded step's output, which is the previous step's output.
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
     RowMatrix<T> d_h_total(rows, units), through_recurrence(rows, units);
+    Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(weights_transposed.ScratchElements(rows));
     std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
@@ -155,9 +155,9 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
         }
       }
       // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-      recurrent_transposed.MultiplyBoth(d_step.data(), units, rows, through_recurrence.data(),
-                                        units, false, input_weights_transposed,
-                                        d_inputs + (first * time + t) * input, time * input);
+      weights_transposed.Multiply(d_step.data(), units, rows, through_recurrence.data(), units,
+                                  d_inputs + (first * time + t) * input, time * input,
+                                  product_scratch.data());
       shard_sums.AddProduct(0, 0, units, step_inputs + cell * step_width, step_width, step_width,
                             d_step.data(), units, rows, units);
       shard_sums.AddColumnSums(1, 0, d_step.data(), units, rows, units);
