@@ -82,6 +82,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                                               reset_after ? width : 2 * units, false, packing);
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false, packing);
+  const int64_t chunk_rows = rnn::StepChunkRows<T>(gate_width, (units + input) * width);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   if (parts > 0) {
@@ -117,37 +118,50 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
       RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
-      RowMatrix<T> x(rows, width), from_h(rows, reset_after ? width : 2 * units);
-      RowMatrix<T> reset_h(rows, units), candidate_from_h(rows, units), new_h(rows, units);
+      const int64_t block_rows = std::min(chunk_rows, rows);
+      RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
+      RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
+      RowMatrix<T> new_h(rows, units);
       std::vector<char> valid(rows);
       rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
         if (h_prev != nullptr) Rows<T>(h_prev + (t * batch + first) * units, rows, units) = h;
-        // x_t * W per step, into a block that stays in cache (the input rows of a step are
-        // `time` rows apart in the batch-major inputs); a product of all steps at once, with its
-        // small inner dimension, wrote and then read a B*T*3H buffer.
-        input_weights.Multiply(inputs + (first * time + t) * input, time * input, rows,
-                               x.data(), width, false);
         // The whole shard at once; padded rows are put right afterwards.
         Rows<T> gate(shard_gates.At(t), rows, gate_width);
-        recurrent_from_h.Multiply(h.data(), units, rows, from_h.data(), from_h.cols(), false);
-        GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, 0, units);
-        if (reset_after) {
-          GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, 0, units, h,
-                            new_h);
-        } else {
-          const auto update = gate.leftCols(units).array();
-          const auto reset = gate.middleCols(units, units).array();
-          auto candidate = gate.middleCols(2 * units, units).array();
-          reset_h.array() = reset * h.array();
-          recurrent_h.Multiply(reset_h.data(), units, rows, candidate_from_h.data(), units,
+        for (int64_t chunk = 0; chunk < rows; chunk += block_rows) {
+          const int64_t n = std::min(block_rows, rows - chunk);
+          auto gate_rows = gate.middleRows(chunk, n);
+          const auto h_rows = h.middleRows(chunk, n);
+          auto new_h_rows = new_h.middleRows(chunk, n);
+          // x_t * W per step, into a block that stays in cache (the input rows of a step are
+          // `time` rows apart in the batch-major inputs); a product of all steps at once, with
+          // its small inner dimension, wrote and then read a B*T*3H buffer.
+          input_weights.Multiply(inputs + ((first + chunk) * time + t) * input, time * input, n,
+                                 x.data(), width, false);
+          recurrent_from_h.Multiply(h_rows.data(), units, n, from_h.data(), from_h.cols(), false);
+          const auto x_rows = x.topRows(n);
+          const auto from_h_rows = from_h.topRows(n);
+          GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,
+                             units);
+          if (reset_after) {
+            GruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
+                              0, units, h_rows, new_h_rows);
+            continue;
+          }
+          const auto update = gate_rows.leftCols(units).array();
+          const auto reset = gate_rows.middleCols(units, units).array();
+          auto candidate = gate_rows.middleCols(2 * units, units).array();
+          auto reset_h_rows = reset_h.topRows(n);
+          auto candidate_from_h_rows = candidate_from_h.topRows(n);
+          reset_h_rows.array() = reset * h_rows.array();
+          recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(), units,
                                false);
-          candidate = x.rightCols(units).array() + candidate_from_h.array();
+          candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
           candidate.rowwise() += input_bias.tail(units);
           candidate = candidate.tanh();
-          new_h.array() = update * h.array() + (T(1) - update) * candidate;
+          new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
         }
         rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
@@ -183,7 +197,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
   const int64_t work_per_example = time * units * width;
   const int64_t gate_width = GruGateWidth(units, reset_after);
-  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
+  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, (units + input) * width);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
       std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
       (units + input) * width);

@@ -165,7 +165,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t width = 4 * units;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
   const int64_t work_per_example = time * units * width;
-  const int64_t chunk_rows = rnn::BackwardChunkRows<T>(width, (units + input) * width);
+  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, (units + input) * width);
   const auto packing = rnn::PackedMatrix<T>::PackingFor(
       std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
       (units + input) * width);
