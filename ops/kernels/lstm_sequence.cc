@@ -58,6 +58,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                                        step_width * width);
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
+  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, step_width * width);
   const auto layout = rnn::StepLayout::For<T>(batch, time, units);
   T* const output_rows = layout.in_place ? outputs : outputs_time_major;
   if (parts > 0) {
@@ -126,9 +127,14 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
         // x_t * W + h * U in one pass, written where the step's gates then replace them (a
         // product of all steps at once, with its small inner dimension, streamed the whole gate
         // buffer one more time).
-        input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
-                                  rows, gate.data(), width);
-        LstmCellStep(gate, bias_row, units, 0, units, c, new_c, new_h);
+        for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
+          const int64_t n = std::min(chunk_rows, rows - chunk);
+          input_weights.MultiplySum(step_rows + chunk * step_width, step_width, recurrent,
+                                    step_rows + chunk * step_width + input, step_width, n,
+                                    gate.data() + chunk * width, width);
+          LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units, c.middleRows(chunk, n),
+                       new_c.middleRows(chunk, n), new_h.middleRows(chunk, n));
+        }
         rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         if (all_valid) {
