@@ -520,7 +520,8 @@ class TransposedWeights {
 
 // c += a^T b for a [rows, k] (row stride lda), b [rows, n] (row stride ldb) and c [k, n] (row
 // stride ldc): a block of rows' share of a weight gradient, added while the block is in cache.
-// Blocks of 6 rows of c by 4 vectors of columns stay in registers over all the rows.
+// Blocks of 6 rows of c by 4 vectors of columns (then 4, 2, 1 rows; 2, 1 vectors) stay in
+// registers over all the rows.
 template <typename T>
 class TransposedProduct {
  public:
@@ -530,8 +531,13 @@ class TransposedProduct {
     for (; column + 4 * kLanes <= n; column += 4 * kLanes) {
       Columns<4>(a, lda, b + column, ldb, rows, k, c + column, ldc);
     }
-    for (; column + kLanes <= n; column += kLanes) {
+    if (column + 2 * kLanes <= n) {
+      Columns<2>(a, lda, b + column, ldb, rows, k, c + column, ldc);
+      column += 2 * kLanes;
+    }
+    if (column + kLanes <= n) {
       Columns<1>(a, lda, b + column, ldb, rows, k, c + column, ldc);
+      column += kLanes;
     }
     for (int64_t i = 0; i < k; ++i) {
       for (int64_t j = column; j < n; ++j) {
@@ -559,7 +565,14 @@ class TransposedProduct {
                       T* c, int64_t ldc) {
     int64_t i = 0;
     for (; i + 6 <= k; i += 6) Block<6, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
-    for (; i < k; ++i) Block<1, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
+    const auto block = [&](auto rows_tag) {
+      constexpr int kRows = decltype(rows_tag)::value;
+      Block<kRows, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
+      i += kRows;
+    };
+    if (i + 4 <= k) block(std::integral_constant<int, 4>());
+    if (i + 2 <= k) block(std::integral_constant<int, 2>());
+    if (i < k) block(std::integral_constant<int, 1>());
   }
 
   template <int kRows, int kVectors>
