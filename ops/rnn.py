@@ -281,9 +281,10 @@ def _weight_gradient(factors, d_projected):
 # The gradient ops sum the weight gradients themselves, block of rows by block of rows while the
 # pre-activation gradients are in cache, for weights of at most this many bytes: then the
 # [T, B, gates * H] gradients are never written out and read back for one large product and a
-# column sum (LSTM op gradient at B=1024, H=32: 19.8 -> 14.9 ms; at B=32, H=128: 3.7 -> 3.1 ms).
-# Larger weights' sums no longer share the L2 cache with the weights, and TensorFlow's product is
-# faster (LSTM training step at B=32, H=256: 12.1 ms, against 15.1 summed in the op).
+# column sum (LSTM forward and gradient ops at B=1024, H=32: 19.8 -> 14.9 ms; at B=32, H=128:
+# 3.7 -> 3.1 ms). Larger weights' sums no longer share the L2 cache with the weights, and
+# TensorFlow's product is faster (at B=32, H=256: 10.4-12.2 ms, against 11.9-13.2 summed in the op).
+# BUILD.md, item 5.
 _MAX_SUMMED_WEIGHT_BYTES = 512 * 1024
 
 
