@@ -209,8 +209,9 @@ def test_large_batches_in_row_chunks(kind, reverse, summed_in_op, monkeypatch):
     """100 rows of 32 units: each thread's shard of 50 rows goes through a backward step in
     chunks (rnn::StepChunkRows: 32 + 18 rows for the LSTM, 42 + 8 for the GRU), and through a
     forward step too (32 + 18 rows for the LSTM and the GRU with reset_after, 42 + 8 without),
-    padded rows among them. The weight gradients are summed chunk by chunk in the gradient op (weights this
-    small), or with no weights small enough, formed by TensorFlow's product over all steps."""
+    padded rows among them. The weight gradients are summed chunk by chunk in the gradient op
+    (weights this small), or with no weights small enough, formed by TensorFlow's product over
+    all steps."""
     if not summed_in_op:
         monkeypatch.setattr(ops.rnn, "_MAX_SUMMED_WEIGHT_BYTES", 0)
     _random_lengths_check(kind, units=32, batch=100, reverse=reverse, seed=9)()

@@ -246,7 +246,8 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
         const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
         auto new_dh_rows = new_dh.middleRows(chunk, n).array();
         Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
-        const T* x_rows = inputs + ((first + chunk) * time + t) * input;
+        // The chunk's rows of x_t and of d x_t in the batch-major inputs, `time` rows apart.
+        const int64_t input_offset = ((first + chunk) * time + t) * input;
         dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
         auto d_candidate = dx.rightCols(units).array();
         d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
@@ -286,12 +287,11 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
           shard_sums.AddProduct(1, 2 * units, width, reset_h.data(), units, units,
                                 dx.data() + 2 * units, width, n, units);
         }
-        shard_sums.AddProduct(0, 0, width, x_rows, time * input, input, dx.data(), width, n,
-                              width);
+        shard_sums.AddProduct(0, 0, width, inputs + input_offset, time * input, input, dx.data(),
+                              width, n, width);
         shard_sums.AddColumnSums(2, 0, dx.data(), width, n, width);
         // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
-        input_weights_transposed.Multiply(dx.data(), width, n,
-                                          d_inputs + ((first + chunk) * time + t) * input,
+        input_weights_transposed.Multiply(dx.data(), width, n, d_inputs + input_offset,
                                           time * input, false);
       }
       rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
