@@ -145,43 +145,55 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
     assert in_process(["go .", "i lost ."]) == result["batch"][:2]
 
 
+class FakeClock:
+    """A clock for TimeBudget that only moves when the test sleeps, so the tests do not depend on
+    how busy the machine is."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
 def started_budget(milliseconds):
-    """A TimeBudget of `milliseconds` on a model whose training has just begun."""
+    """A TimeBudget of `milliseconds` on a model whose training has just begun, and its clock."""
     import keras
 
     model = keras.Sequential([keras.layers.Dense(1)])
-    budget = translation.TimeBudget(minutes=milliseconds / 60_000)
+    clock = FakeClock()
+    budget = translation.TimeBudget(minutes=milliseconds / 60_000, clock=clock)
     budget.set_model(model)
     model.stop_training = False
     budget.on_train_begin()
-    return model, budget
+    return model, budget, clock
 
 
 def test_time_budget_stops_when_another_epoch_would_overrun():
-    import time
-
-    model, budget = started_budget(50)
+    model, budget, clock = started_budget(50)
     budget.on_epoch_begin(0)
     budget.on_epoch_end(0)
     assert not model.stop_training  # a fast epoch leaves room for another
     budget.on_epoch_begin(1)
-    time.sleep(0.03)
+    clock.sleep(0.03)
     budget.on_epoch_end(1)
     assert model.stop_training  # 30 ms spent, and another 30 ms epoch would pass 50 ms
 
 
 def test_time_budget_does_not_count_the_first_epoch_tracing_against_later_ones():
-    import time
-
-    model, budget = started_budget(200)
+    model, budget, clock = started_budget(200)
     budget.on_epoch_begin(0)
-    time.sleep(0.09)  # a first epoch that traces
+    clock.sleep(0.09)  # a first epoch that traces
     budget.on_epoch_end(0)
     epochs = 1
     while not model.stop_training and epochs < 100:
         budget.on_epoch_begin(epochs)
-        time.sleep(0.005)
+        clock.sleep(0.005)
         budget.on_epoch_end(epochs)
         epochs += 1
-    # Estimated by the 90 ms first epoch it would stop after about 2; by the 5 ms ones, 20 more fit.
-    assert epochs >= 10 and time.perf_counter() - budget.started < 0.2
+    # Estimated by the 90 ms first epoch it would stop after 2 epochs; by the 5 ms ones, about 21
+    # more fit in the 110 ms left (the exact count is up to rounding of the sums), and none overruns.
+    assert 21 <= epochs <= 23 and clock() <= 0.2 + 1e-9
