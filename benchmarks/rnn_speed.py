@@ -15,7 +15,7 @@ run: embedding, output layer, loss, update) plus the recurrent layer's arithmeti
 rate.
 
     python benchmarks/rnn_speed.py [--repeats 30] [--min-seconds 3] [--kinds lstm gru rnn]
-        [--clipnorm 1.0]
+        [--clipnorm 1.0] [--dtype-policy mixed_bfloat16]
 """
 
 import argparse
@@ -162,13 +162,17 @@ def main():
     parser.add_argument("--clipnorm", type=float, default=1.0,
                         help="global gradient-norm clipping of the SGD steps, as the course trains "
                         "(0: plain SGD)")
+    parser.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"], default="float32",
+                        help="Keras dtype policy of all the models (mixed_bfloat16: Keras's layers "
+                        "compute in bfloat16, the fused ops in float32)")
     args = parser.parse_args()
+    keras.config.set_dtype_policy(args.dtype_policy)
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
     peak = matmul_gflops(args.repeats)
     tiles = "on" if ops.amx_tiles_enabled() else "off (ZOO_AMX=0 or no AMX)"
     print(f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s, "
-          f"AMX tiles for the fused products: {tiles}")
+          f"AMX tiles for the fused products: {tiles}, dtype policy {args.dtype_policy}")
     print(f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s} "
           f"{'rest ms':>8s} {'ceiling':>8s}")
     cases = [  # kind, mode, batch, steps, units

@@ -232,6 +232,75 @@ def test_auto_takes_the_fused_kernel_on_cpu(name):
     assert layer.implementation_used == "fused"
 
 
+@pytest.fixture
+def dtype_policy(request):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(request.param)
+    yield request.param
+    keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("dtype_policy", ["mixed_bfloat16", "mixed_float16"], indirect=True)
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_mixed_precision_runs_the_fused_kernel_in_float32(name, dtype_policy):
+    """Under a mixed policy the fused op computes in float32 from the float32 weights: exactly the
+    float32 layer on the half-precision inputs, rounded once to the compute dtype; close to the
+    half-precision cell loop, and its gradients close to the float32 layer's."""
+    options = dict(return_sequences=True, return_state=True)
+    layer = getattr(zoo.layers, name)(H, implementation="fused", **options)
+    loop = getattr(zoo.layers, name)(H, implementation="loop", **options)
+    reference = getattr(zoo.layers, name)(H, implementation="fused", dtype="float32", **options)
+    compute_dtype = layer.compute_dtype
+    x = tf.cast(inputs(), compute_dtype)
+    mask = right_padded_mask([6, 4, 2, 1])
+    for twin in (layer, loop, reference):
+        twin(x)
+    reference.set_weights([RNG.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()])
+    layer.set_weights(reference.get_weights())
+    loop.set_weights(reference.get_weights())
+
+    def outputs_and_gradients(twin):
+        with tf.GradientTape() as tape:
+            outputs = twin(x, mask=mask)
+            loss = tf.reduce_sum(tf.cast(outputs[0], "float32") ** 2)
+        return outputs, tape.gradient(loss, twin.trainable_weights)
+
+    got, got_gradients = outputs_and_gradients(layer)
+    assert layer.implementation_used == "fused" and loop.implementation_used == "loop"
+    want, want_gradients = outputs_and_gradients(reference)
+    assert all(g.dtype == compute_dtype for g in got)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.array(tf.cast(g, "float32")),
+                                      np.array(tf.cast(tf.cast(w, compute_dtype), "float32")))
+    for g, w in zip(got, loop(x, mask=mask)):
+        np.testing.assert_allclose(np.array(tf.cast(g, "float32")), np.array(tf.cast(w, "float32")), atol=0.05)
+    for g, w in zip(got_gradients, want_gradients):
+        assert g.dtype == "float32"
+        np.testing.assert_allclose(np.array(g), np.array(w), rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_float64_layers_take_the_fused_kernel_in_float64(name):
+    x = tf.constant(inputs(), "float64")
+    mask = right_padded_mask([6, 4, 2, 1])
+    loop, fused = (getattr(zoo.layers, name)(H, dtype="float64", return_sequences=True, implementation=path)
+                   for path in ("loop", "fused"))
+    loop(x)
+    fused(x)
+    fused.set_weights(loop.get_weights())
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, mask=mask)
+            loss = tf.reduce_sum(outputs ** 2)
+        return [outputs, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    got = outputs_and_gradients(fused)
+    assert fused.implementation_used == "fused" and got[0].dtype == "float64"
+    assert_same_outputs(got, outputs_and_gradients(loop), atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["GRU", "LSTM"])
 def test_fused_op_keeps_activations_only_where_a_gradient_may_be_taken(name):
     layer = getattr(zoo.layers, name)(H, implementation="fused")

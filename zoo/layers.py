@@ -30,6 +30,7 @@ import threading
 import keras
 import tensorflow as tf
 from keras import ops
+from keras.src.backend import AutocastScope
 from keras.src.backend.tensorflow import rnn as keras_tf_rnn
 from tensorflow.python.saved_model import save_context
 
@@ -39,6 +40,10 @@ from zoo import cells
 _SERIALIZATION_PACKAGE = "zoo"
 IMPLEMENTATIONS = ("auto", "cudnn", "fused", "loop")
 _portable_state = threading.local()
+# The dtype the fused ops compute a layer's compute dtype in: half precision (mixed_float16,
+# mixed_bfloat16 or a float16 layer) in float32, where the op is both faster than a half-precision
+# cell loop on CPU and more accurate; the results are cast back.
+_FUSED_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
 
 
 @contextlib.contextmanager
@@ -193,8 +198,8 @@ class RecurrentLayer(keras.layers.RNN):
         blockers = self.kernel_blockers()
         if self.fused_sequence is None:
             blockers.append(f"the ops package has no fused kernel for {self.__class__.__name__}")
-        if self.compute_dtype != "float32":
-            blockers.append(f"the fused kernels run float32, not {self.compute_dtype}")
+        if self.compute_dtype not in _FUSED_DTYPES:
+            blockers.append(f"the fused kernels run no {self.compute_dtype} layers")
         if not zoo_ops.is_available():
             blockers.append(f"the custom ops are unavailable ({zoo_ops.load_error()})")
         return blockers
@@ -252,7 +257,7 @@ class RecurrentLayer(keras.layers.RNN):
             keep_for_gradient = _gradient_may_be_taken(training)
 
             def kernel_call(lengths):
-                return self.fused_sequence(sequences, initial_state, lengths, keep_for_gradient)
+                return self._fused_in_kernel_dtype(sequences, initial_state, lengths, keep_for_gradient)
         else:
 
             def kernel_call(lengths):
@@ -295,6 +300,18 @@ class RecurrentLayer(keras.layers.RNN):
             return last, outputs, list(states)
 
         return tf.cond(right_padded, kernel, loop)
+
+    def _fused_in_kernel_dtype(self, sequences, initial_state, lengths, keep_for_gradient):
+        """`fused_sequence` in the dtype the ops compute this layer's compute dtype in, with its
+        results in the compute dtype (what the loop path returns)."""
+        kernel_dtype = _FUSED_DTYPES[self.compute_dtype]
+        # The weights as stored (float32 under a mixed policy), not cast to the compute dtype.
+        with AutocastScope(None):
+            outputs, states = self.fused_sequence(
+                ops.cast(sequences, kernel_dtype), [ops.cast(s, kernel_dtype) for s in initial_state],
+                lengths, keep_for_gradient,
+            )
+        return ops.cast(outputs, self.compute_dtype), [ops.cast(s, self.compute_dtype) for s in states]
 
     def apply_padding_rule(self, outputs, lengths):
         """Rewrites a kernel's outputs at padded steps to the loop's rule (see the module docstring).
@@ -360,9 +377,10 @@ def _gradient_may_be_taken(training):
     return record.could_possibly_record()
 
 
-def _weights(cell):
-    bias = ops.convert_to_tensor(cell.bias) if cell.use_bias else None
-    return ops.convert_to_tensor(cell.kernel), ops.convert_to_tensor(cell.recurrent_kernel), bias
+def _weights(cell, dtype):
+    """The cell's kernel, recurrent kernel and bias (None without one) as tensors of `dtype`."""
+    bias = ops.cast(cell.bias, dtype) if cell.use_bias else None
+    return ops.cast(cell.kernel, dtype), ops.cast(cell.recurrent_kernel, dtype), bias
 
 
 _LAYER_ARGS_DOC = """
@@ -407,7 +425,7 @@ class SimpleRNN(RecurrentLayer):
     cell_name = "simple_rnn_cell"
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
-        kernel, recurrent_kernel, bias = _weights(self.cell)
+        kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h = zoo_ops.simple_rnn_sequence(
             sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
@@ -445,7 +463,7 @@ class GRU(RecurrentLayer):
         return blockers
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
-        kernel, recurrent_kernel, bias = _weights(self.cell)
+        kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h = zoo_ops.gru_sequence(
             sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
             reset_after=self.cell.reset_after, reverse=self.go_backwards,
@@ -487,7 +505,7 @@ class LSTM(RecurrentLayer):
     cell_name = "lstm_cell"
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
-        kernel, recurrent_kernel, bias = _weights(self.cell)
+        kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h, final_c = zoo_ops.lstm_sequence(
             sequences, initial_state[0], initial_state[1], kernel, recurrent_kernel, bias, lengths,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
