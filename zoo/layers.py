@@ -5,7 +5,8 @@ weight names and config, and chooses how to run the whole sequence when it is tr
 
 - `"cudnn"`: on a GPU, Keras's own cuDNN kernels (`CudnnRNNV3`).
 - `"fused"`: on CPU, the zoo's fused C++ sequence kernels from `ops` (one op for the whole sequence,
-  forward and backward).
+  forward and backward), in float32 or float64; half-precision layers (mixed precision) run the
+  float32 op on their float32 weights and get their results cast back to the compute dtype.
 - `"loop"`: the cell in Keras's `tf.while_loop`; always correct, the fallback.
 
 `implementation="auto"` picks the fastest that applies; naming one forces it and raises a
