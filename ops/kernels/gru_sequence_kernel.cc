@@ -82,16 +82,13 @@ REGISTER_OP("ZooGruSequenceGrad")
       bool reset_after, sum_weight_gradients;
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
       TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
-      const auto kept_time = sum_weight_gradients ? c->MakeDim(0) : s.time;
-      const auto weight_rows = [&](shape_inference::DimensionHandle rows) {
-        return sum_weight_gradients ? rows : c->MakeDim(0);
-      };
+      const auto factor_time = rnn::DimIf(c, !sum_weight_gradients, s.time);
       c->set_output(0, c->input(0));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({kept_time, s.batch, s.gate_width}));
-      c->set_output(3, c->MakeShape({kept_time, s.batch, reset_after ? s.gate_width : s.units}));
-      c->set_output(4, c->MakeShape({weight_rows(s.input), s.gate_width}));
-      c->set_output(5, c->MakeShape({weight_rows(s.units), s.gate_width}));
+      c->set_output(2, c->MakeShape({factor_time, s.batch, s.gate_width}));
+      c->set_output(3, c->MakeShape({factor_time, s.batch, reset_after ? s.gate_width : s.units}));
+      c->set_output(4, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, s.input), s.gate_width}));
+      c->set_output(5, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, s.units), s.gate_width}));
       c->set_output(6, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
       return absl::OkStatus();
     })
@@ -168,7 +165,7 @@ class GruSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
-    const int64_t kept_time = rnn::KeptTime(keep_for_gradient_, s.time);
+    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
     OP_REQUIRES_OK(
         context,
         context->allocate_output(
@@ -182,8 +179,8 @@ class GruSequenceOp : public OpKernel {
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
                           lengths.flat<int32_t>().data(), outputs_time_major.flat<T>().data(),
                           outputs->flat<T>().data(), final_h->flat<T>().data(),
-                          rnn::KeptData<T>(keep_for_gradient_, gates),
-                          rnn::KeptData<T>(keep_for_gradient_, h_prev));
+                          rnn::DataIf<T>(keep_for_gradient_, gates),
+                          rnn::DataIf<T>(keep_for_gradient_, h_prev));
   }
 
  private:
@@ -226,19 +223,20 @@ class GruSequenceGradOp : public OpKernel {
                                                         &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_kernel, *d_recurrent_kernel,
         *d_bias;
-    const int64_t kept_time = sum_weight_gradients_ ? 0 : s.time;
-    const int64_t summed = sum_weight_gradients_ ? 1 : 0;
+    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({kept_time, s.batch, width}),
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({factor_time, s.batch, width}),
                                                      &d_projected));
     OP_REQUIRES_OK(context,
                    context->allocate_output(
-                       3, TensorShape({kept_time, s.batch, attrs_.reset_after ? width : s.units}),
+                       3, TensorShape({factor_time, s.batch, attrs_.reset_after ? width : s.units}),
                        &d_recurrent));
+    const int64_t kernel_rows = rnn::SizeIf(sum_weight_gradients_, s.input);
+    const int64_t recurrent_rows = rnn::SizeIf(sum_weight_gradients_, s.units);
     OP_REQUIRES_OK(context,
-                   context->allocate_output(4, TensorShape({summed * s.input, width}), &d_kernel));
-    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({summed * s.units, width}),
+                   context->allocate_output(4, TensorShape({kernel_rows, width}), &d_kernel));
+    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({recurrent_rows, width}),
                                                      &d_recurrent_kernel));
     OP_REQUIRES_OK(context, context->allocate_output(
                                 6, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
@@ -249,10 +247,10 @@ class GruSequenceGradOp : public OpKernel {
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
         d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
         d_initial_h->flat<T>().data(),
-        sum_weight_gradients_ ? nullptr : d_projected->flat<T>().data(),
-        sum_weight_gradients_ ? nullptr : d_recurrent->flat<T>().data(),
-        sum_weight_gradients_ ? d_kernel->flat<T>().data() : nullptr,
-        sum_weight_gradients_ ? d_recurrent_kernel->flat<T>().data() : nullptr,
+        rnn::DataIf<T>(!sum_weight_gradients_, d_projected),
+        rnn::DataIf<T>(!sum_weight_gradients_, d_recurrent),
+        rnn::DataIf<T>(sum_weight_gradients_, d_kernel),
+        rnn::DataIf<T>(sum_weight_gradients_, d_recurrent_kernel),
         d_bias->flat<T>().data());
   }
 

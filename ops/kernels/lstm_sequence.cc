@@ -188,7 +188,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
 
   rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
     const int64_t rows = end - first;
-    auto shard_sums = sums.ForShard({std::min(chunk_rows, rows) * width});
+    const int64_t block_rows = std::min(chunk_rows, rows);
+    auto shard_sums = sums.ForShard({block_rows * width});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
@@ -196,7 +197,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     RowMatrix<T> d_h_total(rows, units), tanh_c(rows, units), d_c_total(rows, units);
     RowMatrix<T> through_recurrence(rows, units);
     Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(
-        weights_transposed.ScratchElements(std::min(chunk_rows, rows)));
+        weights_transposed.ScratchElements(block_rows));
     std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);

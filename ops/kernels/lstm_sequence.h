@@ -46,7 +46,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
 // d_pre [T,B,4H]. With d_weights null, d_pre goes to pre_activation_grads (zero at padded
 // steps) and the caller forms that product (TensorFlow's matmul, which reaches the machine's
 // rate where an Eigen contraction here does not); otherwise it is summed here into d_weights
-// [D+H,4H], block by block while d_pre is in cache (WeightGradientSums), and
+// [D+H,4H], block by block while d_pre is in cache (GradientSums), and
 // pre_activation_grads is not read. Scratch: d_outputs_time_major,
 // StepLayout::ScratchElements() elements.
 template <typename T>

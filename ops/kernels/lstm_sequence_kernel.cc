@@ -90,9 +90,9 @@ REGISTER_OP("ZooLstmSequenceGrad")
       c->set_output(0, c->input(0));
       c->set_output(1, state);
       c->set_output(2, state);
-      c->set_output(3, c->MakeShape({sum_weight_gradients ? c->MakeDim(0) : s.time, s.batch,
+      c->set_output(3, c->MakeShape({rnn::DimIf(c, !sum_weight_gradients, s.time), s.batch,
                                      s.gate_width}));
-      c->set_output(4, c->MakeShape({sum_weight_gradients ? step_width : c->MakeDim(0),
+      c->set_output(4, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, step_width),
                                      s.gate_width}));
       c->set_output(5, c->Vector(s.gate_width));
       return absl::OkStatus();
@@ -145,7 +145,7 @@ class LstmSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
     Tensor *outputs, *final_h, *final_c, *gates, *step_inputs, *c_prev;
-    const int64_t kept_time = rnn::KeptTime(keep_for_gradient_, s.time);
+    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
@@ -165,9 +165,9 @@ class LstmSequenceOp : public OpKernel {
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
-        final_c->flat<T>().data(), rnn::KeptData<T>(keep_for_gradient_, gates),
-        rnn::KeptData<T>(keep_for_gradient_, step_inputs),
-        rnn::KeptData<T>(keep_for_gradient_, c_prev));
+        final_c->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, gates),
+        rnn::DataIf<T>(keep_for_gradient_, step_inputs),
+        rnn::DataIf<T>(keep_for_gradient_, c_prev));
   }
 
  private:
@@ -217,13 +217,12 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
     OP_REQUIRES_OK(context, context->allocate_output(2, d_final_c.shape(), &d_initial_c));
+    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
+    const int64_t weight_rows = rnn::SizeIf(sum_weight_gradients_, s.input + s.units);
     OP_REQUIRES_OK(context, context->allocate_output(
-                                3, TensorShape({sum_weight_gradients_ ? 0 : s.time, s.batch, width}),
-                                &d_gates));
+                                3, TensorShape({factor_time, s.batch, width}), &d_gates));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       4, TensorShape({sum_weight_gradients_ ? s.input + s.units : 0, width}),
-                       &d_weights));
+                   context->allocate_output(4, TensorShape({weight_rows, width}), &d_weights));
     OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({width}), &d_bias));
     LstmSequenceBackward<T>(
         rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
@@ -232,8 +231,8 @@ class LstmSequenceGradOp : public OpKernel {
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
         d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
         d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
-        sum_weight_gradients_ ? nullptr : d_gates->flat<T>().data(),
-        sum_weight_gradients_ ? d_weights->flat<T>().data() : nullptr, d_bias->flat<T>().data());
+        rnn::DataIf<T>(!sum_weight_gradients_, d_gates),
+        rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());
   }
 
  private:

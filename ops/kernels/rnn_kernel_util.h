@@ -63,6 +63,24 @@ inline absl::Status InferSizes(tensorflow::shape_inference::InferenceContext* c,
   return c->Merge(sizes->gate_width, c->Dim(recurrent_kernel, 1), &merged);
 }
 
+// The size of an optional output's leading dimension: `size` where the op produces it, else 0.
+// The forward ops' kept buffers (keep_for_gradient) have no time steps in inference; the gradient
+// ops give either the per-step factors of the weight gradients or, summed in the op
+// (sum_weight_gradients), the weight gradients themselves, the other output having no rows.
+inline int64_t SizeIf(bool produced, int64_t size) { return produced ? size : 0; }
+
+inline tensorflow::shape_inference::DimensionHandle DimIf(
+    tensorflow::shape_inference::InferenceContext* c, bool produced,
+    tensorflow::shape_inference::DimensionHandle dim) {
+  return produced ? dim : c->MakeDim(0);
+}
+
+// An optional output's data for the kernels, or null where the op does not produce it.
+template <typename T>
+T* DataIf(bool produced, tensorflow::Tensor* output) {
+  return produced ? output->flat<T>().data() : nullptr;
+}
+
 // The forward ops' `keep_for_gradient` attribute: true keeps, time-major, what the gradient op
 // reads; false (inference) keeps nothing, and those outputs have no time steps.
 inline absl::Status KeptTimeDim(tensorflow::shape_inference::InferenceContext* c,
@@ -70,18 +88,8 @@ inline absl::Status KeptTimeDim(tensorflow::shape_inference::InferenceContext* c
                                 tensorflow::shape_inference::DimensionHandle* kept_time) {
   bool keep_for_gradient;
   TF_RETURN_IF_ERROR(c->GetAttr("keep_for_gradient", &keep_for_gradient));
-  *kept_time = keep_for_gradient ? time : c->MakeDim(0);
+  *kept_time = DimIf(c, keep_for_gradient, time);
   return absl::OkStatus();
-}
-
-inline int64_t KeptTime(bool keep_for_gradient, int64_t time) {
-  return keep_for_gradient ? time : 0;
-}
-
-// A kept buffer's data for the kernels, or null when the op keeps nothing.
-template <typename T>
-T* KeptData(bool keep_for_gradient, tensorflow::Tensor* kept) {
-  return keep_for_gradient ? kept->flat<T>().data() : nullptr;
 }
 
 // The threads a kernel shares its work with (see Workers): the executor's runner and the

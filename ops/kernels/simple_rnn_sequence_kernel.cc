@@ -80,10 +80,9 @@ REGISTER_OP("ZooSimpleRnnSequenceGrad")
       TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
       c->set_output(0, c->input(0));
       c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({sum_weight_gradients ? c->MakeDim(0) : s.time, s.batch,
+      c->set_output(2, c->MakeShape({rnn::DimIf(c, !sum_weight_gradients, s.time), s.batch,
                                      s.units}));
-      c->set_output(3, c->MakeShape({sum_weight_gradients ? step_width : c->MakeDim(0),
-                                     s.units}));
+      c->set_output(3, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, step_width), s.units}));
       c->set_output(4, c->Vector(s.units));
       return absl::OkStatus();
     })
@@ -134,7 +133,7 @@ class SimpleRnnSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
     Tensor *outputs, *final_h, *states, *step_inputs;
-    const int64_t kept_time = rnn::KeptTime(keep_for_gradient_, s.time);
+    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
@@ -151,8 +150,8 @@ class SimpleRnnSequenceOp : public OpKernel {
         initial_h.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         bias.flat<T>().data(), lengths.flat<int32_t>().data(),
         outputs_time_major.flat<T>().data(), outputs->flat<T>().data(),
-        final_h->flat<T>().data(), rnn::KeptData<T>(keep_for_gradient_, states),
-        rnn::KeptData<T>(keep_for_gradient_, step_inputs));
+        final_h->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, states),
+        rnn::DataIf<T>(keep_for_gradient_, step_inputs));
   }
 
  private:
@@ -195,13 +194,12 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     Tensor *d_inputs, *d_initial_h, *d_pre, *d_weights, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
+    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
+    const int64_t weight_rows = rnn::SizeIf(sum_weight_gradients_, s.input + s.units);
     OP_REQUIRES_OK(context, context->allocate_output(
-                                2, TensorShape({sum_weight_gradients_ ? 0 : s.time, s.batch, s.units}),
-                                &d_pre));
+                                2, TensorShape({factor_time, s.batch, s.units}), &d_pre));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       3, TensorShape({sum_weight_gradients_ ? s.input + s.units : 0, s.units}),
-                       &d_weights));
+                   context->allocate_output(3, TensorShape({weight_rows, s.units}), &d_weights));
     OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({s.units}), &d_bias));
     SimpleRnnSequenceBackward<T>(
         rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
@@ -209,8 +207,8 @@ class SimpleRnnSequenceGradOp : public OpKernel {
         states.flat<T>().data(), step_inputs.flat<T>().data(), d_outputs.flat<T>().data(),
         d_final_h.flat<T>().data(), d_outputs_time_major.flat<T>().data(),
         d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
-        sum_weight_gradients_ ? nullptr : d_pre->flat<T>().data(),
-        sum_weight_gradients_ ? d_weights->flat<T>().data() : nullptr, d_bias->flat<T>().data());
+        rnn::DataIf<T>(!sum_weight_gradients_, d_pre),
+        rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());
   }
 
  private:
