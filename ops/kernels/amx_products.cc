@@ -88,11 +88,13 @@ ZOO_AMX_TARGET inline __m512 LoadRow(const float* b, int64_t ldb, int64_t k, int
   return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, b + first * ldb + kk, 4);
 }
 
-// The tiles of `layout` (a SplitMatrix's sizes and Tiles()) from B, into `data` (its buffer).
+// Column tiles [first_tile, end_tile) of `layout` (a SplitMatrix's sizes and Tiles()) from B,
+// into `data` (its buffer).
 ZOO_AMX_TARGET void SplitColumns(const float* b, int64_t ldb, bool transpose,
-                                 const SplitMatrix& layout, uint16_t* data) {
+                                 const SplitMatrix& layout, int64_t first_tile, int64_t end_tile,
+                                 uint16_t* data) {
   const int64_t k = layout.k(), n = layout.n();
-  for (int64_t tile = 0; tile < layout.ColumnTiles(); ++tile) {
+  for (int64_t tile = first_tile; tile < end_tile; ++tile) {
     for (int64_t chunk = 0; chunk < layout.Chunks(); ++chunk) {
       uint16_t* tiles = data + layout.TileOffset(tile, chunk);
       for (int pair = 0; pair < kChunk / 2; ++pair) {
@@ -257,12 +259,16 @@ bool Enabled() {
 }
 
 SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
-    : k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
+    : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
       column_tiles_((n + kTileColumns - 1) / kTileColumns) {
   const size_t values =
       static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) * kChunkValues;
   data_ = static_cast<uint16_t*>(std::aligned_alloc(64, values * 2));
-  SplitColumns(b, ldb, transpose, *this, data_);
+}
+
+void SplitMatrix::SplitGroups(int64_t first, int64_t end) const {
+  SplitColumns(b_, ldb_, transpose_, *this, first * kGroupTiles,
+               std::min(column_tiles_, end * kGroupTiles), data_);
 }
 
 void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc, bool accumulate) {

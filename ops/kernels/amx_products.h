@@ -35,7 +35,9 @@ bool Enabled();
 // bfloat16 tiles in AMX's pair-interleaved layout. K and N are zero-padded to 32 and 16.
 class SplitMatrix {
  public:
-  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k].
+  // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k], split by
+  // SplitGroups calls, which must cover every group before the first product (the threads of a
+  // batch split share them); b must outlive those calls.
   SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose);
   ~SplitMatrix();
   SplitMatrix(const SplitMatrix&) = delete;
@@ -60,8 +62,14 @@ class SplitMatrix {
   const uint16_t* Tiles(int64_t tile, int64_t chunk) const {
     return data_ + TileOffset(tile, chunk);
   }
+  int64_t Groups() const { return (column_tiles_ + kGroupTiles - 1) / kGroupTiles; }
+  // Splits groups [first, end) of column tiles.
+  void SplitGroups(int64_t first, int64_t end) const;
 
  private:
+  const float* b_;
+  int64_t ldb_;
+  bool transpose_;
   int64_t k_, n_, chunks_, column_tiles_;
   uint16_t* data_;
 };

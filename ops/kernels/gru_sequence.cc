@@ -177,7 +177,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                                    });
       }
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
-    });
+    }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
   }
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
@@ -298,7 +298,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
     sums.Take(shard_sums);
-  });
+  }, rnn::PrepareAll(recurrent_transposed, recurrent_h_transposed, input_weights_transposed));
 
   if (sums.enabled()) return;
   rnn::ParallelColumnSums(workers, d_projected, batch * time, width, d_bias);

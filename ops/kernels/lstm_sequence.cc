@@ -152,7 +152,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       }
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
       Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
-    });
+    }, rnn::PrepareAll(input_weights, recurrent));
   }
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
@@ -250,7 +250,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
     Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;
     sums.Take(shard_sums);
-  });
+  }, rnn::PrepareAll(weights_transposed));
 
   if (!sums.enabled()) {
     rnn::ParallelColumnSums(workers, pre_activation_grads, batch * time, width, d_bias);

@@ -100,7 +100,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
                                    });
       }
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
-    });
+    }, rnn::PrepareAll(input_weights, recurrent));
   }
   if (!layout.in_place) {
     rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
@@ -165,7 +165,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
     }
     Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
     sums.Take(shard_sums);
-  });
+  }, rnn::PrepareAll(weights_transposed));
 
   if (!sums.enabled()) rnn::ParallelColumnSums(workers, d_pre, batch * time, units, d_bias);
 }
