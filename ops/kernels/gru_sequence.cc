@@ -55,7 +55,7 @@ template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
+                        const T* bias, const int32_t* lengths, T* outputs,
                         T* final_h, T* gates, T* h_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
@@ -83,8 +83,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
                                          reset_after ? 0 : units, false, packing);
   const int64_t chunk_rows = rnn::StepChunkRows<T>(gate_width, (units + input) * width);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   if (parts > 0) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, gate_width);
     // x W and h U of the step, each part writing its own columns.
@@ -92,7 +91,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
         workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths, initial_h, layout, output_rows, h_prev, units, final_h,
+        lengths, initial_h, layout, outputs, h_prev, units, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
             int64_t count, const T* h, T* h_next) {
           for (int k = 0; k < 3; ++k) {
@@ -163,7 +162,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           candidate = candidate.tanh();
           new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
         }
-        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         if (all_valid) {
           h.swap(new_h);
@@ -179,9 +178,6 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
   }
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
-  }
 }
 
 template <typename T>
@@ -189,7 +185,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
                          const T* gates, const T* h_prev, const T* d_outputs,
-                         const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                         const T* d_final_h, T* d_inputs,
                          T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
                          T* d_recurrent_kernel, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
@@ -207,11 +203,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   const rnn::PackedMatrix<T> recurrent_h_transposed(
       recurrent_kernel + 2 * units, width, reset_after ? 0 : units, units, true, packing);
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
-  }
-  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   const int64_t recurrent_width = reset_after ? width : units;
   // Outputs 0, 1, 2: d_kernel, d_recurrent_kernel, d_bias.
   rnn::GradientSums<T> sums(d_kernel != nullptr,
@@ -232,7 +224,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
       for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
         const int64_t n = std::min(chunk_rows, rows - chunk);
@@ -310,11 +302,11 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
 #define ZOO_INSTANTIATE_GRU(T)                                                                   \
   template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&,           \
                                       const RnnOptions&, bool, const T*, const T*, const T*,     \
-                                      const T*, const T*, const int32_t*, T*, T*, T*, T*, T*);   \
+                                      const T*, const T*, const int32_t*, T*, T*, T*, T*);       \
   template void GruSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,          \
                                        const RnnOptions&, bool, const T*, const T*, const T*,    \
                                        const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*, T*, T*);
+                                       T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

@@ -23,12 +23,12 @@ inline int64_t GruGateWidth(int64_t units, bool reset_after) {
 // or [3H] (see above), lengths [B] in [0, T]. Writes outputs [B,T,H] (processing order),
 // final_h [B,H], and the time-major gates [T,B,GruGateWidth] and h_prev [T,B,H] (indexed by t
 // like inputs); with gates and h_prev null (nothing kept for a gradient) it keeps one step in
-// cache instead. Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
+// cache instead.
 template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* outputs_time_major, T* outputs,
+                        const T* bias, const int32_t* lengths, T* outputs,
                         T* final_h, T* gates, T* h_prev);
 
 // Gradients through GruSequenceForward: d_inputs [B,T,D], d_initial_h [B,H], d_bias (shaped like
@@ -42,13 +42,12 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
 // products (TensorFlow's matmul); otherwise they are summed here into d_kernel [D,3H] and
 // d_recurrent_kernel [H,3H] block by block while the factors are in cache (GradientSums), and
 // d_projected and d_recurrent are not written.
-// Scratch: d_outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
                          const T* gates, const T* h_prev, const T* d_outputs,
-                         const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                         const T* d_final_h, T* d_inputs,
                          T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
                          T* d_recurrent_kernel, T* d_bias);
 

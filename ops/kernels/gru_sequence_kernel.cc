@@ -158,9 +158,6 @@ class GruSequenceOp : public OpKernel {
                     attrs_.reset_after, "), got ", bias.shape().DebugString()));
     OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
 
-    Tensor outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &outputs_time_major));
     Tensor *outputs, *final_h, *gates, *h_prev;
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
@@ -177,8 +174,8 @@ class GruSequenceOp : public OpKernel {
                           attrs_.reset_after, inputs.flat<T>().data(),
                           initial_h.flat<T>().data(), kernel.flat<T>().data(),
                           recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
-                          lengths.flat<int32_t>().data(), outputs_time_major.flat<T>().data(),
-                          outputs->flat<T>().data(), final_h->flat<T>().data(),
+                          lengths.flat<int32_t>().data(), outputs->flat<T>().data(),
+                          final_h->flat<T>().data(),
                           rnn::DataIf<T>(keep_for_gradient_, gates),
                           rnn::DataIf<T>(keep_for_gradient_, h_prev));
   }
@@ -218,9 +215,6 @@ class GruSequenceGradOp : public OpKernel {
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
 
-    Tensor d_outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_kernel, *d_recurrent_kernel,
         *d_bias;
     const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
@@ -245,7 +239,7 @@ class GruSequenceGradOp : public OpKernel {
         inputs.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
+        d_inputs->flat<T>().data(),
         d_initial_h->flat<T>().data(),
         rnn::DataIf<T>(!sum_weight_gradients_, d_projected),
         rnn::DataIf<T>(!sum_weight_gradients_, d_recurrent),

@@ -40,9 +40,8 @@ template <typename T>
 void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs_time_major,
-                         T* outputs, T* final_h, T* final_c, T* gates, T* step_inputs,
-                         T* c_prev) {
+                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
+                         T* final_c, T* gates, T* step_inputs, T* c_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 4 * units;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
@@ -59,8 +58,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
   const int64_t chunk_rows = rnn::StepChunkRows<T>(width, step_width * width);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   if (parts > 0) {
     rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, width);
     if (step_inputs != nullptr) {
@@ -71,7 +69,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
         workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths, initial_h, layout, output_rows,
+        lengths, initial_h, layout, outputs,
         step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
             int64_t count, const T* h, T* h_next) {
@@ -135,7 +133,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units, c.middleRows(chunk, n),
                        new_c.middleRows(chunk, n), new_h.middleRows(chunk, n));
         }
-        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         if (all_valid) {
           c.swap(new_c);
@@ -154,9 +152,6 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       Eigen::Map<RowMatrix<T>>(final_c + first * units, rows, units) = c;
     }, rnn::PrepareAll(input_weights, recurrent));
   }
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
-  }
 }
 
 template <typename T>
@@ -164,7 +159,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* step_inputs, const T* d_outputs, const T* d_final_h,
-                          const T* d_final_c, T* d_outputs_time_major, T* d_inputs,
+                          const T* d_final_c, T* d_inputs,
                           T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
                           T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
@@ -177,11 +172,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       (units + input) * width);
   const rnn::TransposedWeights<T> weights_transposed(recurrent_kernel, units, kernel, input, width,
                                                     packing);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
-  }
-  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   const int64_t step_width = input + units;
   rnn::GradientSums<T> sums(d_weights != nullptr,
                             {{d_weights, step_width * width}, {d_bias, width}});
@@ -203,7 +194,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
       const int64_t cell = t * batch + first;
-      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
       for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
         const int64_t n = std::min(chunk_rows, rows - chunk);
@@ -261,11 +252,11 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   template void LstmSequenceForward<T>(const rnn::Workers&, const RnnSizes&,          \
                                        const RnnOptions&, const T*, const T*, const T*, const T*, \
                                        const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,   \
-                                       T*, T*);                                                  \
+                                       T*);                                                      \
   template void LstmSequenceBackward<T>(                                                         \
       const rnn::Workers&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
       const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, \
-      T*, T*, T*);
+      T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)
 #undef ZOO_INSTANTIATE_LSTM

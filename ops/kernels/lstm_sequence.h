@@ -31,14 +31,12 @@ struct RnnOptions {
 // weight gradients) and c_prev [T,B,H] (the c the step started from). outputs are in processing
 // order (index step); gates, step_inputs and c_prev are indexed by t like inputs. With all three
 // null (nothing kept for a gradient, as in inference) it keeps one step of them in cache instead.
-// Scratch: outputs_time_major, StepLayout::ScratchElements() elements.
 template <typename T>
 void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs_time_major,
-                         T* outputs, T* final_h, T* final_c, T* gates, T* step_inputs,
-                         T* c_prev);
+                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
+                         T* final_c, T* gates, T* step_inputs, T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
 // and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H] and d_bias [4H]. The weight
@@ -47,14 +45,13 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
 // steps) and the caller forms that product (TensorFlow's matmul, which reaches the machine's
 // rate where an Eigen contraction here does not); otherwise it is summed here into d_weights
 // [D+H,4H], block by block while d_pre is in cache (GradientSums), and
-// pre_activation_grads is not read. Scratch: d_outputs_time_major,
-// StepLayout::ScratchElements() elements.
+// pre_activation_grads is not read.
 template <typename T>
 void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* step_inputs, const T* d_outputs, const T* d_final_h,
-                          const T* d_final_c, T* d_outputs_time_major, T* d_inputs,
+                          const T* d_final_c, T* d_inputs,
                           T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
                           T* d_bias);
 

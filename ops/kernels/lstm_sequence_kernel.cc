@@ -157,14 +157,11 @@ class LstmSequenceOp : public OpKernel {
                        4, TensorShape({kept_time, s.batch, s.input + s.units}), &step_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(
                                 5, TensorShape({kept_time, s.batch, s.units}), &c_prev));
-    Tensor outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &outputs_time_major));
     LstmSequenceForward<T>(
         rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        outputs_time_major.flat<T>().data(), outputs->flat<T>().data(), final_h->flat<T>().data(),
+        outputs->flat<T>().data(), final_h->flat<T>().data(),
         final_c->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, gates),
         rnn::DataIf<T>(keep_for_gradient_, step_inputs),
         rnn::DataIf<T>(keep_for_gradient_, c_prev));
@@ -210,9 +207,6 @@ class LstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_c, "d_final_c", {s.batch, s.units}));
 
-    Tensor d_outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_weights, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
@@ -229,7 +223,7 @@ class LstmSequenceGradOp : public OpKernel {
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
         gates.flat<T>().data(), c_prev.flat<T>().data(), step_inputs.flat<T>().data(),
         d_outputs.flat<T>().data(), d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
-        d_outputs_time_major.flat<T>().data(), d_inputs->flat<T>().data(),
+        d_inputs->flat<T>().data(),
         d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
         rnn::DataIf<T>(!sum_weight_gradients_, d_gates),
         rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());

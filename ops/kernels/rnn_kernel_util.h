@@ -98,16 +98,6 @@ inline Workers KernelWorkers(tensorflow::OpKernelContext* context) {
   return Workers(context->eigen_device<Eigen::ThreadPoolDevice>(), context->runner());
 }
 
-// The time-major copy of a batch-major [batch, time, units] sequence tensor (outputs or their
-// gradients) that StepLayout asks for; empty when the loops use its rows in place.
-template <typename T>
-absl::Status AllocateStepScratch(tensorflow::OpKernelContext* context, int64_t batch,
-                                 int64_t time, int64_t units, tensorflow::Tensor* scratch) {
-  const auto layout = StepLayout::For<T>(batch, time, units);
-  return context->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                tensorflow::TensorShape({layout.ScratchElements()}), scratch);
-}
-
 }  // namespace rnn
 }  // namespace zoo
 

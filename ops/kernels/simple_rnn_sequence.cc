@@ -22,7 +22,7 @@ template <typename T>
 void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                               const RnnOptions& options, const T* inputs, const T* initial_h,
                               const T* kernel, const T* recurrent_kernel, const T* bias,
-                              const int32_t* lengths, T* outputs_time_major, T* outputs,
+                              const int32_t* lengths, T* outputs,
                               T* final_h, T* states, T* step_inputs) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t step_width = input + units;
@@ -38,8 +38,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
                                        step_width * units);
   const rnn::PackedMatrix<T> input_weights(kernel, units, input, units, false, packing);
   const rnn::PackedMatrix<T> recurrent(recurrent_kernel, units, units, units, false, packing);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  T* const output_rows = layout.in_place ? outputs : outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   if (parts > 0) {
     rnn::ShardStepRows<T> step_states(states, batch, 0, batch, units);
     if (step_inputs != nullptr) {
@@ -48,7 +47,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
     const Eigen::OuterStride<> state_stride(units);
     rnn::RunSequencesByUnits(
         workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths, initial_h, layout, output_rows,
+        lengths, initial_h, layout, outputs,
         step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
         [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
             int64_t count, const T* h, T* h_next) {
@@ -86,7 +85,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
         input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
                                   rows, state.data(), units);
         SimpleRnnActivate(state, bias_row);
-        rnn::StridedRows<T> output(output_rows + layout.Offset(step, first), rows, units,
+        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         if (all_valid) {
           h = state;
@@ -102,9 +101,6 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
       Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     }, rnn::PrepareAll(input_weights, recurrent));
   }
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, outputs_time_major, time, batch, units, outputs);
-  }
 }
 
 template <typename T>
@@ -112,7 +108,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
                                const T* states, const T* step_inputs, const T* d_outputs,
-                               const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                               const T* d_final_h, T* d_inputs,
                                T* d_initial_h, T* d_pre, T* d_weights, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
@@ -121,11 +117,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
       rnn::BatchShardRows(workers, batch, work_per_example), (input + units) * units);
   const rnn::TransposedWeights<T> weights_transposed(recurrent_kernel, units, kernel, input, units,
                                                     packing);
-  const auto layout = rnn::StepLayout::For<T>(batch, time, units);
-  if (!layout.in_place) {
-    rnn::SwapLeadingAxes(workers, d_outputs, batch, time, units, d_outputs_time_major);
-  }
-  const T* const d_output_rows = layout.in_place ? d_outputs : d_outputs_time_major;
+  const rnn::StepLayout layout{time, units};
   const int64_t step_width = input + units;
   rnn::GradientSums<T> sums(d_weights != nullptr,
                             {{d_weights, step_width * units}, {d_bias, units}});
@@ -143,7 +135,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      rnn::GradientReachingState(d_output_rows, layout, step, first, valid, all_valid,
+      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
       const int64_t cell = t * batch + first;
       const auto state = ConstRows<T>(states + cell * units, rows, units).array();
@@ -173,12 +165,12 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
 #define ZOO_INSTANTIATE_SIMPLE_RNN(T)                                                            \
   template void SimpleRnnSequenceForward<T>(const rnn::Workers&, const RnnSizes&,     \
                                             const RnnOptions&, const T*, const T*, const T*,     \
-                                            const T*, const T*, const int32_t*, T*, T*, T*, T*,  \
+                                            const T*, const T*, const int32_t*, T*, T*, T*,      \
                                             T*);                                                 \
   template void SimpleRnnSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,    \
                                              const RnnOptions&, const T*, const T*,              \
                                              const int32_t*, const T*, const T*, const T*,       \
-                                             const T*, T*, T*, T*, T*, T*, T*);
+                                             const T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_SIMPLE_RNN(float)
 ZOO_INSTANTIATE_SIMPLE_RNN(double)
 #undef ZOO_INSTANTIATE_SIMPLE_RNN

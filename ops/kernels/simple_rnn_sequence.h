@@ -16,13 +16,12 @@ namespace zoo {
 // backward pass, time-major and indexed by t like inputs: states [T,B,H] (each step's new state,
 // zero at padded steps) and step_inputs [T,B,D+H] (x_t and the h the step started from: the left
 // factor of the weight gradients). With states and step_inputs null (nothing kept for a
-// gradient, as in inference) it keeps one step of them in cache instead. Scratch:
-// outputs_time_major, StepLayout::ScratchElements() elements.
+// gradient, as in inference) it keeps one step of them in cache instead.
 template <typename T>
 void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                               const RnnOptions& options, const T* inputs, const T* initial_h,
                               const T* kernel, const T* recurrent_kernel, const T* bias,
-                              const int32_t* lengths, T* outputs_time_major, T* outputs,
+                              const int32_t* lengths, T* outputs,
                               T* final_h, T* states, T* step_inputs);
 
 // Gradients through SimpleRnnSequenceForward, given the gradients of its outputs and final_h:
@@ -30,14 +29,13 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
 // step_inputs^T d_pre over all steps of the pre-activation gradients d_pre [T,B,H] ([D+H, H]:
 // the kernel's rows first). With d_weights null, d_pre is written (zero at padded steps) and the
 // caller forms that product; otherwise it is summed here into d_weights, block by block while
-// d_pre is in cache (GradientSums). Scratch: d_outputs_time_major,
-// StepLayout::ScratchElements() elements.
+// d_pre is in cache (GradientSums).
 template <typename T>
 void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
                                const T* recurrent_kernel, const int32_t* lengths,
                                const T* states, const T* step_inputs, const T* d_outputs,
-                               const T* d_final_h, T* d_outputs_time_major, T* d_inputs,
+                               const T* d_final_h, T* d_inputs,
                                T* d_initial_h, T* d_pre, T* d_weights, T* d_bias);
 
 }  // namespace zoo

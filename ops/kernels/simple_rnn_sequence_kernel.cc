@@ -142,14 +142,11 @@ class SimpleRnnSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context,
                    context->allocate_output(
                        3, TensorShape({kept_time, s.batch, s.input + s.units}), &step_inputs));
-    Tensor outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &outputs_time_major));
     SimpleRnnSequenceForward<T>(
         rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
         initial_h.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
         bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        outputs_time_major.flat<T>().data(), outputs->flat<T>().data(),
+        outputs->flat<T>().data(),
         final_h->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, states),
         rnn::DataIf<T>(keep_for_gradient_, step_inputs));
   }
@@ -188,9 +185,6 @@ class SimpleRnnSequenceGradOp : public OpKernel {
                    rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
     OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
 
-    Tensor d_outputs_time_major;
-    OP_REQUIRES_OK(context, rnn::AllocateStepScratch<T>(context, s.batch, s.time, s.units,
-                                                        &d_outputs_time_major));
     Tensor *d_inputs, *d_initial_h, *d_pre, *d_weights, *d_bias;
     OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
@@ -205,8 +199,7 @@ class SimpleRnnSequenceGradOp : public OpKernel {
         rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
         recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
         states.flat<T>().data(), step_inputs.flat<T>().data(), d_outputs.flat<T>().data(),
-        d_final_h.flat<T>().data(), d_outputs_time_major.flat<T>().data(),
-        d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
+        d_final_h.flat<T>().data(), d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
         rnn::DataIf<T>(!sum_weight_gradients_, d_pre),
         rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());
   }
