@@ -17,9 +17,9 @@ from ops.rnn import gru_sequence_fallback, lstm_sequence_fallback, simple_rnn_se
 
 BATCH, TIME, FEATURES, UNITS = 5, 6, 3, 4
 LENGTHS = np.array([0, TIME, 3, 1, 5], np.int32)  # includes 0 and T
-# Rows of 128 float32 units (512 bytes) are the shortest that the kernels read and write in
-# place in the batch-major outputs; shorter rows go through a time-major copy.
-IN_PLACE_UNITS = 128
+# The narrowest layer whose steps the kernels split by units between two threads at small
+# batches: two panels of 64 columns.
+WIDE_UNITS = 128
 
 requires_library = pytest.mark.skipif(not _library.is_available(), reason="op library not built")
 
@@ -79,7 +79,7 @@ def _check_against_references(cell, fused, fallback, states, reverse, zero_outpu
     return results["fused"], gradients["fused"]
 
 
-@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
+@pytest.mark.parametrize("units", [UNITS, WIDE_UNITS])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_simple_rnn_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
@@ -100,7 +100,7 @@ def test_simple_rnn_matches_keras_and_fallback(units, reverse, zero_output_for_m
     assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
 
 
-@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
+@pytest.mark.parametrize("units", [UNITS, WIDE_UNITS])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_lstm_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
@@ -121,7 +121,7 @@ def test_lstm_matches_keras_and_fallback(units, reverse, zero_output_for_mask):
     assert float(tf.reduce_max(tf.abs(outputs[0]))) == 0.0
 
 
-@pytest.mark.parametrize("units", [UNITS, IN_PLACE_UNITS])
+@pytest.mark.parametrize("units", [UNITS, WIDE_UNITS])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
@@ -152,10 +152,10 @@ def test_small_batches_split_by_units(kind, lengths, reverse, zero_output_for_ma
     hold the weights), padded rows included."""
     rng = np.random.default_rng(4)
     cell_class, fused_op, fallback_op, state_count = KINDS[kind]
-    cell = cell_class(IN_PLACE_UNITS, bias_initializer="random_normal")
+    cell = cell_class(WIDE_UNITS, bias_initializer="random_normal")
     batch = len(lengths)
     cell.build((batch, FEATURES))
-    states = [_random(rng, batch, IN_PLACE_UNITS) for _ in range(state_count)]
+    states = [_random(rng, batch, WIDE_UNITS) for _ in range(state_count)]
     options = dict(reverse=reverse, zero_output_for_mask=zero_output_for_mask)
     lengths = np.array(lengths, np.int32)
 
@@ -239,7 +239,7 @@ def test_amx_tiles_match_keras_and_the_float32_panels(kind, reverse, monkeypatch
 
 
 @pytest.mark.parametrize("kind", VARIANTS)
-@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, IN_PLACE_UNITS), (1, IN_PLACE_UNITS)],
+@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, WIDE_UNITS), (1, WIDE_UNITS)],
                          ids=lambda shape: "x".join(map(str, shape)))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
@@ -271,16 +271,16 @@ def test_split_by_units_is_deterministic(lengths):
     bit for bit (a missed wait would read a half-written state)."""
     rng = np.random.default_rng(5)
     x = _random(rng, len(lengths), 40, FEATURES)
-    h = _random(rng, len(lengths), IN_PLACE_UNITS)
+    h = _random(rng, len(lengths), WIDE_UNITS)
     lengths = tf.constant(lengths)
-    lstm_weights = [_random(rng, FEATURES, 4 * IN_PLACE_UNITS),
-                    _random(rng, IN_PLACE_UNITS, 4 * IN_PLACE_UNITS),
-                    _random(rng, 4 * IN_PLACE_UNITS)]
-    gru_weights = [_random(rng, FEATURES, 3 * IN_PLACE_UNITS),
-                   _random(rng, IN_PLACE_UNITS, 3 * IN_PLACE_UNITS),
-                   _random(rng, 2, 3 * IN_PLACE_UNITS)]
-    simple_rnn_weights = [_random(rng, FEATURES, IN_PLACE_UNITS),
-                          _random(rng, IN_PLACE_UNITS, IN_PLACE_UNITS), _random(rng, IN_PLACE_UNITS)]
+    lstm_weights = [_random(rng, FEATURES, 4 * WIDE_UNITS),
+                    _random(rng, WIDE_UNITS, 4 * WIDE_UNITS),
+                    _random(rng, 4 * WIDE_UNITS)]
+    gru_weights = [_random(rng, FEATURES, 3 * WIDE_UNITS),
+                   _random(rng, WIDE_UNITS, 3 * WIDE_UNITS),
+                   _random(rng, 2, 3 * WIDE_UNITS)]
+    simple_rnn_weights = [_random(rng, FEATURES, WIDE_UNITS),
+                          _random(rng, WIDE_UNITS, WIDE_UNITS), _random(rng, WIDE_UNITS)]
     runs = {
         "simple_rnn": lambda: ops.simple_rnn_sequence(x, h, *simple_rnn_weights, lengths)[0],
         "lstm": lambda: ops.lstm_sequence(x, h, h, *lstm_weights, lengths)[0],

@@ -281,6 +281,9 @@ class PackedMatrix {
       }
     }
   }
+  ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
+  PackedMatrix(const PackedMatrix&) = delete;
+  PackedMatrix& operator=(const PackedMatrix&) = delete;
 
   // Part `part` of `parts` of the work that kAmxTiles leaves to Prepare (none otherwise).
   void Prepare(int part, int parts) const {
@@ -291,9 +294,6 @@ class PackedMatrix {
       }
     }
   }
-  ~PackedMatrix() { Eigen::internal::aligned_free(data_); }
-  PackedMatrix(const PackedMatrix&) = delete;
-  PackedMatrix& operator=(const PackedMatrix&) = delete;
 
   // c = a * B (c += a * B when `accumulate`) for a [m, k] with row stride lda and c [m, n]
   // with row stride ldc.
