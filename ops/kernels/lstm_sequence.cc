@@ -1,6 +1,7 @@
 #include "lstm_sequence.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace zoo {
@@ -34,6 +35,97 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
   gate(3) = gate(3).logistic();
   new_c.array() = gate(1) * c.array() + gate(0) * gate(2);
   new_h.array() = gate(3) * new_c.array().tanh();
+}
+
+// LstmCellStep for all the units of float rows, one pass over each row with Eigen's packet
+// functions: false where it does not apply (units not a multiple of a packet).
+template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
+bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, const CellIn& c,
+                       CellOut&& new_c, HiddenOut&& new_h) {
+  using Scalar = typename GateRows::Scalar;
+  if constexpr (!std::is_same<Scalar, float>::value) {
+    return false;
+  } else {
+    namespace E = Eigen::internal;
+    using P = typename E::packet_traits<float>::type;
+    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    if (units % kLanes != 0) return false;
+    const E::scalar_logistic_op<float> logistic;
+    const float* b = bias.data();
+    for (int64_t r = 0; r < gates.rows(); ++r) {
+      float* g = gates.data() + r * gates.outerStride();
+      const float* c_row = c.data() + r * c.outerStride();
+      float* new_c_row = new_c.data() + r * new_c.outerStride();
+      float* new_h_row = new_h.data() + r * new_h.outerStride();
+      for (int64_t j = 0; j < units; j += kLanes) {
+        const P i = logistic.packetOp(E::padd(E::ploadu<P>(g + j), E::ploadu<P>(b + j)));
+        const P f = logistic.packetOp(
+            E::padd(E::ploadu<P>(g + units + j), E::ploadu<P>(b + units + j)));
+        const P candidate =
+            E::ptanh(E::padd(E::ploadu<P>(g + 2 * units + j), E::ploadu<P>(b + 2 * units + j)));
+        const P o = logistic.packetOp(
+            E::padd(E::ploadu<P>(g + 3 * units + j), E::ploadu<P>(b + 3 * units + j)));
+        E::pstoreu(g + j, i);
+        E::pstoreu(g + units + j, f);
+        E::pstoreu(g + 2 * units + j, candidate);
+        E::pstoreu(g + 3 * units + j, o);
+        const P cell = E::padd(E::pmul(f, E::ploadu<P>(c_row + j)), E::pmul(i, candidate));
+        E::pstoreu(new_c_row + j, cell);
+        E::pstoreu(new_h_row + j, E::pmul(o, E::ptanh(cell)));
+      }
+    }
+    return true;
+  }
+}
+
+// The element-wise part of a backward step for all the units of float rows (`gates` [n, 4H]
+// activated, c_prev [n, H], the gradient reaching h, d_h [n, H], and reaching c, dc [n, H],
+// rows `stride`s apart), one pass over each row: writes the pre-activation gradients d_pre
+// [n, 4H] (zero in rows that are not `valid`) and replaces dc with the gradient reaching the
+// previous step's c in the valid rows. False where it does not apply (units not a multiple of a
+// packet); the caller then runs the same arithmetic as Eigen expressions.
+template <typename T>
+bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, T* dc, T* d_pre,
+                           int64_t n, int64_t units, const char* valid, bool all_valid) {
+  if constexpr (!std::is_same<T, float>::value) {
+    return false;
+  } else {
+    namespace E = Eigen::internal;
+    using P = typename E::packet_traits<float>::type;
+    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    if (units % kLanes != 0) return false;
+    const int64_t width = 4 * units;
+    const P one = E::pset1<P>(1.0f);
+    for (int64_t r = 0; r < n; ++r) {
+      float* d_pre_row = d_pre + r * width;
+      if (!all_valid && !valid[r]) {
+        std::fill_n(d_pre_row, width, 0.0f);
+        continue;
+      }
+      const float* g_row = gates + r * width;
+      for (int64_t j = 0; j < units; j += kLanes) {
+        const P i = E::ploadu<P>(g_row + j);
+        const P f = E::ploadu<P>(g_row + units + j);
+        const P g = E::ploadu<P>(g_row + 2 * units + j);
+        const P o = E::ploadu<P>(g_row + 3 * units + j);
+        const P c_before = E::ploadu<P>(c_prev + r * units + j);
+        const P d_h_value = E::ploadu<P>(d_h + r * units + j);
+        const P tanh_c = E::ptanh(E::padd(E::pmul(f, c_before), E::pmul(i, g)));
+        const P d_c = E::padd(E::ploadu<P>(dc + r * units + j),
+                              E::pmul(E::pmul(d_h_value, o),
+                                      E::psub(one, E::pmul(tanh_c, tanh_c))));
+        E::pstoreu(d_pre_row + j, E::pmul(E::pmul(E::pmul(d_c, g), i), E::psub(one, i)));
+        E::pstoreu(d_pre_row + units + j,
+                   E::pmul(E::pmul(E::pmul(d_c, c_before), f), E::psub(one, f)));
+        E::pstoreu(d_pre_row + 2 * units + j,
+                   E::pmul(E::pmul(d_c, i), E::psub(one, E::pmul(g, g))));
+        E::pstoreu(d_pre_row + 3 * units + j,
+                   E::pmul(E::pmul(E::pmul(d_h_value, tanh_c), o), E::psub(one, o)));
+        E::pstoreu(dc + r * units + j, E::pmul(d_c, f));
+      }
+    }
+    return true;
+  }
 }
 
 template <typename T>
@@ -130,8 +222,13 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           input_weights.MultiplySum(step_rows + chunk * step_width, step_width, recurrent,
                                     step_rows + chunk * step_width + input, step_width, n,
                                     gate.data() + chunk * width, width);
-          LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units, c.middleRows(chunk, n),
-                       new_c.middleRows(chunk, n), new_h.middleRows(chunk, n));
+          if (!FusedLstmCellStep(gate.middleRows(chunk, n), bias_row, units,
+                                 c.middleRows(chunk, n), new_c.middleRows(chunk, n),
+                                 new_h.middleRows(chunk, n))) {
+            LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units,
+                         c.middleRows(chunk, n), new_c.middleRows(chunk, n),
+                         new_h.middleRows(chunk, n));
+          }
         }
         rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
@@ -198,32 +295,38 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                  options.zero_output_for_mask, dh, &carried, &d_h_total);
       for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
         const int64_t n = std::min(chunk_rows, rows - chunk);
-        const ConstRows<T> gate(gates + (cell + chunk) * width, n, width);
-        const auto i = gate.leftCols(units).array();
-        const auto f = gate.middleCols(units, units).array();
-        const auto g = gate.middleCols(2 * units, units).array();
-        const auto o = gate.rightCols(units).array();
-        const auto c_before = ConstRows<T>(c_prev + (cell + chunk) * units, n, units).array();
-        auto tanh_c_rows = tanh_c.middleRows(chunk, n).array();
-        auto d_c_rows = d_c_total.middleRows(chunk, n).array();
-        const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
-        auto dc_rows = dc.middleRows(chunk, n).array();
-        tanh_c_rows = (f * c_before + i * g).tanh();
-        d_c_rows = dc_rows + d_h_rows * o * (T(1) - tanh_c_rows * tanh_c_rows);
+        const T* gate_rows = gates + (cell + chunk) * width;
+        const T* c_before_rows = c_prev + (cell + chunk) * units;
         Rows<T> d_pre(shard_sums.Block(0, pre_activation_grads + (cell + chunk) * width), n,
                       width);
-        d_pre.leftCols(units).array() = d_c_rows * g * i * (T(1) - i);
-        d_pre.middleCols(units, units).array() = d_c_rows * c_before * f * (T(1) - f);
-        d_pre.middleCols(2 * units, units).array() = d_c_rows * i * (T(1) - g * g);
-        d_pre.rightCols(units).array() = d_h_rows * tanh_c_rows * o * (T(1) - o);
-        if (all_valid) {
-          dc_rows = d_c_rows * f;
-        } else {
-          for (int64_t r = 0; r < n; ++r) {
-            if (valid[chunk + r]) {
-              dc_rows.row(r) = d_c_rows.row(r) * f.row(r);
-            } else {
-              d_pre.row(r).setZero();
+        if (!FusedLstmCellGradient(gate_rows, c_before_rows, d_h_total.data() + chunk * units,
+                                   dc.data() + chunk * units, d_pre.data(), n, units,
+                                   valid.data() + chunk, all_valid)) {
+          const ConstRows<T> gate(gate_rows, n, width);
+          const auto i = gate.leftCols(units).array();
+          const auto f = gate.middleCols(units, units).array();
+          const auto g = gate.middleCols(2 * units, units).array();
+          const auto o = gate.rightCols(units).array();
+          const auto c_before = ConstRows<T>(c_before_rows, n, units).array();
+          auto tanh_c_rows = tanh_c.middleRows(chunk, n).array();
+          auto d_c_rows = d_c_total.middleRows(chunk, n).array();
+          const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
+          auto dc_rows = dc.middleRows(chunk, n).array();
+          tanh_c_rows = (f * c_before + i * g).tanh();
+          d_c_rows = dc_rows + d_h_rows * o * (T(1) - tanh_c_rows * tanh_c_rows);
+          d_pre.leftCols(units).array() = d_c_rows * g * i * (T(1) - i);
+          d_pre.middleCols(units, units).array() = d_c_rows * c_before * f * (T(1) - f);
+          d_pre.middleCols(2 * units, units).array() = d_c_rows * i * (T(1) - g * g);
+          d_pre.rightCols(units).array() = d_h_rows * tanh_c_rows * o * (T(1) - o);
+          if (all_valid) {
+            dc_rows = d_c_rows * f;
+          } else {
+            for (int64_t r = 0; r < n; ++r) {
+              if (valid[chunk + r]) {
+                dc_rows.row(r) = d_c_rows.row(r) * f.row(r);
+              } else {
+                d_pre.row(r).setZero();
+              }
             }
           }
         }
