@@ -1,6 +1,7 @@
 #include "gru_sequence.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace zoo {
@@ -49,6 +50,62 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
   candidate.rowwise() += input_bias.segment(column, count);
   candidate = candidate.tanh();
   new_h.array() = block(0) * h.array() + (Scalar(1) - block(0)) * candidate;
+}
+
+// GruUpdateResetStep and GruResetAfterStep for all the units of float rows, one pass over each
+// row with Eigen's packet functions: false where it does not apply (units not a multiple of a
+// packet).
+template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
+          typename Hidden, typename HiddenOut>
+bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
+                            const InputBias& input_bias, const RecurrentBias& recurrent_bias,
+                            int64_t units, const Hidden& h, HiddenOut&& new_h) {
+  using Scalar = typename Hidden::Scalar;
+  if constexpr (!std::is_same<Scalar, float>::value) {
+    return false;
+  } else {
+    namespace E = Eigen::internal;
+    using P = typename E::packet_traits<float>::type;
+    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    if (units % kLanes != 0) return false;
+    const E::scalar_logistic_op<float> logistic;
+    const P one = E::pset1<P>(1.0f);
+    const float* input_b = input_bias.data();
+    const float* recurrent_b = recurrent_bias.data();
+    // x W + h U + both biases of gate k, units [j, j + kLanes).
+    const auto pre_activation = [&](const float* x_row, const float* from_h_row, int64_t k,
+                                    int64_t j) {
+      const int64_t column = k * units + j;
+      return E::padd(E::padd(E::padd(E::ploadu<P>(x_row + column),
+                                     E::ploadu<P>(from_h_row + column)),
+                              E::ploadu<P>(input_b + column)),
+                     E::ploadu<P>(recurrent_b + column));
+    };
+    for (int64_t r = 0; r < gates.rows(); ++r) {
+      float* g = gates.data() + r * gates.outerStride();
+      const float* x_row = x.data() + r * x.outerStride();
+      const float* from_h_row = from_h.data() + r * from_h.outerStride();
+      const float* h_row = h.data() + r * h.outerStride();
+      float* new_h_row = new_h.data() + r * new_h.outerStride();
+      for (int64_t j = 0; j < units; j += kLanes) {
+        const P update = logistic.packetOp(pre_activation(x_row, from_h_row, 0, j));
+        const P reset = logistic.packetOp(pre_activation(x_row, from_h_row, 1, j));
+        const int64_t column = 2 * units + j;
+        const P recurrent_candidate =
+            E::padd(E::ploadu<P>(from_h_row + column), E::ploadu<P>(recurrent_b + column));
+        const P candidate = E::ptanh(
+            E::padd(E::padd(E::ploadu<P>(x_row + column), E::pmul(reset, recurrent_candidate)),
+                    E::ploadu<P>(input_b + column)));
+        E::pstoreu(g + j, update);
+        E::pstoreu(g + units + j, reset);
+        E::pstoreu(g + 2 * units + j, candidate);
+        E::pstoreu(g + 3 * units + j, recurrent_candidate);
+        E::pstoreu(new_h_row + j, E::padd(E::pmul(update, E::ploadu<P>(h_row + j)),
+                                          E::pmul(E::psub(one, update), candidate)));
+      }
+    }
+    return true;
+  }
 }
 
 template <typename T>
@@ -142,6 +199,10 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           recurrent_from_h.Multiply(h_rows.data(), units, n, from_h.data(), from_h.cols(), false);
           const auto x_rows = x.topRows(n);
           const auto from_h_rows = from_h.topRows(n);
+          if (reset_after && FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias,
+                                                    recurrent_bias, units, h_rows, new_h_rows)) {
+            continue;
+          }
           GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,
                              units);
           if (reset_after) {
