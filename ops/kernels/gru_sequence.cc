@@ -64,22 +64,18 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
   if constexpr (!std::is_same<Scalar, float>::value) {
     return false;
   } else {
-    namespace E = Eigen::internal;
-    using P = typename E::packet_traits<float>::type;
-    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    using namespace rnn::packets;
     if (units % kLanes != 0) return false;
-    const E::scalar_logistic_op<float> logistic;
-    const P one = E::pset1<P>(1.0f);
+    const Float one = Splat(1.0f);
     const float* input_b = input_bias.data();
     const float* recurrent_b = recurrent_bias.data();
     // x W + h U + both biases of gate k, units [j, j + kLanes).
     const auto pre_activation = [&](const float* x_row, const float* from_h_row, int64_t k,
                                     int64_t j) {
       const int64_t column = k * units + j;
-      return E::padd(E::padd(E::padd(E::ploadu<P>(x_row + column),
-                                     E::ploadu<P>(from_h_row + column)),
-                              E::ploadu<P>(input_b + column)),
-                     E::ploadu<P>(recurrent_b + column));
+      return padd(padd(padd(Load(x_row + column), Load(from_h_row + column)),
+                       Load(input_b + column)),
+                  Load(recurrent_b + column));
     };
     for (int64_t r = 0; r < gates.rows(); ++r) {
       float* g = gates.data() + r * gates.outerStride();
@@ -88,20 +84,19 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
       const float* h_row = h.data() + r * h.outerStride();
       float* new_h_row = new_h.data() + r * new_h.outerStride();
       for (int64_t j = 0; j < units; j += kLanes) {
-        const P update = logistic.packetOp(pre_activation(x_row, from_h_row, 0, j));
-        const P reset = logistic.packetOp(pre_activation(x_row, from_h_row, 1, j));
+        const Float update = Sigmoid(pre_activation(x_row, from_h_row, 0, j));
+        const Float reset = Sigmoid(pre_activation(x_row, from_h_row, 1, j));
         const int64_t column = 2 * units + j;
-        const P recurrent_candidate =
-            E::padd(E::ploadu<P>(from_h_row + column), E::ploadu<P>(recurrent_b + column));
-        const P candidate = E::ptanh(
-            E::padd(E::padd(E::ploadu<P>(x_row + column), E::pmul(reset, recurrent_candidate)),
-                    E::ploadu<P>(input_b + column)));
-        E::pstoreu(g + j, update);
-        E::pstoreu(g + units + j, reset);
-        E::pstoreu(g + 2 * units + j, candidate);
-        E::pstoreu(g + 3 * units + j, recurrent_candidate);
-        E::pstoreu(new_h_row + j, E::padd(E::pmul(update, E::ploadu<P>(h_row + j)),
-                                          E::pmul(E::psub(one, update), candidate)));
+        const Float recurrent_candidate =
+            padd(Load(from_h_row + column), Load(recurrent_b + column));
+        const Float candidate = Tanh(padd(
+            padd(Load(x_row + column), pmul(reset, recurrent_candidate)), Load(input_b + column)));
+        Store(g + j, update);
+        Store(g + units + j, reset);
+        Store(g + 2 * units + j, candidate);
+        Store(g + 3 * units + j, recurrent_candidate);
+        Store(new_h_row + j,
+              padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate)));
       }
     }
     return true;

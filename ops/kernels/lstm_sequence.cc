@@ -46,11 +46,8 @@ bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, const Ce
   if constexpr (!std::is_same<Scalar, float>::value) {
     return false;
   } else {
-    namespace E = Eigen::internal;
-    using P = typename E::packet_traits<float>::type;
-    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    using namespace rnn::packets;
     if (units % kLanes != 0) return false;
-    const E::scalar_logistic_op<float> logistic;
     const float* b = bias.data();
     for (int64_t r = 0; r < gates.rows(); ++r) {
       float* g = gates.data() + r * gates.outerStride();
@@ -58,20 +55,19 @@ bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, const Ce
       float* new_c_row = new_c.data() + r * new_c.outerStride();
       float* new_h_row = new_h.data() + r * new_h.outerStride();
       for (int64_t j = 0; j < units; j += kLanes) {
-        const P i = logistic.packetOp(E::padd(E::ploadu<P>(g + j), E::ploadu<P>(b + j)));
-        const P f = logistic.packetOp(
-            E::padd(E::ploadu<P>(g + units + j), E::ploadu<P>(b + units + j)));
-        const P candidate =
-            E::ptanh(E::padd(E::ploadu<P>(g + 2 * units + j), E::ploadu<P>(b + 2 * units + j)));
-        const P o = logistic.packetOp(
-            E::padd(E::ploadu<P>(g + 3 * units + j), E::ploadu<P>(b + 3 * units + j)));
-        E::pstoreu(g + j, i);
-        E::pstoreu(g + units + j, f);
-        E::pstoreu(g + 2 * units + j, candidate);
-        E::pstoreu(g + 3 * units + j, o);
-        const P cell = E::padd(E::pmul(f, E::ploadu<P>(c_row + j)), E::pmul(i, candidate));
-        E::pstoreu(new_c_row + j, cell);
-        E::pstoreu(new_h_row + j, E::pmul(o, E::ptanh(cell)));
+        // Gate k's pre-activation with its bias.
+        const auto biased = [&](int k) {
+          return padd(Load(g + k * units + j), Load(b + k * units + j));
+        };
+        const Float i = Sigmoid(biased(0)), f = Sigmoid(biased(1)), candidate = Tanh(biased(2)),
+                    o = Sigmoid(biased(3));
+        Store(g + j, i);
+        Store(g + units + j, f);
+        Store(g + 2 * units + j, candidate);
+        Store(g + 3 * units + j, o);
+        const Float cell = padd(pmul(f, Load(c_row + j)), pmul(i, candidate));
+        Store(new_c_row + j, cell);
+        Store(new_h_row + j, pmul(o, Tanh(cell)));
       }
     }
     return true;
@@ -80,7 +76,7 @@ bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, const Ce
 
 // The element-wise part of a backward step for all the units of float rows (`gates` [n, 4H]
 // activated, c_prev [n, H], the gradient reaching h, d_h [n, H], and reaching c, dc [n, H],
-// rows `stride`s apart), one pass over each row: writes the pre-activation gradients d_pre
+// all contiguous rows), one pass over each row: writes the pre-activation gradients d_pre
 // [n, 4H] (zero in rows that are not `valid`) and replaces dc with the gradient reaching the
 // previous step's c in the valid rows. False where it does not apply (units not a multiple of a
 // packet); the caller then runs the same arithmetic as Eigen expressions.
@@ -90,12 +86,10 @@ bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, T* dc,
   if constexpr (!std::is_same<T, float>::value) {
     return false;
   } else {
-    namespace E = Eigen::internal;
-    using P = typename E::packet_traits<float>::type;
-    constexpr int64_t kLanes = E::unpacket_traits<P>::size;
+    using namespace rnn::packets;
     if (units % kLanes != 0) return false;
     const int64_t width = 4 * units;
-    const P one = E::pset1<P>(1.0f);
+    const Float one = Splat(1.0f);
     for (int64_t r = 0; r < n; ++r) {
       float* d_pre_row = d_pre + r * width;
       if (!all_valid && !valid[r]) {
@@ -104,24 +98,20 @@ bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, T* dc,
       }
       const float* g_row = gates + r * width;
       for (int64_t j = 0; j < units; j += kLanes) {
-        const P i = E::ploadu<P>(g_row + j);
-        const P f = E::ploadu<P>(g_row + units + j);
-        const P g = E::ploadu<P>(g_row + 2 * units + j);
-        const P o = E::ploadu<P>(g_row + 3 * units + j);
-        const P c_before = E::ploadu<P>(c_prev + r * units + j);
-        const P d_h_value = E::ploadu<P>(d_h + r * units + j);
-        const P tanh_c = E::ptanh(E::padd(E::pmul(f, c_before), E::pmul(i, g)));
-        const P d_c = E::padd(E::ploadu<P>(dc + r * units + j),
-                              E::pmul(E::pmul(d_h_value, o),
-                                      E::psub(one, E::pmul(tanh_c, tanh_c))));
-        E::pstoreu(d_pre_row + j, E::pmul(E::pmul(E::pmul(d_c, g), i), E::psub(one, i)));
-        E::pstoreu(d_pre_row + units + j,
-                   E::pmul(E::pmul(E::pmul(d_c, c_before), f), E::psub(one, f)));
-        E::pstoreu(d_pre_row + 2 * units + j,
-                   E::pmul(E::pmul(d_c, i), E::psub(one, E::pmul(g, g))));
-        E::pstoreu(d_pre_row + 3 * units + j,
-                   E::pmul(E::pmul(E::pmul(d_h_value, tanh_c), o), E::psub(one, o)));
-        E::pstoreu(dc + r * units + j, E::pmul(d_c, f));
+        const Float i = Load(g_row + j);
+        const Float f = Load(g_row + units + j);
+        const Float g = Load(g_row + 2 * units + j);
+        const Float o = Load(g_row + 3 * units + j);
+        const Float c_before = Load(c_prev + r * units + j);
+        const Float d_h_value = Load(d_h + r * units + j);
+        const Float tanh_c = Tanh(padd(pmul(f, c_before), pmul(i, g)));
+        const Float d_c = padd(Load(dc + r * units + j),
+                               pmul(pmul(d_h_value, o), psub(one, pmul(tanh_c, tanh_c))));
+        Store(d_pre_row + j, pmul(pmul(pmul(d_c, g), i), psub(one, i)));
+        Store(d_pre_row + units + j, pmul(pmul(pmul(d_c, c_before), f), psub(one, f)));
+        Store(d_pre_row + 2 * units + j, pmul(pmul(d_c, i), psub(one, pmul(g, g))));
+        Store(d_pre_row + 3 * units + j, pmul(pmul(pmul(d_h_value, tanh_c), o), psub(one, o)));
+        Store(dc + r * units + j, pmul(d_c, f));
       }
     }
     return true;

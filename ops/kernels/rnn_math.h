@@ -127,6 +127,24 @@ void PadOutputRow(T* output_row, int64_t first, int64_t count, int64_t step,
   }
 }
 
+// Whole packets of float lanes (16 with AVX-512) through Eigen's packet functions, for the cell
+// passes that go over each row once (FusedLstmCellStep and the like): their units must be whole
+// packets. The activations are the ones Eigen's array expressions use.
+namespace packets {
+using Eigen::internal::padd;
+using Eigen::internal::pmul;
+using Eigen::internal::psub;
+using Float = Eigen::internal::packet_traits<float>::type;
+inline constexpr int64_t kLanes = Eigen::internal::unpacket_traits<Float>::size;
+inline Float Load(const float* from) { return Eigen::internal::ploadu<Float>(from); }
+inline void Store(float* to, const Float& x) { Eigen::internal::pstoreu(to, x); }
+inline Float Splat(float x) { return Eigen::internal::pset1<Float>(x); }
+inline Float Sigmoid(const Float& x) {
+  return Eigen::internal::scalar_logistic_op<float>().packetOp(x);
+}
+inline Float Tanh(const Float& x) { return Eigen::internal::ptanh(x); }
+}  // namespace packets
+
 // Index of the time step processed at step `step` of a sequence of `time` steps.
 inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
   return reverse ? time - 1 - step : step;
