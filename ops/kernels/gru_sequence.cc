@@ -53,13 +53,14 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
 }
 
 // GruUpdateResetStep and GruResetAfterStep for all the units of float rows, one pass over each
-// row with Eigen's packet functions: false where it does not apply (units not a multiple of a
-// packet).
+// row with Eigen's packet functions, new_h also written to the rows of `output` (`output_stride`
+// apart) unless it is null: false where it does not apply (units not a multiple of a packet).
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
                             const InputBias& input_bias, const RecurrentBias& recurrent_bias,
-                            int64_t units, const Hidden& h, HiddenOut&& new_h) {
+                            int64_t units, const Hidden& h, HiddenOut&& new_h,
+                            typename Hidden::Scalar* output, int64_t output_stride) {
   using Scalar = typename Hidden::Scalar;
   if constexpr (!std::is_same<Scalar, float>::value) {
     return false;
@@ -83,6 +84,7 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
       const float* from_h_row = from_h.data() + r * from_h.outerStride();
       const float* h_row = h.data() + r * h.outerStride();
       float* new_h_row = new_h.data() + r * new_h.outerStride();
+      float* output_row = output == nullptr ? nullptr : output + r * output_stride;
       for (int64_t j = 0; j < units; j += kLanes) {
         const Float update = Sigmoid(pre_activation(x_row, from_h_row, 0, j));
         const Float reset = Sigmoid(pre_activation(x_row, from_h_row, 1, j));
@@ -95,8 +97,9 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
         Store(g + units + j, reset);
         Store(g + 2 * units + j, candidate);
         Store(g + 3 * units + j, recurrent_candidate);
-        Store(new_h_row + j,
-              padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate)));
+        const Float hidden = padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate));
+        Store(new_h_row + j, hidden);
+        if (output_row != nullptr) Store(output_row + j, hidden);
       }
     }
     return true;
@@ -168,24 +171,43 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   } else {
     rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
-      RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       const int64_t block_rows = std::min(chunk_rows, rows);
       RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
       RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
-      RowMatrix<T> new_h(rows, units);
-      std::vector<char> valid(rows);
+      // The state a step starts from is where the step keeps it, in h_prev (without kept
+      // activations, one block that every step reuses), and the cell pass writes the next one
+      // straight there and into the outputs, as the LSTM's does.
       rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
+      rnn::ShardStepRows<T> shard_h(h_prev, batch, first, rows, units);
+      const Eigen::OuterStride<> state_stride(units);
+      // The state step `step` starts from; step `time`'s is the final state.
+      const auto h_at = [&](int64_t step) {
+        return rnn::StridedRows<T>(
+            step == time ? final_h + first * units
+                         : shard_h.At(rnn::TimeIndex(step, time, options.reverse)),
+            rows, units, state_stride);
+      };
+      h_at(0) = ConstRows<T>(initial_h + first * units, rows, units);
+      // The new state of a step where some rows are padded, before it is committed.
+      RowMatrix<T> new_h_block(rows, units);
+      rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
+      std::vector<char> valid(rows);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        if (h_prev != nullptr) Rows<T>(h_prev + (t * batch + first) * units, rows, units) = h;
+        const auto h = h_at(step);
+        auto next_h = h_at(step + 1);
+        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
+                                   Eigen::OuterStride<>(layout.RowStride()));
         // The whole shard at once; padded rows are put right afterwards.
         Rows<T> gate(shard_gates.At(t), rows, gate_width);
         for (int64_t chunk = 0; chunk < rows; chunk += block_rows) {
           const int64_t n = std::min(block_rows, rows - chunk);
           auto gate_rows = gate.middleRows(chunk, n);
           const auto h_rows = h.middleRows(chunk, n);
-          auto new_h_rows = new_h.middleRows(chunk, n);
+          // A chunk's h is read by its own pass only, so the next h may take its place.
+          auto new_h_rows = all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
+          T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
           // x_t * W per step, into a block that stays in cache (the input rows of a step are
           // `time` rows apart in the batch-major inputs); a product of all steps at once, with
           // its small inner dimension, wrote and then read a B*T*3H buffer.
@@ -195,7 +217,8 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           const auto x_rows = x.topRows(n);
           const auto from_h_rows = from_h.topRows(n);
           if (reset_after && FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias,
-                                                    recurrent_bias, units, h_rows, new_h_rows)) {
+                                                    recurrent_bias, units, h_rows, new_h_rows,
+                                                    output_rows, output.outerStride())) {
             continue;
           }
           GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,
@@ -203,35 +226,32 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           if (reset_after) {
             GruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
                               0, units, h_rows, new_h_rows);
-            continue;
+          } else {
+            const auto update = gate_rows.leftCols(units).array();
+            const auto reset = gate_rows.middleCols(units, units).array();
+            auto candidate = gate_rows.middleCols(2 * units, units).array();
+            auto reset_h_rows = reset_h.topRows(n);
+            auto candidate_from_h_rows = candidate_from_h.topRows(n);
+            reset_h_rows.array() = reset * h_rows.array();
+            recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(),
+                                 units, false);
+            candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
+            candidate.rowwise() += input_bias.tail(units);
+            candidate = candidate.tanh();
+            new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
           }
-          const auto update = gate_rows.leftCols(units).array();
-          const auto reset = gate_rows.middleCols(units, units).array();
-          auto candidate = gate_rows.middleCols(2 * units, units).array();
-          auto reset_h_rows = reset_h.topRows(n);
-          auto candidate_from_h_rows = candidate_from_h.topRows(n);
-          reset_h_rows.array() = reset * h_rows.array();
-          recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(), units,
-                               false);
-          candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
-          candidate.rowwise() += input_bias.tail(units);
-          candidate = candidate.tanh();
-          new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
+          if (all_valid) output.middleRows(chunk, n) = new_h_rows;
         }
-        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
-                                   Eigen::OuterStride<>(layout.RowStride()));
-        if (all_valid) {
-          h.swap(new_h);
-          output = h;
-          continue;
+        if (all_valid) continue;
+        for (int64_t r = 0; r < rows; ++r) {
+          if (!valid[r]) next_h.row(r) = h.row(r);  // carries its state
         }
         rnn::CommitPartlyValidStep(valid, gate, output, step, options.zero_output_for_mask, layout,
                                    [&](int64_t r) {
-                                     h.row(r) = new_h.row(r);
-                                     output.row(r) = h.row(r);
+                                     next_h.row(r) = new_h.row(r);
+                                     output.row(r) = new_h.row(r);
                                    });
       }
-      Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
   }
 }
