@@ -67,10 +67,20 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
     rnn::ForEachBatchShard(workers, batch, work_per_example,
                            [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
-      RowMatrix<T> h = Eigen::Map<const RowMatrix<T>>(initial_h + first * units, rows, units);
       std::vector<char> valid(rows);
       rnn::ShardStepRows<T> shard_states(states, batch, first, rows, units);
       rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
+      // The state a step starts from is where the step keeps it, in its [x_t, h] rows, as in
+      // the LSTM; step `time`'s is the final state.
+      const auto h_at = [&](int64_t step) {
+        return step == time
+                   ? rnn::StridedRows<T>(final_h + first * units, rows, units,
+                                         Eigen::OuterStride<>(units))
+                   : rnn::StridedRows<T>(
+                         shard_step_inputs.At(rnn::TimeIndex(step, time, options.reverse)) + input,
+                         rows, units, Eigen::OuterStride<>(step_width));
+      };
+      h_at(0) = ConstRows<T>(initial_h + first * units, rows, units);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
@@ -80,7 +90,8 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
         rnn::StridedRows<T>(step_rows, rows, input, Eigen::OuterStride<>(step_width)) =
             rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
                                      Eigen::OuterStride<>(time * input));
-        rnn::StridedRows<T>(step_rows + input, rows, units, Eigen::OuterStride<>(step_width)) = h;
+        const auto h = h_at(step);
+        auto next_h = h_at(step + 1);
         Rows<T> state(shard_states.At(t), rows, units);
         input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
                                   rows, state.data(), units);
@@ -88,17 +99,19 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
         rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         if (all_valid) {
-          h = state;
+          next_h = state;
           output = state;
           continue;
         }
+        for (int64_t r = 0; r < rows; ++r) {
+          if (!valid[r]) next_h.row(r) = h.row(r);  // carries its state
+        }
         rnn::CommitPartlyValidStep(valid, state, output, step, options.zero_output_for_mask,
                                    layout, [&](int64_t r) {
-                                     h.row(r) = state.row(r);
+                                     next_h.row(r) = state.row(r);
                                      output.row(r) = state.row(r);
                                    });
       }
-      Eigen::Map<RowMatrix<T>>(final_h + first * units, rows, units) = h;
     }, rnn::PrepareAll(input_weights, recurrent));
   }
 }
