@@ -265,6 +265,33 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     assert all(tensor.shape[0] == 0 for tensor in kept)
 
 
+@pytest.mark.parametrize("kind", VARIANTS)
+@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (1, WIDE_UNITS), (40, 32)],
+                         ids=lambda shape: "x".join(map(str, shape)))
+@pytest.mark.parametrize("keep_for_gradient", [True, False], ids=["kept", "not_kept"])
+def test_sequences_without_time_steps(kind, batch_and_units, keep_for_gradient):
+    """A time dimension of 0 (the kernels' states live where each step keeps them, and the
+    final states are the step after the last): empty outputs, the initial states returned as
+    the final ones, and their gradients passed straight back."""
+    batch, units = batch_and_units
+    rng = np.random.default_rng(8)
+    cell, fused_op, _, states, gru_options = _variant(kind, units, batch, rng)
+    inputs = tf.zeros([batch, 0, FEATURES])
+    lengths = np.zeros(batch, np.int32)
+    with tf.GradientTape() as tape:
+        tape.watch(states)
+        outputs, *final_states = fused_op(
+            inputs, *states, cell.kernel, cell.recurrent_kernel, cell.bias, lengths,
+            keep_for_gradient=keep_for_gradient, **gru_options)
+        projections = [_random(rng, batch, units) for _ in final_states]
+        loss = tf.add_n([tf.reduce_sum(s * p) for s, p in zip(final_states, projections)])
+    assert outputs.shape == (batch, 0, units)
+    for got, expected in zip(final_states, states):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(tape.gradient(loss, states), projections):
+        np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("lengths", [[40], [40, 0, 17, 39]], ids=["batch1", "batch4"])
 def test_split_by_units_is_deterministic(lengths):
     """The threads that share the units of small batches meet at every step: repeated runs agree
