@@ -106,6 +106,61 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
   }
 }
 
+// The element-wise part of a reset_after GRU's backward step for all the units of float rows,
+// one pass over each row: from the activated `gates` [n, 4H] (z, r, the candidate and the
+// recurrent candidate h U_h + b), h_prev [n, H] and the gradient reaching h, d_h [n, H], writes the
+// gradients of the input projections, dx [n, 3H], and of the recurrent ones, d_from_h [n, 3H]
+// (zero in rows that are not `valid`), and the part of the gradient reaching h_prev that does
+// not go through U, new_dh = d_h * z [n, H]. False where it does not apply (units not a multiple
+// of a packet); the caller then runs the same arithmetic as Eigen expressions.
+template <typename T>
+bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx,
+                                T* d_from_h, T* new_dh, int64_t n, int64_t units,
+                                const char* valid, bool all_valid) {
+  if constexpr (!std::is_same<T, float>::value) {
+    return false;
+  } else {
+    using namespace rnn::packets;
+    if (units % kLanes != 0) return false;
+    const int64_t width = 3 * units;
+    const Float one = Splat(1.0f);
+    for (int64_t r = 0; r < n; ++r) {
+      float* dx_row = dx + r * width;
+      float* d_from_h_row = d_from_h + r * width;
+      float* new_dh_row = new_dh + r * units;
+      if (!all_valid && !valid[r]) {
+        std::fill_n(dx_row, width, 0.0f);
+        std::fill_n(d_from_h_row, width, 0.0f);
+        std::fill_n(new_dh_row, units, 0.0f);
+        continue;
+      }
+      const float* g_row = gates + r * 4 * units;
+      for (int64_t j = 0; j < units; j += kLanes) {
+        const Float update = Load(g_row + j);
+        const Float reset = Load(g_row + units + j);
+        const Float candidate = Load(g_row + 2 * units + j);
+        const Float recurrent_candidate = Load(g_row + 3 * units + j);
+        const Float d_h_value = Load(d_h + r * units + j);
+        const Float d_update = pmul(
+            pmul(pmul(d_h_value, psub(Load(h_prev + r * units + j), candidate)), update),
+            psub(one, update));
+        const Float d_candidate =
+            pmul(pmul(d_h_value, psub(one, update)), psub(one, pmul(candidate, candidate)));
+        const Float d_reset =
+            pmul(pmul(pmul(d_candidate, recurrent_candidate), reset), psub(one, reset));
+        Store(dx_row + j, d_update);
+        Store(dx_row + units + j, d_reset);
+        Store(dx_row + 2 * units + j, d_candidate);
+        Store(d_from_h_row + j, d_update);
+        Store(d_from_h_row + units + j, d_reset);
+        Store(d_from_h_row + 2 * units + j, pmul(d_candidate, reset));
+        Store(new_dh_row + j, pmul(d_h_value, update));
+      }
+    }
+    return true;
+  }
+}
+
 template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
@@ -314,12 +369,15 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
         const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
         auto new_dh_rows = new_dh.middleRows(chunk, n).array();
         Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
+        auto d_candidate = dx.rightCols(units).array();
         // The chunk's rows of x_t and of d x_t in the batch-major inputs, `time` rows apart.
         const int64_t input_offset = ((first + chunk) * time + t) * input;
-        dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
-        auto d_candidate = dx.rightCols(units).array();
-        d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
-        new_dh_rows = d_h_rows * update;
+        // The update gate's and the candidate's gradients, and d_h's part that skips U.
+        const auto gradients_beside_reset = [&] {
+          dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
+          d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
+          new_dh_rows = d_h_rows * update;
+        };
         const auto zero_padded_rows = [&](auto&&... kept) {
           if (all_valid) return;
           for (int64_t r = 0; r < n; ++r) {
@@ -327,18 +385,24 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         };
         if (reset_after) {
-          dx.middleCols(units, units).array() =
-              d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
           Rows<T> d_from_h(shard_sums.Block(1, d_recurrent + chunk_cell * width), n, width);
-          d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
-          d_from_h.rightCols(units).array() = d_candidate * reset;
-          zero_padded_rows(dx, d_from_h);
+          if (!FusedGruResetAfterGradient(gate.data(), h_prev_rows, d_h_rows.data(), dx.data(),
+                                          d_from_h.data(), new_dh_rows.data(), n, units,
+                                          valid.data() + chunk, all_valid)) {
+            gradients_beside_reset();
+            dx.middleCols(units, units).array() =
+                d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
+            d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
+            d_from_h.rightCols(units).array() = d_candidate * reset;
+            zero_padded_rows(dx, d_from_h);
+          }
           recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
                                         true);
           shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width,
                                 n, width);
           shard_sums.AddColumnSums(2, width, d_from_h.data(), width, n, width);
         } else {
+          gradients_beside_reset();
           // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
           zero_padded_rows(dx);
           auto d_reset_h_rows = d_reset_h.middleRows(chunk, n).array();
