@@ -52,28 +52,30 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
   new_h.array() = block(0) * h.array() + (Scalar(1) - block(0)) * candidate;
 }
 
-// GruUpdateResetStep and GruResetAfterStep for all the units of float rows, one pass over each
-// row with Eigen's packet functions, new_h also written to the rows of `output` (`output_stride`
-// apart) unless it is null: false where it does not apply (units not a multiple of a packet).
+// GruUpdateResetStep and GruResetAfterStep for units [first, first + count) of float rows (h
+// and new_h hold those units only), one pass over each row with Eigen's packet functions, new_h
+// also written to the rows of `output` (`output_stride` apart) unless it is null: false where
+// it does not apply (count not a multiple of a packet).
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
                             const InputBias& input_bias, const RecurrentBias& recurrent_bias,
-                            int64_t units, const Hidden& h, HiddenOut&& new_h,
-                            typename Hidden::Scalar* output, int64_t output_stride) {
+                            int64_t units, int64_t first, int64_t count, const Hidden& h,
+                            HiddenOut&& new_h, typename Hidden::Scalar* output,
+                            int64_t output_stride) {
   using Scalar = typename Hidden::Scalar;
   if constexpr (!std::is_same<Scalar, float>::value) {
     return false;
   } else {
     using namespace rnn::packets;
-    if (units % kLanes != 0) return false;
+    if (count % kLanes != 0) return false;
     const Float one = Splat(1.0f);
     const float* input_b = input_bias.data();
     const float* recurrent_b = recurrent_bias.data();
-    // x W + h U + both biases of gate k, units [j, j + kLanes).
+    // x W + h U + both biases of gate k, units first + [j, j + kLanes).
     const auto pre_activation = [&](const float* x_row, const float* from_h_row, int64_t k,
                                     int64_t j) {
-      const int64_t column = k * units + j;
+      const int64_t column = k * units + first + j;
       return padd(padd(padd(Load(x_row + column), Load(from_h_row + column)),
                        Load(input_b + column)),
                   Load(recurrent_b + column));
@@ -85,18 +87,18 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
       const float* h_row = h.data() + r * h.outerStride();
       float* new_h_row = new_h.data() + r * new_h.outerStride();
       float* output_row = output == nullptr ? nullptr : output + r * output_stride;
-      for (int64_t j = 0; j < units; j += kLanes) {
+      for (int64_t j = 0; j < count; j += kLanes) {
         const Float update = Sigmoid(pre_activation(x_row, from_h_row, 0, j));
         const Float reset = Sigmoid(pre_activation(x_row, from_h_row, 1, j));
-        const int64_t column = 2 * units + j;
+        const int64_t column = 2 * units + first + j;
         const Float recurrent_candidate =
             padd(Load(from_h_row + column), Load(recurrent_b + column));
         const Float candidate = Tanh(padd(
             padd(Load(x_row + column), pmul(reset, recurrent_candidate)), Load(input_b + column)));
-        Store(g + j, update);
-        Store(g + units + j, reset);
-        Store(g + 2 * units + j, candidate);
-        Store(g + 3 * units + j, recurrent_candidate);
+        Store(g + first + j, update);
+        Store(g + units + first + j, reset);
+        Store(g + 2 * units + first + j, candidate);
+        Store(g + 3 * units + first + j, recurrent_candidate);
         const Float hidden = padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate));
         Store(new_h_row + j, hidden);
         if (output_row != nullptr) Store(output_row + j, hidden);
@@ -213,10 +215,14 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                                             end_panel);
           }
           Rows<T> gate(step_gates.At(t), batch, gate_width);
-          GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count);
-          GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count,
-                            rnn::ConstStridedRows<T>(h + first, batch, count, state_stride),
-                            rnn::StridedRows<T>(h_next + first, batch, count, state_stride));
+          const rnn::ConstStridedRows<T> h_units(h + first, batch, count, state_stride);
+          rnn::StridedRows<T> next_h_units(h_next + first, batch, count, state_stride);
+          if (!FusedGruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first,
+                                      count, h_units, next_h_units, nullptr, 0)) {
+            GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count);
+            GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count,
+                              h_units, next_h_units);
+          }
           if (all_valid) return;
           for (int64_t r = 0; r < batch; ++r) {
             if (valid[r]) continue;
@@ -272,8 +278,9 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           const auto x_rows = x.topRows(n);
           const auto from_h_rows = from_h.topRows(n);
           if (reset_after && FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias,
-                                                    recurrent_bias, units, h_rows, new_h_rows,
-                                                    output_rows, output.outerStride())) {
+                                                    recurrent_bias, units, 0, units, h_rows,
+                                                    new_h_rows, output_rows,
+                                                    output.outerStride())) {
             continue;
           }
           GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,

@@ -37,27 +37,28 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
   new_h.array() = gate(3) * new_c.array().tanh();
 }
 
-// LstmCellStep for all the units of float rows, one pass over each row with Eigen's packet
-// functions, new_h also written to the rows of `output` (`output_stride` apart) unless it is
-// null: false where it does not apply (units not a multiple of a packet).
+// LstmCellStep for units [first, first + count) of float rows (c, new_c and new_h hold those
+// units only), one pass over each row with Eigen's packet functions, new_h also written to the
+// rows of `output` (`output_stride` apart) unless it is null: false where it does not apply
+// (count not a multiple of a packet).
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
-bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, const CellIn& c,
-                       CellOut&& new_c, HiddenOut&& new_h, typename GateRows::Scalar* output,
-                       int64_t output_stride) {
+bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first,
+                       int64_t count, const CellIn& c, CellOut&& new_c, HiddenOut&& new_h,
+                       typename GateRows::Scalar* output, int64_t output_stride) {
   using Scalar = typename GateRows::Scalar;
   if constexpr (!std::is_same<Scalar, float>::value) {
     return false;
   } else {
     using namespace rnn::packets;
-    if (units % kLanes != 0) return false;
-    const float* b = bias.data();
+    if (count % kLanes != 0) return false;
+    const float* b = bias.data() + first;
     for (int64_t r = 0; r < gates.rows(); ++r) {
-      float* g = gates.data() + r * gates.outerStride();
+      float* g = gates.data() + r * gates.outerStride() + first;
       const float* c_row = c.data() + r * c.outerStride();
       float* new_c_row = new_c.data() + r * new_c.outerStride();
       float* new_h_row = new_h.data() + r * new_h.outerStride();
       float* output_row = output == nullptr ? nullptr : output + r * output_stride;
-      for (int64_t j = 0; j < units; j += kLanes) {
+      for (int64_t j = 0; j < count; j += kLanes) {
         // Gate k's pre-activation with its bias.
         const auto biased = [&](int k) {
           return padd(Load(g + k * units + j), Load(b + k * units + j));
@@ -172,12 +173,14 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                                             (column + count) / panel);
           }
           rnn::StridedRows<T> next_h(h_next + first, batch, count, state_stride);
-          if (all_valid) {
-            LstmCellStep(gate, bias_row, units, first, count, c, c, next_h);
-            return;
+          // Rows padded at this step keep their c: their new one goes aside.
+          rnn::StridedRows<T> next_c(all_valid ? c.data() : new_c.data() + first, batch, count,
+                                     state_stride);
+          if (!FusedLstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h, nullptr,
+                                 0)) {
+            LstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h);
           }
-          rnn::StridedRows<T> next_c(new_c.data() + first, batch, count, state_stride);
-          LstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h);
+          if (all_valid) return;
           for (int64_t r = 0; r < batch; ++r) {
             if (valid[r]) {
               c.row(r) = next_c.row(r);
@@ -246,7 +249,7 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           auto cell_out = all_valid ? next_c.middleRows(chunk, n) : new_c.middleRows(chunk, n);
           auto hidden_out = all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
           T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
-          if (!FusedLstmCellStep(gate.middleRows(chunk, n), bias_row, units,
+          if (!FusedLstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units,
                                  c.middleRows(chunk, n), cell_out, hidden_out, output_rows,
                                  output.outerStride())) {
             LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units,
