@@ -555,12 +555,14 @@ class TransposedWeights {
       recurrent_->MultiplyBoth(d, ldd, m, c, ldc, false, *input_weights_, c2, ldc2);
       return;
     }
-    const int64_t both = units_ + input_;
-    both_->Multiply(d, ldd, m, scratch, both, false);
-    for (int64_t r = 0; r < m; ++r) {
-      std::copy_n(scratch + r * both, units_, c + r * ldc);
-      std::copy_n(scratch + r * both + units_, input_, c2 + r * ldc2);
-    }
+    const Eigen::OuterStride<> both(units_ + input_);
+    both_->Multiply(d, ldd, m, scratch, both.outer(), false);
+    // Eigen's copies of the row blocks: copy_n called memmove twice per row, and the LSTM's
+    // forward and gradient ops at B=1024, H=32 took 5% more CPU time (perf samples).
+    StridedRows<T>(c, m, units_, Eigen::OuterStride<>(ldc)) =
+        ConstStridedRows<T>(scratch, m, units_, both);
+    StridedRows<T>(c2, m, input_, Eigen::OuterStride<>(ldc2)) =
+        ConstStridedRows<T>(scratch + units_, m, input_, both);
   }
 
  private:
