@@ -355,7 +355,7 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     auto shard_sums = sums.ForShard({block_rows * width, block_rows * recurrent_width});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
-    RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
+    rnn::CarriedGradient<T> carried(rows, units);
     RowMatrix<T> d_h_total(rows, units), d_reset_h(rows, units), new_dh(rows, units);
     std::vector<char> valid(rows);
     for (int64_t step = time - 1; step >= 0; --step) {

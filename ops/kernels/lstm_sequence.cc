@@ -305,7 +305,7 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
-    RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
+    rnn::CarriedGradient<T> carried(rows, units);
     RowMatrix<T> d_h_total(rows, units), tanh_c(rows, units), d_c_total(rows, units);
     RowMatrix<T> through_recurrence(rows, units);
     Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(

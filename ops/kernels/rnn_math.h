@@ -922,31 +922,46 @@ void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept,
   }
 }
 
+// What padded steps of a backward pass over a batch shard pass on to the step before: a padded
+// row's output repeats the previous step's (unless zero_output_for_mask), so the gradient reaching
+// it goes on to that output. `any` is false while every value is zero, which spares the steps of
+// unpadded rows a pass over it.
+template <typename T>
+struct CarriedGradient {
+  CarriedGradient(int64_t rows, int64_t units) : values(RowMatrix<T>::Zero(rows, units)) {}
+  RowMatrix<T> values;
+  bool any = false;
+};
+
 // The gradient reaching a shard's state at one step of a backward pass, into d_h_total: from
 // the step's output rows, from later padded steps whose outputs repeated this one (`carried`)
-// and through the recurrence (`dh`). Then `carried` becomes what moves on to the step before: a
-// padded row's output is the previous step's output (unless zero_output_for_mask).
+// and through the recurrence (`dh`). Then `carried` becomes what moves on to the step before.
 template <typename T>
 void GradientReachingState(const T* d_output_rows, const StepLayout& layout, int64_t step,
                            int64_t first, const std::vector<char>& valid, bool all_valid,
                            bool zero_output_for_mask, const RowMatrix<T>& dh,
-                           RowMatrix<T>* carried, RowMatrix<T>* d_h_total) {
+                           CarriedGradient<T>* carried, RowMatrix<T>* d_h_total) {
   const int64_t rows = dh.rows(), units = dh.cols();
-  *d_h_total = ConstStridedRows<T>(d_output_rows + layout.Offset(step, first), rows, units,
-                                   Eigen::OuterStride<>(layout.RowStride())) +
-               *carried;
-  if (all_valid) {
-    carried->setZero();
+  const ConstStridedRows<T> d_outputs(d_output_rows + layout.Offset(step, first), rows, units,
+                                      Eigen::OuterStride<>(layout.RowStride()));
+  if (carried->any) {
+    *d_h_total = d_outputs + carried->values + dh;
   } else {
-    for (int64_t r = 0; r < rows; ++r) {
-      if (valid[r] || zero_output_for_mask) {
-        carried->row(r).setZero();
-      } else {
-        carried->row(r) = d_h_total->row(r);
-      }
+    *d_h_total = d_outputs + dh;
+  }
+  if (all_valid || zero_output_for_mask) {
+    if (carried->any) carried->values.setZero();
+    carried->any = false;
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    if (valid[r]) {
+      carried->values.row(r).setZero();
+    } else {
+      carried->values.row(r) += d_outputs.row(r);
     }
   }
-  *d_h_total += dh;
+  carried->any = true;
 }
 
 // Rows of a batch shard that a step takes at a time, forward and backward, through its products

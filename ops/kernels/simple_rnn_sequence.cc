@@ -141,7 +141,7 @@ void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& size
     auto shard_sums = sums.ForShard({rows * units});
     RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
     // Gradient reaching a padded step's output, which is the previous step's output.
-    RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
+    rnn::CarriedGradient<T> carried(rows, units);
     RowMatrix<T> d_h_total(rows, units), through_recurrence(rows, units);
     Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(weights_transposed.ScratchElements(rows));
     std::vector<char> valid(rows);
