@@ -99,7 +99,8 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
         Store(g + units + first + j, reset);
         Store(g + 2 * units + first + j, candidate);
         Store(g + 3 * units + first + j, recurrent_candidate);
-        const Float hidden = padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate));
+        const Float hidden =
+            padd(pmul(update, Load(h_row + j)), pmul(psub(one, update), candidate));
         Store(new_h_row + j, hidden);
         if (output_row != nullptr) Store(output_row + j, hidden);
       }
@@ -235,20 +236,12 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       const int64_t block_rows = std::min(chunk_rows, rows);
       RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
       RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
-      // The state a step starts from is where the step keeps it, in h_prev (without kept
-      // activations, one block that every step reuses), and the cell pass writes the next one
-      // straight there and into the outputs, as the LSTM's does.
       rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
       rnn::ShardStepRows<T> shard_h(h_prev, batch, first, rows, units);
+      const rnn::StepStates<T> h_states(&shard_h, 0, units, final_h + first * units, rows, units,
+                                        time, options.reverse);
+      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
       const Eigen::OuterStride<> state_stride(units);
-      // The state step `step` starts from; step `time`'s is the final state.
-      const auto h_at = [&](int64_t step) {
-        return rnn::StridedRows<T>(
-            step == time ? final_h + first * units
-                         : shard_h.At(rnn::TimeIndex(step, time, options.reverse)),
-            rows, units, state_stride);
-      };
-      h_at(0) = ConstRows<T>(initial_h + first * units, rows, units);
       // The new state of a step where some rows are padded, before it is committed.
       RowMatrix<T> new_h_block(rows, units);
       rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
@@ -256,8 +249,8 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        const auto h = h_at(step);
-        auto next_h = h_at(step + 1);
+        const auto h = h_states.At(step);
+        auto next_h = h_states.At(step + 1);
         rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         // The whole shard at once; padded rows are put right afterwards.

@@ -192,30 +192,18 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   } else {
     rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
       const int64_t rows = end - first;
-      // The states a step starts from are where the step keeps them, h in its [x_t, h] rows and
-      // c in c_prev (without kept activations, one block of each that every step reuses), and
-      // the cell pass writes the next ones straight there and h into the outputs: copying the
-      // states into the kept buffers and h into the outputs took a sixth of the forward op at
-      // B=1024, H=32.
       rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, width);
       rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
       rnn::ShardStepRows<T> shard_c(c_prev, batch, first, rows, units);
+      // h in the steps' [x_t, h] rows, c in c_prev.
+      const rnn::StepStates<T> h_states(&shard_step_inputs, input, step_width,
+                                        final_h + first * units, rows, units, time,
+                                        options.reverse);
+      const rnn::StepStates<T> c_states(&shard_c, 0, units, final_c + first * units, rows, units,
+                                        time, options.reverse);
+      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
+      c_states.At(0) = ConstRows<T>(initial_c + first * units, rows, units);
       const Eigen::OuterStride<> state_stride(units), step_stride(step_width);
-      // The states step `step` starts from; step `time`'s are the final states.
-      const auto h_at = [&](int64_t step) {
-        return step == time ? rnn::StridedRows<T>(final_h + first * units, rows, units, state_stride)
-                            : rnn::StridedRows<T>(shard_step_inputs.At(rnn::TimeIndex(
-                                                      step, time, options.reverse)) + input,
-                                                  rows, units, step_stride);
-      };
-      const auto c_at = [&](int64_t step) {
-        return rnn::StridedRows<T>(
-            step == time ? final_c + first * units
-                         : shard_c.At(rnn::TimeIndex(step, time, options.reverse)),
-            rows, units, state_stride);
-      };
-      h_at(0) = ConstRows<T>(initial_h + first * units, rows, units);
-      c_at(0) = ConstRows<T>(initial_c + first * units, rows, units);
       // The new states of a step where some rows are padded, before they are committed.
       RowMatrix<T> new_h_block(rows, units), new_c_block(rows, units);
       rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
@@ -231,8 +219,8 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
         rnn::StridedRows<T>(step_rows, rows, input, step_stride) =
             rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
                                      Eigen::OuterStride<>(time * input));
-        const auto h = h_at(step), c = c_at(step);
-        auto next_h = h_at(step + 1), next_c = c_at(step + 1);
+        const auto h = h_states.At(step), c = c_states.At(step);
+        auto next_h = h_states.At(step + 1), next_c = c_states.At(step + 1);
         rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
                                    Eigen::OuterStride<>(layout.RowStride()));
         // The whole shard at once; padded rows are put right afterwards.

@@ -903,6 +903,38 @@ class ShardStepRows {
   Eigen::Matrix<T, Eigen::Dynamic, 1> scratch_;  // aligned for the products' vector stores
 };
 
+// Where a batch shard's state lives at each step of a forward pass: in the rows where the step
+// keeps it for the gradient (columns [offset, offset + units) of `kept`'s block of the step; one
+// block for every step when nothing is kept), and after the last step in the final state. A
+// step's cell pass writes the next state straight there, and h into the outputs: copying the
+// states into the kept buffers and h into the outputs after each step took a sixth of the LSTM's
+// forward op at B=1024, H=32.
+template <typename T>
+class StepStates {
+ public:
+  // `final_state`: the shard's rows of it.
+  StepStates(ShardStepRows<T>* kept, int64_t offset, int64_t stride, T* final_state,
+             int64_t rows, int64_t units, int64_t time, bool reverse)
+      : kept_(kept), offset_(offset), stride_(stride), final_state_(final_state), rows_(rows),
+        units_(units), time_(time), reverse_(reverse) {}
+
+  // The state that step `step` (in processing order) starts from; At(time) is the final state.
+  StridedRows<T> At(int64_t step) const {
+    if (step == time_) {
+      return StridedRows<T>(final_state_, rows_, units_, Eigen::OuterStride<>(units_));
+    }
+    return StridedRows<T>(kept_->At(TimeIndex(step, time_, reverse_)) + offset_, rows_, units_,
+                          Eigen::OuterStride<>(stride_));
+  }
+
+ private:
+  ShardStepRows<T>* const kept_;
+  const int64_t offset_, stride_;
+  T* const final_state_;
+  const int64_t rows_, units_, time_;
+  const bool reverse_;
+};
+
 // The rows of a shard at a forward step that is padded for some of them: `take(r)` gives row r,
 // inside its sequence, its new state and output; a padded row keeps its state, has what the step
 // kept for the gradient zeroed in `kept` (so that the backward pass skips it) and gets the

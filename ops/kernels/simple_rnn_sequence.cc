@@ -70,17 +70,11 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
       std::vector<char> valid(rows);
       rnn::ShardStepRows<T> shard_states(states, batch, first, rows, units);
       rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
-      // The state a step starts from is where the step keeps it, in its [x_t, h] rows, as in
-      // the LSTM; step `time`'s is the final state.
-      const auto h_at = [&](int64_t step) {
-        return step == time
-                   ? rnn::StridedRows<T>(final_h + first * units, rows, units,
-                                         Eigen::OuterStride<>(units))
-                   : rnn::StridedRows<T>(
-                         shard_step_inputs.At(rnn::TimeIndex(step, time, options.reverse)) + input,
-                         rows, units, Eigen::OuterStride<>(step_width));
-      };
-      h_at(0) = ConstRows<T>(initial_h + first * units, rows, units);
+      // h in the steps' [x_t, h] rows, as in the LSTM.
+      const rnn::StepStates<T> h_states(&shard_step_inputs, input, step_width,
+                                        final_h + first * units, rows, units, time,
+                                        options.reverse);
+      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
       for (int64_t step = 0; step < time; ++step) {
         const int64_t t = rnn::TimeIndex(step, time, options.reverse);
         const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
@@ -90,8 +84,8 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
         rnn::StridedRows<T>(step_rows, rows, input, Eigen::OuterStride<>(step_width)) =
             rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
                                      Eigen::OuterStride<>(time * input));
-        const auto h = h_at(step);
-        auto next_h = h_at(step + 1);
+        const auto h = h_states.At(step);
+        auto next_h = h_states.At(step + 1);
         Rows<T> state(shard_states.At(t), rows, units);
         input_weights.MultiplySum(step_rows, step_width, recurrent, step_rows + input, step_width,
                                   rows, state.data(), units);
