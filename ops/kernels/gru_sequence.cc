@@ -298,14 +298,13 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           if (all_valid) output.middleRows(chunk, n) = new_h_rows;
         }
         if (all_valid) continue;
-        for (int64_t r = 0; r < rows; ++r) {
-          if (!valid[r]) next_h.row(r) = h.row(r);  // carries its state
-        }
-        rnn::CommitPartlyValidStep(valid, gate, output, step, options.zero_output_for_mask, layout,
-                                   [&](int64_t r) {
-                                     next_h.row(r) = new_h.row(r);
-                                     output.row(r) = new_h.row(r);
-                                   });
+        rnn::CommitPartlyValidStep(
+            valid, gate, output, step, options.zero_output_for_mask, layout,
+            [&](int64_t r) {
+              next_h.row(r) = new_h.row(r);
+              output.row(r) = new_h.row(r);
+            },
+            [&](int64_t r) { next_h.row(r) = h.row(r); });
       }
     }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
   }

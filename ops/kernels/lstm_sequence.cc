@@ -246,18 +246,17 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         }
         if (all_valid) continue;
-        for (int64_t r = 0; r < rows; ++r) {
-          if (!valid[r]) {  // carries its state
-            next_c.row(r) = c.row(r);
-            next_h.row(r) = h.row(r);
-          }
-        }
-        rnn::CommitPartlyValidStep(valid, gate, output, step, options.zero_output_for_mask, layout,
-                                   [&](int64_t r) {
-                                     next_c.row(r) = new_c.row(r);
-                                     next_h.row(r) = new_h.row(r);
-                                     output.row(r) = new_h.row(r);
-                                   });
+        rnn::CommitPartlyValidStep(
+            valid, gate, output, step, options.zero_output_for_mask, layout,
+            [&](int64_t r) {
+              next_c.row(r) = new_c.row(r);
+              next_h.row(r) = new_h.row(r);
+              output.row(r) = new_h.row(r);
+            },
+            [&](int64_t r) {
+              next_c.row(r) = c.row(r);
+              next_h.row(r) = h.row(r);
+            });
       }
     }, rnn::PrepareAll(input_weights, recurrent));
   }

@@ -936,17 +936,18 @@ class StepStates {
 };
 
 // The rows of a shard at a forward step that is padded for some of them: `take(r)` gives row r,
-// inside its sequence, its new state and output; a padded row keeps its state, has what the step
-// kept for the gradient zeroed in `kept` (so that the backward pass skips it) and gets the
-// padding rule's output.
-template <typename T, typename Kept, typename Take>
+// inside its sequence, its new state and output; a padded row keeps its state (`carry(r)` puts
+// it where the next step reads it), has what the step kept for the gradient zeroed in `kept` (so
+// that the backward pass skips it) and gets the padding rule's output.
+template <typename T, typename Kept, typename Take, typename Carry>
 void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept,
                            StridedRows<T> output, int64_t step, bool zero_output_for_mask,
-                           const StepLayout& layout, const Take& take) {
+                           const StepLayout& layout, const Take& take, const Carry& carry) {
   for (int64_t r = 0; r < output.rows(); ++r) {
     if (valid[r]) {
       take(r);
     } else {
+      carry(r);
       kept.row(r).setZero();
       PadOutputRow(output.data() + r * output.outerStride(), 0, output.cols(), step,
                    zero_output_for_mask, layout);

@@ -97,14 +97,13 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
           output = state;
           continue;
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          if (!valid[r]) next_h.row(r) = h.row(r);  // carries its state
-        }
-        rnn::CommitPartlyValidStep(valid, state, output, step, options.zero_output_for_mask,
-                                   layout, [&](int64_t r) {
-                                     next_h.row(r) = state.row(r);
-                                     output.row(r) = state.row(r);
-                                   });
+        rnn::CommitPartlyValidStep(
+            valid, state, output, step, options.zero_output_for_mask, layout,
+            [&](int64_t r) {
+              next_h.row(r) = state.row(r);
+              output.row(r) = state.row(r);
+            },
+            [&](int64_t r) { next_h.row(r) = h.row(r); });
       }
     }, rnn::PrepareAll(input_weights, recurrent));
   }
