@@ -253,7 +253,7 @@ template <typename T>
 class PackedMatrix {
  public:
   // When a panel is packed: all at construction, or each the first time a product reads it; or,
-  // with kAmxTiles (float only), B is split into bfloat16 terms for AMX tiles (amx_products.h)
+  // with kAmxTiles (float only), B is split into int8 digits for AMX tiles (amx_products.h)
   // instead of packed into panels, for Multiply and MultiplySum of whole rows, by Prepare calls
   // that must cover every part before the first product: the threads of a batch split share
   // them (ForEachBatchShard's setup, PrepareAll). On one thread the LSTM's W and U at H=256
