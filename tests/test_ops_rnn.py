@@ -575,3 +575,59 @@ def test_concurrent_ops_share_the_pool_without_deadlock(inter_op):
                             capture_output=True, text=True, env=environment, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "concurrent ops done" in result.stdout
+
+
+def _op_values_and_gradients(fused_op, arrays, lengths, dtype, projection_seed, **options):
+    """The op's outputs and final states for `arrays` (inputs, states, weights) cast to `dtype`,
+    and the gradients of a fixed random linear functional of them, as float64 NumPy arrays."""
+    sources = [tf.constant(np.asarray(a, dtype)) for a in arrays]
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        results = fused_op(*sources, lengths, **options)
+        rng = np.random.default_rng(projection_seed)
+        loss = tf.add_n([tf.reduce_sum(r * rng.normal(size=r.shape).astype(dtype)) for r in results])
+    gradients = tape.gradient(loss, sources)
+    return [np.asarray(t, np.float64) for t in [*results, *gradients]]
+
+
+@requires_library
+@pytest.mark.skipif(not ops.amx_tiles_enabled(), reason="no AMX tiles here (CPU, Linux grant or ZOO_AMX=0)")
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_amx_tiles_on_wide_ranges_and_non_finite_values(kind, monkeypatch):
+    """The tiles' products write each row of the left factor and each column of the weights in
+    24-bit integers of its largest magnitude (amx_products.h). Inputs and initial states whose
+    magnitudes span six orders within each row keep their values and gradients within 10 times the
+    float32 panels' (ZOO_AMX=0) distance from float64 (measured: 1.3 to 7.8 times; on values of
+    one range the tiles are as close as the panels, test above). A NaN in one example's input makes
+    that example's outputs NaN from its step on, as in float32, and leaves the others' as they
+    were."""
+    rng = np.random.default_rng(12)
+    batch, units = 32, 192
+    cell, fused_op, _, states, gru_options = _variant(kind, units, batch, rng)
+
+    def wide(*shape):
+        return rng.normal(size=shape) * 10.0 ** rng.uniform(-4, 2, size=shape)
+
+    arrays = [wide(batch, TIME, FEATURES), *(wide(batch, units) for _ in states),
+              *(np.asarray(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))]
+    lengths = np.full(batch, TIME, np.int32)
+
+    def run(dtype, values=arrays):
+        return _op_values_and_gradients(fused_op, values, lengths, dtype, 3, **gru_options)
+
+    exact = run("float64")
+    with_tiles = run("float32")
+    monkeypatch.setenv("ZOO_AMX", "0")
+    with_panels = run("float32")
+    monkeypatch.delenv("ZOO_AMX")
+    for tiles, panels, reference in zip(with_tiles, with_panels, exact):
+        assert np.max(np.abs(tiles - reference)) <= 10 * np.max(np.abs(panels - reference))
+
+    poisoned_row, poisoned_step = 5, 2
+    inputs = arrays[0].copy()
+    inputs[poisoned_row, poisoned_step, 1] = np.nan
+    outputs = run("float32", [inputs, *arrays[1:]])[0]
+    assert np.isnan(outputs[poisoned_row, poisoned_step:]).all()
+    assert not np.isnan(outputs[poisoned_row, :poisoned_step]).any()
+    others = np.arange(batch) != poisoned_row
+    np.testing.assert_array_equal(outputs[others], with_tiles[0][others])
