@@ -61,7 +61,7 @@ def is_available():
 
 def amx_tiles_enabled():
     """Whether the fused kernels run their per-step products on AMX tiles now: the library is
-    loaded, the CPU has AMX-TILE and AMX-BF16, Linux grants tile data, and `ZOO_AMX` is not "0"
+    loaded, the CPU has AMX-TILE and AMX-INT8, Linux grants tile data, and `ZOO_AMX` is not "0"
     (see BUILD.md)."""
     if load() is None:
         return False
