@@ -36,6 +36,9 @@ constexpr int kChunk = 64;           // k of one tile product (16 quads of int8)
 constexpr int kTileColumns = 16;     // int32 columns of a result tile
 constexpr int kTileBytes = 1024;     // bytes of a factor tile
 constexpr int kDigits = 3;
+// Chunks summed in int32 before their sums are scaled into float32: the sum of weight 1 grows by
+// at most 3 * 2^14 a row of k, so 512 chunks (32768 rows) stay below 2^31.
+constexpr int64_t kMaxChunksPerSum = 512;
 static_assert(SplitMatrix::kChunkBytes == kDigits * kTileBytes, "a chunk holds three tiles");
 static_assert(SplitMatrix::kGroupTiles == 2, "AddChunk computes two column tiles");
 // Scaled values are integers of magnitude at most kRange, so that the leading digit stays within
@@ -323,6 +326,46 @@ ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
   }
 }
 
+// block += rows [r, r + 16) of a left factor by the column-tile group of B that starts at
+// first_tile (`group` tiles): the left factor's digits at a_rows (rows a_stride bytes apart,
+// digits digit_bytes apart) and row_units its rows' units.
+ZOO_AMX_TARGET void AddRowTileProduct(const int8_t* a_rows, int64_t a_stride, int64_t digit_bytes,
+                                      const float* row_units, const SplitMatrix& b,
+                                      int64_t first_tile, int64_t group, float* block) {
+  for (int64_t first = 0; first < b.Chunks(); first += kMaxChunksPerSum) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    const int64_t end = std::min(b.Chunks(), first + kMaxChunksPerSum);
+    for (int64_t chunk = first; chunk < end; ++chunk) {
+      AddChunk(a_rows + chunk * kChunk, a_stride, digit_bytes, b.Tiles(first_tile, chunk), group);
+    }
+    AddScaledSums(group, row_units, b.ColumnUnits() + first_tile * kTileColumns, block);
+  }
+}
+
+constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
+
+// Rows [0, rows) of c (row stride ldc, n columns) at the columns of the group that starts at
+// first_tile = block (+= with `accumulate`).
+ZOO_AMX_TARGET void StoreBlock(const float* block, int64_t rows, int64_t group,
+                               int64_t first_tile, int64_t n, float* c, int64_t ldc,
+                               bool accumulate) {
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t first_column = (first_tile + g) * kTileColumns;
+    const __mmask16 mask = FirstLanes(n - first_column);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* out = c + r * ldc + first_column;
+      __m512 value = _mm512_load_ps(block + r * kBlockColumns + g * kTileColumns);
+      if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, out));
+      _mm512_mask_storeu_ps(out, mask, value);
+    }
+  }
+}
+
 // c = sum over sources of split[s] * sources[s].b (c += with `accumulate`).
 ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const SplitRows* split,
                                   int64_t rows_padded, int64_t m, float* c, int64_t ldc,
@@ -330,41 +373,20 @@ ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const SplitR
   ConfigureTiles();
   const int64_t n = sources[0].b->n();
   const int64_t column_tiles = sources[0].b->ColumnTiles();
-  constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
   alignas(64) float block[kTileRows * kBlockColumns];
   for (int64_t first_row = 0; first_row < m; first_row += kTileRows) {
-    const int64_t rows = std::min<int64_t>(kTileRows, m - first_row);
     for (int64_t first_tile = 0; first_tile < column_tiles;
          first_tile += SplitMatrix::kGroupTiles) {
       const int64_t group = std::min(SplitMatrix::kGroupTiles, column_tiles - first_tile);
       std::fill_n(block, kTileRows * kBlockColumns, 0.0f);
       for (int s = 0; s < count; ++s) {
-        const SplitMatrix& b = *sources[s].b;
         const SplitRows& a = split[s];
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        _tile_zero(4);
-        _tile_zero(5);
-        const int8_t* a_rows = a.digits + first_row * a.k_padded;
-        for (int64_t chunk = 0; chunk < b.Chunks(); ++chunk) {
-          AddChunk(a_rows + chunk * kChunk, a.k_padded, a.DigitBytes(rows_padded),
-                   b.Tiles(first_tile, chunk), group);
-        }
-        AddScaledSums(group, a.units + first_row, b.ColumnUnits() + first_tile * kTileColumns,
-                      block);
+        AddRowTileProduct(a.digits + first_row * a.k_padded, a.k_padded,
+                          a.DigitBytes(rows_padded), a.units + first_row, *sources[s].b,
+                          first_tile, group, block);
       }
-      for (int64_t g = 0; g < group; ++g) {
-        const int64_t first_column = (first_tile + g) * kTileColumns;
-        const __mmask16 mask = FirstLanes(n - first_column);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* out = c + (first_row + r) * ldc + first_column;
-          __m512 value = _mm512_load_ps(block + r * kBlockColumns + g * kTileColumns);
-          if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, out));
-          _mm512_mask_storeu_ps(out, mask, value);
-        }
-      }
+      StoreBlock(block, std::min<int64_t>(kTileRows, m - first_row), group, first_tile, n,
+                 c + first_row * ldc, ldc, accumulate);
     }
   }
   _tile_release();
