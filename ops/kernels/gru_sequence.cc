@@ -180,7 +180,7 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
   const int parts = reset_after ? rnn::UnitParts(
       workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
-  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
+  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kInPlace
                                  : rnn::PackedMatrix<T>::PackingFor(
                                        rnn::BatchShardRows(workers, batch, work_per_example),
                                        (input + units) * width);

@@ -252,14 +252,15 @@ inline Vector Splat(T x) {
 template <typename T>
 class PackedMatrix {
  public:
-  // When a panel is packed: all at construction, or each the first time a product reads it; or,
+  // How B is laid out for the products: packed into panels at construction (kNow); read where it
+  // lies if it can be (kInPlace, for the products of a split by units, see the constructor); or,
   // with kAmxTiles (float only), B is split into int8 digits for AMX tiles (amx_products.h)
   // instead of packed into panels, for Multiply and MultiplySum of whole rows, by Prepare calls
   // that must cover every part before the first product: the threads of a batch split share
   // them (ForEachBatchShard's setup, PrepareAll). On one thread the LSTM's W and U at H=256
   // took 150 us before its forward at B=32 could start; shared, the op took 3-4% less (2.80-2.89
   // against 2.90-3.27 ms, alternated processes).
-  enum class Packing { kNow, kOnFirstUse, kAmxTiles };
+  enum class Packing { kNow, kInPlace, kAmxTiles };
 
   // kAmxTiles where amx::Enabled(), for float products of at least 16 rows (a tile's height) by
   // weights of at least 32K values (a layer's W and U together), else kNow. At [16, 256] x
@@ -276,21 +277,27 @@ class PackedMatrix {
 
   // B = b, a [k, n] matrix with row stride ldb, or with `transpose` B = b^T for b [n, k]; b must
   // outlive this object. With kNow the panels are packed here, on this thread (packing on both
-  // threads was no faster in a training step: the hand-off cost what it saved). With kOnFirstUse,
-  // the parts of a split by units (MultiplyPanels, MultiplySumPanels) each pack their own panels,
-  // in parallel and into the cache of the core that goes on reading them (at batch 1 this took a
-  // fifth off a forward pass); calls that run at once must then read different panels.
+  // threads was no faster in a training step: the hand-off cost what it saved). With kInPlace
+  // the products read B's rows where they lie when they can serve as the panels' rows
+  // (ReadableInPlace; else B is packed now). A split by units reads its weights once a step, so
+  // a copy costs about a step's reading of them: with no copy, the forward ops at H=256, T=35 on
+  // the Intel Xeon (op alone, alternated processes) took GRU B=1 0.54-0.55 against 0.59-0.61 ms
+  // with each part packing its own panels at its first step, B=4 0.77 against 0.85; LSTM B=1
+  // 0.62 against 0.70, B=4 0.89 against 0.95; SimpleRNN B=1 0.35 against 0.37, B=4 0.48 against
+  // 0.49. (On the AMD EPYC, with an earlier loop, the LSTM's weights read in place at B=1 had
+  // been slower, 0.34 against 0.19 ms: rows 4 KB apart collided in its caches. Not measured there
+  // since.) A batch split reads each panel row for several rows of the batch and packs B.
   PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose,
                Packing packing = Packing::kNow)
       : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n),
         panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
+        in_place_(packing == Packing::kInPlace && ReadableInPlace(b, ldb, n, panel_, transpose)),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
-            sizeof(T) * (packing == Packing::kAmxTiles
+            sizeof(T) * (packing == Packing::kAmxTiles || in_place_
                              ? 1
-                             : std::max<int64_t>(1, panels_ * k * panel_))))),
-        packed_(panels_, packing == Packing::kAmxTiles) {
-    if (packing == Packing::kNow) {
+                             : std::max<int64_t>(1, panels_ * k * panel_))))) {
+    if (packing != Packing::kAmxTiles && !in_place_) {
       for (int64_t p = 0; p < panels_; ++p) Pack(p);
     }
     if constexpr (std::is_same<T, float>::value && amx::kCompiled) {
@@ -362,10 +369,8 @@ class PackedMatrix {
   typedef T Vector __attribute__((vector_size(64)));
   static constexpr int kLanes = 64 / sizeof(T);
 
-  // Packs panel p once; the panels of a product are packed by the thread that computes it.
-  void Pack(int64_t p) const {
-    if (packed_[p]) return;
-    packed_[p] = true;
+  // Packs panel p.
+  void Pack(int64_t p) {
     const int64_t cols = std::min<int64_t>(panel_, n_ - p * panel_);
     T* panel = data_ + p * k_ * panel_;
     for (int64_t kk = 0; kk < k_; ++kk) {
@@ -420,14 +425,12 @@ class PackedMatrix {
   template <int kVectors, int kRows>
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
            T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
-    const Source second_none{nullptr, 0, nullptr, 0};
+    const Source second_none{nullptr, 0, nullptr, 0, 0};
     for (int64_t p = first_panel; p < end_panel; ++p) {
-      Pack(p);
-      if (b2 != nullptr) b2->Pack(p);
       // Panel-outer, so a panel stays in cache across the row blocks of a step.
-      Source first{a, lda, data_ + p * k_ * panel_, k_};
+      Source first{a, lda, PanelData(p), k_, RowStride()};
       Source second = b2 == nullptr ? second_none
-                                    : Source{a2, lda2, b2->data_ + p * b2->k_ * panel_, b2->k_};
+                                    : Source{a2, lda2, b2->PanelData(p), b2->k_, b2->RowStride()};
       const int cols = static_cast<int>(std::min<int64_t>(panel_, n_ - p * panel_));
       T* c_panel = c + p * panel_;
       int64_t r = 0;
@@ -445,20 +448,36 @@ class PackedMatrix {
     }
   }
 
-  // The left factor of one product and the panel of its packed right factor.
+  // The left factor of one product and the panel of its right factor, its k rows `stride` apart.
   struct Source {
     const T* a;
     int64_t lda;
     const T* panel;
     int64_t k;
-    Source At(int64_t row) const { return Source{a == nullptr ? a : a + row * lda, lda, panel, k}; }
+    int64_t stride;
+    Source At(int64_t row) const {
+      return Source{a == nullptr ? a : a + row * lda, lda, panel, k, stride};
+    }
   };
+
+  // Whether B's rows can serve as the panels' rows where they lie: not transposed, n whole panels
+  // (no padding to add), and every panel row 64-byte aligned, as the micro-kernel loads them.
+  static bool ReadableInPlace(const T* b, int64_t ldb, int64_t n, int64_t panel, bool transpose) {
+    constexpr uintptr_t kAlignment = sizeof(Vector);
+    return !transpose && n % panel == 0 && reinterpret_cast<uintptr_t>(b) % kAlignment == 0 &&
+           (ldb * sizeof(T)) % kAlignment == 0;
+  }
+  // Where panel p starts, and from one of its rows to the next.
+  const T* PanelData(int64_t p) const {
+    return in_place_ ? b_ + p * panel_ : data_ + p * k_ * panel_;
+  }
+  int64_t RowStride() const { return in_place_ ? ldb_ : panel_; }
 
   template <int kVectors, int kRows>
   static inline __attribute__((always_inline)) void AddProducts(const Source& source,
                                                                 Vector (&sums)[kRows][kVectors]) {
     for (int64_t kk = 0; kk < source.k; ++kk) {
-      const Vector* b = reinterpret_cast<const Vector*>(source.panel + kk * kVectors * kLanes);
+      const Vector* b = reinterpret_cast<const Vector*>(source.panel + kk * source.stride);
       for (int r = 0; r < kRows; ++r) {
         const Vector a_value = Splat<Vector>(source.a[r * source.lda + kk]);
         for (int v = 0; v < kVectors; ++v) sums[r][v] += a_value * b[v];
@@ -500,9 +519,9 @@ class PackedMatrix {
   int64_t k_, n_;
   int panel_vectors_;
   int64_t panel_, panels_;
+  // B read where it lies (ReadableInPlace) instead of packed into data_.
+  bool in_place_;
   T* data_;
-  // Which panels are packed: one flag per panel, each written by the one thread that packs it.
-  mutable std::vector<char> packed_;
   // B split for AMX tiles (Packing::kAmxTiles), else null.
   std::unique_ptr<amx::SplitMatrix> tiles_;
 };

@@ -32,7 +32,7 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
   // One sequence, or a few, split by units (whole panels) rather than by example.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(units);
   const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * units * sizeof(T));
-  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kOnFirstUse
+  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kInPlace
                                  : rnn::PackedMatrix<T>::PackingFor(
                                        rnn::BatchShardRows(workers, batch, work_per_example),
                                        step_width * units);
