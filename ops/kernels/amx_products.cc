@@ -248,6 +248,7 @@ ZOO_AMX_TARGET inline void AddChunk(const int8_t* a_chunk, int64_t a_stride, int
                                     const int8_t* b_chunk, int64_t group) {
   const int8_t* e0 = b_chunk;  // digits of the first column tile, kTileBytes apart
   const int8_t* f0 = b_chunk + SplitMatrix::kChunkBytes;  // of the second
+  const bool pair = group > 1;
   _tile_loadd(6, a_chunk, a_stride);  // d0
   _tile_loadd(7, e0, 64);
   _tile_dpbssd(0, 6, 7);
@@ -255,34 +256,30 @@ ZOO_AMX_TARGET inline void AddChunk(const int8_t* a_chunk, int64_t a_stride, int
   _tile_dpbssd(1, 6, 7);
   _tile_loadd(7, e0 + 2 * kTileBytes, 64);
   _tile_dpbssd(2, 6, 7);
-  if (group == 1) {
-    _tile_loadd(6, a_chunk + digit_bytes, a_stride);  // d1
-    _tile_loadd(7, e0 + kTileBytes, 64);
-    _tile_dpbssd(2, 6, 7);
-    _tile_loadd(7, e0, 64);
-    _tile_dpbssd(1, 6, 7);
-    _tile_loadd(6, a_chunk + 2 * digit_bytes, a_stride);  // d2
-    _tile_dpbssd(2, 6, 7);
-    return;
+  if (pair) {
+    _tile_loadd(7, f0 + 2 * kTileBytes, 64);
+    _tile_dpbssd(5, 6, 7);
+    _tile_loadd(7, f0 + kTileBytes, 64);
+    _tile_dpbssd(4, 6, 7);
+    _tile_loadd(7, f0, 64);
+    _tile_dpbssd(3, 6, 7);
   }
-  _tile_loadd(7, f0 + 2 * kTileBytes, 64);
-  _tile_dpbssd(5, 6, 7);
-  _tile_loadd(7, f0 + kTileBytes, 64);
-  _tile_dpbssd(4, 6, 7);
-  _tile_loadd(7, f0, 64);
-  _tile_dpbssd(3, 6, 7);
   _tile_loadd(6, a_chunk + digit_bytes, a_stride);  // d1
-  _tile_dpbssd(4, 6, 7);
-  _tile_loadd(7, f0 + kTileBytes, 64);
-  _tile_dpbssd(5, 6, 7);
+  if (pair) {
+    _tile_dpbssd(4, 6, 7);
+    _tile_loadd(7, f0 + kTileBytes, 64);
+    _tile_dpbssd(5, 6, 7);
+  }
   _tile_loadd(7, e0 + kTileBytes, 64);
   _tile_dpbssd(2, 6, 7);
   _tile_loadd(7, e0, 64);
   _tile_dpbssd(1, 6, 7);
   _tile_loadd(6, a_chunk + 2 * digit_bytes, a_stride);  // d2
   _tile_dpbssd(2, 6, 7);
-  _tile_loadd(7, f0, 64);
-  _tile_dpbssd(5, 6, 7);
+  if (pair) {
+    _tile_loadd(7, f0, 64);
+    _tile_dpbssd(5, 6, 7);
+  }
 }
 
 ZOO_AMX_TARGET void ConfigureTiles() {
