@@ -292,8 +292,11 @@ ZOO_AMX_TARGET void ConfigureTiles() {
   _tile_loadconfig(&config);
 }
 
-// block (16 rows of 32 floats) += the result tiles' sums of one product, scaled back: row r, column
-// j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for `group` column tiles.
+// Columns of the float block that a column-tile group's products are scaled into.
+constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
+
+// block (16 rows of kBlockColumns floats) += the result tiles' sums of one product, scaled
+// back: row r, column j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for `group` column tiles.
 ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
                                   const float* column_units, float* block) {
   alignas(64) int32_t sums[kDigits * SplitMatrix::kGroupTiles][kTileRows * kTileColumns];
@@ -315,7 +318,7 @@ ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
       const __m512 value = _mm512_fmadd_ps(
           sum(0), _mm512_set1_ps(65536.0f),
           _mm512_fmadd_ps(sum(1), _mm512_set1_ps(256.0f), sum(2)));
-      float* out = block + r * 2 * kTileColumns + g * kTileColumns;
+      float* out = block + r * kBlockColumns + g * kTileColumns;
       _mm512_store_ps(out, _mm512_add_ps(_mm512_load_ps(out),
                                          _mm512_mul_ps(_mm512_mul_ps(value, columns),
                                                        _mm512_set1_ps(row_units[r] * 65536.0f))));
@@ -343,8 +346,6 @@ ZOO_AMX_TARGET void AddRowTileProduct(const int8_t* a_rows, int64_t a_stride, in
     AddScaledSums(group, row_units, b.ColumnUnits() + first_tile * kTileColumns, block);
   }
 }
-
-constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
 
 // Rows [0, rows) of c (row stride ldc, n columns) at the columns of the group that starts at
 // first_tile = block (+= with `accumulate`).
