@@ -296,7 +296,8 @@ ZOO_AMX_TARGET void ConfigureTiles() {
 constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
 
 // block (16 rows of kBlockColumns floats) += the result tiles' sums of one product, scaled
-// back: row r, column j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for `group` column tiles.
+// back: row r, column j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for
+// `group` column tiles.
 ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
                                   const float* column_units, float* block) {
   alignas(64) int32_t sums[kDigits * SplitMatrix::kGroupTiles][kTileRows * kTileColumns];
