@@ -98,16 +98,18 @@ ZOO_AMX_TARGET inline Scale ScaleFor(__m512i largest) {
 struct Digits {
   __m512i digit[kDigits];
 };
+// The lowest signed digit of v, in [-128, 127]. A function, not a lambda: a lambda does not take
+// its caller's target attribute, and compilers without -mavx512f then refuse to inline into it.
+ZOO_AMX_TARGET inline __m512i LowDigit(__m512i v) {
+  const __m512i half = _mm512_set1_epi32(128), low_byte = _mm512_set1_epi32(255);
+  return _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(v, half), low_byte), half);
+}
 ZOO_AMX_TARGET inline Digits Split(__m512 x, __m512 scale) {
   const __m512i value = _mm512_cvtps_epi32(_mm512_mul_ps(x, scale));  // to nearest
-  const __m512i half = _mm512_set1_epi32(128), low_byte = _mm512_set1_epi32(255);
-  const auto low_digit = [&](__m512i v) {
-    return _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(v, half), low_byte), half);
-  };
   Digits d;
-  d.digit[2] = low_digit(value);
+  d.digit[2] = LowDigit(value);
   const __m512i upper = _mm512_srai_epi32(_mm512_sub_epi32(value, d.digit[2]), 8);
-  d.digit[1] = low_digit(upper);
+  d.digit[1] = LowDigit(upper);
   d.digit[0] = _mm512_srai_epi32(_mm512_sub_epi32(upper, d.digit[1]), 8);
   return d;
 }
@@ -295,6 +297,11 @@ ZOO_AMX_TARGET void ConfigureTiles() {
 // Columns of the float block that a column-tile group's products are scaled into.
 constexpr int64_t kBlockColumns = SplitMatrix::kGroupTiles * kTileColumns;
 
+// 16 int32 sums as floats.
+ZOO_AMX_TARGET inline __m512 RowAsFloats(const int32_t* sums) {
+  return _mm512_cvtepi32_ps(_mm512_load_si512(sums));
+}
+
 // block (16 rows of kBlockColumns floats) += the result tiles' sums of one product, scaled
 // back: row r, column j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for
 // `group` column tiles.
@@ -312,13 +319,11 @@ ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
   for (int64_t g = 0; g < group; ++g) {
     const __m512 columns = _mm512_loadu_ps(column_units + g * kTileColumns);
     for (int r = 0; r < kTileRows; ++r) {
-      const auto sum = [&](int digit_weight) {
-        return _mm512_cvtepi32_ps(_mm512_load_si512(sums[kDigits * g + digit_weight] +
-                                                    r * kTileColumns));
-      };
       const __m512 value = _mm512_fmadd_ps(
-          sum(0), _mm512_set1_ps(65536.0f),
-          _mm512_fmadd_ps(sum(1), _mm512_set1_ps(256.0f), sum(2)));
+          RowAsFloats(sums[kDigits * g] + r * kTileColumns), _mm512_set1_ps(65536.0f),
+          _mm512_fmadd_ps(RowAsFloats(sums[kDigits * g + 1] + r * kTileColumns),
+                          _mm512_set1_ps(256.0f),
+                          RowAsFloats(sums[kDigits * g + 2] + r * kTileColumns)));
       float* out = block + r * kBlockColumns + g * kTileColumns;
       _mm512_store_ps(out, _mm512_add_ps(_mm512_load_ps(out),
                                          _mm512_mul_ps(_mm512_mul_ps(value, columns),
