@@ -25,9 +25,7 @@ OPS_LIBRARY = "ops._zoo_ops"
 def kernel_sources():
     """All kernel sources, without the standalone C++ tests that sit beside them."""
     return sorted(
-        path
-        for path in glob.glob(os.path.join("ops", "kernels", "*.cc"))
-        if not path.endswith("_test.cc")
+        path for path in glob.glob(os.path.join("ops", "kernels", "*.cc")) if not path.endswith("_test.cc")
     )
 
 
@@ -102,5 +100,5 @@ setup(
         # keras.callbacks.TensorBoard needs it; TF 2.21 no longer installs it.
         "tensorboard==2.21.*",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "ruff==0.17.6"]},
 )

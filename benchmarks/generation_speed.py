@@ -63,8 +63,10 @@ def main():
 
         zeros = tf.zeros([1, UNITS])
         result = tf.while_loop(
-            lambda step, *_: step < args.tokens, body,
-            (0, tf.constant([5]), zeros, zeros, tf.TensorArray(tf.int32, args.tokens)))
+            lambda step, *_: step < args.tokens,
+            body,
+            (0, tf.constant([5]), zeros, zeros, tf.TensorArray(tf.int32, args.tokens)),
+        )
         return result[-1].stack()
 
     keras_rate = median_rate(keras_cell_loop, args.tokens, args.repeats)

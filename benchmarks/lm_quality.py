@@ -83,19 +83,43 @@ def book_ids(args, flags):
 
 def compile_course_sgd(model, learning_rate):
     """The course's training: SGD with gradient clipping at norm 1, perplexity as the metric."""
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate, global_clipnorm=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[Perplexity()])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, global_clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[Perplexity()],
+    )
 
 
 def part_default(args):
     final, minutes = run_recipe(args, "default", [])
-    return {"val_perplexity": final["val_perplexity"], "epochs": final["epochs"], "minutes": minutes,
-            "sample": final.get("sample")}
+    return {
+        "val_perplexity": final["val_perplexity"],
+        "epochs": final["epochs"],
+        "minutes": minutes,
+        "sample": final.get("sample"),
+    }
 
 
-D2L_10 = ["--layers", "1", "--units", "32", "--embedding-dim", "0", "--dropout", "0", "--batch-size", "1024",
-          "--num-steps", "32", "--optimizer", "sgd", "--clip-norm", "1", "--lr-schedule", "constant"]
+D2L_10 = [
+    "--layers",
+    "1",
+    "--units",
+    "32",
+    "--embedding-dim",
+    "0",
+    "--dropout",
+    "0",
+    "--batch-size",
+    "1024",
+    "--num-steps",
+    "32",
+    "--optimizer",
+    "sgd",
+    "--clip-norm",
+    "1",
+    "--lr-schedule",
+    "constant",
+]
 
 
 # D2L 1.0 trains on its first 10,000 overlapping windows: 10 updates of 1024 an epoch. Our 90%
@@ -110,9 +134,14 @@ def d2l_10_data(ids, num_steps=32, num_train=10000, num_val=5000, batch_size=102
     """D2L 1.0's own split: the windows starting at 0..9,999 train, the next 5,000 validate."""
     windows = np.stack([ids[start : start + num_steps + 1] for start in range(num_train + num_val)])
     inputs, targets = windows[:, :-1], windows[:, 1:]
-    train = (tf.data.Dataset.from_tensor_slices((inputs[:num_train], targets[:num_train]))
-             .shuffle(num_train, seed=0).batch(batch_size))
-    validation = tf.data.Dataset.from_tensor_slices((inputs[num_train:], targets[num_train:])).batch(batch_size)
+    train = (
+        tf.data.Dataset.from_tensor_slices((inputs[:num_train], targets[:num_train]))
+        .shuffle(num_train, seed=0)
+        .batch(batch_size)
+    )
+    validation = tf.data.Dataset.from_tensor_slices((inputs[num_train:], targets[num_train:])).batch(
+        batch_size
+    )
     return train, validation
 
 
@@ -127,16 +156,35 @@ def part_d2l_10(args):
         compile_course_sgd(model, learning_rate)
         start = time.perf_counter()
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=0)
-        results[f"{cell} D2L data"] = {"val_perplexity": history.history["val_perplexity"][-1], "epochs": epochs,
-                                       "minutes": (time.perf_counter() - start) / 60}
+        results[f"{cell} D2L data"] = {
+            "val_perplexity": history.history["val_perplexity"][-1],
+            "epochs": epochs,
+            "minutes": (time.perf_counter() - start) / 60,
+        }
         print(f"D2L 1.0 {cell} on D2L's split: {results[f'{cell} D2L data']}", flush=True)
     for cell, learning_rate, epochs in D2L_10_SETTINGS:
         run_epochs = math.ceil(epochs * D2L_10_UPDATES_PER_EPOCH / OVERLAPPING_UPDATES_PER_EPOCH)
-        final, minutes = run_recipe(args, f"d2l10-{cell}-overlapping", [
-            *D2L_10, "--cell", cell, "--learning-rate", str(learning_rate), "--epochs", str(run_epochs),
-            "--batching", "overlapping", "--no-keep-best"])
-        results[f"{cell} overlapping"] = {"val_perplexity": final["val_perplexity"], "epochs": run_epochs,
-                                          "minutes": minutes}
+        final, minutes = run_recipe(
+            args,
+            f"d2l10-{cell}-overlapping",
+            [
+                *D2L_10,
+                "--cell",
+                cell,
+                "--learning-rate",
+                str(learning_rate),
+                "--epochs",
+                str(run_epochs),
+                "--batching",
+                "overlapping",
+                "--no-keep-best",
+            ],
+        )
+        results[f"{cell} overlapping"] = {
+            "val_perplexity": final["val_perplexity"],
+            "epochs": run_epochs,
+            "minutes": minutes,
+        }
         print(f"D2L 1.0 {cell} overlapping: {results[f'{cell} overlapping']}", flush=True)
     return results
 
@@ -169,8 +217,12 @@ def part_d2l_017(args):
     ids = np.asarray(vocab.to_ids(chars[:D2L_017_MAX_TOKENS]), np.int32)
     batch_size, num_steps = 32, 35
     train = recipe.with_known_length(
-        zoo_text.sequential_partition_batches(ids, batch_size, num_steps, seed=0), ids, batch_size, num_steps,
-        "sequential")
+        zoo_text.sequential_partition_batches(ids, batch_size, num_steps, seed=0),
+        ids,
+        batch_size,
+        num_steps,
+        "sequential",
+    )
     results = {}
     for cell in ("gru",):
         keras.utils.set_random_seed(0)
@@ -185,8 +237,11 @@ def part_d2l_017(args):
             "reached_1.3_at_epoch": stop.reached_at,
             "epochs_run": len(perplexity),
             "train_perplexity": perplexity[-1],
-            "train_perplexity_by_epoch": {epoch: round(perplexity[epoch - 1], 3)
-                                          for epoch in (1, 10, 25, 50, 100, 200, 300, 500) if epoch <= len(perplexity)},
+            "train_perplexity_by_epoch": {
+                epoch: round(perplexity[epoch - 1], 3)
+                for epoch in (1, 10, 25, 50, 100, 200, 300, 500)
+                if epoch <= len(perplexity)
+            },
             "minutes": (time.perf_counter() - stop.start) / 60,
         }
         print(f"D2L 0.17 {cell}: {results[cell]}", flush=True)
@@ -194,8 +249,11 @@ def part_d2l_017(args):
 
 
 def part_bidirectional(args):
-    final, minutes = run_recipe(args, "bidirectional", [
-        "--bidirectional", "--batching", "random", "--layers", "1", "--units", "128", "--epochs", "3"])
+    final, minutes = run_recipe(
+        args,
+        "bidirectional",
+        ["--bidirectional", "--batching", "random", "--layers", "1", "--units", "128", "--epochs", "3"],
+    )
     model = keras.models.load_model(args.runs / "bidirectional" / "model.keras")
     try:
         model.generate_ids([[1, 2, 3]], 5)
@@ -213,29 +271,45 @@ def part_keras_speed(args):
     tokens = recipe.common.count_units(train, lambda x, y: np.prod(x.shape))
 
     def keras_model():
-        recurrent = [[keras.layers.LSTM(flags.units, return_sequences=True), keras.layers.Dropout(flags.dropout)]
-                     for _ in range(flags.layers)]
-        return keras.Sequential([keras.layers.Embedding(len(vocab), flags.embedding_dim),
-                                 *[layer for pair in recurrent for layer in pair],
-                                 keras.layers.Dense(len(vocab))])
+        recurrent = [
+            [keras.layers.LSTM(flags.units, return_sequences=True), keras.layers.Dropout(flags.dropout)]
+            for _ in range(flags.layers)
+        ]
+        return keras.Sequential(
+            [
+                keras.layers.Embedding(len(vocab), flags.embedding_dim),
+                *[layer for pair in recurrent for layer in pair],
+                keras.layers.Dense(len(vocab)),
+            ]
+        )
 
     def zoo_model():
-        return LanguageModel(len(vocab), flags.cell, flags.units, num_layers=flags.layers,
-                             embedding_dim=flags.embedding_dim, dropout=flags.dropout)
+        return LanguageModel(
+            len(vocab),
+            flags.cell,
+            flags.units,
+            num_layers=flags.layers,
+            embedding_dim=flags.embedding_dim,
+            dropout=flags.dropout,
+        )
 
     results = {}
     for name, build in (("zoo LanguageModel", zoo_model), ("keras.layers.LSTM", keras_model)):
         model = build()
-        model.compile(optimizer=keras.optimizers.Adam(flags.learning_rate, global_clipnorm=1.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.Adam(flags.learning_rate, global_clipnorm=1.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         model.fit(train.take(3), verbose=0)  # trace
         rates = []
         for _ in range(args.speed_epochs):
             start = time.perf_counter()
             model.fit(train, verbose=0)
             rates.append(tokens / (time.perf_counter() - start))
-        results[name] = {"tokens_per_sec_median": statistics.median(rates),
-                         "per_epoch": [round(rate) for rate in rates]}
+        results[name] = {
+            "tokens_per_sec_median": statistics.median(rates),
+            "per_epoch": [round(rate) for rate in rates],
+        }
         if isinstance(model, LanguageModel):
             results[name]["implementation"] = model.implementation_used
         print(f"{name}: {results[name]}", flush=True)
@@ -259,20 +333,35 @@ def part_pretraining(args):
     """The default recipe with `--pretrain-data`: the other English text first, then the book."""
     other_text = args.runs / "other_english.txt"
     other_text.write_text("\n".join(other_english_lines(args.data.parents[1])) + "\n")
-    final, minutes = run_recipe(args, "pretrained", [
-        "--pretrain-data", str(other_text), "--pretrain-epochs", str(args.pretrain_epochs)])
-    return {"pretraining_tokens": final["pretraining_tokens"], "pretrain_epochs": args.pretrain_epochs,
-            "val_perplexity": final["val_perplexity"], "best_epoch": final.get("best_epoch"),
-            "minutes": minutes}
+    final, minutes = run_recipe(
+        args,
+        "pretrained",
+        ["--pretrain-data", str(other_text), "--pretrain-epochs", str(args.pretrain_epochs)],
+    )
+    return {
+        "pretraining_tokens": final["pretraining_tokens"],
+        "pretrain_epochs": args.pretrain_epochs,
+        "val_perplexity": final["val_perplexity"],
+        "best_epoch": final.get("best_epoch"),
+        "minutes": minutes,
+    }
 
 
-PARTS = {"1": part_default, "2": part_d2l_10, "3": part_d2l_017, "4": part_bidirectional, "5": part_keras_speed,
-         "6": part_pretraining}
+PARTS = {
+    "1": part_default,
+    "2": part_d2l_10,
+    "3": part_d2l_017,
+    "4": part_bidirectional,
+    "5": part_keras_speed,
+    "6": part_pretraining,
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_data = pathlib.Path(os.environ.get("ZOO_DATA_DIR", "../shared/data")) / "timemachine/timemachine.txt"
+    default_data = (
+        pathlib.Path(os.environ.get("ZOO_DATA_DIR", "../shared/data")) / "timemachine/timemachine.txt"
+    )
     parser.add_argument("--data", type=pathlib.Path, default=default_data)
     parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/lm_quality"))
     parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=sorted(PARTS))

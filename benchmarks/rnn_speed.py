@@ -51,15 +51,24 @@ def build_models(kind, units, steps):
         "fused": zoo_class(units, return_sequences=True, implementation="fused"),
     }
     models = {
-        name: keras.Sequential([keras.Input((steps,), dtype="int32"),
-                                keras.layers.Embedding(VOCABULARY, 32), layer,
-                                keras.layers.Dense(VOCABULARY)])
+        name: keras.Sequential(
+            [
+                keras.Input((steps,), dtype="int32"),
+                keras.layers.Embedding(VOCABULARY, 32),
+                layer,
+                keras.layers.Dense(VOCABULARY),
+            ]
+        )
         for name, layer in recurrent.items()
     }
     models["fused"].set_weights(models["keras"].get_weights())
-    models["rest"] = keras.Sequential([keras.Input((steps,), dtype="int32"),
-                                       keras.layers.Embedding(VOCABULARY, 32),
-                                       keras.layers.Dense(VOCABULARY)])
+    models["rest"] = keras.Sequential(
+        [
+            keras.Input((steps,), dtype="int32"),
+            keras.layers.Embedding(VOCABULARY, 32),
+            keras.layers.Dense(VOCABULARY),
+        ]
+    )
     return models
 
 
@@ -153,35 +162,60 @@ def torch_lstm_ms(batch, steps, units, repeats, clipnorm):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30,
-                        help="fewest timed rounds of each case")
-    parser.add_argument("--min-seconds", type=float, default=3.0,
-                        help="time each case for at least this long (more rounds of fast cases)")
-    parser.add_argument("--kinds", nargs="+", choices=sorted(GATES), default=sorted(GATES),
-                        help="recurrent layers to time (default: all)")
-    parser.add_argument("--clipnorm", type=float, default=1.0,
-                        help="global gradient-norm clipping of the SGD steps, as the course trains "
-                        "(0: plain SGD)")
-    parser.add_argument("--dtype-policy", choices=["float32", "mixed_bfloat16"], default="float32",
-                        help="Keras dtype policy of all the models (mixed_bfloat16: Keras's layers "
-                        "compute in bfloat16, the fused ops in float32)")
+    parser.add_argument("--repeats", type=int, default=30, help="fewest timed rounds of each case")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=3.0,
+        help="time each case for at least this long (more rounds of fast cases)",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=sorted(GATES),
+        default=sorted(GATES),
+        help="recurrent layers to time (default: all)",
+    )
+    parser.add_argument(
+        "--clipnorm",
+        type=float,
+        default=1.0,
+        help="global gradient-norm clipping of the SGD steps, as the course trains (0: plain SGD)",
+    )
+    parser.add_argument(
+        "--dtype-policy",
+        choices=["float32", "mixed_bfloat16"],
+        default="float32",
+        help="Keras dtype policy of all the models (mixed_bfloat16: Keras's layers "
+        "compute in bfloat16, the fused ops in float32)",
+    )
     args = parser.parse_args()
     keras.config.set_dtype_policy(args.dtype_policy)
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
     peak = matmul_gflops(args.repeats)
     tiles = "on" if ops.amx_tiles_enabled() else "off (ZOO_AMX=0 or no AMX)"
-    print(f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s, "
-          f"AMX tiles for the fused products: {tiles}, dtype policy {args.dtype_policy}")
-    print(f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s} "
-          f"{'rest ms':>8s} {'ceiling':>8s}")
+    print(
+        f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s, "
+        f"AMX tiles for the fused products: {tiles}, dtype policy {args.dtype_policy}"
+    )
+    print(
+        f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s} "
+        f"{'rest ms':>8s} {'ceiling':>8s}"
+    )
     cases = [  # kind, mode, batch, steps, units
-        ("lstm", "train", 32, 35, 256), ("gru", "train", 32, 35, 256),
-        ("lstm", "train", 1024, 32, 32), ("gru", "train", 1024, 32, 32),
-        ("lstm", "infer", 1, 35, 256), ("lstm", "infer", 32, 35, 256),
-        ("gru", "infer", 1, 35, 256), ("gru", "infer", 32, 35, 256),
-        ("rnn", "train", 32, 35, 256), ("rnn", "train", 1024, 32, 32),
-        ("rnn", "infer", 1, 35, 256), ("rnn", "infer", 32, 35, 256),
+        ("lstm", "train", 32, 35, 256),
+        ("gru", "train", 32, 35, 256),
+        ("lstm", "train", 1024, 32, 32),
+        ("gru", "train", 1024, 32, 32),
+        ("lstm", "infer", 1, 35, 256),
+        ("lstm", "infer", 32, 35, 256),
+        ("gru", "infer", 1, 35, 256),
+        ("gru", "infer", 32, 35, 256),
+        ("rnn", "train", 32, 35, 256),
+        ("rnn", "train", 1024, 32, 32),
+        ("rnn", "infer", 1, 35, 256),
+        ("rnn", "infer", 32, 35, 256),
     ]
     rng = np.random.default_rng(0)
     for kind, mode, batch, steps, units in cases:
@@ -191,8 +225,7 @@ def main():
         x = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         y = tf.constant(rng.integers(0, VOCABULARY, (batch, steps)), tf.int32)
         if mode == "train":
-            steps_by_name = {name: train_step_function(m, args.clipnorm)
-                             for name, m in models.items()}
+            steps_by_name = {name: train_step_function(m, args.clipnorm) for name, m in models.items()}
             timings = median_ms(steps_by_name, [x, y], args.repeats, args.min_seconds)
         else:
             forwards = {name: predict_function(m) for name, m in models.items()}
@@ -201,9 +234,11 @@ def main():
         achieved = flops / (timings["fused"] / 1000) / 1e9
         bound_ms = timings["rest"] + flops / (peak * 1e9) * 1000
         label = f"{kind} {mode} B={batch} T={steps} H={units}"
-        print(f"{label:44s} {timings['keras']:9.2f} {timings['fused']:9.2f} "
-              f"{timings['keras'] / timings['fused']:8.2f}x {achieved / peak:7.0%} "
-              f"{timings['rest']:8.2f} {timings['keras'] / bound_ms:7.2f}x")
+        print(
+            f"{label:44s} {timings['keras']:9.2f} {timings['fused']:9.2f} "
+            f"{timings['keras'] / timings['fused']:8.2f}x {achieved / peak:7.0%} "
+            f"{timings['rest']:8.2f} {timings['keras'] / bound_ms:7.2f}x"
+        )
     try:
         milliseconds = torch_lstm_ms(32, 35, 256, args.repeats, args.clipnorm)
         print(f"torch nn.LSTM train B=32 T=35 H=256: {milliseconds:.2f} ms")

@@ -37,12 +37,20 @@ def main():
         sentiment.main(["--seed", str(seed), "--output-dir", str(output_dir), *args.extra])
         final = json.loads((output_dir / "metrics.json").read_text())["final"]
         accuracies.append(final["test_accuracy"])
-        print(f"RESULT seed {seed}: held-out accuracy {final['test_accuracy']:.4f} on {final['test_examples']:.0f} "
-              f"reviews, {final['epochs']} epochs, {final['train_seconds']:.0f} s training", flush=True)
+        print(
+            f"RESULT seed {seed}: held-out accuracy {final['test_accuracy']:.4f} on "
+            f"{final['test_examples']:.0f} reviews, {final['epochs']} epochs, "
+            f"{final['train_seconds']:.0f} s training",
+            flush=True,
+        )
     if len(accuracies) > 1:
-        print(f"RESULT mean held-out accuracy {statistics.mean(accuracies):.4f}, median "
-              f"{statistics.median(accuracies):.4f} (min {min(accuracies):.4f}, max {max(accuracies):.4f}) over "
-              f"{len(accuracies)} seeds", flush=True)
+        print(
+            f"RESULT mean held-out accuracy {statistics.mean(accuracies):.4f}, median "
+            f"{statistics.median(accuracies):.4f} (min {min(accuracies):.4f}, max {max(accuracies):.4f}) "
+            f"over "
+            f"{len(accuracies)} seeds",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,16 @@ RUNS = {
     "ud-ewt:crf": ["--corpus", "ud-ewt", "--output", "crf"],
     "ud-ewt:softmax": ["--corpus", "ud-ewt", "--output", "softmax"],
     "wnut17:crf": ["--corpus", "wnut17", "--output", "crf"],
-    "wnut17:softmax-single": ["--corpus", "wnut17", "--output", "softmax", "--auxiliary", tagging.NO_AUXILIARY,
-                              "--ensemble", "1"],
+    "wnut17:softmax-single": [
+        "--corpus",
+        "wnut17",
+        "--output",
+        "softmax",
+        "--auxiliary",
+        tagging.NO_AUXILIARY,
+        "--ensemble",
+        "1",
+    ],
     "wnut17:softmax": ["--corpus", "wnut17"],
 }
 # The softmax run each CRF is compared with: one model, no auxiliary task, as the CRF.
@@ -68,8 +76,11 @@ def main():
     for name in args.runs:
         results[name] = run(name, args.out_root, args.extra)
         key, target = TARGETS[name.split(":")[0]]
-        print(f"RESULT {name}: {key} {results[name][key]:.4f} (target {target}), "
-              f"{results[name]['epochs']} epochs, {results[name]['train_seconds']:.0f} s", flush=True)
+        print(
+            f"RESULT {name}: {key} {results[name][key]:.4f} (target {target}), "
+            f"{results[name]['epochs']} epochs, {results[name]['train_seconds']:.0f} s",
+            flush=True,
+        )
     for crf, softmax in CRF_BASELINES.items():
         if crf in results and softmax in results:
             key = TARGETS[crf.split(":")[0]][0]

@@ -19,7 +19,9 @@ from zoo.text import (
     sequential_partition_batches,
 )
 
-DATA = pathlib.Path(os.environ.get("ZOO_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = pathlib.Path(
+    os.environ.get("ZOO_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def timed(fn):
@@ -53,19 +55,26 @@ def main():
 
     through_tf_data()  # warm-up: traces the map function
     pieces, seconds = timed(through_tf_data)
-    print(f"in-graph BPE in tf.data (batches of 1024 lines): {megabytes / seconds:.1f} MB/s, {pieces} pieces "
-          "(target >= 3 MB/s)")
+    print(
+        f"in-graph BPE in tf.data (batches of 1024 lines): {megabytes / seconds:.1f} MB/s, {pieces} pieces "
+        "(target >= 3 MB/s)"
+    )
 
     text_lines = load_time_machine(DATA / "timemachine" / "timemachine.txt").split("\n")
     chars = [c for line in CharTokenizer().tokenize(text_lines) for c in line]
     ids = Vocab(chars).to_ids(tf.constant(chars)).numpy()
-    for name, scheme in (("random sampling", random_sampling_batches), ("sequential", sequential_partition_batches)):
+    for name, scheme in (
+        ("random sampling", random_sampling_batches),
+        ("sequential", sequential_partition_batches),
+    ):
         dataset = scheme(ids, 32, 35, seed=0)
         for _ in dataset.take(1):
             pass
-        count, seconds = timed(lambda: sum(1 for _ in dataset))
-        print(f"LM batches ({name}, B=32, T=35): {count} batches in {seconds:.3f} s = {count / seconds:.0f} "
-              f"batches/s ({1000 * seconds / count:.3f} ms/batch)")
+        count, seconds = timed(lambda dataset=dataset: sum(1 for _ in dataset))
+        print(
+            f"LM batches ({name}, B=32, T=35): {count} batches in {seconds:.3f} s = {count / seconds:.0f} "
+            f"batches/s ({1000 * seconds / count:.3f} ms/batch)"
+        )
 
 
 if __name__ == "__main__":

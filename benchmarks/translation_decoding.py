@@ -7,16 +7,6 @@ it scores the test sentences too, to report the chosen setting's test figure.
 
     ZOO_DATA_DIR=/work/shared/data python benchmarks/translation_decoding.py RUN_DIR \\
         --beams 4 8 12 --penalties 0 1 --test
-
-Measured on the runs of session 3 (`benchmarks/translation_quality.py`, 10 epochs, before the
-defaults changed to beam 8, penalty 1.0), corpus BLEU against all references:
-
-| model | split | beam 4, alpha 0 | beam 8, alpha 1 | beam 12, alpha 1 | beam 16, alpha 1 | beam 8, alpha 1.5 / 2 |
-|---|---|---|---|---|---|---|
-| attention | validation | 0.350 | 0.357 | 0.358 | 0.358 | 0.353 / 0.337 |
-| attention | test | 0.351 | 0.357 | | | |
-| plain | validation | 0.347 | 0.351 | | | |
-| plain | test | 0.360 | 0.365 | | | |
 """
 
 import argparse
@@ -43,7 +33,8 @@ def main():
     config = json.loads((args.run / "config.json").read_text())
     sources, targets = read_sentence_pairs(config["data"], max_pairs=config["max_pairs"])
     _, validation, test = translation.split_pairs(
-        sources, config["test_fraction"], config["val_fraction"], config["split_seed"])
+        sources, config["test_fraction"], config["val_fraction"], config["split_seed"]
+    )
     model = keras.models.load_model(args.run / "model.keras")
     source_vocab = Vocab.load(args.run / "source_vocab.txt", SEQUENCE_RESERVED)
     target_vocab = Vocab.load(args.run / "target_vocab.txt", SEQUENCE_RESERVED)
@@ -56,11 +47,20 @@ def main():
         for beam in args.beams:
             for penalty in args.penalties:
                 translator = translation.Translator(
-                    model, source_vocab, target_vocab, config["max_length"], config["max_output_length"],
-                    beam_size=beam, length_penalty=penalty)
+                    model,
+                    source_vocab,
+                    target_vocab,
+                    config["max_length"],
+                    config["max_output_length"],
+                    beam_size=beam,
+                    length_penalty=penalty,
+                )
                 scores, _ = translation.evaluate(translator, split_sources, split_targets)
-                print(f"{name:10s} {beam:4d} {penalty:5.2f} {scores['corpus_bleu']:14.4f} "
-                      f"{scores['corpus_bleu_single_reference']:8.4f}", flush=True)
+                print(
+                    f"{name:10s} {beam:4d} {penalty:5.2f} {scores['corpus_bleu']:14.4f} "
+                    f"{scores['corpus_bleu_single_reference']:8.4f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

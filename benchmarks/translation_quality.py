@@ -55,8 +55,9 @@ def held_out_test(data, max_pairs, split_seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget of each run")
-    parser.add_argument("--epochs", type=int, default=10,
-                        help="epochs per run: the cosine learning-rate decay spans them")
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="epochs per run: the cosine learning-rate decay spans them"
+    )
     parser.add_argument("--max-pairs", type=int, default=None, help="use only the first pairs of fra.txt")
     parser.add_argument("--beam-size", type=int, default=8)
     parser.add_argument("--length-penalty", type=float, default=1.0)
@@ -72,12 +73,38 @@ def main():
         extra = ["--attention"] if name == "attention" else []
         run_dir = args.out / name
         argv = [
-            "--data", str(data), "--output-dir", str(run_dir), "--epochs", str(args.epochs),
-            "--time-budget", str(args.minutes), "--embedding-dim", "256", "--units", "256",
-            "--num-layers", "2", "--dropout", "0.2", "--batch-size", "128", "--max-length", "10",
-            "--learning-rate", "0.005", "--lr-schedule", "cosine", "--label-smoothing", "0.1", "--clip-norm", "1",
-            "--min-freq", "2",
-            "--beam-size", "0",  # the run's own figures are greedy; beam search is scored below
+            "--data",
+            str(data),
+            "--output-dir",
+            str(run_dir),
+            "--epochs",
+            str(args.epochs),
+            "--time-budget",
+            str(args.minutes),
+            "--embedding-dim",
+            "256",
+            "--units",
+            "256",
+            "--num-layers",
+            "2",
+            "--dropout",
+            "0.2",
+            "--batch-size",
+            "128",
+            "--max-length",
+            "10",
+            "--learning-rate",
+            "0.005",
+            "--lr-schedule",
+            "cosine",
+            "--label-smoothing",
+            "0.1",
+            "--clip-norm",
+            "1",
+            "--min-freq",
+            "2",
+            "--beam-size",
+            "0",  # the run's own figures are greedy; beam search is scored below
             *extra,
         ]
         if args.max_pairs:
@@ -88,8 +115,15 @@ def main():
         metrics = json.loads((run_dir / "metrics.json").read_text())["final"]
         source_vocab = Vocab.load(run_dir / "source_vocab.txt", SEQUENCE_RESERVED)
         target_vocab = Vocab.load(run_dir / "target_vocab.txt", SEQUENCE_RESERVED)
-        beam = translation.Translator(model, source_vocab, target_vocab, 10, 20, beam_size=args.beam_size,
-                                      length_penalty=args.length_penalty)
+        beam = translation.Translator(
+            model,
+            source_vocab,
+            target_vocab,
+            10,
+            20,
+            beam_size=args.beam_size,
+            length_penalty=args.length_penalty,
+        )
         beam_scores, _ = translation.evaluate(beam, test_sources, test_targets)
         beam_course = translation.course_sentences(beam)
         report[name] = {
@@ -115,13 +149,18 @@ def main():
 
     print(f"\n=== fra-eng, {len(set(test_sources))} held-out sentences ({len(test_sources)} pairs) ===")
     for name, result in report.items():
-        print(f"\n{name}: {result['epochs']} epochs, {result['seconds_total'] / 60:.1f} min, "
-              f"val_loss {result['val_loss']:.3f}")
+        print(
+            f"\n{name}: {result['epochs']} epochs, {result['seconds_total'] / 60:.1f} min, "
+            f"val_loss {result['val_loss']:.3f}"
+        )
         for decoding in ("greedy", f"beam{args.beam_size}"):
             scores = result[decoding]
-            print(f"  {decoding}: test corpus BLEU {scores['test_corpus_bleu']:.3f} (one reference per pair: "
-                  f"{scores['test_corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
-                  f"{scores['test_mean_sentence_bleu']:.3f}, course sentences exact {int(scores['course_exact'])}/4")
+            print(
+                f"  {decoding}: test corpus BLEU {scores['test_corpus_bleu']:.3f} (one reference per pair: "
+                f"{scores['test_corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
+                f"{scores['test_mean_sentence_bleu']:.3f}, course sentences exact "
+                f"{int(scores['course_exact'])}/4"
+            )
             print(translation.format_course_sentences(scores["course_sentences"]))
     print(f"\nreport: {args.out / 'report.json'}")
 

@@ -8,5 +8,12 @@ from ops._library import amx_tiles_enabled, is_available, load_error
 from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
 
-__all__ = ["amx_tiles_enabled", "gru_sequence", "is_available", "load_error", "lstm_sequence",
-           "mask_to_lengths", "simple_rnn_sequence"]
+__all__ = [
+    "amx_tiles_enabled",
+    "gru_sequence",
+    "is_available",
+    "load_error",
+    "lstm_sequence",
+    "mask_to_lengths",
+    "simple_rnn_sequence",
+]

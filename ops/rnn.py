@@ -87,8 +87,15 @@ def _masked_scan(step, projected, lengths, initial_states, reverse, zero_output_
 
 
 def simple_rnn_sequence_fallback(
-    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
-    reverse=False, zero_output_for_mask=False,
+    inputs,
+    initial_h,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reverse=False,
+    zero_output_for_mask=False,
 ):
     """Pure-TensorFlow `simple_rnn_sequence` with the same arguments and numbers."""
     projected = tf.einsum("btd,dh->bth", inputs, kernel)
@@ -100,15 +107,21 @@ def simple_rnn_sequence_fallback(
         h = tf.tanh(projected_t + tf.matmul(h, recurrent_kernel))
         return h, (h,)
 
-    outputs, (final_h,) = _masked_scan(
-        step, projected, lengths, (initial_h,), reverse, zero_output_for_mask
-    )
+    outputs, (final_h,) = _masked_scan(step, projected, lengths, (initial_h,), reverse, zero_output_for_mask)
     return outputs, final_h
 
 
 def lstm_sequence_fallback(
-    inputs, initial_h, initial_c, kernel, recurrent_kernel, bias, lengths, *,
-    reverse=False, zero_output_for_mask=False,
+    inputs,
+    initial_h,
+    initial_c,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reverse=False,
+    zero_output_for_mask=False,
 ):
     """Pure-TensorFlow `lstm_sequence` with the same arguments and numbers."""
     projected = tf.einsum("btd,dg->btg", inputs, kernel)
@@ -130,8 +143,16 @@ def lstm_sequence_fallback(
 
 
 def gru_sequence_fallback(
-    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
-    reset_after=True, reverse=False, zero_output_for_mask=False,
+    inputs,
+    initial_h,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reset_after=True,
+    reverse=False,
+    zero_output_for_mask=False,
 ):
     """Pure-TensorFlow `gru_sequence` with the same arguments and numbers."""
     projected = tf.einsum("btd,dg->btg", inputs, kernel)
@@ -158,9 +179,7 @@ def gru_sequence_fallback(
         h = z * h + (1 - z) * candidate
         return h, (h,)
 
-    outputs, (final_h,) = _masked_scan(
-        step, projected, lengths, (initial_h,), reverse, zero_output_for_mask
-    )
+    outputs, (final_h,) = _masked_scan(step, projected, lengths, (initial_h,), reverse, zero_output_for_mask)
     return outputs, final_h
 
 
@@ -169,8 +188,16 @@ def gru_sequence_fallback(
 
 
 def simple_rnn_sequence(
-    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
-    reverse=False, zero_output_for_mask=False, keep_for_gradient=True,
+    inputs,
+    initial_h,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reverse=False,
+    zero_output_for_mask=False,
+    keep_for_gradient=True,
 ):
     """Runs a fully connected RNN, h_t = tanh(x_t W + h_{t-1} U + b), over a right-padded batch.
 
@@ -195,29 +222,54 @@ def simple_rnn_sequence(
     """
     lengths = _as_lengths("simple_rnn_sequence", lengths)
     t = _as_float_tensors(
-        "simple_rnn_sequence", inputs=inputs, initial_h=initial_h, kernel=kernel,
-        recurrent_kernel=recurrent_kernel, **({} if bias is None else {"bias": bias}),
+        "simple_rnn_sequence",
+        inputs=inputs,
+        initial_h=initial_h,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
+        **({} if bias is None else {"bias": bias}),
     )
     library = _library.load()
     if library is None:
         return simple_rnn_sequence_fallback(
-            t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], t.get("bias"),
-            lengths, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+            t["inputs"],
+            t["initial_h"],
+            t["kernel"],
+            t["recurrent_kernel"],
+            t.get("bias"),
+            lengths,
+            reverse=reverse,
+            zero_output_for_mask=zero_output_for_mask,
         )
     bias = t.get("bias")
     if bias is None:
         bias = tf.zeros(tf.shape(t["recurrent_kernel"])[1:], t["inputs"].dtype)
     outputs, final_h, _, _ = library.zoo_simple_rnn_sequence(
-        t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], bias, lengths,
-        reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        t["inputs"],
+        t["initial_h"],
+        t["kernel"],
+        t["recurrent_kernel"],
+        bias,
+        lengths,
+        reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask,
         keep_for_gradient=keep_for_gradient,
     )
     return outputs, final_h
 
 
 def lstm_sequence(
-    inputs, initial_h, initial_c, kernel, recurrent_kernel, bias, lengths, *,
-    reverse=False, zero_output_for_mask=False, keep_for_gradient=True,
+    inputs,
+    initial_h,
+    initial_c,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reverse=False,
+    zero_output_for_mask=False,
+    keep_for_gradient=True,
 ):
     """Runs an LSTM (Keras gate order i, f, c, o) over a right-padded batch of sequences.
 
@@ -247,22 +299,40 @@ def lstm_sequence(
     """
     lengths = _as_lengths("lstm_sequence", lengths)
     t = _as_float_tensors(
-        "lstm_sequence", inputs=inputs, initial_h=initial_h, initial_c=initial_c,
-        kernel=kernel, recurrent_kernel=recurrent_kernel,
+        "lstm_sequence",
+        inputs=inputs,
+        initial_h=initial_h,
+        initial_c=initial_c,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
         **({} if bias is None else {"bias": bias}),
     )
     library = _library.load()
     if library is None:
         return lstm_sequence_fallback(
-            t["inputs"], t["initial_h"], t["initial_c"], t["kernel"], t["recurrent_kernel"],
-            t.get("bias"), lengths, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+            t["inputs"],
+            t["initial_h"],
+            t["initial_c"],
+            t["kernel"],
+            t["recurrent_kernel"],
+            t.get("bias"),
+            lengths,
+            reverse=reverse,
+            zero_output_for_mask=zero_output_for_mask,
         )
     bias = t.get("bias")
     if bias is None:
         bias = tf.zeros(tf.shape(t["recurrent_kernel"])[1:], t["inputs"].dtype)
     outputs, final_h, final_c, _, _, _ = library.zoo_lstm_sequence(
-        t["inputs"], t["initial_h"], t["initial_c"], t["kernel"], t["recurrent_kernel"], bias,
-        lengths, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        t["inputs"],
+        t["initial_h"],
+        t["initial_c"],
+        t["kernel"],
+        t["recurrent_kernel"],
+        bias,
+        lengths,
+        reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask,
         keep_for_gradient=keep_for_gradient,
     )
     return outputs, final_h, final_c
@@ -302,8 +372,7 @@ def _kept_outputs(op, forward, attributes):
     (`keep_for_gradient=False`), the outputs of the same forward run again keeping it."""
     if op.get_attr("keep_for_gradient"):
         return op.outputs
-    return forward(*op.inputs, keep_for_gradient=True,
-                   **{name: op.get_attr(name) for name in attributes})
+    return forward(*op.inputs, keep_for_gradient=True, **{name: op.get_attr(name) for name in attributes})
 
 
 def _split_rows(d_weights, kernel):
@@ -316,12 +385,20 @@ def _split_rows(d_weights, kernel):
 def _simple_rnn_sequence_gradient(op, d_outputs, d_final_h, *_):
     inputs, _, kernel, recurrent_kernel, _, lengths = op.inputs
     outputs, final_h, states, step_inputs = _kept_outputs(
-        op, _library.load().zoo_simple_rnn_sequence, ("reverse", "zero_output_for_mask"))
+        op, _library.load().zoo_simple_rnn_sequence, ("reverse", "zero_output_for_mask")
+    )
     sums = _sums_weight_gradients(kernel, recurrent_kernel)
     d_inputs, d_initial_h, d_pre, d_weights, d_bias = _library.load().zoo_simple_rnn_sequence_grad(
-        inputs, kernel, recurrent_kernel, lengths, states, step_inputs,
-        _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
-        reverse=op.get_attr("reverse"), zero_output_for_mask=op.get_attr("zero_output_for_mask"),
+        inputs,
+        kernel,
+        recurrent_kernel,
+        lengths,
+        states,
+        step_inputs,
+        _zeros_if_none(d_outputs, outputs),
+        _zeros_if_none(d_final_h, final_h),
+        reverse=op.get_attr("reverse"),
+        zero_output_for_mask=op.get_attr("zero_output_for_mask"),
         sum_weight_gradients=sums,
     )
     if not sums:
@@ -334,16 +411,23 @@ def _simple_rnn_sequence_gradient(op, d_outputs, d_final_h, *_):
 def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
     inputs, _, _, kernel, recurrent_kernel, _, lengths = op.inputs
     outputs, final_h, final_c, gates, step_inputs, c_prev = _kept_outputs(
-        op, _library.load().zoo_lstm_sequence, ("reverse", "zero_output_for_mask"))
+        op, _library.load().zoo_lstm_sequence, ("reverse", "zero_output_for_mask")
+    )
     sums = _sums_weight_gradients(kernel, recurrent_kernel)
-    d_inputs, d_initial_h, d_initial_c, d_gates, d_weights, d_bias = (
-        _library.load().zoo_lstm_sequence_grad(
-            inputs, kernel, recurrent_kernel, lengths, gates, c_prev, step_inputs,
-            _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
-            _zeros_if_none(d_final_c, final_c),
-            reverse=op.get_attr("reverse"),
-            zero_output_for_mask=op.get_attr("zero_output_for_mask"), sum_weight_gradients=sums,
-        )
+    d_inputs, d_initial_h, d_initial_c, d_gates, d_weights, d_bias = _library.load().zoo_lstm_sequence_grad(
+        inputs,
+        kernel,
+        recurrent_kernel,
+        lengths,
+        gates,
+        c_prev,
+        step_inputs,
+        _zeros_if_none(d_outputs, outputs),
+        _zeros_if_none(d_final_h, final_h),
+        _zeros_if_none(d_final_c, final_c),
+        reverse=op.get_attr("reverse"),
+        zero_output_for_mask=op.get_attr("zero_output_for_mask"),
+        sum_weight_gradients=sums,
     )
     # step_inputs holds [x_t, h_prev] of every step: both weight gradients in one product.
     if not sums:
@@ -353,8 +437,17 @@ def _lstm_sequence_gradient(op, d_outputs, d_final_h, d_final_c, *_):
 
 
 def gru_sequence(
-    inputs, initial_h, kernel, recurrent_kernel, bias, lengths, *,
-    reset_after=True, reverse=False, zero_output_for_mask=False, keep_for_gradient=True,
+    inputs,
+    initial_h,
+    kernel,
+    recurrent_kernel,
+    bias,
+    lengths,
+    *,
+    reset_after=True,
+    reverse=False,
+    zero_output_for_mask=False,
+    keep_for_gradient=True,
 ):
     """Runs a GRU (Keras gate order z, r, h) over a right-padded batch of sequences.
 
@@ -382,14 +475,24 @@ def gru_sequence(
     """
     lengths = _as_lengths("gru_sequence", lengths)
     t = _as_float_tensors(
-        "gru_sequence", inputs=inputs, initial_h=initial_h, kernel=kernel,
-        recurrent_kernel=recurrent_kernel, **({} if bias is None else {"bias": bias}),
+        "gru_sequence",
+        inputs=inputs,
+        initial_h=initial_h,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
+        **({} if bias is None else {"bias": bias}),
     )
     library = _library.load()
     if library is None:
         return gru_sequence_fallback(
-            t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], t.get("bias"),
-            lengths, reset_after=reset_after, reverse=reverse,
+            t["inputs"],
+            t["initial_h"],
+            t["kernel"],
+            t["recurrent_kernel"],
+            t.get("bias"),
+            lengths,
+            reset_after=reset_after,
+            reverse=reverse,
             zero_output_for_mask=zero_output_for_mask,
         )
     bias = t.get("bias")
@@ -397,8 +500,15 @@ def gru_sequence(
         width = tf.shape(t["recurrent_kernel"])[1:]
         bias = tf.zeros(tf.concat([[2], width], 0) if reset_after else width, t["inputs"].dtype)
     outputs, final_h, _, _ = library.zoo_gru_sequence(
-        t["inputs"], t["initial_h"], t["kernel"], t["recurrent_kernel"], bias, lengths,
-        reset_after=reset_after, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        t["inputs"],
+        t["initial_h"],
+        t["kernel"],
+        t["recurrent_kernel"],
+        bias,
+        lengths,
+        reset_after=reset_after,
+        reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask,
         keep_for_gradient=keep_for_gradient,
     )
     return outputs, final_h
@@ -408,15 +518,24 @@ def gru_sequence(
 def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
     inputs, _, kernel, recurrent_kernel, _, lengths = op.inputs
     outputs, final_h, gates, h_prev = _kept_outputs(
-        op, _library.load().zoo_gru_sequence, ("reset_after", "reverse", "zero_output_for_mask"))
+        op, _library.load().zoo_gru_sequence, ("reset_after", "reverse", "zero_output_for_mask")
+    )
     reset_after = op.get_attr("reset_after")
     sums = _sums_weight_gradients(kernel, recurrent_kernel)
     d_inputs, d_initial_h, d_projected, d_recurrent, d_kernel, d_recurrent_kernel, d_bias = (
         _library.load().zoo_gru_sequence_grad(
-            inputs, kernel, recurrent_kernel, lengths, gates, h_prev,
-            _zeros_if_none(d_outputs, outputs), _zeros_if_none(d_final_h, final_h),
-            reset_after=reset_after, reverse=op.get_attr("reverse"),
-            zero_output_for_mask=op.get_attr("zero_output_for_mask"), sum_weight_gradients=sums,
+            inputs,
+            kernel,
+            recurrent_kernel,
+            lengths,
+            gates,
+            h_prev,
+            _zeros_if_none(d_outputs, outputs),
+            _zeros_if_none(d_final_h, final_h),
+            reset_after=reset_after,
+            reverse=op.get_attr("reverse"),
+            zero_output_for_mask=op.get_attr("zero_output_for_mask"),
+            sum_weight_gradients=sums,
         )
     )
     if sums:
@@ -435,8 +554,11 @@ def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
     else:
         # The candidate's recurrent product acts on r * h_prev (d_recurrent), the others on h_prev.
         units = tf.shape(h_prev)[-1]
-        d_recurrent_kernel = tf.concat([
-            _weight_gradient(h_prev, d_projected[..., : 2 * units]),
-            _weight_gradient(d_recurrent, d_projected[..., 2 * units :]),
-        ], axis=1)
+        d_recurrent_kernel = tf.concat(
+            [
+                _weight_gradient(h_prev, d_projected[..., : 2 * units]),
+                _weight_gradient(d_recurrent, d_projected[..., 2 * units :]),
+            ],
+            axis=1,
+        )
     return [d_inputs, d_initial_h, d_kernel, d_recurrent_kernel, d_bias, None]

@@ -103,32 +103,63 @@ def add_common_arguments(
     """
     parser.set_defaults(recipe=recipe)
     group = parser.add_argument_group("training (shared by all recipes)")
-    group.add_argument("--data", type=pathlib.Path, default=None,
-                       help="a local data file or folder, instead of downloading")
+    group.add_argument(
+        "--data", type=pathlib.Path, default=None, help="a local data file or folder, instead of downloading"
+    )
     group.add_argument("--epochs", type=positive_int, default=epochs)
-    group.add_argument("--batch-size", type=positive_int, default=batch_size,
-                       help="global batch size, split across replicas")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=batch_size, help="global batch size, split across replicas"
+    )
     group.add_argument("--learning-rate", type=_positive_float, default=learning_rate)
-    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=lr_schedule,
-                       help="cosine: decay the learning rate per epoch towards 0 over --epochs")
+    group.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=lr_schedule,
+        help="cosine: decay the learning rate per epoch towards 0 over --epochs",
+    )
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer)
-    group.add_argument("--clip-norm", type=float, default=clip_norm,
-                       help="clip the global norm of all gradients to this (0: no clipping)")
+    group.add_argument(
+        "--clip-norm",
+        type=float,
+        default=clip_norm,
+        help="clip the global norm of all gradients to this (0: no clipping)",
+    )
     group.add_argument("--seed", type=int, default=seed)
-    group.add_argument("--output-dir", type=pathlib.Path, default=None,
-                       help=f"where the run's files go (default: runs/{recipe}-<timestamp>)")
-    group.add_argument("--resume", type=pathlib.Path, default=None, metavar="DIR",
-                       help="continue the run in DIR from its last finished epoch, with its flags "
-                            "(flags given again here override them)")
-    group.add_argument("--strategy", choices=STRATEGIES, default="default",
-                       help="tf.distribute strategy: mirrored uses all GPUs, or the logical CPUs "
-                            "of --cpu-devices; multi-worker reads TF_CONFIG")
-    group.add_argument("--cpu-devices", type=_non_negative_int, default=0, metavar="N",
-                       help="split the CPU into N logical devices (for --strategy mirrored "
-                            "without GPUs)")
-    group.add_argument("--log-every", type=_non_negative_int, default=log_every, metavar="STEPS",
-                       help="write training scalars to TensorBoard every STEPS batches "
-                            "(0: once per epoch)")
+    group.add_argument(
+        "--output-dir",
+        type=pathlib.Path,
+        default=None,
+        help=f"where the run's files go (default: runs/{recipe}-<timestamp>)",
+    )
+    group.add_argument(
+        "--resume",
+        type=pathlib.Path,
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR from its last finished epoch, with its flags "
+        "(flags given again here override them)",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: mirrored uses all GPUs, or the logical CPUs "
+        "of --cpu-devices; multi-worker reads TF_CONFIG",
+    )
+    group.add_argument(
+        "--cpu-devices",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="split the CPU into N logical devices (for --strategy mirrored without GPUs)",
+    )
+    group.add_argument(
+        "--log-every",
+        type=_non_negative_int,
+        default=log_every,
+        metavar="STEPS",
+        help="write training scalars to TensorBoard every STEPS batches (0: once per epoch)",
+    )
     return parser
 
 
@@ -148,8 +179,9 @@ def parse_args(parser, argv=None):
         raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
     saved = json.loads(config_path.read_text())
     # argparse converts string defaults with the flag's type, so saved paths become paths again.
-    parser.set_defaults(**{key: value for key, value in saved.items()
-                           if key in vars(args) and key not in _RUN_LOCATION_FLAGS})
+    parser.set_defaults(
+        **{key: value for key, value in saved.items() if key in vars(args) and key not in _RUN_LOCATION_FLAGS}
+    )
     args = parser.parse_args(argv)
     args.output_dir = args.resume
     return args
@@ -197,11 +229,13 @@ def split_cpu(count):
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
     except RuntimeError as error:
         raise RecipeError(
             f"cannot split the CPU into {count} devices: TensorFlow already initialised its "
-            f"devices ({error}); call setup(args) before any other TensorFlow work") from None
+            f"devices ({error}); call setup(args) before any other TensorFlow work"
+        ) from None
 
 
 def make_strategy(name):
@@ -219,7 +253,8 @@ def make_strategy(name):
         if tf.config.list_logical_devices("GPU"):
             return tf.distribute.MirroredStrategy()
         return tf.distribute.MirroredStrategy(
-            [device.name for device in tf.config.list_logical_devices("CPU")])
+            [device.name for device in tf.config.list_logical_devices("CPU")]
+        )
     if name == "multi-worker":
         cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
         workers = sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
@@ -227,7 +262,8 @@ def make_strategy(name):
             raise RecipeError(
                 f"--strategy multi-worker: TF_CONFIG names {workers} workers, and Keras "
                 f"{keras.__version__}'s fit() fails with MultiWorkerMirroredStrategy across "
-                "workers (keras-team/keras#20585); train on one machine with --strategy mirrored")
+                "workers (keras-team/keras#20585); train on one machine with --strategy mirrored"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise RecipeError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
@@ -251,11 +287,13 @@ def setup(args):
     if args.output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.output_dir = pathlib.Path("runs") / f"{args.recipe}-{stamp}"
-    if args.resume is None and any((args.output_dir / name).exists()
-                                   for name in ("checkpoints", "members", "pretraining")):
+    if args.resume is None and any(
+        (args.output_dir / name).exists() for name in ("checkpoints", "members", "pretraining")
+    ):
         raise RecipeError(
             f"--output-dir {args.output_dir} already holds a run: pass --resume "
-            f"{args.output_dir} to continue it, or choose another folder")
+            f"{args.output_dir} to continue it, or choose another folder"
+        )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     _write_json(args.output_dir / "config.json", _to_json(args))
     return strategy
@@ -326,7 +364,11 @@ def accuracy_early_stopping(patience, monitor="val_accuracy"):
     when `patience` is 0."""
     if not patience:
         return []
-    return [keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience, restore_best_weights=True)]
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=patience, restore_best_weights=True
+        )
+    ]
 
 
 def count_units(dataset, units_fn=None):
@@ -337,6 +379,7 @@ def count_units(dataset, units_fn=None):
     `count_units(ds, lambda x, y: tf.math.count_nonzero(x))`.
     """
     if units_fn is None:
+
         def units_fn(inputs, *_):
             return tf.shape(tf.nest.flatten(inputs)[0], out_type=tf.int64)[0]
 
@@ -398,8 +441,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         weights = f"epoch-{epoch + 1:04d}.weights.h5"
         self.model.save_weights(self.directory / weights)
         self.history.append({"epoch": epoch + 1, **_numbers(logs or {})})
-        _write_json(self.directory / self.STATE,
-                    {"epoch": epoch + 1, "weights": weights, "history": self.history})
+        _write_json(
+            self.directory / self.STATE, {"epoch": epoch + 1, "weights": weights, "history": self.history}
+        )
         for stale in self.directory.glob("epoch-*.weights.h5"):
             if stale.name != weights:
                 stale.unlink()
@@ -469,7 +513,10 @@ def run_training(
             model(next(iter(train_ds))[0])
         model.compile(
             optimizer=make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
-            loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
+            loss=loss,
+            metrics=list(metrics),
+            **(compile_kwargs or {}),
+        )
         if state is not None:
             model.optimizer.build(model.trainable_variables)
             model.load_weights(checkpoints / state["weights"])
@@ -477,15 +524,16 @@ def run_training(
     history = state["history"] if state is not None else []
     initial_epoch = state["epoch"] if state is not None else 0
     if initial_epoch:
-        print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}",
-              flush=True)
+        print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}", flush=True)
     checkpoint = EpochCheckpoint(checkpoints, history)
     if args.lr_schedule == "cosine":
-        callbacks = [keras.callbacks.LearningRateScheduler(cosine_learning_rate(args.learning_rate, args.epochs)),
-                     *callbacks]
+        callbacks = [
+            keras.callbacks.LearningRateScheduler(cosine_learning_rate(args.learning_rate, args.epochs)),
+            *callbacks,
+        ]
     tensorboard = keras.callbacks.TensorBoard(
-        log_dir=str(output_path(args, "logs")), update_freq=args.log_every or "epoch",
-        write_graph=False)
+        log_dir=str(output_path(args, "logs")), update_freq=args.log_every or "epoch", write_graph=False
+    )
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -510,8 +558,20 @@ def finished_training(run_dir, epochs):
     return json.loads((run_dir / "metrics.json").read_text())["config"]["epochs"] >= epochs
 
 
-def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy, loss, metrics=(),
-                          compile_kwargs=None, inference_model=None, **training):
+def run_ensemble_training(
+    model_fn,
+    train_ds,
+    val_ds,
+    args,
+    *,
+    members,
+    strategy,
+    loss,
+    metrics=(),
+    compile_kwargs=None,
+    inference_model=None,
+    **training,
+):
     """`run_training` for `members` models, one after another, averaged into one
     `zoo.models.AveragedEnsemble` (the models must output probabilities). With `members=1` it is
     `run_training`.
@@ -571,9 +631,14 @@ def run_ensemble_training(model_fn, train_ds, val_ds, args, *, members, strategy
     if inference_model is None:  # the training loss and metrics fit the trained models only
         ensemble.compile(loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
     member_entries = [[entry for entry in entries if entry["member"] == index] for index in range(members)]
-    _write_json(output_path(args, "metrics.json"), {
-        "config": _to_json(args), "epochs": entries,
-        "final": {"members": members, "epochs": [len(part) for part in member_entries]}})
+    _write_json(
+        output_path(args, "metrics.json"),
+        {
+            "config": _to_json(args),
+            "epochs": entries,
+            "final": {"members": members, "epochs": [len(part) for part in member_entries]},
+        },
+    )
     plot_curves(output_path(args, "curves.png"), entries)
     return ensemble, [_by_name(part) for part in member_entries]
 
@@ -585,8 +650,7 @@ def write_metrics(path, config, epochs):
     """Writes `{"config", "epochs", "final"}` to `path`: the flags, one entry per epoch, and the
     final figures (the number of epochs and the last epoch's figures)."""
     last = {key: value for key, value in epochs[-1].items() if key != "epoch"} if epochs else {}
-    _write_json(path, {"config": config, "epochs": epochs,
-                       "final": {"epochs": len(epochs), **last}})
+    _write_json(path, {"config": config, "epochs": epochs, "final": {"epochs": len(epochs), **last}})
 
 
 def record_final(args, **figures):
@@ -657,7 +721,9 @@ def export_saved_model(module, path, signatures):
         # A fresh trace in portable mode: an earlier trace of `function` may hold the fused CPU
         # kernels, which a process without zoo's op library cannot load.
         with portable_graph():
-            concrete[name] = tf.function(function.python_function, input_signature=spec).get_concrete_function()
+            concrete[name] = tf.function(
+                function.python_function, input_signature=spec
+            ).get_concrete_function()
     tf.saved_model.save(module, str(path), signatures=concrete)
     return path
 

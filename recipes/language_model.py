@@ -65,43 +65,76 @@ def build_parser():
         description="Train an RNN/GRU/LSTM language model (char, word or BPE tokens) and generate text.",
     )
     common.add_common_arguments(
-        parser, recipe="language_model", epochs=40, batch_size=32, learning_rate=4e-3, clip_norm=1.0,
+        parser,
+        recipe="language_model",
+        epochs=40,
+        batch_size=32,
+        learning_rate=4e-3,
+        clip_norm=1.0,
         lr_schedule="cosine",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
     model.add_argument("--layers", type=int, default=3, help="stacked recurrent layers")
     model.add_argument("--units", type=int, default=256, help="hidden units per layer")
-    model.add_argument("--embedding-dim", type=int, default=64,
-                       help="learned embedding size (0: one-hot inputs, as the course starts)")
-    model.add_argument("--dropout", type=float, default=0.4,
-                       help="dropout between layers and before the output layer")
-    model.add_argument("--bidirectional", action="store_true",
-                       help="bidirectional layers: scores text (and looks ahead), cannot generate")
-    model.add_argument("--implementation", choices=("auto", "fused", "loop"), default="auto",
-                       help="how the recurrent layers run (auto: the fastest that applies)")
+    model.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=64,
+        help="learned embedding size (0: one-hot inputs, as the course starts)",
+    )
+    model.add_argument(
+        "--dropout", type=float, default=0.4, help="dropout between layers and before the output layer"
+    )
+    model.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="bidirectional layers: scores text (and looks ahead), cannot generate",
+    )
+    model.add_argument(
+        "--implementation",
+        choices=("auto", "fused", "loop"),
+        default="auto",
+        help="how the recurrent layers run (auto: the fastest that applies)",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
     data.add_argument("--bpe-vocab-size", type=int, default=1000)
     data.add_argument("--num-steps", type=int, default=64, help="tokens per training window")
-    data.add_argument("--pretrain-data", type=pathlib.Path, nargs="+", metavar="FILE",
-                      help="other texts to train on first (--pretrain-epochs, constant learning "
-                           "rate), in --data's tokens and vocabulary (tokens it lacks are unknown); "
-                           "then training goes on with --data")
+    data.add_argument(
+        "--pretrain-data",
+        type=pathlib.Path,
+        nargs="+",
+        metavar="FILE",
+        help="other texts to train on first (--pretrain-epochs, constant learning "
+        "rate), in --data's tokens and vocabulary (tokens it lacks are unknown); "
+        "then training goes on with --data",
+    )
     data.add_argument("--pretrain-epochs", type=int, default=4, help="epochs over --pretrain-data")
-    data.add_argument("--batching", choices=BATCHING, default="sequential",
-                      help="random: independent windows, state reset each batch; sequential: "
-                           "contiguous rows, state carried across batches and reset each epoch; "
-                           "overlapping: a window at every offset, shuffled (D2L 1.0's data; "
-                           "num-steps times the batches of random; validation as random)")
+    data.add_argument(
+        "--batching",
+        choices=BATCHING,
+        default="sequential",
+        help="random: independent windows, state reset each batch; sequential: "
+        "contiguous rows, state carried across batches and reset each epoch; "
+        "overlapping: a window at every offset, shuffled (D2L 1.0's data; "
+        "num-steps times the batches of random; validation as random)",
+    )
     training = parser.add_argument_group("schedule and samples")
-    training.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=True,
-                          help="end with the weights of the epoch of lowest validation perplexity "
-                               "(model.keras, saved_model/ and the final figures); epochs before a "
-                               "--resume are not considered")
-    training.add_argument("--patience", type=int, default=0,
-                          help="stop after this many epochs without a lower validation perplexity "
-                               "(0: run all the epochs)")
+    training.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="end with the weights of the epoch of lowest validation perplexity "
+        "(model.keras, saved_model/ and the final figures); epochs before a "
+        "--resume are not considered",
+    )
+    training.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after this many epochs without a lower validation perplexity (0: run all the epochs)",
+    )
     training.add_argument("--prefix", default="time traveller", help="prompt of the samples")
     training.add_argument("--sample-tokens", type=int, default=50, help="tokens in each sample")
     return parser
@@ -157,18 +190,22 @@ def overlapping_window_batches(ids, batch_size, num_steps, seed=None):
     tokens = tf.constant(ids, tf.int32)
     num_windows = len(ids) - num_steps
     if num_windows < batch_size:
-        raise ValueError(f"a stream of {len(ids)} tokens is too short for one batch of "
-                         f"{batch_size} overlapping windows of {num_steps}")
+        raise ValueError(
+            f"a stream of {len(ids)} tokens is too short for one batch of "
+            f"{batch_size} overlapping windows of {num_steps}"
+        )
 
     def windows(starts):
         positions = starts[:, None] + tf.range(num_steps, dtype=tf.int64)[None, :]
         return tf.gather(tokens, positions), tf.gather(tokens, positions + 1)
 
-    return (tf.data.Dataset.range(num_windows)
-            .shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size, drop_remainder=True)
-            .map(windows, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.range(num_windows)
+        .shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .map(windows, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 BATCHING_SCHEMES = {
@@ -195,11 +232,15 @@ def batches(args, ids):
         if validation_scheme == "random":
             # Evaluation only: a smaller batch lets a short validation tail (D2L's batch of 1024)
             # still give full batches; the perplexity is over the same tokens either way.
-            validation_batch = max(1, min(args.batch_size, (len(validation_ids) - args.num_steps) // args.num_steps))
+            validation_batch = max(
+                1, min(args.batch_size, (len(validation_ids) - args.num_steps) // args.num_steps)
+            )
         validation = BATCHING_SCHEMES[validation_scheme](
-            validation_ids, validation_batch, args.num_steps, seed=args.seed + 1)
+            validation_ids, validation_batch, args.num_steps, seed=args.seed + 1
+        )
         validation = with_known_length(
-            validation, validation_ids, validation_batch, args.num_steps, validation_scheme)
+            validation, validation_ids, validation_batch, args.num_steps, validation_scheme
+        )
     except ValueError as error:
         raise common.RecipeError(
             f"{error}: use a longer text or a smaller --batch-size / --num-steps"
@@ -275,8 +316,12 @@ class SampleText:
             return None
         if self.generator is None or self.generator.model is not model:
             self.generator = TextGenerator(
-                model, self.tokenizer, self.vocab, max_tokens=max(self.args.sample_tokens, 100),
-                default_tokens=self.args.sample_tokens)
+                model,
+                self.tokenizer,
+                self.vocab,
+                max_tokens=max(self.args.sample_tokens, 100),
+                default_tokens=self.args.sample_tokens,
+            )
         text = self.generator(self.args.prefix, self.args.sample_tokens)
         return f"epoch {epoch} sample: {text!r}"
 
@@ -295,7 +340,8 @@ def check_args(args):
     if args.batching == "sequential" and args.strategy != "default":
         raise common.RecipeError(
             "--batching sequential carries each batch row's state to the next batch, which needs "
-            "one fixed batch on one device; use --batching random with --strategy " + args.strategy)
+            "one fixed batch on one device; use --batching random with --strategy " + args.strategy
+        )
 
 
 def count_tokens(inputs, targets):
@@ -320,12 +366,20 @@ def pretrain(args, new_model, ids, strategy, callbacks):
     run_args.output_dir.mkdir(parents=True, exist_ok=True)
     has_state = common.EpochCheckpoint.load_state(run_args.output_dir / "checkpoints") is not None
     run_args.resume = run_args.output_dir if has_state else None
-    print(f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs",
-          flush=True)
+    print(
+        f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs", flush=True
+    )
     model, _ = common.run_training(
-        new_model, dataset, None, run_args, strategy=strategy,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[Perplexity()],
-        callbacks=callbacks, units_per_epoch=common.count_units(dataset, count_tokens))
+        new_model,
+        dataset,
+        None,
+        run_args,
+        strategy=strategy,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[Perplexity()],
+        callbacks=callbacks,
+        units_per_epoch=common.count_units(dataset, count_tokens),
+    )
     return model
 
 
@@ -339,15 +393,24 @@ def main(argv=None):
     vocab_size = tokenizer.vocab_size if vocab is None else len(vocab)
     train_ds, validation_ds = batches(args, ids)
     save_tokenizer(args, tokenizer, vocab)
-    print(f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "
-          f"{1 - VALIDATION_FRACTION:.0%}, validating on the last {VALIDATION_FRACTION:.0%}", flush=True)
+    print(
+        f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "
+        f"{1 - VALIDATION_FRACTION:.0%}, validating on the last {VALIDATION_FRACTION:.0%}",
+        flush=True,
+    )
 
     def new_model():
         return LanguageModel(
-            vocab_size, cell_type=args.cell, units=args.units, num_layers=args.layers,
-            embedding_dim=args.embedding_dim or None, dropout=args.dropout,
-            bidirectional=args.bidirectional, stateful=args.batching == "sequential",
-            implementation=args.implementation)
+            vocab_size,
+            cell_type=args.cell,
+            units=args.units,
+            num_layers=args.layers,
+            embedding_dim=args.embedding_dim or None,
+            dropout=args.dropout,
+            bidirectional=args.bidirectional,
+            stateful=args.batching == "sequential",
+            implementation=args.implementation,
+        )
 
     callbacks = [common.EpochEndHook(SampleText(args, tokenizer, vocab))]
     if args.batching == "sequential":
@@ -369,14 +432,25 @@ def main(argv=None):
     best_epoch = None
     if args.keep_best or args.patience:
         best_epoch = keras.callbacks.EarlyStopping(
-            monitor="val_perplexity", mode="min", patience=args.patience or args.epochs,
-            restore_best_weights=args.keep_best, verbose=1)
+            monitor="val_perplexity",
+            mode="min",
+            patience=args.patience or args.epochs,
+            restore_best_weights=args.keep_best,
+            verbose=1,
+        )
         callbacks.append(best_epoch)
     tokens_per_epoch = common.count_units(train_ds, count_tokens)
     model, history = common.run_training(
-        build_model, train_ds, validation_ds, args, strategy=strategy,
+        build_model,
+        train_ds,
+        validation_ds,
+        args,
+        strategy=strategy,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[Perplexity()], callbacks=callbacks, units_per_epoch=tokens_per_epoch)
+        metrics=[Perplexity()],
+        callbacks=callbacks,
+        units_per_epoch=tokens_per_epoch,
+    )
     print(f"recurrent layers ran: {model.implementation_used}", flush=True)
 
     final.update(val_perplexity=history["val_perplexity"][-1], vocab_size=vocab_size)
@@ -390,14 +464,20 @@ def main(argv=None):
         generator = TextGenerator(model, tokenizer, vocab)
         final["sample"] = generator(args.prefix, args.sample_tokens)
         path = common.export_saved_model(
-            generator, common.output_path(args, "saved_model"), {"generate": generator.serve})
-        print(f"saved {path} (generate signature; "
-              + ("load it after `import tensorflow_text`" if vocab is None else "plain TensorFlow")
-              + ")", flush=True)
+            generator, common.output_path(args, "saved_model"), {"generate": generator.serve}
+        )
+        print(
+            f"saved {path} (generate signature; "
+            + ("load it after `import tensorflow_text`" if vocab is None else "plain TensorFlow")
+            + ")",
+            flush=True,
+        )
     common.record_final(args, **final)
     epoch = f" (epoch {final['best_epoch']}, the best)" if "best_epoch" in final else ""
-    print(f"validation perplexity {final['val_perplexity']:.3f}{epoch}; run folder {args.output_dir}",
-          flush=True)
+    print(
+        f"validation perplexity {final['val_perplexity']:.3f}{epoch}; run folder {args.output_dir}",
+        flush=True,
+    )
     return model, history
 
 

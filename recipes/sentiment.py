@@ -107,11 +107,19 @@ def build_parser():
     data.add_argument("--tfds-split", default="train", help="the TFDS split to read (e.g. 'train[:10%%]')")
     data.add_argument("--text-column", default="text", help="header name of the text column (files)")
     data.add_argument("--label-column", default="label", help="header name of the label column (files)")
-    data.add_argument("--delimiter", choices=sorted(DELIMITERS), default=None,
-                      help="field separator (default: comma for .csv files, tab otherwise)")
+    data.add_argument(
+        "--delimiter",
+        choices=sorted(DELIMITERS),
+        default=None,
+        help="field separator (default: comma for .csv files, tab otherwise)",
+    )
     data.add_argument("--test-fraction", type=_fraction, default=0.2, help="held out, never trained on")
-    data.add_argument("--validation-fraction", type=_fraction, default=0.15,
-                      help="share of the remaining examples used for validation and early stopping")
+    data.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.15,
+        help="share of the remaining examples used for validation and early stopping",
+    )
     data.add_argument("--split-seed", type=int, default=0, help="seed of the held-out and validation split")
     data.add_argument("--tokenizer", choices=("word", "bpe"), default="word")
     data.add_argument("--min-freq", type=int, default=2, help="word vocabulary: drop rarer words")
@@ -123,15 +131,32 @@ def build_parser():
     model.add_argument("--units", type=int, default=32)
     model.add_argument("--num-layers", type=int, default=1)
     model.add_argument("--pooling", choices=POOLING_MODES, default="mean_max")
-    model.add_argument("--pool-embeddings", action=argparse.BooleanOptionalAction, default=True,
-                       help="add mean-pooled embeddings to the encoding")
+    model.add_argument(
+        "--pool-embeddings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add mean-pooled embeddings to the encoding",
+    )
     model.add_argument("--dropout", type=float, default=0.6)
-    model.add_argument("--word-dropout", type=float, default=0.0,
-                       help="training: zero this share of the tokens' whole embeddings")
-    model.add_argument("--ensemble", type=common.positive_int, default=5, metavar="N",
-                       help="train N models (seeds --seed to --seed + N - 1) and average their probabilities")
-    model.add_argument("--patience", type=int, default=3,
-                       help="stop after this many epochs without a better validation accuracy (0: never)")
+    model.add_argument(
+        "--word-dropout",
+        type=float,
+        default=0.0,
+        help="training: zero this share of the tokens' whole embeddings",
+    )
+    model.add_argument(
+        "--ensemble",
+        type=common.positive_int,
+        default=5,
+        metavar="N",
+        help="train N models (seeds --seed to --seed + N - 1) and average their probabilities",
+    )
+    model.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="stop after this many epochs without a better validation accuracy (0: never)",
+    )
     return parser
 
 
@@ -176,7 +201,9 @@ def label_vocabulary(labels):
     """Sorted distinct labels (numerically when they are all integers) and each example's class id."""
     names = sorted(set(labels), key=lambda name: (0, int(name), "") if _is_int(name) else (1, 0, name))
     if len(names) < 2:
-        raise common.RecipeError(f"the data has {len(names)} distinct label(s); classification needs 2 or more")
+        raise common.RecipeError(
+            f"the data has {len(names)} distinct label(s); classification needs 2 or more"
+        )
     index = {name: position for position, name in enumerate(names)}
     return names, [index[label] for label in labels]
 
@@ -221,10 +248,14 @@ def main(argv=None):
     strategy = common.setup(args)
     texts, labels = load_examples(args)
     label_names, class_ids = label_vocabulary(labels)
-    train, validation, test = split_indices(len(texts), args.test_fraction, args.validation_fraction,
-                                            args.split_seed)
-    print(f"{len(texts)} examples, {len(label_names)} classes: {len(train)} train, "
-          f"{len(validation)} validation, {len(test)} held out", flush=True)
+    train, validation, test = split_indices(
+        len(texts), args.test_fraction, args.validation_fraction, args.split_seed
+    )
+    print(
+        f"{len(texts)} examples, {len(label_names)} classes: {len(train)} train, "
+        f"{len(validation)} validation, {len(test)} held out",
+        flush=True,
+    )
 
     def subset(indices):
         return [texts[i] for i in indices], [class_ids[i] for i in indices]
@@ -236,31 +267,62 @@ def main(argv=None):
     def batches(indices, shuffle):
         part_texts, part_labels = subset(indices)
         return zoo_text.classification_batches(
-            part_texts, part_labels, args.batch_size, vocab=vocab, tokenizer=tokenizer,
-            max_length=args.max_length, shuffle_buffer=len(indices) if shuffle else None, seed=args.seed)
+            part_texts,
+            part_labels,
+            args.batch_size,
+            vocab=vocab,
+            tokenizer=tokenizer,
+            max_length=args.max_length,
+            shuffle_buffer=len(indices) if shuffle else None,
+            seed=args.seed,
+        )
 
     train_ds, val_ds, test_ds = batches(train, True), batches(validation, False), batches(test, False)
 
     def build_model():
         return SequenceClassifier(
-            vocab_size, len(label_names), embedding_dim=args.embedding_dim, units=args.units,
-            num_layers=args.num_layers, cell_type=args.cell, pooling=args.pooling,
-            pool_embeddings=args.pool_embeddings, dropout=args.dropout, word_dropout=args.word_dropout)
+            vocab_size,
+            len(label_names),
+            embedding_dim=args.embedding_dim,
+            units=args.units,
+            num_layers=args.num_layers,
+            cell_type=args.cell,
+            pooling=args.pooling,
+            pool_embeddings=args.pool_embeddings,
+            dropout=args.dropout,
+            word_dropout=args.word_dropout,
+        )
 
     callbacks = common.accuracy_early_stopping(args.patience)
     started = time.perf_counter()
     model, _ = common.run_ensemble_training(
-        build_model, train_ds, val_ds, args, members=args.ensemble, strategy=strategy,
+        build_model,
+        train_ds,
+        val_ds,
+        args,
+        members=args.ensemble,
+        strategy=strategy,
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"], callbacks=callbacks,
-        units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)))
+        metrics=["accuracy"],
+        callbacks=callbacks,
+        units_per_epoch=common.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)),
+    )
     train_seconds = time.perf_counter() - started
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples ({train_seconds:.0f} s training)",
-          flush=True)
-    common.record_final(args, test_accuracy=test_accuracy, test_loss=test_loss, test_examples=len(test),
-                        train_seconds=train_seconds, vocab_size=vocab_size, label_names=label_names)
+    print(
+        f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples ({train_seconds:.0f} s training)",
+        flush=True,
+    )
+    common.record_final(
+        args,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        test_examples=len(test),
+        train_seconds=train_seconds,
+        vocab_size=vocab_size,
+        label_names=label_names,
+    )
 
     export = TextClassifierExport(model, tokenizer, vocab, label_names, args.max_length)
     common.export_saved_model(export, common.output_path(args, "saved_model"), {"classify": export.classify})

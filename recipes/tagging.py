@@ -51,7 +51,11 @@ from zoo.models.tagger import build_tagger
 
 DATA_ENV = "ZOO_DATA_DIR"
 CORPORA = {
-    "ud-ewt": ("conllu", "ud_english_ewt/en_ewt-ud-train.subset.conllu", "ud_english_ewt/en_ewt-ud-dev.conllu"),
+    "ud-ewt": (
+        "conllu",
+        "ud_english_ewt/en_ewt-ud-train.subset.conllu",
+        "ud_english_ewt/en_ewt-ud-dev.conllu",
+    ),
     "wnut17": ("conll", "wnut17/wnut17train.conll", "wnut17/emerging.dev.conll"),
 }
 # Flag defaults of one corpus that differ from the shared ones (flags given on the command line win).
@@ -103,7 +107,9 @@ class TokenEncoder(tf.Module):
 
     def __init__(self, word_vocab, char_vocab, lowercase, max_chars, word_shape=False):
         super().__init__(name="token_encoder")
-        if word_shape and (char_vocab is None or any(token not in char_vocab.token_to_idx for token in SHAPE_TOKENS)):
+        if word_shape and (
+            char_vocab is None or any(token not in char_vocab.token_to_idx for token in SHAPE_TOKENS)
+        ):
             raise ValueError("word_shape needs a character vocabulary that holds SHAPE_TOKENS")
         self.word_vocab = word_vocab
         self.char_vocab = char_vocab
@@ -182,8 +188,18 @@ def predict_tag_ids(model, inputs):
     return tf.argmax(outputs, axis=-1, output_type=tf.int32)
 
 
-def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, seed, with_mask_weights,
-                    word_dropout=0.0, entity_weight=1.0):
+def tagging_dataset(
+    sentences,
+    tags,
+    encoder,
+    tag_vocab,
+    batch_size,
+    shuffle,
+    seed,
+    with_mask_weights,
+    word_dropout=0.0,
+    entity_weight=1.0,
+):
     """Batches `(inputs, tag_ids[, mask])`, encoded by `encoder` batch by batch (the same code as the export).
 
     Args:
@@ -219,8 +235,10 @@ def tagging_dataset(sentences, tags, encoder, tag_vocab, batch_size, shuffle, se
             return inputs, tag_ids, tf.where(tf.reduce_any(entity, axis=1), entity_weight, 1.0)
         return inputs, tag_ids
 
-    return dataset.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE
+    return (
+        dataset.ragged_batch(batch_size)
+        .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
 
@@ -243,8 +261,11 @@ def multitask_batches(main, auxiliary=None, auxiliary_weight=1.0, seed=None):
         other = AUXILIARY_OUTPUT if output == MAIN_OUTPUT else MAIN_OUTPUT
 
         def to_dicts(inputs, tag_ids, weights):
-            return (inputs, {output: tag_ids, other: tf.zeros_like(tag_ids)},
-                    {output: weights * factor, other: tf.zeros_like(weights)})
+            return (
+                inputs,
+                {output: tag_ids, other: tf.zeros_like(tag_ids)},
+                {output: weights * factor, other: tf.zeros_like(weights)},
+            )
 
         return to_dicts
 
@@ -256,61 +277,98 @@ def multitask_batches(main, auxiliary=None, auxiliary_weight=1.0, seed=None):
     if min(counts) < 0:
         raise ValueError("multitask_batches needs datasets of known length")
     choices = tf.data.Dataset.from_tensor_slices(tf.repeat(tf.constant([0, 1], tf.int64), counts)).shuffle(
-        sum(counts), seed=seed, reshuffle_each_iteration=True)
+        sum(counts), seed=seed, reshuffle_each_iteration=True
+    )
     mixed = tf.data.Dataset.choose_from_datasets([main, auxiliary], choices, stop_on_empty_dataset=True)
     return mixed.apply(tf.data.experimental.assert_cardinality(sum(counts)))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.tagging", description=__doc__.split("\n")[0])
-    common.add_common_arguments(parser, recipe="tagging", epochs=30, batch_size=32, learning_rate=2e-3,
-                                clip_norm=5.0)
+    common.add_common_arguments(
+        parser, recipe="tagging", epochs=30, batch_size=32, learning_rate=2e-3, clip_norm=5.0
+    )
     data = parser.add_argument_group("data")
-    data.add_argument("--corpus", choices=sorted(CORPORA), default="ud-ewt",
-                      help=f"default files under ${DATA_ENV} (--data/--dev/--format override them) and "
-                           "defaults of other flags (wnut17: --word-shape --entity-weight 5)")
+    data.add_argument(
+        "--corpus",
+        choices=sorted(CORPORA),
+        default="ud-ewt",
+        help=f"default files under ${DATA_ENV} (--data/--dev/--format override them) and "
+        "defaults of other flags (wnut17: --word-shape --entity-weight 5)",
+    )
     data.add_argument("--dev", type=pathlib.Path, default=None, help="the evaluation file")
-    data.add_argument("--format", choices=("conllu", "conll"), default=None,
-                      help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag")
+    data.add_argument(
+        "--format",
+        choices=("conllu", "conll"),
+        default=None,
+        help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag",
+    )
     data.add_argument("--tag-column", choices=("upos", "xpos"), default="upos", help="CoNLL-U tag column")
     data.add_argument("--validation-fraction", type=float, default=0.1)
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
-    data.add_argument("--word-dropout", type=float, default=0.15,
-                      help="training: replace this share of word ids by <unk>")
-    data.add_argument("--entity-weight", type=float, default=1.0,
-                      help="BIO tags, training: weight of the entity tokens (softmax) or of the sentences holding "
-                           "an entity (CRF), relative to 1")
+    data.add_argument(
+        "--word-dropout", type=float, default=0.15, help="training: replace this share of word ids by <unk>"
+    )
+    data.add_argument(
+        "--entity-weight",
+        type=float,
+        default=1.0,
+        help="BIO tags, training: weight of the entity tokens (softmax) or of the sentences holding "
+        "an entity (CRF), relative to 1",
+    )
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=int, default=20)
-    data.add_argument("--word-shape", action=argparse.BooleanOptionalAction, default=False,
-                      help="give the character CNN each word's shape (case, handle, URL, number) as an extra "
-                           "leading character")
+    data.add_argument(
+        "--word-shape",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="give the character CNN each word's shape (case, handle, URL, number) as an extra "
+        "leading character",
+    )
     data.add_argument("--max-tokens", type=int, default=1000, help="the export cuts longer sentences")
-    data.add_argument("--auxiliary", default=NO_AUXILIARY, metavar="CORPUS|FILE",
-                      help=f"multi-task training: also train the encoder on the tags of this corpus "
-                           f"({', '.join(sorted(CORPORA))}: its training file) or file (CoNLL-U if it ends in "
-                           f".conllu, else CoNLL), through a second output layer (softmax output; "
-                           f"'{NO_AUXILIARY}': no auxiliary task)")
-    data.add_argument("--auxiliary-weight", type=float, default=1.0,
-                      help="the auxiliary task's loss weight, relative to the main task's")
+    data.add_argument(
+        "--auxiliary",
+        default=NO_AUXILIARY,
+        metavar="CORPUS|FILE",
+        help=f"multi-task training: also train the encoder on the tags of this corpus "
+        f"({', '.join(sorted(CORPORA))}: its training file) or file (CoNLL-U if it ends in "
+        f".conllu, else CoNLL), through a second output layer (softmax output; "
+        f"'{NO_AUXILIARY}': no auxiliary task)",
+    )
+    data.add_argument(
+        "--auxiliary-weight",
+        type=float,
+        default=1.0,
+        help="the auxiliary task's loss weight, relative to the main task's",
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--output", choices=("crf", "softmax"), default="crf")
     model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     model.add_argument("--embedding-dim", type=int, default=100)
     model.add_argument("--units", type=int, default=100)
     model.add_argument("--num-layers", type=int, default=2)
-    model.add_argument("--chars", action=argparse.BooleanOptionalAction, default=True,
-                       help="character-CNN word features")
+    model.add_argument(
+        "--chars", action=argparse.BooleanOptionalAction, default=True, help="character-CNN word features"
+    )
     model.add_argument("--char-embedding-dim", type=int, default=25)
     model.add_argument("--char-filters", type=int, default=50)
     model.add_argument("--dropout", type=float, default=0.5)
-    model.add_argument("--ensemble", type=common.positive_int, default=1, metavar="N",
-                       help="softmax output: train N models (seeds --seed to --seed + N - 1) and average "
-                            "their tag probabilities")
-    model.add_argument("--patience", type=int, default=5,
-                       help="stop after this many epochs without a better validation figure (entity F1 for BIO "
-                            "tags, token accuracy otherwise) and keep the best epoch (0: never stop)")
+    model.add_argument(
+        "--ensemble",
+        type=common.positive_int,
+        default=1,
+        metavar="N",
+        help="softmax output: train N models (seeds --seed to --seed + N - 1) and average "
+        "their tag probabilities",
+    )
+    model.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop after this many epochs without a better validation figure (entity F1 for BIO "
+        "tags, token accuracy otherwise) and keep the best epoch (0: never stop)",
+    )
     return parser
 
 
@@ -342,8 +400,10 @@ def resolve_auxiliary(args):
     if args.auxiliary in CORPORA:
         corpus_format, train_name, _ = CORPORA[args.auxiliary]
         return corpus_format, data_set_file(
-            train_name, f"pass --auxiliary FILE or --auxiliary {NO_AUXILIARY} (--auxiliary {args.auxiliary} "
-                        f"reads ${DATA_ENV}/{train_name})")
+            train_name,
+            f"pass --auxiliary FILE or --auxiliary {NO_AUXILIARY} (--auxiliary {args.auxiliary} "
+            f"reads ${DATA_ENV}/{train_name})",
+        )
     path = pathlib.Path(args.auxiliary)
     return format_of(path), path
 
@@ -417,9 +477,12 @@ def best_epoch_callbacks(patience, tag_names, validation, accuracy_monitor="val_
         return []
     if not is_bio(tag_names):
         return common.accuracy_early_stopping(patience, accuracy_monitor)
-    return [ValidationEntityF1(*validation),
-            keras.callbacks.EarlyStopping(monitor="val_entity_f1", mode="max", patience=patience,
-                                          restore_best_weights=True)]
+    return [
+        ValidationEntityF1(*validation),
+        keras.callbacks.EarlyStopping(
+            monitor="val_entity_f1", mode="max", patience=patience, restore_best_weights=True
+        ),
+    ]
 
 
 def parse_args(argv=None):
@@ -432,10 +495,14 @@ def parse_args(argv=None):
         parser.set_defaults(**CORPUS_SOFTMAX_DEFAULTS.get(corpus, {}))
     args = common.parse_args(parser, argv)
     if args.ensemble > 1 and args.output != "softmax":
-        raise common.RecipeError("--ensemble averages tag probabilities: it needs --output softmax (a CRF "
-                                 "decodes whole tag sequences)")
+        raise common.RecipeError(
+            "--ensemble averages tag probabilities: it needs --output softmax (a CRF "
+            "decodes whole tag sequences)"
+        )
     if args.auxiliary != NO_AUXILIARY and args.output != "softmax":
-        raise common.RecipeError(f"--auxiliary needs --output softmax (pass --auxiliary {NO_AUXILIARY} to train a CRF)")
+        raise common.RecipeError(
+            f"--auxiliary needs --output softmax (pass --auxiliary {NO_AUXILIARY} to train a CRF)"
+        )
     return args
 
 
@@ -449,12 +516,16 @@ def main(argv=None):
     order = np.random.default_rng(args.split_seed).permutation(len(sentences))
     validation_size = int(round(len(sentences) * args.validation_fraction))
     if not 1 <= validation_size < len(sentences):
-        raise common.RecipeError(f"{len(sentences)} sentences are too few for --validation-fraction "
-                                 f"{args.validation_fraction}")
+        raise common.RecipeError(
+            f"{len(sentences)} sentences are too few for --validation-fraction {args.validation_fraction}"
+        )
     train = [int(i) for i in order[validation_size:]]
     validation = [int(i) for i in order[:validation_size]]
-    print(f"{file_format} {train_path}: {len(train)} training and {len(validation)} validation sentences; "
-          f"dev {dev_path}: {len(dev_sentences)} sentences", flush=True)
+    print(
+        f"{file_format} {train_path}: {len(train)} training and {len(validation)} validation sentences; "
+        f"dev {dev_path}: {len(dev_sentences)} sentences",
+        flush=True,
+    )
 
     train_sentences = [sentences[i] for i in train]
     train_tags = [tags[i] for i in train]
@@ -462,7 +533,9 @@ def main(argv=None):
     auxiliary_sentences, auxiliary_tags = [], []
     if auxiliary:
         auxiliary_sentences, auxiliary_tags = read_tagged(auxiliary[1], auxiliary[0], args.tag_column)
-        print(f"auxiliary task: {auxiliary[0]} {auxiliary[1]}, {len(auxiliary_sentences)} sentences", flush=True)
+        print(
+            f"auxiliary task: {auxiliary[0]} {auxiliary[1]}, {len(auxiliary_sentences)} sentences", flush=True
+        )
     # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
     tag_vocab = zoo_text.Vocab(tags + dev_tags, reserved_tokens=(), unk_token=None)
     # The auxiliary sentences train the words and characters too.
@@ -471,19 +544,34 @@ def main(argv=None):
     word_vocab = zoo_text.Vocab(words, min_freq=args.min_freq, reserved_tokens=zoo_text.SEQUENCE_RESERVED)
     char_vocab = None
     if args.chars:
-        char_vocab = zoo_text.Vocab([list(word) for row in text for word in row],
-                                    reserved_tokens=zoo_text.SEQUENCE_RESERVED + (SHAPE_TOKENS if args.word_shape else ()))
+        char_vocab = zoo_text.Vocab(
+            [list(word) for row in text for word in row],
+            reserved_tokens=zoo_text.SEQUENCE_RESERVED + (SHAPE_TOKENS if args.word_shape else ()),
+        )
     elif args.word_shape:
         raise common.RecipeError("--word-shape feeds the character CNN: it needs --chars")
     encoder = TokenEncoder(word_vocab, char_vocab, args.lowercase, args.max_chars, args.word_shape)
-    print(f"{len(tag_vocab)} tags, {len(word_vocab)} words"
-          + (f", {len(char_vocab)} characters" if char_vocab is not None else ""), flush=True)
+    print(
+        f"{len(tag_vocab)} tags, {len(word_vocab)} words"
+        + (f", {len(char_vocab)} characters" if char_vocab is not None else ""),
+        flush=True,
+    )
 
     softmax = args.output == "softmax"
 
     def batches(part_sentences, part_tags, shuffle, word_dropout=0.0, entity_weight=1.0, vocab=tag_vocab):
-        return tagging_dataset(part_sentences, part_tags, encoder, vocab, args.batch_size, shuffle, args.seed,
-                               with_mask_weights=softmax, word_dropout=word_dropout, entity_weight=entity_weight)
+        return tagging_dataset(
+            part_sentences,
+            part_tags,
+            encoder,
+            vocab,
+            args.batch_size,
+            shuffle,
+            args.seed,
+            with_mask_weights=softmax,
+            word_dropout=word_dropout,
+            entity_weight=entity_weight,
+        )
 
     if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
         raise common.RecipeError("--entity-weight needs BIO tags (entities and O)")
@@ -496,7 +584,9 @@ def main(argv=None):
     weighted_metrics = ["accuracy"]
     if auxiliary:
         auxiliary_vocab = zoo_text.Vocab(auxiliary_tags, reserved_tokens=(), unk_token=None)
-        auxiliary_ds = batches(auxiliary_sentences, auxiliary_tags, True, args.word_dropout, vocab=auxiliary_vocab)
+        auxiliary_ds = batches(
+            auxiliary_sentences, auxiliary_tags, True, args.word_dropout, vocab=auxiliary_vocab
+        )
         train_ds = multitask_batches(train_ds, auxiliary_ds, args.auxiliary_weight, args.seed)
         val_ds = multitask_batches(val_ds)
         loss = {MAIN_OUTPUT: loss, AUXILIARY_OUTPUT: loss}
@@ -504,29 +594,58 @@ def main(argv=None):
 
     def build_model():
         tagger = build_tagger(
-            args.output, vocab_size=len(word_vocab), num_tags=len(tag_vocab), embedding_dim=args.embedding_dim,
-            units=args.units, num_layers=args.num_layers, cell_type=args.cell,
+            args.output,
+            vocab_size=len(word_vocab),
+            num_tags=len(tag_vocab),
+            embedding_dim=args.embedding_dim,
+            units=args.units,
+            num_layers=args.num_layers,
+            cell_type=args.cell,
             char_vocab_size=len(char_vocab) if char_vocab is not None else None,
-            char_embedding_dim=args.char_embedding_dim, char_filters=args.char_filters, dropout=args.dropout)
+            char_embedding_dim=args.char_embedding_dim,
+            char_filters=args.char_filters,
+            dropout=args.dropout,
+        )
         return MultiTaskTagger(tagger, len(auxiliary_vocab)) if auxiliary else tagger
 
-    callbacks = best_epoch_callbacks(args.patience, tag_vocab.idx_to_token,
-                                     (val_ds, validation_sentences, validation_tags, tag_vocab),
-                                     accuracy_monitor=f"val_{MAIN_OUTPUT}_accuracy" if auxiliary else "val_accuracy")
+    callbacks = best_epoch_callbacks(
+        args.patience,
+        tag_vocab.idx_to_token,
+        (val_ds, validation_sentences, validation_tags, tag_vocab),
+        accuracy_monitor=f"val_{MAIN_OUTPUT}_accuracy" if auxiliary else "val_accuracy",
+    )
     started = time.perf_counter()
     model, _ = common.run_ensemble_training(
-        build_model, train_ds, val_ds, args, members=args.ensemble, strategy=strategy, loss=loss,
-        metrics=[] if softmax else ["accuracy"], callbacks=callbacks,
+        build_model,
+        train_ds,
+        val_ds,
+        args,
+        members=args.ensemble,
+        strategy=strategy,
+        loss=loss,
+        metrics=[] if softmax else ["accuracy"],
+        callbacks=callbacks,
         compile_kwargs={"weighted_metrics": weighted_metrics} if softmax else None,
-        units_per_epoch=sum(len(row) for row in train_sentences + auxiliary_sentences), unit="tokens",
-        inference_model=(lambda trained: trained.tagger) if auxiliary else None)
+        units_per_epoch=sum(len(row) for row in train_sentences + auxiliary_sentences),
+        unit="tokens",
+        inference_model=(lambda trained: trained.tagger) if auxiliary else None,
+    )
     train_seconds = time.perf_counter() - started
 
     figures = evaluate(model, dev_ds, dev_sentences, dev_tags, tag_vocab)
-    print("dev: " + ", ".join(f"{key} {value:.4f}" for key, value in figures.items()) + f" ({train_seconds:.0f} s "
-          "training)", flush=True)
-    common.record_final(args, **{f"dev_{key}": value for key, value in figures.items()},
-                        train_seconds=train_seconds, tag_names=tag_vocab.idx_to_token)
+    print(
+        "dev: "
+        + ", ".join(f"{key} {value:.4f}" for key, value in figures.items())
+        + f" ({train_seconds:.0f} s "
+        "training)",
+        flush=True,
+    )
+    common.record_final(
+        args,
+        **{f"dev_{key}": value for key, value in figures.items()},
+        train_seconds=train_seconds,
+        tag_names=tag_vocab.idx_to_token,
+    )
 
     export = TaggerExport(model, encoder, tag_vocab, args.max_tokens)
     common.export_saved_model(export, common.output_path(args, "saved_model"), {"tag": export.tag})

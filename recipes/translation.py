@@ -94,7 +94,13 @@ class Translator(tf.Module):
     """
 
     def __init__(
-        self, model, source_vocab, target_vocab, max_source_length, max_output_length, beam_size=None,
+        self,
+        model,
+        source_vocab,
+        target_vocab,
+        max_source_length,
+        max_output_length,
+        beam_size=None,
         length_penalty=0.0,
     ):
         super().__init__(name="translator")
@@ -191,7 +197,9 @@ def split_pairs(sources, test_fraction, val_fraction, seed):
     test_size = max(1, round(count * test_fraction))
     val_size = round(count * val_fraction)
     if count - test_size - val_size < 1:
-        raise common.RecipeError(f"{count} distinct sentences are too few to split into train, validation and test")
+        raise common.RecipeError(
+            f"{count} distinct sentences are too few to split into train, validation and test"
+        )
     part_of_group = np.zeros(count, np.int8)  # 0 train, 1 validation, 2 test
     order = np.random.default_rng(seed).permutation(count)
     part_of_group[order[:test_size]] = 2
@@ -223,7 +231,9 @@ def evaluate(translator, sources, references):
     translation_of = dict(zip(distinct, translator(distinct)))
     translations = [translation_of[source] for source in sources]
     return {
-        "corpus_bleu": corpus_bleu([translation_of[s] for s in distinct], [tuple(references_of[s]) for s in distinct]),
+        "corpus_bleu": corpus_bleu(
+            [translation_of[s] for s in distinct], [tuple(references_of[s]) for s in distinct]
+        ),
         "corpus_bleu_single_reference": corpus_bleu(translations, references),
         "mean_sentence_bleu": float(np.mean([bleu(t, r, k=2) for t, r in zip(translations, references)])),
         "exact": float(np.mean([translation_of[s] in references_of[s] for s in distinct])),
@@ -234,8 +244,12 @@ def course_sentences(translator):
     """The course's four test sentences: a list of dicts (source, reference, translation, bleu)."""
     sources = [source for source, _ in COURSE_SENTENCES]
     return [
-        {"source": source, "reference": reference, "translation": translation,
-         "bleu": bleu(translation, reference, k=2)}
+        {
+            "source": source,
+            "reference": reference,
+            "translation": translation,
+            "bleu": bleu(translation, reference, k=2),
+        }
         for (source, reference), translation in zip(COURSE_SENTENCES, translator(sources))
     ]
 
@@ -250,32 +264,54 @@ def format_course_sentences(rows):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.translation", description=__doc__.split("\n")[0])
     common.add_common_arguments(
-        parser, recipe="translation", epochs=10, batch_size=128, learning_rate=0.005, clip_norm=1.0,
+        parser,
+        recipe="translation",
+        epochs=10,
+        batch_size=128,
+        learning_rate=0.005,
+        clip_norm=1.0,
         lr_schedule="cosine",
     )
     group = parser.add_argument_group("translation")
     group.add_argument("--max-pairs", type=int, default=None, help="read only the first pairs of the file")
-    group.add_argument("--max-length", type=int, default=10,
-                       help="tokens per sequence, <eos>/<bos> included (the course's num_steps)")
+    group.add_argument(
+        "--max-length",
+        type=int,
+        default=10,
+        help="tokens per sequence, <eos>/<bos> included (the course's num_steps)",
+    )
     group.add_argument("--min-freq", type=int, default=2, help="rarer words map to <unk>")
     group.add_argument("--embedding-dim", type=int, default=256)
     group.add_argument("--units", type=int, default=256)
     group.add_argument("--num-layers", type=int, default=2)
     group.add_argument("--dropout", type=float, default=0.2)
-    group.add_argument("--label-smoothing", type=float, default=0.1,
-                       help="share of each target token's probability spread over the vocabulary")
+    group.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.1,
+        help="share of each target token's probability spread over the vocabulary",
+    )
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru")
     group.add_argument("--attention", action="store_true", help="additive (Bahdanau) attention decoder")
     group.add_argument("--test-fraction", type=float, default=0.05)
     group.add_argument("--val-fraction", type=float, default=0.05)
     group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     group.add_argument("--beam-size", type=int, default=8, help="0: greedy decoding")
-    group.add_argument("--length-penalty", type=float, default=1.0,
-                       help="GNMT's alpha: beam hypotheses are ranked by log-probability / ((5 + length) / 6)^alpha "
-                            "(greedy decoding has no use for it)")
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="GNMT's alpha: beam hypotheses are ranked by log-probability / ((5 + length) / 6)^alpha "
+        "(greedy decoding has no use for it)",
+    )
     group.add_argument("--max-output-length", type=int, default=20)
-    group.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
-                       help="stop after the last epoch that fits in this many minutes of training (0: none)")
+    group.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="stop after the last epoch that fits in this many minutes of training (0: none)",
+    )
     return parser
 
 
@@ -284,7 +320,9 @@ def _data_path(args):
         return args.data
     root = os.environ.get("ZOO_DATA_DIR")
     if not root:
-        raise common.RecipeError(f"no data: pass --data FILE, or set ZOO_DATA_DIR to a folder with {DEFAULT_DATA}")
+        raise common.RecipeError(
+            f"no data: pass --data FILE, or set ZOO_DATA_DIR to a folder with {DEFAULT_DATA}"
+        )
     path = pathlib.Path(root) / DEFAULT_DATA
     if not path.is_file():
         raise common.RecipeError(f"{path} is missing: pass --data FILE")
@@ -312,19 +350,30 @@ def main(argv=None):
         return [sources[i] for i in indices], [targets[i] for i in indices]
 
     (train_sources, train_targets), (val_sources, val_targets), (test_sources, test_targets) = (
-        pick(train), pick(val), pick(test)
+        pick(train),
+        pick(val),
+        pick(test),
     )
     source_vocab = Vocab([s.split() for s in train_sources], args.min_freq, SEQUENCE_RESERVED)
     target_vocab = Vocab([t.split() for t in train_targets], args.min_freq, SEQUENCE_RESERVED)
     source_vocab.save(common.output_path(args, "source_vocab.txt"))
     target_vocab.save(common.output_path(args, "target_vocab.txt"))
-    print(f"{len(train)} training, {len(val)} validation, {len(test)} test pairs; vocabularies: "
-          f"{len(source_vocab)} source, {len(target_vocab)} target words", flush=True)
+    print(
+        f"{len(train)} training, {len(val)} validation, {len(test)} test pairs; vocabularies: "
+        f"{len(source_vocab)} source, {len(target_vocab)} target words",
+        flush=True,
+    )
 
     def batches(split_sources, split_targets, shuffle):
         dataset = seq2seq_batches(
-            split_sources, split_targets, args.batch_size, source_vocab, target_vocab,
-            max_length=args.max_length, shuffle_buffer=len(split_sources) if shuffle else None, seed=args.seed,
+            split_sources,
+            split_targets,
+            args.batch_size,
+            source_vocab,
+            target_vocab,
+            max_length=args.max_length,
+            shuffle_buffer=len(split_sources) if shuffle else None,
+            seed=args.seed,
         )
         if strategy.num_replicas_in_sync > 1:
             # Keras's fit under MirroredStrategy fails on a last batch that splits unevenly across
@@ -337,14 +386,29 @@ def main(argv=None):
     beam_size = args.beam_size or None
 
     def make_translator(model):
-        return Translator(model, source_vocab, target_vocab, args.max_length, args.max_output_length,
-                          beam_size=beam_size, length_penalty=args.length_penalty if beam_size else 0.0)
+        return Translator(
+            model,
+            source_vocab,
+            target_vocab,
+            args.max_length,
+            args.max_output_length,
+            beam_size=beam_size,
+            length_penalty=args.length_penalty if beam_size else 0.0,
+        )
 
     def build_model():
         return Seq2Seq(
-            len(source_vocab), len(target_vocab), embedding_dim=args.embedding_dim, units=args.units,
-            num_layers=args.num_layers, dropout=args.dropout, cell_type=args.cell, attention=args.attention,
-            bos_id=target_vocab.id_of(BOS), eos_id=target_vocab.id_of(EOS), pad_id=target_vocab.id_of(PAD),
+            len(source_vocab),
+            len(target_vocab),
+            embedding_dim=args.embedding_dim,
+            units=args.units,
+            num_layers=args.num_layers,
+            dropout=args.dropout,
+            cell_type=args.cell,
+            attention=args.attention,
+            bos_id=target_vocab.id_of(BOS),
+            eos_id=target_vocab.id_of(EOS),
+            pad_id=target_vocab.id_of(PAD),
             unk_id=target_vocab.unk_id,
         )
 
@@ -352,13 +416,21 @@ def main(argv=None):
     epoch_translator = functools.cache(make_translator)
 
     def show_course_sentences(model, epoch, logs):
-        return f"epoch {epoch} translations:\n" + format_course_sentences(course_sentences(epoch_translator(model)))
+        return f"epoch {epoch} translations:\n" + format_course_sentences(
+            course_sentences(epoch_translator(model))
+        )
 
     model, _ = common.run_training(
-        build_model, train_ds, val_ds, args, strategy=strategy, loss=sequence_loss(args.label_smoothing),
+        build_model,
+        train_ds,
+        val_ds,
+        args,
+        strategy=strategy,
+        loss=sequence_loss(args.label_smoothing),
         callbacks=[common.EpochEndHook(show_course_sentences), TimeBudget(args.time_budget)],
         units_per_epoch=common.count_units(train_ds, lambda inputs, targets, mask: tf.reduce_sum(mask)),
-        unit="tokens", compile_kwargs={"weighted_metrics": ["accuracy"]},
+        unit="tokens",
+        compile_kwargs={"weighted_metrics": ["accuracy"]},
     )
 
     translator = make_translator(model)
@@ -374,16 +446,22 @@ def main(argv=None):
         test_exact_match=test_scores["exact"],
         course_sentences=course,
         course_exact=sum(row["translation"] == row["reference"] for row in course),
-        test_samples=[{"source": s, "reference": r, "translation": t}
-                      for s, r, t in list(zip(test_sources, test_targets, test_translations))[:20]],
+        test_samples=[
+            {"source": s, "reference": r, "translation": t}
+            for s, r, t in list(zip(test_sources, test_targets, test_translations))[:20]
+        ],
     )
     exported = make_translator(model)
-    common.export_saved_model(exported, common.output_path(args, "saved_model"), {"translate": exported.translate})
+    common.export_saved_model(
+        exported, common.output_path(args, "saved_model"), {"translate": exported.translate}
+    )
     print("course sentences:\n" + format_course_sentences(course))
-    print(f"test ({len(set(test_sources))} held-out sentences, {len(test_sources)} pairs): corpus BLEU "
-          f"{test_scores['corpus_bleu']:.3f} (one reference per pair: "
-          f"{test_scores['corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
-          f"{test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}")
+    print(
+        f"test ({len(set(test_sources))} held-out sentences, {len(test_sources)} pairs): corpus BLEU "
+        f"{test_scores['corpus_bleu']:.3f} (one reference per pair: "
+        f"{test_scores['corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
+        f"{test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}"
+    )
     print(f"outputs in {args.output_dir}", flush=True)
     return model
 

@@ -39,7 +39,11 @@ def test_additive_attention_matches_numpy_and_masks_padded_keys():
     layer = AdditiveAttention(7)
     context, weights = layer(query, keys, values, valid_lengths=valid_lengths)
     expected_context, expected_weights = numpy_attention(
-        query, keys, values, valid_lengths, *[w.numpy() for w in (layer.query_kernel, layer.key_kernel, layer.score_vector)]
+        query,
+        keys,
+        values,
+        valid_lengths,
+        *[w.numpy() for w in (layer.query_kernel, layer.key_kernel, layer.score_vector)],
     )
     np.testing.assert_allclose(weights, expected_weights, atol=1e-6)
     np.testing.assert_allclose(context, expected_context, atol=1e-5)
@@ -92,7 +96,10 @@ def test_decoder_cell_step_matches_numpy():
 
     attention = cell.attention
     context, _ = numpy_attention(
-        hidden[1], memory, memory, valid_lengths,
+        hidden[1],
+        memory,
+        memory,
+        valid_lengths,
         *[w.numpy() for w in (attention.query_kernel, attention.key_kernel, attention.score_vector)],
     )
     layer_input = np.concatenate([inputs, context], -1)
@@ -110,7 +117,9 @@ def test_decoder_cell_ignores_padded_memory():
     cell.build(inputs.shape)
     output = cell(inputs, cell.get_initial_state_from_encoder(memory, mask))[0]
     changed = np.where(mask[:, :, None], memory, -50.0).astype("float32")
-    np.testing.assert_allclose(cell(inputs, cell.get_initial_state_from_encoder(changed, mask))[0], output, atol=1e-6)
+    np.testing.assert_allclose(
+        cell(inputs, cell.get_initial_state_from_encoder(changed, mask))[0], output, atol=1e-6
+    )
     assert not np.allclose(cell(inputs, cell.get_initial_state_from_encoder(changed))[0], output)
 
 
@@ -126,7 +135,9 @@ def test_decoder_cell_attention_dropout_only_in_training():
 
 
 def test_decoder_cell_gradients_match_finite_differences():
-    inputs, memory, mask, _ = cell_inputs(batch=2, source_length=3, memory_size=2, input_size=2, dtype="float64")
+    inputs, memory, mask, _ = cell_inputs(
+        batch=2, source_length=3, memory_size=2, input_size=2, dtype="float64"
+    )
     cell = AttentionDecoderCell(units=3, memory_size=2, num_layers=2, attention_units=2, dtype="float64")
     cell.build(inputs.shape)
     rnn = keras.layers.RNN(cell, return_sequences=True, dtype="float64")
@@ -182,7 +193,9 @@ def test_step_fn_agrees_with_teacher_forcing_and_saves(tmp_path):
     model = TinyTranslator(vocabulary_size=9, units=8)
     model((SOURCE, np.full([2, 1], BOS, np.int32)))
     generate = tf.function(
-        lambda source: decoding.greedy_decode(model.step_fn(), tf.fill([2], BOS), model.encode(source), max_length=4)
+        lambda source: decoding.greedy_decode(
+            model.step_fn(), tf.fill([2], BOS), model.encode(source), max_length=4
+        )
     )
     tokens, _ = generate(tf.constant(SOURCE))
     # Feeding the greedy tokens back as targets must reproduce the argmax at every step.
@@ -211,7 +224,9 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="units"):
         AdditiveAttention(0)
     with pytest.raises(ValueError, match="not both"):
-        AdditiveAttention(3)(np.ones((1, 2)), np.ones((1, 3, 2)), keys_mask=np.ones((1, 3), bool), valid_lengths=[3])
+        AdditiveAttention(3)(
+            np.ones((1, 2)), np.ones((1, 3, 2)), keys_mask=np.ones((1, 3), bool), valid_lengths=[3]
+        )
     cell = AttentionDecoderCell(4, memory_size=3)
     with pytest.raises(ValueError, match="memory must be"):
         cell.get_initial_state_from_encoder(np.ones((1, 3, 5), "float32"))

@@ -101,5 +101,7 @@ def test_word_dropout_zeroes_whole_tokens_in_training_only():
     # Every token is either gone entirely or kept entirely, scaled by 1 / (1 - rate).
     np.testing.assert_allclose(dropped[kept], embedded.numpy()[kept] * 2.0, rtol=1e-6)
     assert 0.3 < zeroed.mean() < 0.7
-    np.testing.assert_array_equal(model.word_dropout_layer(embedded, training=False).numpy(), embedded.numpy())
+    np.testing.assert_array_equal(
+        model.word_dropout_layer(embedded, training=False).numpy(), embedded.numpy()
+    )
     np.testing.assert_array_equal(model(ids).numpy(), model(ids).numpy())

@@ -18,12 +18,11 @@ from zoo.crf import (
 
 NUM_TAGS = 3
 # Full, right-padded, length 1, left-padded, holes, empty.
-MASK = np.array(
-    [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], bool
-)
+MASK = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], bool)
 
 
-def random_problem(seed, boundary=True, batch=len(MASK), time=4):
+def random_problem(seed, boundary=True, batch=None, time=4):
+    batch = len(MASK) if batch is None else batch
     rng = np.random.default_rng(seed)
     emissions = rng.normal(size=(batch, time, NUM_TAGS))
     transitions = rng.normal(size=(NUM_TAGS, NUM_TAGS))
@@ -55,8 +54,9 @@ def brute_force(emissions, tags, mask, transitions, start, end):
         }
         values = np.array(list(all_scores.values()))
         log_norms.append(np.log(np.exp(values).sum()) if positions else 0.0)
-        scores.append(path_score(emissions[b], [tags[b, p] for p in positions], positions,
-                                 transitions, start, end))
+        scores.append(
+            path_score(emissions[b], [tags[b, p] for p in positions], positions, transitions, start, end)
+        )
         best = max(all_scores, key=all_scores.get)
         best_path = np.zeros(mask.shape[1], np.int32)
         best_path[positions] = best
@@ -70,15 +70,17 @@ def brute_force(emissions, tags, mask, transitions, start, end):
 def test_functions_match_brute_force(time, boundary):
     emissions, tags, transitions, start, end = random_problem(time, boundary, time=time)
     mask = MASK[:, :time]
-    log_norm, score, best_path, best_score = brute_force(emissions, tags, mask, transitions,
-                                                         start, end)
-    np.testing.assert_allclose(crf_log_norm(emissions, mask, transitions, start, end), log_norm,
-                               rtol=1e-10)
+    log_norm, score, best_path, best_score = brute_force(emissions, tags, mask, transitions, start, end)
+    np.testing.assert_allclose(crf_log_norm(emissions, mask, transitions, start, end), log_norm, rtol=1e-10)
     np.testing.assert_allclose(
-        crf_sequence_score(emissions, tags, mask, transitions, start, end), score, rtol=1e-10)
+        crf_sequence_score(emissions, tags, mask, transitions, start, end), score, rtol=1e-10
+    )
     np.testing.assert_allclose(
-        crf_log_likelihood(emissions, tags, mask, transitions, start, end), score - log_norm,
-        rtol=1e-10, atol=1e-12)
+        crf_log_likelihood(emissions, tags, mask, transitions, start, end),
+        score - log_norm,
+        rtol=1e-10,
+        atol=1e-12,
+    )
     decoded, decoded_score = viterbi_decode(emissions, mask, transitions, start, end)
     assert decoded.dtype == tf.int32
     np.testing.assert_array_equal(decoded, best_path)
@@ -88,10 +90,14 @@ def test_functions_match_brute_force(time, boundary):
 def test_no_mask_means_every_position():
     emissions, tags, transitions, start, end = random_problem(7)
     full = np.ones(emissions.shape[:2], bool)
-    np.testing.assert_allclose(crf_log_norm(emissions, None, transitions, start, end),
-                               crf_log_norm(emissions, full, transitions, start, end))
-    np.testing.assert_array_equal(viterbi_decode(emissions, None, transitions, start, end)[0],
-                                  brute_force(emissions, tags, full, transitions, start, end)[2])
+    np.testing.assert_allclose(
+        crf_log_norm(emissions, None, transitions, start, end),
+        crf_log_norm(emissions, full, transitions, start, end),
+    )
+    np.testing.assert_array_equal(
+        viterbi_decode(emissions, None, transitions, start, end)[0],
+        brute_force(emissions, tags, full, transitions, start, end)[2],
+    )
 
 
 def test_padded_tags_are_ignored():
@@ -99,7 +105,8 @@ def test_padded_tags_are_ignored():
     padded = np.where(MASK, tags, -1)
     np.testing.assert_allclose(
         crf_log_likelihood(emissions, padded, MASK, transitions, start, end),
-        crf_log_likelihood(emissions, tags, MASK, transitions, start, end))
+        crf_log_likelihood(emissions, tags, MASK, transitions, start, end),
+    )
 
 
 def test_gradients_match_finite_differences():
@@ -110,7 +117,8 @@ def test_gradients_match_finite_differences():
         return tf.reduce_sum(crf_log_likelihood(emissions, tags, mask, transitions, start, end))
 
     theoretical, numerical = tf.test.compute_gradient(
-        total_log_likelihood, [tf.constant(v) for v in (emissions, transitions, start, end)])
+        total_log_likelihood, [tf.constant(v) for v in (emissions, transitions, start, end)]
+    )
     for analytic, finite in zip(theoretical, numerical):
         np.testing.assert_allclose(analytic, finite, atol=1e-6)
     # Padded emissions get no gradient.
@@ -120,10 +128,14 @@ def test_gradients_match_finite_differences():
 def test_runs_in_graph_for_any_length():
     _, _, transitions, start, end = random_problem(5)
     spec = tf.TensorSpec([None, None, NUM_TAGS], tf.float64)
-    decode = tf.function(lambda e, m: viterbi_decode(e, m, transitions, start, end),
-                         input_signature=[spec, tf.TensorSpec([None, None], tf.bool)])
-    log_norm = tf.function(lambda e, m: crf_log_norm(e, m, transitions, start, end),
-                           input_signature=[spec, tf.TensorSpec([None, None], tf.bool)])
+    decode = tf.function(
+        lambda e, m: viterbi_decode(e, m, transitions, start, end),
+        input_signature=[spec, tf.TensorSpec([None, None], tf.bool)],
+    )
+    log_norm = tf.function(
+        lambda e, m: crf_log_norm(e, m, transitions, start, end),
+        input_signature=[spec, tf.TensorSpec([None, None], tf.bool)],
+    )
     for time in (1, 3, 4):
         emissions = random_problem(time, time=time)[0]
         mask = MASK[:, :time]
@@ -131,8 +143,9 @@ def test_runs_in_graph_for_any_length():
         graph_tags, graph_scores = decode(emissions, mask)
         np.testing.assert_array_equal(graph_tags, eager_tags)
         np.testing.assert_allclose(graph_scores, eager_scores)
-        np.testing.assert_allclose(log_norm(emissions, mask),
-                                   crf_log_norm(emissions, mask, transitions, start, end))
+        np.testing.assert_allclose(
+            log_norm(emissions, mask), crf_log_norm(emissions, mask, transitions, start, end)
+        )
     assert len(decode._list_all_concrete_functions()) == 1
 
 
@@ -184,8 +197,9 @@ def test_layer_decodes_with_upstream_mask():
     tags = decoder(TOKENS)
     assert tags.dtype == tf.int32 and tags.shape == TOKENS.shape
     mask = TOKENS != 0
-    expected, _ = viterbi_decode(emissions_of(TOKENS), mask, crf.transitions,
-                                 crf.start_transitions, crf.end_transitions)
+    expected, _ = viterbi_decode(
+        emissions_of(TOKENS), mask, crf.transitions, crf.start_transitions, crf.end_transitions
+    )
     np.testing.assert_array_equal(tags, expected)
     np.testing.assert_array_equal(tags.numpy()[~mask], 0)
 
@@ -248,30 +262,39 @@ def test_tagger_loss_and_accuracy_match_reference(tmp_path):
     tokens, tags = entity_task(6, seed=2)
     weights = np.array([1.0, 0.0, 2.0, 1.0, 0.5, 1.0])
     tagger = CRFTagger(emission_model(), CRF(5))
-    tagger.compile(optimizer="sgd", metrics=["accuracy"],
-                   weighted_metrics=[keras.metrics.Accuracy(name="weighted_accuracy")])
-    result = tagger.evaluate(tokens, tags, sample_weight=weights, batch_size=6, verbose=0,
-                             return_dict=True)
+    tagger.compile(
+        optimizer="sgd",
+        metrics=["accuracy"],
+        weighted_metrics=[keras.metrics.Accuracy(name="weighted_accuracy")],
+    )
+    result = tagger.evaluate(tokens, tags, sample_weight=weights, batch_size=6, verbose=0, return_dict=True)
     emissions = tagger.emission_model(tokens)
     mask = tokens != 0
-    log_likelihood = crf_log_likelihood(emissions, tags, mask, tagger.crf.transitions,
-                                        tagger.crf.start_transitions,
-                                        tagger.crf.end_transitions).numpy()
+    log_likelihood = crf_log_likelihood(
+        emissions,
+        tags,
+        mask,
+        tagger.crf.transitions,
+        tagger.crf.start_transitions,
+        tagger.crf.end_transitions,
+    ).numpy()
     np.testing.assert_allclose(result["loss"], np.mean(-log_likelihood * weights), rtol=1e-5)
     predicted = tagger.predict(tokens, verbose=0)
     correct = predicted == tags
     np.testing.assert_allclose(result["accuracy"], correct[mask].mean(), rtol=1e-5)
     token_weights = mask * weights[:, None]
-    np.testing.assert_allclose(result["weighted_accuracy"],
-                               np.sum(correct * token_weights) / token_weights.sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        result["weighted_accuracy"], np.sum(correct * token_weights) / token_weights.sum(), rtol=1e-5
+    )
     path = tmp_path / "tagger.keras"
     tagger.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_array_equal(restored.predict(tokens, verbose=0), predicted)
     for saved, loaded in zip(tagger.weights, restored.weights):
         np.testing.assert_array_equal(saved, loaded)
-    assert restored.evaluate(tokens, tags, sample_weight=weights, verbose=0,
-                             return_dict=True) == pytest.approx(result)
+    assert restored.evaluate(
+        tokens, tags, sample_weight=weights, verbose=0, return_dict=True
+    ) == pytest.approx(result)
 
 
 def test_tagger_rejects_a_compiled_loss_and_other_layers():

@@ -66,8 +66,14 @@ def greedy_reference(row):
 @pytest.mark.parametrize("alpha", [0.0, 0.8])
 def test_full_beam_finds_exact_argmax_and_every_hypothesis(alpha):
     result = decoding.beam_search(
-        STEP_FN, FIRST_IDS, initial_states(), beam_size=VOCABULARY**MAX_LENGTH,
-        max_length=MAX_LENGTH, eos_id=EOS, length_penalty=alpha, pad_id=PAD,
+        STEP_FN,
+        FIRST_IDS,
+        initial_states(),
+        beam_size=VOCABULARY**MAX_LENGTH,
+        max_length=MAX_LENGTH,
+        eos_id=EOS,
+        length_penalty=alpha,
+        pad_id=PAD,
     )
     for row in range(len(FIRST_IDS)):
         expected = hypotheses(row, alpha)
@@ -88,7 +94,9 @@ def test_full_beam_finds_exact_argmax_and_every_hypothesis(alpha):
 
 
 def test_beam_of_one_and_top_k_of_one_are_greedy():
-    ids, lengths = decoding.greedy_decode(STEP_FN, FIRST_IDS, initial_states(), MAX_LENGTH, eos_id=EOS, pad_id=PAD)
+    ids, lengths = decoding.greedy_decode(
+        STEP_FN, FIRST_IDS, initial_states(), MAX_LENGTH, eos_id=EOS, pad_id=PAD
+    )
     for row in range(len(FIRST_IDS)):
         tokens, length = greedy_reference(row)
         assert ids[row].numpy().tolist() == tokens
@@ -97,7 +105,15 @@ def test_beam_of_one_and_top_k_of_one_are_greedy():
     np.testing.assert_array_equal(beam.sequences, ids)
     np.testing.assert_array_equal(beam.lengths, lengths)
     top_one, top_one_lengths = decoding.sample(
-        STEP_FN, FIRST_IDS, initial_states(), MAX_LENGTH, temperature=1.5, top_k=1, seed=3, eos_id=EOS, pad_id=PAD
+        STEP_FN,
+        FIRST_IDS,
+        initial_states(),
+        MAX_LENGTH,
+        temperature=1.5,
+        top_k=1,
+        seed=3,
+        eos_id=EOS,
+        pad_id=PAD,
     )
     np.testing.assert_array_equal(top_one, ids)
     np.testing.assert_array_equal(top_one_lengths, lengths)
@@ -106,8 +122,13 @@ def test_beam_of_one_and_top_k_of_one_are_greedy():
 def sample_many(count, temperature, top_k, seed):
     row = np.full([count], 1, np.int32)
     return decoding.sample(
-        STEP_FN, row, initial_states(np.full([count], 2, np.int32)), max_length=2,
-        temperature=temperature, top_k=top_k, seed=seed,
+        STEP_FN,
+        row,
+        initial_states(np.full([count], 2, np.int32)),
+        max_length=2,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
     )
 
 
@@ -122,7 +143,9 @@ def exact_distribution(temperature, top_k):
         return probs / probs.sum()
 
     first = next_token(LOGITS[0, 2, 1])
-    return np.array([[first[a] * next_token(LOGITS[1, 1, a])[b] for b in range(VOCABULARY)] for a in range(VOCABULARY)])
+    return np.array(
+        [[first[a] * next_token(LOGITS[1, 1, a])[b] for b in range(VOCABULARY)] for a in range(VOCABULARY)]
+    )
 
 
 @pytest.mark.parametrize("temperature,top_k", [(1.0, None), (0.6, None), (2.0, 2)])
@@ -151,8 +174,13 @@ def test_sampling_is_reproducible_in_eager_and_graph():
 def test_eos_stops_each_sequence_and_pads_after_it():
     count = 200
     ids, lengths = decoding.sample(
-        STEP_FN, np.full([count], 1, np.int32), initial_states(np.full([count], 2, np.int32)),
-        MAX_LENGTH, seed=2, eos_id=EOS, pad_id=PAD,
+        STEP_FN,
+        np.full([count], 1, np.int32),
+        initial_states(np.full([count], 2, np.int32)),
+        MAX_LENGTH,
+        seed=2,
+        eos_id=EOS,
+        pad_id=PAD,
     )
     ids, lengths = ids.numpy(), lengths.numpy()
     for tokens, length in zip(ids, lengths):
@@ -172,7 +200,9 @@ def test_loop_stops_early_when_every_sequence_ended():
         return logits, states
 
     ids, lengths = tf.function(
-        lambda: decoding.greedy_decode(counting_step, tf.constant([0, 1]), (), max_length=5, eos_id=EOS, pad_id=PAD)
+        lambda: decoding.greedy_decode(
+            counting_step, tf.constant([0, 1]), (), max_length=5, eos_id=EOS, pad_id=PAD
+        )
     )()
     assert calls.numpy() == 1
     np.testing.assert_array_equal(ids, [[EOS, PAD, PAD, PAD, PAD]] * 2)
@@ -221,9 +251,7 @@ def test_saved_model_round_trip_decodes_identically(tmp_path):
     before = module.decode(*arguments)
     tf.saved_model.save(module, str(tmp_path), signatures={"decode": module.decode})
     loaded = tf.saved_model.load(str(tmp_path))
-    after = loaded.signatures["decode"](
-        first_ids=arguments[0], before_first=arguments[1], seed=arguments[2]
-    )
+    after = loaded.signatures["decode"](first_ids=arguments[0], before_first=arguments[1], seed=arguments[2])
     eager = decoding.beam_search(STEP_FN, FIRST_IDS, initial_states(), 3, MAX_LENGTH, EOS, length_penalty=0.6)
     for name in before:
         np.testing.assert_array_equal(before[name], after[name])
@@ -241,7 +269,9 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="temperature"):
         decoding.sample(STEP_FN, FIRST_IDS, initial_states(), 2, temperature=-1.0)
     with pytest.raises(ValueError, match="structure"):
-        decoding.beam_search(lambda ids, states: (STEP_FN(ids, states)[0], ()), FIRST_IDS, initial_states(), 2, 2, EOS)
+        decoding.beam_search(
+            lambda ids, states: (STEP_FN(ids, states)[0], ()), FIRST_IDS, initial_states(), 2, 2, EOS
+        )
     with pytest.raises(ValueError, match="logits"):
         decoding.greedy_decode(lambda ids, states: (tf.zeros([4]), states), FIRST_IDS, (), 2)
     with pytest.raises(ValueError, match="length_penalty"):

@@ -38,20 +38,36 @@ def test_output_is_the_mean_of_the_members():
 def test_training_flag_reaches_the_members():
     ensemble = AveragedEnsemble(classifiers(2))
     ids = token_ids()
-    np.testing.assert_array_equal(ensemble(ids, training=False).numpy(), ensemble(ids, training=False).numpy())
-    assert not np.allclose(ensemble(ids, training=True).numpy(), ensemble(ids, training=False).numpy())  # dropout
+    np.testing.assert_array_equal(
+        ensemble(ids, training=False).numpy(), ensemble(ids, training=False).numpy()
+    )
+    assert not np.allclose(
+        ensemble(ids, training=True).numpy(), ensemble(ids, training=False).numpy()
+    )  # dropout
 
 
 def test_tagger_members_with_character_inputs():
     members = []
     for seed in range(2):
         keras.utils.set_random_seed(seed)
-        members.append(build_tagger("softmax", vocab_size=VOCAB, num_tags=5, embedding_dim=6, units=4,
-                                    char_vocab_size=12, char_embedding_dim=3, char_filters=4))
+        members.append(
+            build_tagger(
+                "softmax",
+                vocab_size=VOCAB,
+                num_tags=5,
+                embedding_dim=6,
+                units=4,
+                char_vocab_size=12,
+                char_embedding_dim=3,
+                char_filters=4,
+            )
+        )
     words = token_ids()
     chars = np.random.default_rng(1).integers(0, 12, size=(4, 7, 5)).astype(np.int32)
     expected = np.mean([member((words, chars)).numpy() for member in members], axis=0)
-    np.testing.assert_allclose(AveragedEnsemble(members)((words, chars)).numpy(), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        AveragedEnsemble(members)((words, chars)).numpy(), expected, rtol=1e-6, atol=1e-7
+    )
 
 
 def test_keras_file_and_saved_model_round_trips(tmp_path):

@@ -94,7 +94,7 @@ def python_greedy(model, prefix_ids, num_tokens):
     for _ in range(num_tokens):
         logits = model(np.array([sequence]), training=False)
         sequence.append(int(np.argmax(logits[0, -1])))
-    return sequence[len(prefix_ids):]
+    return sequence[len(prefix_ids) :]
 
 
 @pytest.mark.parametrize("cell_type,num_layers", [("lstm", 2), ("gru", 1), ("rnn", 1)])
@@ -196,8 +196,11 @@ def test_text_generator_with_char_word_and_bpe_tokenizers(tmp_path):
     word_tokenizer = WordTokenizer()
     word_vocab = Vocab(word_tokenizer.tokenize(TEXT))
     bpe = BPETokenizer.train([TEXT], vocab_size=60)
-    cases = [(char_tokenizer, char_vocab, len(char_vocab)), (word_tokenizer, word_vocab, len(word_vocab)),
-             (bpe, None, bpe.vocab_size)]
+    cases = [
+        (char_tokenizer, char_vocab, len(char_vocab)),
+        (word_tokenizer, word_vocab, len(word_vocab)),
+        (bpe, None, bpe.vocab_size),
+    ]
     for tokenizer, vocab, size in cases:
         model = built(LanguageModel(size, "gru", 8, embedding_dim=4))
         generator = TextGenerator(model, tokenizer, vocab, max_tokens=20, default_tokens=5)
@@ -206,8 +209,12 @@ def test_text_generator_with_char_word_and_bpe_tokenizers(tmp_path):
         ids = generator.encode(tf.constant(prompts))
         expected = model.generate_ids(ids, 6).numpy()
         for prompt_ids, row, text in zip(ids.to_list(), expected, texts):
-            assert text == generator.decode(tf.ragged.constant([prompt_ids + row.tolist()])).numpy()[0].decode()
-        assert generator("the time", 6, temperature=1.0, seed=4) == generator("the time", 6, temperature=1.0, seed=4)
+            assert (
+                text == generator.decode(tf.ragged.constant([prompt_ids + row.tolist()])).numpy()[0].decode()
+            )
+        assert generator("the time", 6, temperature=1.0, seed=4) == generator(
+            "the time", 6, temperature=1.0, seed=4
+        )
         assert generator.generate(tf.constant(["the"])).shape == (1,)
 
 

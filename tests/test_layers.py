@@ -255,7 +255,9 @@ def test_mixed_precision_runs_the_fused_kernel_in_float32(name, dtype_policy):
     mask = right_padded_mask([6, 4, 2, 1])
     for twin in (layer, loop, reference):
         twin(x)
-    reference.set_weights([RNG.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()])
+    reference.set_weights(
+        [RNG.normal(scale=0.5, size=w.shape).astype("float32") for w in reference.get_weights()]
+    )
     layer.set_weights(reference.get_weights())
     loop.set_weights(reference.get_weights())
 
@@ -270,10 +272,13 @@ def test_mixed_precision_runs_the_fused_kernel_in_float32(name, dtype_policy):
     want, want_gradients = outputs_and_gradients(reference)
     assert all(g.dtype == compute_dtype for g in got)
     for g, w in zip(got, want):
-        np.testing.assert_array_equal(np.array(tf.cast(g, "float32")),
-                                      np.array(tf.cast(tf.cast(w, compute_dtype), "float32")))
+        np.testing.assert_array_equal(
+            np.array(tf.cast(g, "float32")), np.array(tf.cast(tf.cast(w, compute_dtype), "float32"))
+        )
     for g, w in zip(got, loop(x, mask=mask)):
-        np.testing.assert_allclose(np.array(tf.cast(g, "float32")), np.array(tf.cast(w, "float32")), atol=0.05)
+        np.testing.assert_allclose(
+            np.array(tf.cast(g, "float32")), np.array(tf.cast(w, "float32")), atol=0.05
+        )
     for g, w in zip(got_gradients, want_gradients):
         assert g.dtype == "float32"
         np.testing.assert_allclose(np.array(g), np.array(w), rtol=0.02, atol=0.02)
@@ -283,8 +288,10 @@ def test_mixed_precision_runs_the_fused_kernel_in_float32(name, dtype_policy):
 def test_float64_layers_take_the_fused_kernel_in_float64(name):
     x = tf.constant(inputs(), "float64")
     mask = right_padded_mask([6, 4, 2, 1])
-    loop, fused = (getattr(zoo.layers, name)(H, dtype="float64", return_sequences=True, implementation=path)
-                   for path in ("loop", "fused"))
+    loop, fused = (
+        getattr(zoo.layers, name)(H, dtype="float64", return_sequences=True, implementation=path)
+        for path in ("loop", "fused")
+    )
     loop(x)
     fused(x)
     fused.set_weights(loop.get_weights())
@@ -293,7 +300,7 @@ def test_float64_layers_take_the_fused_kernel_in_float64(name):
         with tf.GradientTape() as tape:
             tape.watch(x)
             outputs = layer(x, mask=mask)
-            loss = tf.reduce_sum(outputs ** 2)
+            loss = tf.reduce_sum(outputs**2)
         return [outputs, *tape.gradient(loss, [x, *layer.trainable_weights])]
 
     got = outputs_and_gradients(fused)
@@ -309,8 +316,11 @@ def test_fused_op_keeps_activations_only_where_a_gradient_may_be_taken(name):
 
     def kept_for_gradient(function):
         graph = tf.function(function).get_concrete_function().graph
-        return [op.get_attr("keep_for_gradient") for op in graph.get_operations()
-                if op.type.startswith("Zoo") and op.type.endswith("Sequence")]
+        return [
+            op.get_attr("keep_for_gradient")
+            for op in graph.get_operations()
+            if op.type.startswith("Zoo") and op.type.endswith("Sequence")
+        ]
 
     assert kept_for_gradient(lambda: layer(x, training=False)) == [False]
     assert kept_for_gradient(lambda: layer(x, training=True)) == [True]
@@ -358,8 +368,12 @@ def test_trains_with_model_fit():
     x = RNG.integers(1, 10, size=(64, T))
     y = (x[:, -1] > 5).astype("int32")
     model = keras.Sequential(
-        [keras.Input((T,)), keras.layers.Embedding(10, 8, mask_zero=True), zoo.layers.GRU(16),
-         keras.layers.Dense(2)]
+        [
+            keras.Input((T,)),
+            keras.layers.Embedding(10, 8, mask_zero=True),
+            zoo.layers.GRU(16),
+            keras.layers.Dense(2),
+        ]
     )
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(x, y, epochs=10, batch_size=16, verbose=0)

@@ -23,10 +23,12 @@ def random_batch(seed=0):
 def test_matches_keras_categorical_crossentropy_on_one_hot_labels(label_smoothing, from_logits):
     labels, logits, weights = random_batch()
     predictions = logits if from_logits else keras.ops.softmax(logits).numpy()
-    ours = SparseCategoricalCrossentropy(label_smoothing, from_logits=from_logits,
-                                         reduction="mean_with_sample_weight")
-    reference = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
-                                                     reduction="mean_with_sample_weight")
+    ours = SparseCategoricalCrossentropy(
+        label_smoothing, from_logits=from_logits, reduction="mean_with_sample_weight"
+    )
+    reference = keras.losses.CategoricalCrossentropy(
+        from_logits=from_logits, label_smoothing=label_smoothing, reduction="mean_with_sample_weight"
+    )
     one_hot = np.eye(CLASSES, dtype=np.float32)[labels]
     expected = float(reference(one_hot, predictions, sample_weight=weights))
     assert float(ours(labels, predictions, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
@@ -36,12 +38,15 @@ def test_gradient_matches_keras_categorical_crossentropy():
     labels, logits, weights = random_batch(2)
     one_hot = np.eye(CLASSES, dtype=np.float32)[labels]
     ours = SparseCategoricalCrossentropy(0.1, reduction="mean_with_sample_weight")
-    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1,
-                                                     reduction="mean_with_sample_weight")
+    reference = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1, reduction="mean_with_sample_weight"
+    )
     logits = tf.Variable(logits)
     gradients = []
-    for loss in (lambda: ours(labels, logits, sample_weight=weights),
-                 lambda: reference(one_hot, logits, sample_weight=weights)):
+    for loss in (
+        lambda: ours(labels, logits, sample_weight=weights),
+        lambda: reference(one_hot, logits, sample_weight=weights),
+    ):
         with tf.GradientTape() as tape:
             value = loss()
         gradients.append(tape.gradient(value, logits).numpy())
@@ -66,6 +71,10 @@ def test_config_round_trip_and_bad_smoothing():
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, SparseCategoricalCrossentropy)
     assert (restored.label_smoothing, restored.from_logits, restored.reduction, restored.name) == (
-        0.2, True, "mean_with_sample_weight", "smoothed")
+        0.2,
+        True,
+        "mean_with_sample_weight",
+        "smoothed",
+    )
     with pytest.raises(ValueError, match="label_smoothing"):
         SparseCategoricalCrossentropy(1.5)

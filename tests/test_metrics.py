@@ -25,8 +25,10 @@ def numpy_perplexity(targets, logits, weights):
 
 def random_batch(seed, shape=(3, 5), vocab_size=7):
     rng = np.random.default_rng(seed)
-    return (rng.integers(1, vocab_size, size=shape).astype(np.int32),
-            rng.normal(size=shape + (vocab_size,)).astype(np.float32))
+    return (
+        rng.integers(1, vocab_size, size=shape).astype(np.int32),
+        rng.normal(size=shape + (vocab_size,)).astype(np.float32),
+    )
 
 
 def test_perplexity_matches_numpy_over_batches():
@@ -37,7 +39,8 @@ def test_perplexity_matches_numpy_over_batches():
     targets = np.concatenate([b[0] for b in batches])
     logits = np.concatenate([b[1] for b in batches])
     np.testing.assert_allclose(
-        metric.result(), numpy_perplexity(targets, logits, np.ones(targets.shape)), rtol=1e-5)
+        metric.result(), numpy_perplexity(targets, logits, np.ones(targets.shape)), rtol=1e-5
+    )
     metric.reset_state()
     assert float(metric.result()) == 1.0
 
@@ -50,31 +53,29 @@ def test_perplexity_weights_ignore_class_and_probabilities():
     weights = (targets != 0) * sample_weight[:, None]
     metric = Perplexity(ignore_class=0)
     metric.update_state(targets, logits, sample_weight=sample_weight)
-    np.testing.assert_allclose(metric.result(), numpy_perplexity(targets, logits, weights),
-                               rtol=1e-5)
+    np.testing.assert_allclose(metric.result(), numpy_perplexity(targets, logits, weights), rtol=1e-5)
 
     token_weight = np.random.default_rng(2).random(targets.shape).astype(np.float32)
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
     metric = Perplexity(from_logits=False)
     metric.update_state(targets, probabilities, sample_weight=token_weight)
-    np.testing.assert_allclose(metric.result(), numpy_perplexity(targets, logits, token_weight),
-                               rtol=1e-4)
+    np.testing.assert_allclose(metric.result(), numpy_perplexity(targets, logits, token_weight), rtol=1e-4)
 
 
 def test_perplexity_in_compiled_model_ignores_masked_padding(tmp_path):
     inputs = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(8, 4, mask_zero=True)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(8)(x))
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[Perplexity()])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=[Perplexity()])
     tokens = np.array([[3, 4, 5, 0, 0], [1, 2, 0, 0, 0], [7, 6, 5, 4, 3]], np.int32)
     # Targets at padding are junk on purpose: the mask must drop them.
     targets = np.where(tokens != 0, np.roll(tokens, -1, axis=1), 5)
     model.fit(tokens, targets, verbose=0)
     result = model.evaluate(tokens, targets, verbose=0, return_dict=True)
     logits = keras.ops.convert_to_numpy(model(tokens))
-    np.testing.assert_allclose(result["perplexity"],
-                               numpy_perplexity(targets, logits, tokens != 0), rtol=1e-5)
+    np.testing.assert_allclose(
+        result["perplexity"], numpy_perplexity(targets, logits, tokens != 0), rtol=1e-5
+    )
 
     path = tmp_path / "lm.keras"
     model.save(path)
@@ -113,7 +114,7 @@ def test_bleu_hand_computed_and_edge_cases():
     # Too short: brevity penalty exp(1 - 5/3), every n-gram matches.
     assert bleu("a b c", "a b c d e", k=2) == pytest.approx(math.exp(1 - 5 / 3))
     # Repeated tokens are clipped: p1 = 2/4, p2 = 1/3; no label trigram, so k=3 gives 0.
-    assert bleu("a a a a", "a a", k=2) == pytest.approx(0.5 ** 0.5 * (1 / 3) ** 0.25)
+    assert bleu("a a a a", "a a", k=2) == pytest.approx(0.5**0.5 * (1 / 3) ** 0.25)
     assert bleu("a a a a", "a a", k=3) == 0.0
     # Orders longer than the prediction are skipped (D2L): only p1 and the brevity penalty.
     assert bleu("a", "a b c", k=4) == pytest.approx(math.exp(-2))
@@ -149,10 +150,14 @@ def test_corpus_bleu_with_several_references():
     assert corpus_bleu(["the the the the the the the"], [references], max_n=1) == pytest.approx(2 / 7)
     # A prediction equal to any one reference scores 1; a one-reference tuple is that reference.
     assert corpus_bleu(["there is a cat on the mat"], [references]) == 1.0
-    assert corpus_bleu(["the cat sat on the mat"], [("the cat is on the mat",)], max_n=3) == pytest.approx(0.5)
+    assert corpus_bleu(["the cat sat on the mat"], [("the cat is on the mat",)], max_n=3) == pytest.approx(
+        0.5
+    )
     # r is the reference length closest to the prediction's, the shorter on a tie (p1 = 1 here):
     # 5 of (5, 7) for 3 tokens gives BP = exp(1 - 5/3); 1 of (1, 5) gives no penalty.
-    assert corpus_bleu(["a b c"], [("a b c d e", "a b c d e f g")], max_n=1) == pytest.approx(math.exp(1 - 5 / 3))
+    assert corpus_bleu(["a b c"], [("a b c d e", "a b c d e f g")], max_n=1) == pytest.approx(
+        math.exp(1 - 5 / 3)
+    )
     assert corpus_bleu(["a b c"], [("a", "a b c d e")], max_n=1) == 1.0
     with pytest.raises(ValueError, match="at least one reference"):
         corpus_bleu(["a"], [()])
@@ -184,8 +189,7 @@ def test_entity_f1_hand_computed():
     assert result["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
     assert result["support"] == 4
     per_type = result["per_type"]
-    assert per_type["PER"] == pytest.approx(
-        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert per_type["PER"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
     assert per_type["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert per_type["ORG"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
     # A span in another sentence is not a match.

@@ -1,4 +1,4 @@
-"""MultiTaskTagger: the tagger inside it is the model, each output layer learns from its own task only, .keras."""
+"""MultiTaskTagger: the tagger inside it is the model, each output layer learns from its own task only."""
 
 import keras
 import numpy as np
@@ -12,14 +12,23 @@ CHARS = np.random.default_rng(1).integers(1, 12, size=(2, 4, 3)) * (WORDS != 0)[
 
 
 def small_multitask_tagger():
-    tagger = SequenceTagger(vocab_size=20, num_tags=4, embedding_dim=6, units=5, char_vocab_size=12,
-                            char_embedding_dim=4, char_filters=3)
+    tagger = SequenceTagger(
+        vocab_size=20,
+        num_tags=4,
+        embedding_dim=6,
+        units=5,
+        char_vocab_size=12,
+        char_embedding_dim=4,
+        char_filters=3,
+    )
     return MultiTaskTagger(tagger, auxiliary_tags=3)
 
 
 def compiled(model):
-    model.compile(keras.optimizers.SGD(0.5), loss={"tags": "sparse_categorical_crossentropy",
-                                                   "auxiliary": "sparse_categorical_crossentropy"})
+    model.compile(
+        keras.optimizers.SGD(0.5),
+        loss={"tags": "sparse_categorical_crossentropy", "auxiliary": "sparse_categorical_crossentropy"},
+    )
     return model
 
 
@@ -28,7 +37,9 @@ def test_main_output_is_the_tagger_and_the_auxiliary_output_its_own_softmax():
     outputs = model((WORDS, CHARS))
     assert set(outputs) == {"tags", "auxiliary"}
     assert outputs["tags"].shape == (2, 4, 4) and outputs["auxiliary"].shape == (2, 4, 3)
-    np.testing.assert_allclose(np.asarray(outputs["tags"]), np.asarray(model.tagger((WORDS, CHARS))), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(outputs["tags"]), np.asarray(model.tagger((WORDS, CHARS))), atol=1e-6
+    )
     np.testing.assert_allclose(np.asarray(outputs["auxiliary"]).sum(-1), 1.0, atol=1e-5)
 
 
@@ -41,8 +52,11 @@ def test_each_task_trains_the_shared_encoder_and_only_its_own_output_layer(task)
     targets = {task: np.array([[1, 2, 0, 0], [0, 1, 2, 1]]), other: np.zeros((2, 4), "int64")}
     weights = {task: (WORDS != 0).astype("float32"), other: np.zeros((2, 4), "float32")}
     model.fit((WORDS, CHARS), targets, sample_weight=weights, epochs=1, verbose=0)
-    changed = {variable.path for variable, value in zip(model.weights, before)
-               if not np.array_equal(value, variable.numpy())}
+    changed = {
+        variable.path
+        for variable, value in zip(model.weights, before)
+        if not np.array_equal(value, variable.numpy())
+    }
     own_layer = "scores" if task == "tags" else "auxiliary_scores"
     other_layer = "auxiliary_scores" if task == "tags" else "scores"
     assert any(f"/{own_layer}/" in path for path in changed)
@@ -52,14 +66,18 @@ def test_each_task_trains_the_shared_encoder_and_only_its_own_output_layer(task)
 
 def test_keras_round_trip_is_exact(tmp_path):
     model = compiled(small_multitask_tagger())
-    targets = {"tags": np.array([[1, 2, 3, 0], [0, 1, 2, 3]]), "auxiliary": np.array([[2, 1, 0, 0], [0, 1, 2, 1]])}
+    targets = {
+        "tags": np.array([[1, 2, 3, 0], [0, 1, 2, 3]]),
+        "auxiliary": np.array([[2, 1, 0, 0], [0, 1, 2, 1]]),
+    }
     model.fit((WORDS, CHARS), targets, epochs=1, verbose=0)
     model.save(tmp_path / "multitask.keras")
     restored = keras.models.load_model(tmp_path / "multitask.keras")
     assert isinstance(restored, MultiTaskTagger) and isinstance(restored.tagger, SequenceTagger)
     for name in ("tags", "auxiliary"):
-        np.testing.assert_array_equal(np.asarray(restored((WORDS, CHARS))[name]),
-                                      np.asarray(model((WORDS, CHARS))[name]))
+        np.testing.assert_array_equal(
+            np.asarray(restored((WORDS, CHARS))[name]), np.asarray(model((WORDS, CHARS))[name])
+        )
 
 
 def test_bad_arguments_raise_clear_errors():

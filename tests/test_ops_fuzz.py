@@ -22,27 +22,39 @@ def _valid_arguments(op, rng):
     lengths = rng.integers(0, time + 1, size=batch).astype(np.int32)
     gates = GATES[op.removesuffix("_grad")]
     zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-    arguments = dict(inputs=zeros(batch, time, features), kernel=zeros(features, gates * units),
-                     recurrent_kernel=zeros(units, gates * units), lengths=lengths)
+    arguments = dict(
+        inputs=zeros(batch, time, features),
+        kernel=zeros(features, gates * units),
+        recurrent_kernel=zeros(units, gates * units),
+        lengths=lengths,
+    )
     if op == "lstm":
-        arguments.update(initial_h=zeros(batch, units), initial_c=zeros(batch, units),
-                         bias=zeros(4 * units))
+        arguments.update(initial_h=zeros(batch, units), initial_c=zeros(batch, units), bias=zeros(4 * units))
     elif op == "gru":
         arguments.update(initial_h=zeros(batch, units), bias=zeros(2, 3 * units))
     elif op == "simple_rnn":
         arguments.update(initial_h=zeros(batch, units), bias=zeros(units))
     elif op == "simple_rnn_grad":
-        arguments.update(states=zeros(time, batch, units), d_outputs=zeros(batch, time, units),
-                         d_final_h=zeros(batch, units),
-                         step_inputs=zeros(time, batch, features + units))
+        arguments.update(
+            states=zeros(time, batch, units),
+            d_outputs=zeros(batch, time, units),
+            d_final_h=zeros(batch, units),
+            step_inputs=zeros(time, batch, features + units),
+        )
     else:
         saved = 4 * units
         # The forward op keeps its saved activations time-major.
-        arguments.update(gates=zeros(time, batch, saved), d_outputs=zeros(batch, time, units),
-                         d_final_h=zeros(batch, units))
+        arguments.update(
+            gates=zeros(time, batch, saved),
+            d_outputs=zeros(batch, time, units),
+            d_final_h=zeros(batch, units),
+        )
         if op == "lstm_grad":
-            arguments.update(c_prev=zeros(time, batch, units), d_final_c=zeros(batch, units),
-                             step_inputs=zeros(time, batch, features + units))
+            arguments.update(
+                c_prev=zeros(time, batch, units),
+                d_final_c=zeros(batch, units),
+                step_inputs=zeros(time, batch, features + units),
+            )
         else:
             arguments.update(h_prev=zeros(time, batch, units))
     return arguments
@@ -82,8 +94,10 @@ def run_fuzz(cases, seed):
 
     library = _library.load()
     # "lstm" -> zoo_lstm_sequence, "lstm_grad" -> zoo_lstm_sequence_grad
-    functions = {op: getattr(library, f"zoo_{op.removesuffix('_grad')}_sequence{op[len(op.removesuffix('_grad')):]}")
-                 for op in OPS}
+    functions = {
+        op: getattr(library, f"zoo_{op.removesuffix('_grad')}_sequence{op[len(op.removesuffix('_grad')) :]}")
+        for op in OPS
+    }
     rng = np.random.default_rng(seed)
     for case in range(cases):
         op = OPS[rng.integers(len(OPS))]
@@ -96,8 +110,10 @@ def run_fuzz(cases, seed):
             functions[op](**arguments, **attributes)
         except tf.errors.InvalidArgumentError:
             continue
-        raise AssertionError(f"case {case}: {op} accepted a malformed {broken}: "
-                             f"{ {k: np.shape(v) for k, v in arguments.items()} }")
+        raise AssertionError(
+            f"case {case}: {op} accepted a malformed {broken}: "
+            f"{ {k: np.shape(v) for k, v in arguments.items()} }"
+        )
     print(f"fuzz: {cases} malformed calls, all rejected")
 
 
@@ -109,7 +125,10 @@ def test_malformed_arguments_raise_and_process_survives():
     environment = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "300", "11"],
-        capture_output=True, text=True, env=environment, timeout=300,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "300 malformed calls, all rejected" in result.stdout

@@ -41,14 +41,16 @@ def _max_abs_diff(a, b):
 
 def _keras_reference(cell, inputs, initial_states, lengths, reverse, zero_output_for_mask):
     layer = keras.layers.RNN(
-        cell, return_sequences=True, return_state=True,
-        go_backwards=reverse, zero_output_for_mask=zero_output_for_mask,
+        cell,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=reverse,
+        zero_output_for_mask=zero_output_for_mask,
     )
     return layer(inputs, initial_state=list(initial_states), mask=tf.sequence_mask(lengths, TIME))
 
 
-def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask,
-                              lengths=LENGTHS):
+def _check_against_references(cell, fused, fallback, states, reverse, zero_output_for_mask, lengths=LENGTHS):
     """Forward values and gradients of `fused` vs the Keras cell loop and vs `fallback`; returns
     the fused op's values and gradients."""
     rng = np.random.default_rng(7)
@@ -58,9 +60,7 @@ def _check_against_references(cell, fused, fallback, states, reverse, zero_outpu
     results = {}
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([inputs, *states])
-        results["keras"] = _keras_reference(
-            cell, inputs, states, lengths, reverse, zero_output_for_mask
-        )
+        results["keras"] = _keras_reference(cell, inputs, states, lengths, reverse, zero_output_for_mask)
         results["fused"] = fused(inputs, *states, *weights)
         results["fallback"] = fallback(inputs, *states, *weights)
         # A random linear functional of every output, so each gradient path is exercised.
@@ -142,8 +142,9 @@ def test_gru_matches_keras_and_fallback(units, reset_after, reverse, zero_output
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("lengths", [[TIME], [3], [0], [0, TIME, 3, 1]],
-                         ids=lambda lengths: "-".join(map(str, lengths)))
+@pytest.mark.parametrize(
+    "lengths", [[TIME], [3], [0], [0, TIME, 3, 1]], ids=lambda lengths: "-".join(map(str, lengths))
+)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
 def test_small_batches_split_by_units(kind, lengths, reverse, zero_output_for_mask):
@@ -198,8 +199,7 @@ def _random_lengths_check(kind, units, batch, reverse, seed):
     def fallback(*arguments):
         return fallback_op(*arguments, lengths, **options, **gru_options)
 
-    return lambda: _check_against_references(cell, fused, fallback, states, **options,
-                                             lengths=lengths)
+    return lambda: _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
 
 
 @pytest.mark.parametrize("kind", VARIANTS)
@@ -239,8 +239,11 @@ def test_amx_tiles_match_keras_and_the_float32_panels(kind, reverse, monkeypatch
 
 
 @pytest.mark.parametrize("kind", VARIANTS)
-@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (BATCH, WIDE_UNITS), (1, WIDE_UNITS)],
-                         ids=lambda shape: "x".join(map(str, shape)))
+@pytest.mark.parametrize(
+    "batch_and_units",
+    [(BATCH, UNITS), (BATCH, WIDE_UNITS), (1, WIDE_UNITS)],
+    ids=lambda shape: "x".join(map(str, shape)),
+)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
     """keep_for_gradient=False (inference) keeps no activations; outputs are the same, and a
@@ -259,15 +262,26 @@ def test_keeping_nothing_for_the_gradient(kind, batch_and_units, reverse):
 
     _check_against_references(cell, fused, fallback, states, **options, lengths=lengths)
     raw_op = getattr(_library.load(), "zoo_" + fused_op.__name__)
-    raw = raw_op(_random(rng, batch, TIME, FEATURES), *states, cell.kernel, cell.recurrent_kernel,
-                 cell.bias, lengths, keep_for_gradient=False, **gru_options)
-    kept = raw[1 + len(states):]
+    raw = raw_op(
+        _random(rng, batch, TIME, FEATURES),
+        *states,
+        cell.kernel,
+        cell.recurrent_kernel,
+        cell.bias,
+        lengths,
+        keep_for_gradient=False,
+        **gru_options,
+    )
+    kept = raw[1 + len(states) :]
     assert all(tensor.shape[0] == 0 for tensor in kept)
 
 
 @pytest.mark.parametrize("kind", VARIANTS)
-@pytest.mark.parametrize("batch_and_units", [(BATCH, UNITS), (1, WIDE_UNITS), (40, 32)],
-                         ids=lambda shape: "x".join(map(str, shape)))
+@pytest.mark.parametrize(
+    "batch_and_units",
+    [(BATCH, UNITS), (1, WIDE_UNITS), (40, 32)],
+    ids=lambda shape: "x".join(map(str, shape)),
+)
 @pytest.mark.parametrize("keep_for_gradient", [True, False], ids=["kept", "not_kept"])
 def test_sequences_without_time_steps(kind, batch_and_units, keep_for_gradient):
     """A time dimension of 0 (the kernels' states live where each step keeps them, and the
@@ -281,8 +295,15 @@ def test_sequences_without_time_steps(kind, batch_and_units, keep_for_gradient):
     with tf.GradientTape() as tape:
         tape.watch(states)
         outputs, *final_states = fused_op(
-            inputs, *states, cell.kernel, cell.recurrent_kernel, cell.bias, lengths,
-            keep_for_gradient=keep_for_gradient, **gru_options)
+            inputs,
+            *states,
+            cell.kernel,
+            cell.recurrent_kernel,
+            cell.bias,
+            lengths,
+            keep_for_gradient=keep_for_gradient,
+            **gru_options,
+        )
         projections = [_random(rng, batch, units) for _ in final_states]
         loss = tf.add_n([tf.reduce_sum(s * p) for s, p in zip(final_states, projections)])
     assert outputs.shape == (batch, 0, units)
@@ -300,14 +321,21 @@ def test_split_by_units_is_deterministic(lengths):
     x = _random(rng, len(lengths), 40, FEATURES)
     h = _random(rng, len(lengths), WIDE_UNITS)
     lengths = tf.constant(lengths)
-    lstm_weights = [_random(rng, FEATURES, 4 * WIDE_UNITS),
-                    _random(rng, WIDE_UNITS, 4 * WIDE_UNITS),
-                    _random(rng, 4 * WIDE_UNITS)]
-    gru_weights = [_random(rng, FEATURES, 3 * WIDE_UNITS),
-                   _random(rng, WIDE_UNITS, 3 * WIDE_UNITS),
-                   _random(rng, 2, 3 * WIDE_UNITS)]
-    simple_rnn_weights = [_random(rng, FEATURES, WIDE_UNITS),
-                          _random(rng, WIDE_UNITS, WIDE_UNITS), _random(rng, WIDE_UNITS)]
+    lstm_weights = [
+        _random(rng, FEATURES, 4 * WIDE_UNITS),
+        _random(rng, WIDE_UNITS, 4 * WIDE_UNITS),
+        _random(rng, 4 * WIDE_UNITS),
+    ]
+    gru_weights = [
+        _random(rng, FEATURES, 3 * WIDE_UNITS),
+        _random(rng, WIDE_UNITS, 3 * WIDE_UNITS),
+        _random(rng, 2, 3 * WIDE_UNITS),
+    ]
+    simple_rnn_weights = [
+        _random(rng, FEATURES, WIDE_UNITS),
+        _random(rng, WIDE_UNITS, WIDE_UNITS),
+        _random(rng, WIDE_UNITS),
+    ]
     runs = {
         "simple_rnn": lambda: ops.simple_rnn_sequence(x, h, *simple_rnn_weights, lengths)[0],
         "lstm": lambda: ops.lstm_sequence(x, h, h, *lstm_weights, lengths)[0],
@@ -351,9 +379,14 @@ def _numeric_gradient_error(function, arguments):
 def test_lstm_gradient_is_numerically_right(reverse):
     rng = np.random.default_rng(4)
     lengths = tf.constant([3, 1, 0])
-    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
-                 _random(rng, 3, 2, dtype="float64"), _random(rng, 2, 8, dtype="float64"),
-                 _random(rng, 2, 8, dtype="float64"), _random(rng, 8, dtype="float64")]
+    arguments = [
+        _random(rng, 3, 3, 2, dtype="float64"),
+        _random(rng, 3, 2, dtype="float64"),
+        _random(rng, 3, 2, dtype="float64"),
+        _random(rng, 2, 8, dtype="float64"),
+        _random(rng, 2, 8, dtype="float64"),
+        _random(rng, 8, dtype="float64"),
+    ]
 
     def function(*args):
         outputs, h, c = ops.lstm_sequence(*args, lengths, reverse=reverse)
@@ -368,13 +401,18 @@ def test_lstm_gradient_is_numerically_right(reverse):
 def test_simple_rnn_gradient_is_numerically_right(reverse, zero_output_for_mask):
     rng = np.random.default_rng(9)
     lengths = tf.constant([3, 2, 0])
-    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
-                 _random(rng, 2, 2, dtype="float64"), _random(rng, 2, 2, dtype="float64"),
-                 _random(rng, 2, dtype="float64")]
+    arguments = [
+        _random(rng, 3, 3, 2, dtype="float64"),
+        _random(rng, 3, 2, dtype="float64"),
+        _random(rng, 2, 2, dtype="float64"),
+        _random(rng, 2, 2, dtype="float64"),
+        _random(rng, 2, dtype="float64"),
+    ]
 
     def function(*args):
-        outputs, h = ops.simple_rnn_sequence(*args, lengths, reverse=reverse,
-                                             zero_output_for_mask=zero_output_for_mask)
+        outputs, h = ops.simple_rnn_sequence(
+            *args, lengths, reverse=reverse, zero_output_for_mask=zero_output_for_mask
+        )
         return tf.reduce_sum(outputs * outputs) + tf.reduce_sum(h)
 
     assert _numeric_gradient_error(function, arguments) < 1e-6
@@ -385,9 +423,13 @@ def test_simple_rnn_gradient_is_numerically_right(reverse, zero_output_for_mask)
 def test_gru_gradient_is_numerically_right(reset_after):
     rng = np.random.default_rng(5)
     lengths = tf.constant([3, 2, 0])
-    arguments = [_random(rng, 3, 3, 2, dtype="float64"), _random(rng, 3, 2, dtype="float64"),
-                 _random(rng, 2, 6, dtype="float64"), _random(rng, 2, 6, dtype="float64"),
-                 _random(rng, *([2, 6] if reset_after else [6]), dtype="float64")]
+    arguments = [
+        _random(rng, 3, 3, 2, dtype="float64"),
+        _random(rng, 3, 2, dtype="float64"),
+        _random(rng, 2, 6, dtype="float64"),
+        _random(rng, 2, 6, dtype="float64"),
+        _random(rng, *([2, 6] if reset_after else [6]), dtype="float64"),
+    ]
 
     def function(*args):
         outputs, h = ops.gru_sequence(*args, lengths, reset_after=reset_after, reverse=True)
@@ -419,8 +461,12 @@ def test_graph_mode_with_unknown_time_and_batch():
 
 def _valid_lstm_arguments():
     return dict(
-        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), initial_c=tf.zeros([2, 5]),
-        kernel=tf.zeros([4, 20]), recurrent_kernel=tf.zeros([5, 20]), bias=tf.zeros([20]),
+        inputs=tf.zeros([2, 3, 4]),
+        initial_h=tf.zeros([2, 5]),
+        initial_c=tf.zeros([2, 5]),
+        kernel=tf.zeros([4, 20]),
+        recurrent_kernel=tf.zeros([5, 20]),
+        bias=tf.zeros([20]),
         lengths=tf.constant([3, 1]),
     )
 
@@ -428,15 +474,15 @@ def _valid_lstm_arguments():
 @pytest.mark.parametrize(
     "name, value",
     [
-        ("inputs", tf.zeros([2, 3])),             # wrong rank
-        ("initial_h", tf.zeros([3, 5])),          # mismatched batch
-        ("initial_c", tf.zeros([2, 6])),          # mismatched units
-        ("kernel", tf.zeros([5, 20])),            # mismatched input size
+        ("inputs", tf.zeros([2, 3])),  # wrong rank
+        ("initial_h", tf.zeros([3, 5])),  # mismatched batch
+        ("initial_c", tf.zeros([2, 6])),  # mismatched units
+        ("kernel", tf.zeros([5, 20])),  # mismatched input size
         ("recurrent_kernel", tf.zeros([5, 16])),  # not 4 * units wide
-        ("bias", tf.zeros([2, 20])),              # wrong rank
-        ("lengths", tf.constant([3, -1])),        # negative
-        ("lengths", tf.constant([4, 1])),         # longer than the sequence
-        ("lengths", tf.constant([3, 1, 1])),      # mismatched batch
+        ("bias", tf.zeros([2, 20])),  # wrong rank
+        ("lengths", tf.constant([3, -1])),  # negative
+        ("lengths", tf.constant([4, 1])),  # longer than the sequence
+        ("lengths", tf.constant([3, 1, 1])),  # mismatched batch
     ],
 )
 def test_lstm_rejects_bad_arguments(name, value):
@@ -459,8 +505,12 @@ def test_lstm_rejects_bad_arguments(name, value):
 )
 def test_gru_rejects_bad_arguments(name, value):
     arguments = dict(
-        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 15]),
-        recurrent_kernel=tf.zeros([5, 15]), bias=tf.zeros([2, 15]), lengths=tf.constant([3, 0]),
+        inputs=tf.zeros([2, 3, 4]),
+        initial_h=tf.zeros([2, 5]),
+        kernel=tf.zeros([4, 15]),
+        recurrent_kernel=tf.zeros([5, 15]),
+        bias=tf.zeros([2, 15]),
+        lengths=tf.constant([3, 0]),
     )
     arguments[name] = value
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
@@ -480,8 +530,12 @@ def test_gru_rejects_bad_arguments(name, value):
 )
 def test_simple_rnn_rejects_bad_arguments(name, value):
     arguments = dict(
-        inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 5]),
-        recurrent_kernel=tf.zeros([5, 5]), bias=tf.zeros([5]), lengths=tf.constant([3, 0]),
+        inputs=tf.zeros([2, 3, 4]),
+        initial_h=tf.zeros([2, 5]),
+        kernel=tf.zeros([4, 5]),
+        recurrent_kernel=tf.zeros([5, 5]),
+        bias=tf.zeros([5]),
+        lengths=tf.constant([3, 0]),
     )
     arguments[name] = value
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
@@ -505,28 +559,56 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
     forward = library.zoo_lstm_sequence(**arguments)
     gates, step_inputs, c_prev = forward[3:]
     good = dict(
-        inputs=arguments["inputs"], kernel=arguments["kernel"],
-        recurrent_kernel=arguments["recurrent_kernel"], lengths=arguments["lengths"],
-        gates=gates, c_prev=c_prev, step_inputs=step_inputs, d_outputs=forward[0],
-        d_final_h=forward[1], d_final_c=forward[2],
+        inputs=arguments["inputs"],
+        kernel=arguments["kernel"],
+        recurrent_kernel=arguments["recurrent_kernel"],
+        lengths=arguments["lengths"],
+        gates=gates,
+        c_prev=c_prev,
+        step_inputs=step_inputs,
+        d_outputs=forward[0],
+        d_final_h=forward[1],
+        d_final_c=forward[2],
     )
     library.zoo_lstm_sequence_grad(**good)
-    for name, value in [("gates", step_inputs), ("c_prev", gates), ("d_outputs", gates),
-                        ("step_inputs", gates),
-                        ("d_final_c", tf.zeros([2, 4])), ("lengths", tf.constant([9, 0]))]:
+    for name, value in [
+        ("gates", step_inputs),
+        ("c_prev", gates),
+        ("d_outputs", gates),
+        ("step_inputs", gates),
+        ("d_final_c", tf.zeros([2, 4])),
+        ("lengths", tf.constant([9, 0])),
+    ]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_lstm_sequence_grad(**{**good, name: value})
 
-    simple = dict(inputs=tf.zeros([2, 3, 4]), initial_h=tf.zeros([2, 5]), kernel=tf.zeros([4, 5]),
-                  recurrent_kernel=tf.zeros([5, 5]), bias=tf.zeros([5]), lengths=tf.constant([3, 1]))
+    simple = dict(
+        inputs=tf.zeros([2, 3, 4]),
+        initial_h=tf.zeros([2, 5]),
+        kernel=tf.zeros([4, 5]),
+        recurrent_kernel=tf.zeros([5, 5]),
+        bias=tf.zeros([5]),
+        lengths=tf.constant([3, 1]),
+    )
     outputs, final_h, states, step_inputs = library.zoo_simple_rnn_sequence(**simple)
-    good = dict(inputs=simple["inputs"], kernel=simple["kernel"],
-                recurrent_kernel=simple["recurrent_kernel"], lengths=simple["lengths"],
-                states=states, step_inputs=step_inputs, d_outputs=outputs, d_final_h=final_h)
+    good = dict(
+        inputs=simple["inputs"],
+        kernel=simple["kernel"],
+        recurrent_kernel=simple["recurrent_kernel"],
+        lengths=simple["lengths"],
+        states=states,
+        step_inputs=step_inputs,
+        d_outputs=outputs,
+        d_final_h=final_h,
+    )
     library.zoo_simple_rnn_sequence_grad(**good)
-    for name, value in [("states", tf.zeros([3, 2, 4])), ("d_outputs", states),
-                        ("step_inputs", states),
-                        ("d_final_h", tf.zeros([1, 5])), ("kernel", tf.zeros([5, 5]))]:
+    for name, value in [
+        ("states", tf.zeros([3, 2, 4])),
+        ("d_outputs", states),
+        ("step_inputs", states),
+        ("d_final_h", tf.zeros([1, 5])),
+        ("kernel", tf.zeros([5, 5])),
+    ]:
         with pytest.raises(tf.errors.InvalidArgumentError):
             library.zoo_simple_rnn_sequence_grad(**{**good, name: value})
 
@@ -571,8 +653,13 @@ def test_concurrent_ops_share_the_pool_without_deadlock(inter_op):
     ops (or have one thread): a caller never waits for work that no thread has started."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environment = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", _CONCURRENT_OPS_SCRIPT.format(inter_op=inter_op)],
-                            capture_output=True, text=True, env=environment, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_OPS_SCRIPT.format(inter_op=inter_op)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "concurrent ops done" in result.stdout
 
@@ -608,8 +695,11 @@ def test_amx_tiles_on_wide_ranges_and_non_finite_values(kind, monkeypatch):
     def wide(*shape):
         return rng.normal(size=shape) * 10.0 ** rng.uniform(-4, 2, size=shape)
 
-    arrays = [wide(batch, TIME, FEATURES), *(wide(batch, units) for _ in states),
-              *(np.asarray(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))]
+    arrays = [
+        wide(batch, TIME, FEATURES),
+        *(wide(batch, units) for _ in states),
+        *(np.asarray(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)),
+    ]
     lengths = np.full(batch, TIME, np.int32)
 
     def run(dtype, values=arrays):

@@ -15,8 +15,22 @@ import pytest
 from recipes import language_model as recipe
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16",
-        "--num-steps", "16", "--sample-tokens", "12"]
+TINY = [
+    "--epochs",
+    "1",
+    "--layers",
+    "1",
+    "--units",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--batch-size",
+    "16",
+    "--num-steps",
+    "16",
+    "--sample-tokens",
+    "12",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +58,19 @@ def final_metrics(run):
 
 def test_recipe_end_to_end_on_the_time_machine(time_machine, tmp_path, capsys):
     run = tmp_path / "run"
-    model, history = recipe.main(["--data", str(time_machine), "--output-dir", str(run), *TINY,
-                                  "--batch-size", "256", "--num-steps", "32"])
+    model, history = recipe.main(
+        [
+            "--data",
+            str(time_machine),
+            "--output-dir",
+            str(run),
+            *TINY,
+            "--batch-size",
+            "256",
+            "--num-steps",
+            "32",
+        ]
+    )
     out = capsys.readouterr().out
     assert "173,427 char tokens, vocabulary 28" in out
     assert "epoch 1 sample: 'time traveller" in out and "tokens/s" in out
@@ -70,8 +95,9 @@ def test_recipe_end_to_end_on_the_time_machine(time_machine, tmp_path, capsys):
         "print(greedy.numpy()[0].decode()); print(len(served.numpy()[0]))\n"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     greedy, served_length = result.stdout.strip().split("\n")[-2:]
     assert greedy == metrics["final"]["sample"]
@@ -93,8 +119,23 @@ def test_offline_download_fails_with_one_line_telling_to_pass_data(tmp_path, mon
 
 def test_sequential_batching_and_word_tokens(slice_file, tmp_path, capsys):
     run = tmp_path / "run"
-    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--batching", "sequential",
-                 "--tokenizer", "word", *TINY, "--batch-size", "4", "--num-steps", "6"])
+    recipe.main(
+        [
+            "--data",
+            str(slice_file),
+            "--output-dir",
+            str(run),
+            "--batching",
+            "sequential",
+            "--tokenizer",
+            "word",
+            *TINY,
+            "--batch-size",
+            "4",
+            "--num-steps",
+            "6",
+        ]
+    )
     out = capsys.readouterr().out
     assert "epoch 1 sample: 'time traveller" in out
     assert final_metrics(run)["config"]["batching"] == "sequential"
@@ -102,8 +143,19 @@ def test_sequential_batching_and_word_tokens(slice_file, tmp_path, capsys):
 
 def test_bpe_run_exports_a_generator_that_needs_tensorflow_text(slice_file, tmp_path, capsys):
     run = tmp_path / "run"
-    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--tokenizer", "bpe",
-                 "--bpe-vocab-size", "200", *TINY])
+    recipe.main(
+        [
+            "--data",
+            str(slice_file),
+            "--output-dir",
+            str(run),
+            "--tokenizer",
+            "bpe",
+            "--bpe-vocab-size",
+            "200",
+            *TINY,
+        ]
+    )
     out = capsys.readouterr().out
     assert "import tensorflow_text" in out and (run / "bpe.model").is_file()
 
@@ -123,8 +175,9 @@ def test_pretraining_starts_the_book_from_the_pretrained_weights(time_machine, s
     flags = ["--data", str(slice_file), *TINY]
     _, cold = recipe.main([*flags, "--output-dir", str(tmp_path / "cold")])
     run = tmp_path / "pretrained"
-    _, warm = recipe.main([*flags, "--output-dir", str(run), "--pretrain-data", str(other_text),
-                           "--pretrain-epochs", "3"])
+    _, warm = recipe.main(
+        [*flags, "--output-dir", str(run), "--pretrain-data", str(other_text), "--pretrain-epochs", "3"]
+    )
     out = capsys.readouterr().out
     tokens = final_metrics(run)["final"]["pretraining_tokens"]
     assert 50_000 < tokens < 52_000  # the other text's characters, cleaned
@@ -160,8 +213,18 @@ def test_samples_come_from_the_model_being_trained():
 def test_pretraining_text_is_cleaned_and_encoded_as_the_book(tokenizer, slice_file, tmp_path):
     other_text = tmp_path / "other.txt"
     other_text.write_text("The Time Traveller\nxylophones, zebras!\n")
-    args = recipe.build_parser().parse_args(["--data", str(slice_file), "--tokenizer", tokenizer,
-                                             "--bpe-vocab-size", "100", "--pretrain-data", str(other_text)])
+    args = recipe.build_parser().parse_args(
+        [
+            "--data",
+            str(slice_file),
+            "--tokenizer",
+            tokenizer,
+            "--bpe-vocab-size",
+            "100",
+            "--pretrain-data",
+            str(other_text),
+        ]
+    )
     ids, book_tokenizer, vocab = recipe.tokenize(args, slice_file.read_text())
     other_ids = recipe.pretraining_ids(args, book_tokenizer, vocab)
     if tokenizer == "bpe":  # pieces of the raw lines, as the book's
@@ -176,16 +239,36 @@ def test_pretraining_text_is_cleaned_and_encoded_as_the_book(tokenizer, slice_fi
 
 def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
-                     "--pretrain-data", str(tmp_path / "nope.txt"), *TINY])
+        recipe.main(
+            [
+                "--data",
+                str(slice_file),
+                "--output-dir",
+                str(tmp_path / "run"),
+                "--pretrain-data",
+                str(tmp_path / "nope.txt"),
+                *TINY,
+            ]
+        )
     err = capsys.readouterr().err
     assert "--pretrain-data" in err and "nope.txt" in err and "Traceback" not in err
 
 
 def test_sequential_batching_is_refused_with_mirrored(slice_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"),
-                     "--batching", "sequential", "--strategy", "mirrored", *TINY])
+        recipe.main(
+            [
+                "--data",
+                str(slice_file),
+                "--output-dir",
+                str(tmp_path / "run"),
+                "--batching",
+                "sequential",
+                "--strategy",
+                "mirrored",
+                *TINY,
+            ]
+        )
     assert "fixed batch" in capsys.readouterr().err
 
 
@@ -193,10 +276,23 @@ def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, t
     run = tmp_path / "run"
     longer_slice = tmp_path / "longer.txt"
     longer_slice.write_text(time_machine.read_text()[:30_000])
-    command = [sys.executable, "-m", "recipes.language_model", "--data", str(longer_slice),
-               "--output-dir", str(run), *TINY[2:], "--epochs", "3", "--batch-size", "8"]
-    process = subprocess.Popen(command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "recipes.language_model",
+        "--data",
+        str(longer_slice),
+        "--output-dir",
+        str(run),
+        *TINY[2:],
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = run / "checkpoints" / "state.json"
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -214,11 +310,23 @@ def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, t
 
 def test_mirrored_strategy_over_two_logical_cpus(slice_file, tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "recipes.language_model", "--data", str(slice_file),
-               "--output-dir", str(run), "--strategy", "mirrored", "--cpu-devices", "2", "--batching", "random",
-               *TINY]
-    result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True,
-                            timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "recipes.language_model",
+        "--data",
+        str(slice_file),
+        "--output-dir",
+        str(run),
+        "--strategy",
+        "mirrored",
+        "--cpu-devices",
+        "2",
+        "--batching",
+        "random",
+        *TINY,
+    ]
+    result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 1 sample" in result.stdout
     assert final_metrics(run)["final"]["epochs"] == 1
@@ -242,8 +350,23 @@ def test_overlapping_windows_start_at_every_token_once_per_epoch():
 
 def test_overlapping_run_keeps_the_best_epoch(slice_file, tmp_path, capsys):
     run = tmp_path / "run"
-    _, history = recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--batching", "overlapping",
-                              *TINY, "--epochs", "3", "--optimizer", "sgd", "--learning-rate", "30"])
+    _, history = recipe.main(
+        [
+            "--data",
+            str(slice_file),
+            "--output-dir",
+            str(run),
+            "--batching",
+            "overlapping",
+            *TINY,
+            "--epochs",
+            "3",
+            "--optimizer",
+            "sgd",
+            "--learning-rate",
+            "30",
+        ]
+    )
     final = final_metrics(run)["final"]
     best = int(np.argmin(history["val_perplexity"]))
     assert final["best_epoch"] == best + 1

@@ -6,40 +6,57 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from recipes import common, sentiment
-from zoo.models import AveragedEnsemble
 from zoo import layers as zoo_layers
+from zoo.models import AveragedEnsemble
 from zoo.models.classifier import SequenceClassifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--max-length", "40", "--embedding-dim", "8", "--units", "8",
-              "--ensemble", "1"]
+TINY_MODEL = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--max-length",
+    "40",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "8",
+    "--ensemble",
+    "1",
+]
 
 # Runs in a fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
-LOAD_AND_CLASSIFY = r'''
+LOAD_AND_CLASSIFY = r"""
 import json, sys
 import tensorflow as tf
 if sys.argv[2] == "bpe":
     import tensorflow_text  # registers the sentencepiece op
 classify = tf.saved_model.load(sys.argv[1]).signatures["classify"]
-texts = ["A wonderful film.<br />Loved it", "", "great " * 20000, "zzqx unknownwordzz", b"\xff\xfe not utf-8 \xc3"]
+texts = ["A wonderful film.<br />Loved it", "", "great " * 20000, "zzqx unknownwordzz",
+         b"\xff\xfe not utf-8 \xc3"]
 out = classify(texts=tf.constant(texts))
 print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
                   "labels": [label.decode() for label in out["label"].numpy()],
                   "zoo_imported": any(name == "zoo" or name.startswith("zoo.") for name in sys.modules)}))
-'''
+"""
 
 
 def classify_in_subprocess(saved_model, tokenizer):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_CLASSIFY, str(saved_model), tokenizer],
-        capture_output=True, text=True, cwd="/", env=environment, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=environment,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -56,10 +73,18 @@ def imdb_slice(data_file, tmp_path):
 
 def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    result = sentiment.main(["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL,
-                             "--ensemble", "2"])
-    for name in ("model.keras", "metrics.json", "curves.png", "config.json", "saved_model",
-                 "members/0/model.keras", "members/1/checkpoints/state.json"):
+    result = sentiment.main(
+        ["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL, "--ensemble", "2"]
+    )
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "curves.png",
+        "config.json",
+        "saved_model",
+        "members/0/model.keras",
+        "members/1/checkpoints/state.json",
+    ):
         assert (output_dir / name).exists(), name
     metrics = json.loads((output_dir / "metrics.json").read_text())
     final = metrics["final"]
@@ -86,8 +111,9 @@ def test_ensemble_resume_keeps_finished_members_and_continues_the_interrupted_on
     sentiment.main([*flags, "--resume", str(output_dir)])
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
     assert final["epochs"] == [2, 2]
-    for kept, loaded in zip(member_0_weights,
-                            keras.models.load_model(output_dir / "members/0/model.keras").get_weights()):
+    for kept, loaded in zip(
+        member_0_weights, keras.models.load_model(output_dir / "members/0/model.keras").get_weights()
+    ):
         np.testing.assert_array_equal(kept, loaded)  # finished: loaded, not trained again
 
     # A larger --epochs extends every member, the finished ones included.
@@ -106,8 +132,9 @@ def check_classify(saved_model, tokenizer):
 
 
 def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
-    args = sentiment.build_parser().parse_args(["--data", str(imdb_slice), "--tokenizer", "bpe",
-                                                "--bpe-vocab-size", "300"])
+    args = sentiment.build_parser().parse_args(
+        ["--data", str(imdb_slice), "--tokenizer", "bpe", "--bpe-vocab-size", "300"]
+    )
     texts, _ = sentiment.load_examples(args)
     tokenizer, vocab = sentiment.build_tokenizer(args, texts)
     assert vocab is None and tokenizer.tokenizer.vocab_size == 300
@@ -131,8 +158,9 @@ def test_split_is_disjoint_and_fixed():
 def test_csv_with_chosen_columns(tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text('stars,review\nbad,"awful, boring"\ngood,"fine, ""great"""\n', encoding="utf-8")
-    args = sentiment.build_parser().parse_args(["--data", str(path), "--text-column", "review",
-                                                "--label-column", "stars"])
+    args = sentiment.build_parser().parse_args(
+        ["--data", str(path), "--text-column", "review", "--label-column", "stars"]
+    )
     texts, labels = sentiment.load_examples(args)
     assert texts == ["awful, boring", 'fine, "great"'] and labels == ["bad", "good"]
     assert sentiment.label_vocabulary(labels) == (["bad", "good"], [0, 1])
@@ -151,7 +179,9 @@ def test_missing_file_and_bad_columns_are_one_line_errors(tmp_path, imdb_slice, 
         sentiment.main(["--data", str(tmp_path / "missing.tsv"), "--output-dir", str(tmp_path / "a")])
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
-        sentiment.main(["--data", str(imdb_slice), "--text-column", "body", "--output-dir", str(tmp_path / "b")])
+        sentiment.main(
+            ["--data", str(imdb_slice), "--text-column", "body", "--output-dir", str(tmp_path / "b")]
+        )
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[0].startswith("error: --data") and "missing.tsv" in errors[0]
     assert errors[1].startswith("error: ") and "body" in errors[1]

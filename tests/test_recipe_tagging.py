@@ -1,4 +1,4 @@
-"""recipes.tagging end to end on slices of UD English EWT (CoNLL-U) and WNUT-17 (CoNLL), and its `tag` export."""
+"""recipes.tagging end to end on slices of UD English EWT (CoNLL-U) and WNUT-17 (CoNLL), and its export."""
 
 import json
 import os
@@ -12,11 +12,25 @@ import pytest
 from recipes import tagging
 from zoo.models import MultiTaskTagger, SequenceTagger
 
-TINY_MODEL = ["--epochs", "1", "--batch-size", "16", "--embedding-dim", "8", "--units", "8", "--num-layers", "1",
-              "--char-embedding-dim", "4", "--char-filters", "4"]
+TINY_MODEL = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "8",
+    "--num-layers",
+    "1",
+    "--char-embedding-dim",
+    "4",
+    "--char-filters",
+    "4",
+]
 
 # A fresh interpreter that never imports zoo: the SavedModel must stand on plain TensorFlow.
-LOAD_AND_TAG = r'''
+LOAD_AND_TAG = r"""
 import json, sys
 import tensorflow as tf
 tag = tf.saved_model.load(sys.argv[1]).signatures["tag"]
@@ -25,13 +39,19 @@ out = tag(sentences=tf.constant(sentences))
 print(json.dumps({"tokens": [[t.decode() for t in row] for row in out["tokens"].numpy()],
                   "tags": [[t.decode() for t in row] for row in out["tags"].numpy()],
                   "zoo_imported": any(name == "zoo" or name.startswith("zoo.") for name in sys.modules)}))
-'''
+"""
 
 
 def tag_in_subprocess(saved_model):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", LOAD_AND_TAG, str(saved_model)], capture_output=True, text=True,
-                            cwd="/", env=environment, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_TAG, str(saved_model)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=environment,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -44,11 +64,26 @@ def first_sentences(source, target, count):
 
 
 def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
-    train = first_sentences(data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60)
+    train = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60
+    )
     dev = first_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20)
     output_dir = tmp_path / "run"
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax", "--ensemble", "2",
-                           "--output-dir", str(output_dir), *TINY_MODEL])
+    result = tagging.main(
+        [
+            "--data",
+            str(train),
+            "--dev",
+            str(dev),
+            "--output",
+            "softmax",
+            "--ensemble",
+            "2",
+            "--output-dir",
+            str(output_dir),
+            *TINY_MODEL,
+        ]
+    )
     for name in ("model.keras", "metrics.json", "curves.png", "saved_model", "members/1/model.keras"):
         assert (output_dir / name).exists(), name
     final = json.loads((output_dir / "metrics.json").read_text())["final"]
@@ -72,8 +107,20 @@ def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
 def test_conll_crf_reports_entity_f1(data_file, tmp_path):
     train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
     dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "crf", "--word-shape",
-                           "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
+    result = tagging.main(
+        [
+            "--data",
+            str(train),
+            "--dev",
+            str(dev),
+            "--output",
+            "crf",
+            "--word-shape",
+            "--output-dir",
+            str(tmp_path / "run"),
+            *TINY_MODEL,
+        ]
+    )
     for key in ("token_accuracy", "entity_precision", "entity_recall", "entity_f1"):
         assert 0.0 <= result[key] <= 1.0
     assert result["entity_support"] > 0
@@ -85,13 +132,32 @@ def test_conll_crf_reports_entity_f1(data_file, tmp_path):
 
 
 @pytest.mark.parametrize("members", [1, 2])
-def test_auxiliary_task_trains_beside_the_main_one_and_is_left_out_of_the_export(data_file, tmp_path, members):
+def test_auxiliary_task_trains_beside_the_main_one_and_is_left_out_of_the_export(
+    data_file, tmp_path, members
+):
     train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 60)
     dev = first_sentences(data_file("wnut17/emerging.dev.conll"), tmp_path / "dev.conll", 20)
-    auxiliary = first_sentences(data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "aux.conllu", 40)
+    auxiliary = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "aux.conllu", 40
+    )
     output_dir = tmp_path / "run"
-    result = tagging.main(["--data", str(train), "--dev", str(dev), "--output", "softmax", "--auxiliary",
-                           str(auxiliary), "--ensemble", str(members), "--output-dir", str(output_dir), *TINY_MODEL])
+    result = tagging.main(
+        [
+            "--data",
+            str(train),
+            "--dev",
+            str(dev),
+            "--output",
+            "softmax",
+            "--auxiliary",
+            str(auxiliary),
+            "--ensemble",
+            str(members),
+            "--output-dir",
+            str(output_dir),
+            *TINY_MODEL,
+        ]
+    )
     metrics = json.loads((output_dir / "metrics.json").read_text())
     epoch = metrics["epochs"][0]
     assert epoch["auxiliary_loss"] > 0 and epoch["tags_loss"] > 0
@@ -113,8 +179,9 @@ def test_multitask_batches_mix_whole_batches_of_each_task():
     bio = tagging.zoo_text.Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)
     upos = tagging.zoo_text.Vocab([["NOUN", "DET", "VERB"]], reserved_tokens=(), unk_token=None)
     main = tagging.tagging_dataset([["a", "b"]] * 5, [["O", "B-person"]] * 5, encoder, bio, 2, True, 0, True)
-    auxiliary = tagging.tagging_dataset([["b", "a", "a"]] * 7, [["DET", "NOUN", "VERB"]] * 7, encoder, upos, 2,
-                                        True, 0, True)
+    auxiliary = tagging.tagging_dataset(
+        [["b", "a", "a"]] * 7, [["DET", "NOUN", "VERB"]] * 7, encoder, upos, 2, True, 0, True
+    )
     mixed = tagging.multitask_batches(main, auxiliary, auxiliary_weight=0.5, seed=0)
     assert int(mixed.cardinality()) == 3 + 4
     tasks = []
@@ -134,8 +201,18 @@ def test_multitask_batches_mix_whole_batches_of_each_task():
 
 def test_auxiliary_needs_softmax(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        tagging.main(["--corpus", "wnut17", "--output", "crf", "--auxiliary", "ud-ewt", "--output-dir",
-                      str(tmp_path / "run")])
+        tagging.main(
+            [
+                "--corpus",
+                "wnut17",
+                "--output",
+                "crf",
+                "--auxiliary",
+                "ud-ewt",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exit_info.value.code == 2
     assert "--auxiliary none" in capsys.readouterr().err
 
@@ -143,8 +220,20 @@ def test_auxiliary_needs_softmax(tmp_path, capsys):
 def test_missing_auxiliary_file_is_a_one_line_error(data_file, tmp_path, capsys):
     train = first_sentences(data_file("wnut17/wnut17train.conll"), tmp_path / "train.conll", 20)
     with pytest.raises(SystemExit) as exit_info:
-        tagging.main(["--data", str(train), "--dev", str(train), "--output", "softmax", "--auxiliary",
-                      str(tmp_path / "none.conllu"), "--output-dir", str(tmp_path / "run")])
+        tagging.main(
+            [
+                "--data",
+                str(train),
+                "--dev",
+                str(train),
+                "--output",
+                "softmax",
+                "--auxiliary",
+                str(tmp_path / "none.conllu"),
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "none.conllu" in error and "\n" not in error
@@ -152,7 +241,18 @@ def test_missing_auxiliary_file_is_a_one_line_error(data_file, tmp_path, capsys)
 
 def test_ensemble_needs_softmax(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        tagging.main(["--corpus", "wnut17", "--output", "crf", "--ensemble", "3", "--output-dir", str(tmp_path / "run")])
+        tagging.main(
+            [
+                "--corpus",
+                "wnut17",
+                "--output",
+                "crf",
+                "--ensemble",
+                "3",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exit_info.value.code == 2
     assert "--output softmax" in capsys.readouterr().err
 
@@ -170,9 +270,12 @@ def test_word_dropout_replaces_only_real_words_by_unk():
     encoder = tagging.TokenEncoder(vocab, None, lowercase=True, max_chars=5)
     sentences = [["a", "b", "a"], ["b"]]
     labels = [["X"] * 3, ["X"]]
-    kept = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))[0].numpy()
-    dropped = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False,
-                                                word_dropout=1.0)))[0].numpy()
+    kept = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False)))[
+        0
+    ].numpy()
+    dropped = next(
+        iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, False, word_dropout=1.0))
+    )[0].numpy()
     assert kept.tolist() == [[vocab.id_of("a"), vocab.id_of("b"), vocab.id_of("a")], [vocab.id_of("b"), 0, 0]]
     assert dropped.tolist() == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]
 
@@ -188,8 +291,9 @@ class FixedTagger:
 
 
 def test_validation_entity_f1_scores_exact_spans_into_the_logs():
-    tag_vocab = tagging.zoo_text.Vocab([["O", "B-person", "I-person", "B-location"]], reserved_tokens=(),
-                                       unk_token=None)
+    tag_vocab = tagging.zoo_text.Vocab(
+        [["O", "B-person", "I-person", "B-location"]], reserved_tokens=(), unk_token=None
+    )
     sentences = [["Ann", "Lee", "in", "Rome"], ["Bob", "left"]]
     gold = [["B-person", "I-person", "O", "B-location"], ["B-person", "O"]]
     # Found: "Ann Lee" (right), "Rome" as a person (wrong type), "Bob" missed, "left" spurious.
@@ -204,7 +308,7 @@ def test_validation_entity_f1_scores_exact_spans_into_the_logs():
 
 
 def drive_best_epoch_selection(callbacks, history):
-    """Runs `callbacks` over epochs whose logs are `history`, the model's one weight set to the epoch number."""
+    """Runs `callbacks` over epochs whose logs are `history`, the model's weight set to the epoch number."""
     model = tagging.keras.Sequential([tagging.keras.layers.Dense(1, use_bias=False)])
     model.build((None, 1))
     for callback in callbacks:
@@ -224,9 +328,14 @@ def drive_best_epoch_selection(callbacks, history):
 
 
 # Token accuracy keeps rising (more O guesses) while entity F1 peaks at epoch 2.
-HISTORY = [{"val_accuracy": 0.90, "val_entity_f1": 0.10}, {"val_accuracy": 0.91, "val_entity_f1": 0.30},
-           {"val_accuracy": 0.92, "val_entity_f1": 0.25}, {"val_accuracy": 0.93, "val_entity_f1": 0.20},
-           {"val_accuracy": 0.94, "val_entity_f1": 0.28}, {"val_accuracy": 0.95, "val_entity_f1": 0.29}]
+HISTORY = [
+    {"val_accuracy": 0.90, "val_entity_f1": 0.10},
+    {"val_accuracy": 0.91, "val_entity_f1": 0.30},
+    {"val_accuracy": 0.92, "val_entity_f1": 0.25},
+    {"val_accuracy": 0.93, "val_entity_f1": 0.20},
+    {"val_accuracy": 0.94, "val_entity_f1": 0.28},
+    {"val_accuracy": 0.95, "val_entity_f1": 0.29},
+]
 
 
 def test_bio_tags_keep_the_epoch_of_the_best_validation_entity_f1():
@@ -263,8 +372,29 @@ def reference_shape(token):
 
 
 def test_word_shapes_match_a_python_reference():
-    tokens = ["Hello", "HELLO", "U2", "UK2", "hello", "iPhone", "@bob", "#tag", "@", "HTTP://x.co", "www.a.b",
-              "2017", "3D", ".", "'s", "McDonald", "ÉCOLE", "été", "A", "😂", "Ünï"]
+    tokens = [
+        "Hello",
+        "HELLO",
+        "U2",
+        "UK2",
+        "hello",
+        "iPhone",
+        "@bob",
+        "#tag",
+        "@",
+        "HTTP://x.co",
+        "www.a.b",
+        "2017",
+        "3D",
+        ".",
+        "'s",
+        "McDonald",
+        "ÉCOLE",
+        "été",
+        "A",
+        "😂",
+        "Ünï",
+    ]
     shapes = [shape.decode() for shape in tagging.word_shapes(tokens).numpy()]
     assert shapes == [reference_shape(token) for token in tokens]
     assert set(shapes) <= set(tagging.SHAPE_TOKENS)
@@ -276,20 +406,27 @@ def test_word_shape_is_the_first_character_before_the_cut_characters():
     chars = tagging.zoo_text.Vocab([list("Paris")], reserved_tokens=reserved + tagging.SHAPE_TOKENS)
     encoder = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3, word_shape=True)
     (word_ids, char_ids), mask = encoder(tagging.tf.ragged.constant([["Paris", "@x"], ["NYC"]]))
-    expected = [[["<shape:capitalized>", "P", "a", "r"], ["<shape:handle>", "@", "x", "<pad>"]],
-                [["<shape:caps>", "N", "Y", "C"], ["<pad>"] * 4]]
+    expected = [
+        [["<shape:capitalized>", "P", "a", "r"], ["<shape:handle>", "@", "x", "<pad>"]],
+        [["<shape:caps>", "N", "Y", "C"], ["<pad>"] * 4],
+    ]
     assert char_ids.numpy().tolist() == [[chars.to_ids(word) for word in row] for row in expected]
     assert word_ids.numpy().tolist() == [[words.id_of("paris"), words.unk_id], [words.unk_id, 0]]
     plain = tagging.TokenEncoder(words, chars, lowercase=True, max_chars=3)
-    assert plain(tagging.tf.ragged.constant([["Paris"]]))[0][1].numpy().tolist() == [[chars.to_ids(list("Par"))]]
+    assert plain(tagging.tf.ragged.constant([["Paris"]]))[0][1].numpy().tolist() == [
+        [chars.to_ids(list("Par"))]
+    ]
     with pytest.raises(ValueError, match="SHAPE_TOKENS"):
-        tagging.TokenEncoder(words, tagging.zoo_text.Vocab([list("ab")], reserved_tokens=reserved), True, 3,
-                             word_shape=True)
+        tagging.TokenEncoder(
+            words, tagging.zoo_text.Vocab([list("ab")], reserved_tokens=reserved), True, 3, word_shape=True
+        )
 
 
 def test_corpus_defaults_apply_unless_the_flag_is_given():
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).word_shape is True
-    assert tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
+    assert (
+        tagging.parse_args(["--corpus", "wnut17", "--no-word-shape", "--output-dir", "x"]).word_shape is False
+    )
     assert tagging.parse_args(["--output-dir", "x"]).word_shape is False
     assert tagging.parse_args(["--corpus", "wnut17", "--output-dir", "x"]).entity_weight == 5.0
     assert tagging.parse_args(["--corpus", "ud-ewt", "--output-dir", "x"]).entity_weight == 1.0
@@ -309,8 +446,13 @@ def test_entity_weight_weighs_entity_tokens_or_sentences():
     labels = [["O", "B-person", "O"], ["O"]]
 
     def weights(with_mask_weights):
-        batch = next(iter(tagging.tagging_dataset(sentences, labels, encoder, tags, 2, False, 0, with_mask_weights,
-                                                  entity_weight=4.0)))
+        batch = next(
+            iter(
+                tagging.tagging_dataset(
+                    sentences, labels, encoder, tags, 2, False, 0, with_mask_weights, entity_weight=4.0
+                )
+            )
+        )
         return batch[2].numpy().tolist()
 
     assert weights(True) == [[1.0, 4.0, 1.0], [1.0, 0.0, 0.0]]  # per token, padding 0

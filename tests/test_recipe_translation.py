@@ -12,8 +12,24 @@ import tensorflow as tf
 from recipes import translation
 from zoo.text import preprocess_nmt, read_sentence_pairs
 
-TINY = ["--epochs", "1", "--embedding-dim", "8", "--units", "8", "--num-layers", "1", "--batch-size", "32",
-        "--max-pairs", "300", "--max-length", "8", "--min-freq", "1"]
+TINY = [
+    "--epochs",
+    "1",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "8",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "32",
+    "--max-pairs",
+    "300",
+    "--max-length",
+    "8",
+    "--min-freq",
+    "1",
+]
 
 
 def test_course_tokens_match_preprocess_nmt(data_file):
@@ -21,7 +37,9 @@ def test_course_tokens_match_preprocess_nmt(data_file):
     crafted = ["Hé\u202f! Ça va\u00a0?", "Wait...", "a ,b.c!d?", "  spaced   out  ", "", "ÉCOLE, École."]
     texts = sources + targets + crafted
     tokens = translation.course_tokens(tf.constant(texts)).to_list()
-    assert [[token.decode("utf-8") for token in row] for row in tokens] == [preprocess_nmt(t).split() for t in texts]
+    assert [[token.decode("utf-8") for token in row] for row in tokens] == [
+        preprocess_nmt(t).split() for t in texts
+    ]
 
 
 def test_course_tokens_replace_undecodable_bytes():
@@ -51,7 +69,9 @@ def test_evaluate_scores_each_sentence_against_all_its_translations():
     scores, translations = translation.evaluate(translator, sources, references)
     assert translations == ["va !", "va !", "file !"]
     assert scores["exact"] == 0.5  # "go ." matches one of its references, "run !" none
-    assert scores["corpus_bleu"] == translation.corpus_bleu(["va !", "file !"], [("marche .", "va !"), ("cours !",)])
+    assert scores["corpus_bleu"] == translation.corpus_bleu(
+        ["va !", "file !"], [("marche .", "va !"), ("cours !",)]
+    )
     assert scores["corpus_bleu_single_reference"] == translation.corpus_bleu(translations, references)
 
 
@@ -65,15 +85,25 @@ def finished_run(data_file, tmp_path_factory):
 
 def test_run_writes_its_files_and_scores(finished_run, data_file):
     output, _ = finished_run
-    for name in ("config.json", "metrics.json", "curves.png", "model.keras", "source_vocab.txt",
-                 "target_vocab.txt", "saved_model/saved_model.pb", "checkpoints/state.json"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "curves.png",
+        "model.keras",
+        "source_vocab.txt",
+        "target_vocab.txt",
+        "saved_model/saved_model.pb",
+        "checkpoints/state.json",
+    ):
         assert (output / name).exists(), name
     final = json.loads((output / "metrics.json").read_text())["final"]
     assert final["epochs"] == 1
     sources, _ = read_sentence_pairs(data_file("fra-eng/fra.txt"), max_pairs=300)
     assert final["test_sentences"] == round(0.05 * len(set(sources)))  # 5% of the sentences, never trained on
     assert 0.0 <= final["test_corpus_bleu"] <= 1.0
-    assert [row["source"] for row in final["course_sentences"]] == [s for s, _ in translation.COURSE_SENTENCES]
+    assert [row["source"] for row in final["course_sentences"]] == [
+        s for s, _ in translation.COURSE_SENTENCES
+    ]
 
 
 def test_resume_continues_to_more_epochs(finished_run, data_file, tmp_path):
@@ -89,8 +119,9 @@ def test_resume_continues_to_more_epochs(finished_run, data_file, tmp_path):
 
 def test_greedy_decoding_runs_with_the_default_length_penalty(data_file, tmp_path):
     output = tmp_path / "greedy"
-    translation.main(["--data", str(data_file("fra-eng/fra.txt")), "--output-dir", str(output),
-                      "--beam-size", "0", *TINY])
+    translation.main(
+        ["--data", str(data_file("fra-eng/fra.txt")), "--output-dir", str(output), "--beam-size", "0", *TINY]
+    )
     final = json.loads((output / "metrics.json").read_text())["final"]
     assert 0.0 <= final["test_corpus_bleu"] <= 1.0
 
@@ -112,7 +143,8 @@ LOAD_WITHOUT_ZOO = textwrap.dedent(
     result = {"batch": [t.decode("utf-8") for t in translate(text=tf.constant(batch))["translation"].numpy()]}
     result["scalar"] = loaded.translate(tf.constant("go ."))["translation"].numpy().decode("utf-8")
     result["empty_shape"] = loaded.translate(tf.constant([], tf.string))["translation"].shape.as_list()
-    result["matrix_shape"] = loaded.translate(tf.constant([["go .", "a"], ["b", "c"]]))["translation"].shape.as_list()
+    matrix = tf.constant([["go .", "a"], ["b", "c"]])
+    result["matrix_shape"] = loaded.translate(matrix)["translation"].shape.as_list()
     try:
         loaded.translate(tf.constant([1, 2]))
         result["ints"] = "accepted"
@@ -128,7 +160,10 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
     output, model = finished_run
     completed = subprocess.run(
         [sys.executable, "-c", LOAD_WITHOUT_ZOO, str(output / "saved_model")],
-        capture_output=True, text=True, timeout=120, cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -24,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # program runs in this process and in subprocesses (killed, resumed, on two logical CPUs).
 # `--stall-at-epoch E` signals through `--signal FILE` in the middle of epoch E (from 1) and
 # then hangs, so the test can kill it mid-epoch.
-TINY_RECIPE = '''
+TINY_RECIPE = """
 import argparse, pathlib, time
 import keras, numpy as np, tensorflow as tf
 from recipes import common
@@ -86,7 +86,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 @pytest.fixture
@@ -105,8 +105,14 @@ def _run_in_process(script, *flags):
 
 def _start(script, *flags):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, str(script), *map(str, flags)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, flags)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(process, timeout=120):
@@ -121,7 +127,9 @@ def _load_dense_weights(run):
 
 def test_cosine_schedule_decays_the_learning_rate_per_epoch(tiny_recipe, tmp_path):
     run = tmp_path / "run"
-    _run_in_process(tiny_recipe, "--output-dir", run, "--epochs", 4, "--learning-rate", 0.2, "--lr-schedule", "cosine")
+    _run_in_process(
+        tiny_recipe, "--output-dir", run, "--epochs", 4, "--learning-rate", 0.2, "--lr-schedule", "cosine"
+    )
     rates = [entry["learning_rate"] for entry in json.loads((run / "metrics.json").read_text())["epochs"]]
     expected = [0.2 * 0.5 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)]
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
@@ -143,7 +151,9 @@ def test_outputs_of_a_run(tiny_recipe, tmp_path, capsys):
     assert metrics["final"]["epochs"] == 2
     assert metrics["final"]["val_loss"] == metrics["epochs"][-1]["val_loss"]
     assert metrics["final"]["sample"] == "4 2"
-    assert metrics["final"]["answer"] == 42 and isinstance(metrics["final"]["answer"], int)  # an int stays an int
+    assert metrics["final"]["answer"] == 42 and isinstance(
+        metrics["final"]["answer"], int
+    )  # an int stays an int
     assert history["loss"] == [entry["loss"] for entry in metrics["epochs"]]
     # Linear regression with Adam: the loss goes down.
     assert history["loss"][1] < history["loss"][0]
@@ -181,10 +191,22 @@ def test_recipe_error_is_one_line_and_exit_code_2(tiny_recipe, tmp_path, capsys)
 def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
     run, signal = tmp_path / "run", tmp_path / "mid-epoch-2"
     # The uninterrupted reference runs beside the run that will be killed.
-    reference = _start(tiny_recipe, "--output-dir", tmp_path / "reference", "--epochs", 3,
-                       "--optimizer", "adam")
-    killed = _start(tiny_recipe, "--output-dir", run, "--epochs", 3, "--optimizer", "adam",
-                    "--stall-at-epoch", 2, "--signal", signal)
+    reference = _start(
+        tiny_recipe, "--output-dir", tmp_path / "reference", "--epochs", 3, "--optimizer", "adam"
+    )
+    killed = _start(
+        tiny_recipe,
+        "--output-dir",
+        run,
+        "--epochs",
+        3,
+        "--optimizer",
+        "adam",
+        "--stall-at-epoch",
+        2,
+        "--signal",
+        signal,
+    )
     deadline = time.monotonic() + 120
     while not signal.exists():
         if killed.poll() is not None or time.monotonic() > deadline:
@@ -215,14 +237,28 @@ def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("strategy, cpu_devices, replicas", [
-    ("mirrored", 2, 2),
-    ("multi-worker", 0, 1),  # without TF_CONFIG: one worker
-])
+@pytest.mark.parametrize(
+    "strategy, cpu_devices, replicas",
+    [
+        ("mirrored", 2, 2),
+        ("multi-worker", 0, 1),  # without TF_CONFIG: one worker
+    ],
+)
 def test_strategies_train(tiny_recipe, tmp_path, strategy, cpu_devices, replicas):
     run = tmp_path / "run"
-    output = _finish(_start(tiny_recipe, "--output-dir", run, "--epochs", 1,
-                            "--strategy", strategy, "--cpu-devices", cpu_devices))
+    output = _finish(
+        _start(
+            tiny_recipe,
+            "--output-dir",
+            run,
+            "--epochs",
+            1,
+            "--strategy",
+            strategy,
+            "--cpu-devices",
+            cpu_devices,
+        )
+    )
     assert f"REPLICAS {replicas}" in output
     # 64 examples in global batches of 8, whatever the replicas: 8 steps.
     assert "ITERATIONS 8" in output
@@ -232,8 +268,7 @@ def test_strategies_train(tiny_recipe, tmp_path, strategy, cpu_devices, replicas
 
 def test_multi_worker_cluster_is_refused_with_the_reason(monkeypatch):
     cluster = {"worker": ["localhost:23456", "localhost:23457"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     with pytest.raises(common.RecipeError, match="2 workers.*keras-team/keras#20585"):
         common.make_strategy("multi-worker")
 
@@ -242,13 +277,13 @@ def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     data = tmp_path / "corpus.txt"
-    (run / "config.json").write_text(json.dumps(
-        {"data": str(data), "epochs": 7, "learning_rate": 0.5, "output_dir": "elsewhere"}))
+    (run / "config.json").write_text(
+        json.dumps({"data": str(data), "epochs": 7, "learning_rate": 0.5, "output_dir": "elsewhere"})
+    )
 
     def parse(*flags):
         parser = argparse.ArgumentParser()
-        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4,
-                                    learning_rate=1.0)
+        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4, learning_rate=1.0)
         return common.parse_args(parser, [str(flag) for flag in flags])
 
     args = parse("--resume", run)
@@ -284,8 +319,7 @@ def test_count_units():
 
 def test_export_refuses_signatures_without_string_inputs():
     module = tf.Module()
-    module.double = tf.function(lambda x: 2 * x,
-                                input_signature=[tf.TensorSpec([None], tf.float32)])
+    module.double = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None], tf.float32)])
     with pytest.raises(ValueError, match="must take raw strings"):
         common.export_saved_model(module, "/nonexistent", {"double": module.double})
     module.untyped = tf.function(lambda x: x)
@@ -313,12 +347,16 @@ def test_subclassed_model_is_built_and_restored(tmp_path):
 
     def train_run(*flags):
         parser = argparse.ArgumentParser()
-        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4,
-                                    learning_rate=0.01)
+        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4, learning_rate=0.01)
         args = common.parse_args(parser, [str(flag) for flag in flags])
         return common.run_training(
-            TinyClassifier, train, None, args, strategy=common.setup(args),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            TinyClassifier,
+            train,
+            None,
+            args,
+            strategy=common.setup(args),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
 
     run = tmp_path / "run"
     trained, history = train_run("--output-dir", run)

@@ -179,7 +179,9 @@ def test_generation_never_emits_bos_pad_or_unk(beam_size):
     for row, length in zip(token_ids.numpy(), lengths.numpy()):
         assert not set(row[:length]) & {BOS, PAD, unk}
     # The raw decoder step does favour them: without the suppression they would be generated.
-    logits, _ = model.step_fn()(tf.constant([BOS] * len(SOURCES)), model.initial_decoder_state(model.encode(sources)))
+    logits, _ = model.step_fn()(
+        tf.constant([BOS] * len(SOURCES)), model.initial_decoder_state(model.encode(sources))
+    )
     assert set(np.argmax(logits.numpy(), axis=-1)) <= {BOS, PAD, unk}
 
 

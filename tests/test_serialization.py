@@ -27,8 +27,12 @@ RECURRENT_FACTORIES = {
     "simple_rnn": lambda: zoo.layers.SimpleRNN(5, return_sequences=True),
     "gru_reset_before": lambda: zoo.layers.GRU(5, return_sequences=True, reset_after=False),
     "lstm_backwards": lambda: zoo.layers.LSTM(5, return_sequences=True, go_backwards=True, dropout=0.1),
-    "bidirectional_gru": lambda: zoo.layers.Bidirectional(zoo.layers.GRU(5, return_sequences=True), merge_mode="sum"),
-    "stacked_lstm": lambda: zoo.layers.StackedRNN("lstm", 5, num_layers=2, dropout=0.1, implementation="loop"),
+    "bidirectional_gru": lambda: zoo.layers.Bidirectional(
+        zoo.layers.GRU(5, return_sequences=True), merge_mode="sum"
+    ),
+    "stacked_lstm": lambda: zoo.layers.StackedRNN(
+        "lstm", 5, num_layers=2, dropout=0.1, implementation="loop"
+    ),
     "peephole_cell": lambda: keras.layers.RNN(zoo.cells.PeepholeLSTMCell(5), return_sequences=True),
     "layer_norm_cell": lambda: keras.layers.RNN(zoo.cells.LayerNormLSTMCell(5), return_sequences=True),
 }
@@ -53,7 +57,9 @@ def test_keras_file_round_trip_is_exact(kind, tmp_path):
     original_layer, loaded_layer = model.layers[2], loaded.layers[2]
     assert type(loaded_layer) is type(original_layer)
     # JSON normalises tuples to lists, as the .keras file does.
-    assert json.loads(json.dumps(loaded_layer.get_config())) == json.loads(json.dumps(original_layer.get_config()))
+    assert json.loads(json.dumps(loaded_layer.get_config())) == json.loads(
+        json.dumps(original_layer.get_config())
+    )
 
 
 EXPORT_CHECK = textwrap.dedent(
@@ -88,7 +94,14 @@ def test_exported_model_runs_in_plain_tensorflow(kind, tmp_path):
     np.save(tmp_path / "expected.npy", expected)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", EXPORT_CHECK, str(export_dir), str(tmp_path / "x.npy"), str(tmp_path / "expected.npy")],
+        [
+            sys.executable,
+            "-c",
+            EXPORT_CHECK,
+            str(export_dir),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "expected.npy"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

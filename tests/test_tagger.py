@@ -9,8 +9,16 @@ from zoo.models.tagger import SequenceTagger, build_tagger
 
 
 def small_tagger(output="softmax", **kwargs):
-    config = dict(vocab_size=20, num_tags=4, embedding_dim=6, units=5, char_vocab_size=12, char_embedding_dim=4,
-                  char_filters=3, dropout=0.2)
+    config = dict(
+        vocab_size=20,
+        num_tags=4,
+        embedding_dim=6,
+        units=5,
+        char_vocab_size=12,
+        char_embedding_dim=4,
+        char_filters=3,
+        dropout=0.2,
+    )
     config.update(kwargs)
     return build_tagger(output, **config)
 
@@ -73,7 +81,9 @@ def test_keras_round_trip_is_exact(output, tmp_path):
     np.testing.assert_array_equal(np.asarray(restored((words, chars))), np.asarray(model((words, chars))))
     if output == "crf":
         for name in ("transitions", "start_transitions", "end_transitions"):
-            np.testing.assert_array_equal(getattr(restored.crf, name).numpy(), getattr(model.crf, name).numpy())
+            np.testing.assert_array_equal(
+                getattr(restored.crf, name).numpy(), getattr(model.crf, name).numpy()
+            )
 
 
 def test_bad_arguments_and_inputs_raise_clear_errors():

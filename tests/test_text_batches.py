@@ -118,7 +118,9 @@ def test_classification_batches_pad_truncate(vocab):
 
 def test_bucketed_batches_group_lengths(vocab):
     texts = ["a"] * 4 + ["a b c d e f"] * 4
-    dataset = classification_batches(texts, [0] * 8, 4, vocab=vocab, bucket_boundaries=[3], shuffle_buffer=8, seed=1)
+    dataset = classification_batches(
+        texts, [0] * 8, 4, vocab=vocab, bucket_boundaries=[3], shuffle_buffer=8, seed=1
+    )
     widths = sorted(x.shape[1] for x, _ in dataset)
     assert widths == [1, 6]  # short and long texts never share a batch
 
@@ -138,7 +140,10 @@ def test_seq2seq_bos_eos(vocab):
     dataset = seq2seq_batches(["a b c d", "a"], ["b c", "d a b c d"], 2, vocab, vocab, max_length=4)
     (source, decoder_inputs), targets, mask = next(iter(dataset))
     bos, eos = vocab.id_of("<bos>"), vocab.id_of("<eos>")
-    assert source.numpy().tolist() == [vocab.to_ids(["a", "b", "c"]) + [eos], vocab.to_ids(["a"]) + [eos, 0, 0]]
+    assert source.numpy().tolist() == [
+        vocab.to_ids(["a", "b", "c"]) + [eos],
+        vocab.to_ids(["a"]) + [eos, 0, 0],
+    ]
     y0, y1 = vocab.to_ids(["b", "c"]), vocab.to_ids(["d", "a", "b"])
     assert decoder_inputs.numpy().tolist() == [[bos] + y0 + [0], [bos] + y1]
     assert targets.numpy().tolist() == [y0 + [eos, 0], y1 + [eos]]
@@ -149,7 +154,9 @@ def test_seq2seq_bos_eos(vocab):
 
 def test_seq2seq_with_bpe_ids():
     tokenizer = BPETokenizer.train(["the cat sat on the mat"] * 20, vocab_size=25)
-    dataset = seq2seq_batches(["the cat"], ["the mat"], 1, source_tokenizer=tokenizer, target_tokenizer=tokenizer)
+    dataset = seq2seq_batches(
+        ["the cat"], ["the mat"], 1, source_tokenizer=tokenizer, target_tokenizer=tokenizer
+    )
     (source, decoder_inputs), targets, _ = next(iter(dataset))
     assert source.numpy().tolist() == [tokenizer.python_tokenize("the cat") + [tokenizer.id_of("<eos>")]]
     assert decoder_inputs.numpy()[0, 0] == tokenizer.id_of("<bos>")
@@ -179,7 +186,9 @@ def test_lm_pipeline_on_time_machine(data_file):
 
 def test_bucketed_batches_know_their_count(vocab):
     texts = ["a"] * 5 + ["a b"] * 3 + ["a b c d e f"] * 6
-    dataset = classification_batches(texts, [0] * 14, 4, vocab=vocab, bucket_boundaries=[2, 4], shuffle_buffer=14, seed=0)
+    dataset = classification_batches(
+        texts, [0] * 14, 4, vocab=vocab, bucket_boundaries=[2, 4], shuffle_buffer=14, seed=0
+    )
     # Buckets of 5, 3 and 6 texts: 2 + 1 + 2 batches, each bucket ending with a partial one.
     assert int(dataset.cardinality()) == 5
     assert sorted(len(y) for _, y in dataset) == [1, 2, 3, 4, 4]
@@ -189,7 +198,9 @@ def test_seq2seq_buckets_by_the_longer_side(vocab):
     # Sources of one length: only the targets' lengths can keep short and long targets apart.
     sources = ["a b"] * 8
     targets = ["a"] * 4 + ["a b c d e"] * 4
-    dataset = seq2seq_batches(sources, targets, 4, vocab, vocab, bucket_boundaries=[4], shuffle_buffer=8, seed=3)
+    dataset = seq2seq_batches(
+        sources, targets, 4, vocab, vocab, bucket_boundaries=[4], shuffle_buffer=8, seed=3
+    )
     widths = sorted(decoder_inputs.shape[1] for (_, decoder_inputs), _, _ in dataset)
     assert widths == [2, 6]
     assert int(dataset.cardinality()) == 2

@@ -72,7 +72,9 @@ def test_save_load(tokenizer, tmp_path):
     tokenizer.save(path)
     loaded = BPETokenizer.load(path)
     assert loaded.tokenize(SAMPLES) == tokenizer.tokenize(SAMPLES)
-    assert spm.SentencePieceProcessor(model_file=str(path)).encode(SAMPLES[0]) == tokenizer.tokenize(SAMPLES[0])
+    assert spm.SentencePieceProcessor(model_file=str(path)).encode(SAMPLES[0]) == tokenizer.tokenize(
+        SAMPLES[0]
+    )
     with pytest.raises(FileNotFoundError, match="missing.model"):
         BPETokenizer.load(tmp_path / "missing.model")
     (tmp_path / "junk.model").write_bytes(b"not a model")

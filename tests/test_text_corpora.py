@@ -85,7 +85,10 @@ def test_delimited_splits_on_newline_only(tmp_path):
     csv_path.write_text('text,label\n"a, quoted",1\nplain,0\n')
     import csv
 
-    assert read_delimited(csv_path, "text", "label", ",", csv.QUOTE_MINIMAL) == (["a, quoted", "plain"], ["1", "0"])
+    assert read_delimited(csv_path, "text", "label", ",", csv.QUOTE_MINIMAL) == (
+        ["a, quoted", "plain"],
+        ["1", "0"],
+    )
     with pytest.raises(ValueError, match="no column"):
         read_delimited(path, "review")
     (tmp_path / "ragged.tsv").write_text("text\tlabel\nonly-one-field\n")

@@ -28,7 +28,9 @@ LINES = ["The Time Machine, by H. G. Wells [1898]", "  I.  ", "", "Don't stop --
 
 def test_course_clean_matches_python_re():
     assert course_clean(LINES) == [_course_reference(line) for line in LINES]
-    assert course_clean(tf.constant(LINES)).numpy().tolist() == [_course_reference(line).encode() for line in LINES]
+    assert course_clean(tf.constant(LINES)).numpy().tolist() == [
+        _course_reference(line).encode() for line in LINES
+    ]
 
 
 @pytest.mark.parametrize("mode", ["course", "faithful"])
@@ -52,7 +54,20 @@ def test_word_tokenizer_course_matches_split():
 
 def test_word_tokenizer_faithful_keeps_case_punctuation_unicode():
     tokenizer = WordTokenizer("faithful")
-    assert tokenizer.tokenize(LINES[3]) == ["Don", "'", "t", "stop", "-", "-", "naïve", "café", "12", ".", "5", "!"]
+    assert tokenizer.tokenize(LINES[3]) == [
+        "Don",
+        "'",
+        "t",
+        "stop",
+        "-",
+        "-",
+        "naïve",
+        "café",
+        "12",
+        ".",
+        "5",
+        "!",
+    ]
     assert tokenizer.tokenize("Hi\u00a0there,\tyou") == ["Hi", "there", ",", "you"]
     scalar = tokenizer.tokenize(tf.constant("Hello, world!"))
     assert scalar.numpy().tolist() == [b"Hello", b",", b"world", b"!"]
@@ -213,7 +228,8 @@ def test_vocab_and_tokenizer_in_saved_model(tmp_path):
     module = tf.Module()
     module.vocab = vocab
     module.encode = tf.function(
-        lambda text: vocab.to_ids(tokenizer.tokenize(text)), input_signature=[tf.TensorSpec([None], tf.string)]
+        lambda text: vocab.to_ids(tokenizer.tokenize(text)),
+        input_signature=[tf.TensorSpec([None], tf.string)],
     )
     module.decode = tf.function(
         lambda ids: tokenizer.detokenize(vocab.to_tokens(ids)),

@@ -7,6 +7,7 @@ from zoo.crf import CRF, CRFTagger, crf_log_likelihood, crf_log_norm, crf_sequen
 from zoo.decoding import BeamSearchResult, beam_search, greedy_decode, sample
 from zoo.layers import GRU, LSTM, Bidirectional, SimpleRNN, StackedRNN, portable_graph
 from zoo.losses import SparseCategoricalCrossentropy
+from zoo.metrics import Perplexity, bleu, corpus_bleu, entity_f1, entity_spans, token_accuracy
 from zoo.models import (
     AveragedEnsemble,
     LanguageModel,
@@ -16,7 +17,6 @@ from zoo.models import (
     SequenceTagger,
     TextGenerator,
 )
-from zoo.metrics import Perplexity, bleu, corpus_bleu, entity_f1, entity_spans, token_accuracy
 from zoo.text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer
 
 __version__ = "0.1.0"

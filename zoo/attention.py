@@ -117,7 +117,9 @@ class AdditiveAttention(keras.layers.Layer):
 
     def call(self, query, keys, values=None, keys_mask=None, valid_lengths=None, training=None):
         if len(query.shape) not in (2, 3):
-            raise ValueError(f"query must be [batch, size] or [batch, queries, size], got shape {query.shape}")
+            raise ValueError(
+                f"query must be [batch, size] or [batch, queries, size], got shape {query.shape}"
+            )
         if len(keys.shape) != 3:
             raise ValueError(f"keys must be [batch, keys, size], got shape {keys.shape}")
         if valid_lengths is not None:
@@ -202,7 +204,8 @@ class AttentionDecoderCell(keras.layers.Layer):
             self.attention_units, dropout=attention_dropout, dtype=self.dtype_policy, name="attention"
         )
         self.recurrent_cells = [
-            _recurrent_cell(units, self.dtype_policy, name=f"recurrent_cell_{layer}") for layer in range(num_layers)
+            _recurrent_cell(units, self.dtype_policy, name=f"recurrent_cell_{layer}")
+            for layer in range(num_layers)
         ]
         self.state_size = [units] * num_layers + [self.memory_size, self.attention_units, 1]
         self.output_size = units
@@ -261,7 +264,8 @@ class AttentionDecoderCell(keras.layers.Layer):
     def call(self, inputs, states, training=None):
         if len(states) != self.num_layers + 3:
             raise ValueError(
-                f"expected {self.num_layers + 3} states (see get_initial_state_from_encoder), got {len(states)}"
+                f"expected {self.num_layers + 3} states (see get_initial_state_from_encoder), "
+                f"got {len(states)}"
             )
         hidden_states = states[: self.num_layers]
         memory, projected_keys, memory_mask = states[self.num_layers :]

@@ -203,7 +203,9 @@ class SimpleRNNCell(RecurrentCell):
     def call(self, inputs, states, training=False):
         h_tm1 = states[0] if isinstance(states, (list, tuple)) else states
         x = self.dropped_inputs(inputs, training)
-        h = ops.matmul(x, self.kernel) + ops.matmul(self.dropped_state(h_tm1, training), self.recurrent_kernel)
+        h = ops.matmul(x, self.kernel) + ops.matmul(
+            self.dropped_state(h_tm1, training), self.recurrent_kernel
+        )
         if self.use_bias:
             h = h + self.bias
         h = self.activation(h)
@@ -346,7 +348,9 @@ class LSTMCell(RecurrentCell):
     def call(self, inputs, states, training=False):
         h_tm1, c_tm1 = states
         x = self.dropped_inputs(inputs, training)
-        z_i, z_f, z_c, z_o = ops.split(self.gate_preactivations(x, self.dropped_state(h_tm1, training)), 4, axis=-1)
+        z_i, z_f, z_c, z_o = ops.split(
+            self.gate_preactivations(x, self.dropped_state(h_tm1, training)), 4, axis=-1
+        )
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
         c = f * c_tm1 + i * self.activation(z_c)
@@ -384,15 +388,25 @@ class PeepholeLSTMCell(LSTMCell):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.input_gate_peephole_weights, self.forget_gate_peephole_weights, self.output_gate_peephole_weights = (
-            self.add_weight(shape=(self.units,), name=f"{gate}_gate_peephole_weights", initializer=self.peephole_initializer)
+        (
+            self.input_gate_peephole_weights,
+            self.forget_gate_peephole_weights,
+            self.output_gate_peephole_weights,
+        ) = (
+            self.add_weight(
+                shape=(self.units,),
+                name=f"{gate}_gate_peephole_weights",
+                initializer=self.peephole_initializer,
+            )
             for gate in ("input", "forget", "output")
         )
 
     def call(self, inputs, states, training=False):
         h_tm1, c_tm1 = states
         x = self.dropped_inputs(inputs, training)
-        z_i, z_f, z_c, z_o = ops.split(self.gate_preactivations(x, self.dropped_state(h_tm1, training)), 4, axis=-1)
+        z_i, z_f, z_c, z_o = ops.split(
+            self.gate_preactivations(x, self.dropped_state(h_tm1, training)), 4, axis=-1
+        )
         i = self.recurrent_activation(z_i + self.input_gate_peephole_weights * c_tm1)
         f = self.recurrent_activation(z_f + self.forget_gate_peephole_weights * c_tm1)
         c = f * c_tm1 + i * self.activation(z_c)
@@ -401,7 +415,10 @@ class PeepholeLSTMCell(LSTMCell):
         return h, [h, c]
 
     def get_config(self):
-        return {**super().get_config(), "peephole_initializer": initializers.serialize(self.peephole_initializer)}
+        return {
+            **super().get_config(),
+            "peephole_initializer": initializers.serialize(self.peephole_initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
@@ -426,7 +443,9 @@ class LayerNormLSTMCell(LSTMCell):
     (2, 4)
     """
 
-    def __init__(self, units, norm_epsilon=1e-3, norm_gamma_initializer="ones", norm_beta_initializer="zeros", **kwargs):
+    def __init__(
+        self, units, norm_epsilon=1e-3, norm_gamma_initializer="ones", norm_beta_initializer="zeros", **kwargs
+    ):
         super().__init__(units, **kwargs)
         self.norm_epsilon = norm_epsilon
         self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)

@@ -56,8 +56,7 @@ def _check_weights(emissions, transitions, start_transitions, end_transitions):
         vector = tf.cast(tf.convert_to_tensor(vector), emissions.dtype)
         if vector.shape.rank != 1 or not vector.shape.is_compatible_with(transitions.shape[:1]):
             raise ValueError(
-                f"CRF {name}_transitions must have shape [{transitions.shape[0]}], "
-                f"got {vector.shape}"
+                f"CRF {name}_transitions must have shape [{transitions.shape[0]}], got {vector.shape}"
             )
         boundary.append(vector)
     return transitions, boundary[0], boundary[1]
@@ -70,11 +69,10 @@ def _check_mask(emissions, mask):
     if mask.shape.rank != 2:
         raise ValueError(f"CRF mask must have shape [batch, time], got shape {mask.shape}")
     if not mask.shape.is_compatible_with(emissions.shape[:2]):
-        raise ValueError(
-            f"CRF mask shape {mask.shape} does not match emissions shape {emissions.shape}"
-        )
+        raise ValueError(f"CRF mask shape {mask.shape} does not match emissions shape {emissions.shape}")
     tf.debugging.assert_equal(
-        tf.shape(mask), tf.shape(emissions)[:2],
+        tf.shape(mask),
+        tf.shape(emissions)[:2],
         message="CRF mask shape does not match the emissions' [batch, time]",
     )
     return tf.cast(mask, tf.bool)
@@ -85,11 +83,10 @@ def _check_tags(emissions, tags, mask):
     if not tags.dtype.is_integer:
         raise TypeError(f"CRF tags must be integer ids, got {tags.dtype.name}")
     if tags.shape.rank != 2 or not tags.shape.is_compatible_with(emissions.shape[:2]):
-        raise ValueError(
-            f"CRF tags shape {tags.shape} does not match emissions shape {emissions.shape}"
-        )
+        raise ValueError(f"CRF tags shape {tags.shape} does not match emissions shape {emissions.shape}")
     tf.debugging.assert_equal(
-        tf.shape(tags), tf.shape(emissions)[:2],
+        tf.shape(tags),
+        tf.shape(emissions)[:2],
         message="CRF tags shape does not match the emissions' [batch, time]",
     )
     tags = tf.cast(tags, tf.int32)
@@ -130,8 +127,7 @@ def _steps(emissions, prefix_mask):
     return tf.transpose(emissions, [1, 0, 2]), tf.transpose(prefix_mask), is_first
 
 
-def crf_sequence_score(emissions, tags, mask, transitions, start_transitions=None,
-                       end_transitions=None):
+def crf_sequence_score(emissions, tags, mask, transitions, start_transitions=None, end_transitions=None):
     """Unnormalised score s(E, y) of given tag sequences.
 
     Args:
@@ -147,8 +143,7 @@ def crf_sequence_score(emissions, tags, mask, transitions, start_transitions=Non
         Float tensor [batch].
     """
     emissions = _check_emissions(emissions)
-    transitions, start, end = _check_weights(emissions, transitions, start_transitions,
-                                             end_transitions)
+    transitions, start, end = _check_weights(emissions, transitions, start_transitions, end_transitions)
     mask = _check_mask(emissions, mask)
     tags = _check_tags(emissions, tags, mask)
     emissions, prefix_mask, lengths, _, tags = _align(emissions, mask, tags)
@@ -170,8 +165,7 @@ def crf_log_norm(emissions, mask, transitions, start_transitions=None, end_trans
         Float tensor [batch].
     """
     emissions = _check_emissions(emissions)
-    transitions, start, end = _check_weights(emissions, transitions, start_transitions,
-                                             end_transitions)
+    transitions, start, end = _check_weights(emissions, transitions, start_transitions, end_transitions)
     mask = _check_mask(emissions, mask)
     emissions, prefix_mask, lengths, _, _ = _align(emissions, mask)
     step_inputs = _steps(emissions, prefix_mask)
@@ -179,8 +173,10 @@ def crf_log_norm(emissions, mask, transitions, start_transitions=None, end_trans
     def forward_step(alpha, step_inputs):
         step_emissions, step_mask, is_first = step_inputs
         advanced = tf.where(
-            is_first, start + step_emissions,
-            tf.reduce_logsumexp(alpha[:, :, None] + transitions, axis=1) + step_emissions)
+            is_first,
+            start + step_emissions,
+            tf.reduce_logsumexp(alpha[:, :, None] + transitions, axis=1) + step_emissions,
+        )
         return tf.where(step_mask[:, None], advanced, alpha)
 
     alpha = tf.foldl(forward_step, step_inputs, initializer=tf.zeros_like(emissions[:, 0]))
@@ -188,8 +184,7 @@ def crf_log_norm(emissions, mask, transitions, start_transitions=None, end_trans
     return tf.where(lengths > 0, log_norm, tf.zeros_like(log_norm))
 
 
-def crf_log_likelihood(emissions, tags, mask, transitions, start_transitions=None,
-                       end_transitions=None):
+def crf_log_likelihood(emissions, tags, mask, transitions, start_transitions=None, end_transitions=None):
     """Log-likelihood log p(y | E) = s(E, y) - log Z(E) of given tag sequences.
 
     Args: as `crf_sequence_score`.
@@ -197,8 +192,7 @@ def crf_log_likelihood(emissions, tags, mask, transitions, start_transitions=Non
     Returns:
         Float tensor [batch]; the training loss is its negative mean.
     """
-    score = crf_sequence_score(emissions, tags, mask, transitions, start_transitions,
-                               end_transitions)
+    score = crf_sequence_score(emissions, tags, mask, transitions, start_transitions, end_transitions)
     return score - crf_log_norm(emissions, mask, transitions, start_transitions, end_transitions)
 
 
@@ -212,8 +206,7 @@ def viterbi_decode(emissions, mask, transitions, start_transitions=None, end_tra
         score s(E, tags) [batch] of each decoded sequence.
     """
     emissions = _check_emissions(emissions)
-    transitions, start, end = _check_weights(emissions, transitions, start_transitions,
-                                             end_transitions)
+    transitions, start, end = _check_weights(emissions, transitions, start_transitions, end_transitions)
     mask = _check_mask(emissions, mask)
     emissions, prefix_mask, lengths, order, _ = _align(emissions, mask)
     batch_size, num_tags = tf.shape(emissions)[0], tf.shape(emissions)[2]
@@ -227,11 +220,14 @@ def viterbi_decode(emissions, mask, transitions, start_transitions=None, end_tra
         candidates = alpha[:, :, None] + transitions
         advanced = tf.where(is_first, start, tf.reduce_max(candidates, axis=1)) + step_emissions
         best_previous = tf.argmax(candidates, axis=1, output_type=tf.int32)
-        return (tf.where(step_mask[:, None], advanced, alpha),
-                tf.where(step_mask[:, None] & ~is_first, best_previous, identity))
+        return (
+            tf.where(step_mask[:, None], advanced, alpha),
+            tf.where(step_mask[:, None] & ~is_first, best_previous, identity),
+        )
 
-    alphas, backpointers = tf.scan(viterbi_step, _steps(emissions, prefix_mask),
-                                   initializer=(tf.zeros_like(emissions[:, 0]), identity))
+    alphas, backpointers = tf.scan(
+        viterbi_step, _steps(emissions, prefix_mask), initializer=(tf.zeros_like(emissions[:, 0]), identity)
+    )
     final_alpha = alphas[-1] + end
     last_tags = tf.argmax(final_alpha, axis=1, output_type=tf.int32)
     best_scores = tf.reduce_max(final_alpha, axis=1)
@@ -284,9 +280,15 @@ class CRF(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_tags, use_boundary_transitions=True,
-                 transitions_initializer="glorot_uniform", boundary_initializer="zeros",
-                 transitions_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        num_tags,
+        use_boundary_transitions=True,
+        transitions_initializer="glorot_uniform",
+        boundary_initializer="zeros",
+        transitions_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_tags, int) or isinstance(num_tags, bool) or num_tags < 1:
             raise ValueError(f"num_tags must be a positive integer, got {num_tags!r}")
@@ -300,16 +302,20 @@ class CRF(keras.layers.Layer):
 
     def build(self, input_shape):
         self.transitions = self.add_weight(
-            name="transitions", shape=(self.num_tags, self.num_tags),
-            initializer=self.transitions_initializer, regularizer=self.transitions_regularizer,
+            name="transitions",
+            shape=(self.num_tags, self.num_tags),
+            initializer=self.transitions_initializer,
+            regularizer=self.transitions_regularizer,
         )
         if self.use_boundary_transitions:
             self.start_transitions = self.add_weight(
-                name="start_transitions", shape=(self.num_tags,),
+                name="start_transitions",
+                shape=(self.num_tags,),
                 initializer=self.boundary_initializer,
             )
             self.end_transitions = self.add_weight(
-                name="end_transitions", shape=(self.num_tags,),
+                name="end_transitions",
+                shape=(self.num_tags,),
                 initializer=self.boundary_initializer,
             )
         else:
@@ -340,13 +346,15 @@ class CRF(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_tags": self.num_tags,
-            "use_boundary_transitions": self.use_boundary_transitions,
-            "transitions_initializer": keras.initializers.serialize(self.transitions_initializer),
-            "boundary_initializer": keras.initializers.serialize(self.boundary_initializer),
-            "transitions_regularizer": keras.regularizers.serialize(self.transitions_regularizer),
-        })
+        config.update(
+            {
+                "num_tags": self.num_tags,
+                "use_boundary_transitions": self.use_boundary_transitions,
+                "transitions_initializer": keras.initializers.serialize(self.transitions_initializer),
+                "boundary_initializer": keras.initializers.serialize(self.boundary_initializer),
+                "transitions_regularizer": keras.regularizers.serialize(self.transitions_regularizer),
+            }
+        )
         return config
 
 
@@ -360,7 +368,8 @@ def _exact_accuracy(metrics):
         return metrics
     return [
         keras.metrics.Accuracy(name=metric)
-        if isinstance(metric, str) and metric in ("accuracy", "acc") else metric
+        if isinstance(metric, str) and metric in ("accuracy", "acc")
+        else metric
         for metric in metrics
     ]
 
@@ -410,14 +419,17 @@ class CRFTagger(keras.Model):
         self.emission_model = emission_model
         self.crf = crf
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None,
-                **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
         if loss is not None:
             raise ValueError(
                 "CRFTagger trains on the CRF negative log-likelihood: do not pass `loss` to compile"
             )
-        super().compile(optimizer=optimizer, metrics=_exact_accuracy(metrics),
-                        weighted_metrics=_exact_accuracy(weighted_metrics), **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            metrics=_exact_accuracy(metrics),
+            weighted_metrics=_exact_accuracy(weighted_metrics),
+            **kwargs,
+        )
 
     def compile_from_config(self, config):
         # Keras skips models that override `compile`; ours takes Keras's own arguments.
@@ -474,10 +486,12 @@ class CRFTagger(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "emission_model": keras.saving.serialize_keras_object(self.emission_model),
-            "crf": keras.saving.serialize_keras_object(self.crf),
-        })
+        config.update(
+            {
+                "emission_model": keras.saving.serialize_keras_object(self.emission_model),
+                "crf": keras.saving.serialize_keras_object(self.crf),
+            }
+        )
         return config
 
     @classmethod

@@ -62,7 +62,9 @@ def _call_step(step_fn, token_ids, states):
     try:
         tf.nest.assert_same_structure(states, new_states)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"step_fn must return new states with the structure of its input states: {error}")
+        raise ValueError(
+            f"step_fn must return new states with the structure of its input states: {error}"
+        ) from None
 
     def keep_shape(new, old):
         if new.dtype != old.dtype:
@@ -190,9 +192,7 @@ def sample(
         lambda: tf.zeros([batch_size, 0], tf.int32),
     )
     # The loop stops early once every sequence has ended; the remaining columns are padding.
-    generated = tf.pad(
-        generated, [[0, 0], [0, max_length - tf.shape(generated)[1]]], constant_values=pad_id
-    )
+    generated = tf.pad(generated, [[0, 0], [0, max_length - tf.shape(generated)[1]]], constant_values=pad_id)
     generated.set_shape([initial_ids.shape[0], max_length])
     return generated, lengths
 
@@ -296,15 +296,13 @@ def beam_search(
         vocabulary_size = tf.shape(logits)[-1]
         step_log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch_size, beam_size, vocabulary_size])
         # A finished hypothesis has one continuation, pad, at no cost: it keeps its score.
-        carry_over = tf.where(
-            tf.equal(tf.range(vocabulary_size), pad_id), 0.0, -float("inf")
-        )
+        carry_over = tf.where(tf.equal(tf.range(vocabulary_size), pad_id), 0.0, -float("inf"))
         step_log_probs = tf.where(finished[:, :, None], carry_over, step_log_probs)
         candidate_log_probs = log_probs[:, :, None] + step_log_probs
         candidate_lengths = tf.where(finished, lengths, step + 1)
-        candidate_scores = candidate_log_probs / length_penalty_factor(
-            candidate_lengths, length_penalty
-        )[:, :, None]
+        candidate_scores = (
+            candidate_log_probs / length_penalty_factor(candidate_lengths, length_penalty)[:, :, None]
+        )
 
         flat_shape = [batch_size, beam_size * vocabulary_size]
         _, best = tf.math.top_k(tf.reshape(candidate_scores, flat_shape), k=beam_size)

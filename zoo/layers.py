@@ -174,7 +174,9 @@ class RecurrentLayer(keras.layers.RNN):
         if mask is not None:
             mask = ops.convert_to_tensor(mask)
             if mask.dtype != "bool":
-                raise TypeError(f"{self.__class__.__name__} '{self.name}': the mask must be bool; got {mask.dtype}")
+                raise TypeError(
+                    f"{self.__class__.__name__} '{self.name}': the mask must be bool; got {mask.dtype}"
+                )
         self._validate_call_inputs(sequences, mask)
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
@@ -280,8 +282,8 @@ class RecurrentLayer(keras.layers.RNN):
             tf.debugging.assert_equal(
                 right_padded,
                 True,
-                message=f"{self.__class__.__name__} '{self.name}': implementation={path!r} needs right-padded "
-                "masks; use implementation='auto' or 'loop' for other masks",
+                message=f"{self.__class__.__name__} '{self.name}': implementation={path!r} needs "
+                "right-padded masks; use implementation='auto' or 'loop' for other masks",
             )
             return run_kernel(lengths)
         self.implementation_used = f"{path} (loop for masks that are not right-padded)"
@@ -309,8 +311,10 @@ class RecurrentLayer(keras.layers.RNN):
         # The weights as stored (float32 under a mixed policy), not cast to the compute dtype.
         with AutocastScope(None):
             outputs, states = self.fused_sequence(
-                ops.cast(sequences, kernel_dtype), [ops.cast(s, kernel_dtype) for s in initial_state],
-                lengths, keep_for_gradient,
+                ops.cast(sequences, kernel_dtype),
+                [ops.cast(s, kernel_dtype) for s in initial_state],
+                lengths,
+                keep_for_gradient,
             )
         return ops.cast(outputs, self.compute_dtype), [ops.cast(s, self.compute_dtype) for s in states]
 
@@ -357,9 +361,22 @@ def _cell_property(name):
 
 
 for _name in (
-    "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer", "recurrent_initializer",
-    "bias_initializer", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "kernel_constraint",
-    "recurrent_constraint", "bias_constraint", "dropout", "recurrent_dropout", "seed",
+    "units",
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
 ):
     setattr(RecurrentLayer, _name, _cell_property(_name))
 
@@ -410,7 +427,7 @@ _LAYER_ARGS_DOC = """
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
 class SimpleRNN(RecurrentLayer):
     __doc__ = (
-        """Fully connected RNN: H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h); drop-in for `keras.layers.SimpleRNN`.
+        """Fully connected RNN, H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h); drop-in for Keras's SimpleRNN.
 """
         + _LAYER_ARGS_DOC
         + """
@@ -428,8 +445,14 @@ class SimpleRNN(RecurrentLayer):
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h = zoo_ops.simple_rnn_sequence(
-            sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
-            reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
+            sequences,
+            initial_state[0],
+            kernel,
+            recurrent_kernel,
+            bias,
+            lengths,
+            reverse=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
             keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h]
@@ -466,18 +489,33 @@ class GRU(RecurrentLayer):
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h = zoo_ops.gru_sequence(
-            sequences, initial_state[0], kernel, recurrent_kernel, bias, lengths,
-            reset_after=self.cell.reset_after, reverse=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask, keep_for_gradient=keep_for_gradient,
+            sequences,
+            initial_state[0],
+            kernel,
+            recurrent_kernel,
+            bias,
+            lengths,
+            reset_after=self.cell.reset_after,
+            reverse=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+            keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h]
 
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
         _, outputs, states = keras_tf_rnn.gru(
-            sequences, initial_state[0], mask, kernel=cell.kernel, recurrent_kernel=cell.recurrent_kernel,
-            bias=cell.bias, activation=cell.activation, recurrent_activation=cell.recurrent_activation,
-            return_sequences=True, go_backwards=self.go_backwards, reset_after=cell.reset_after,
+            sequences,
+            initial_state[0],
+            mask,
+            kernel=cell.kernel,
+            recurrent_kernel=cell.recurrent_kernel,
+            bias=cell.bias,
+            activation=cell.activation,
+            recurrent_activation=cell.recurrent_activation,
+            return_sequences=True,
+            go_backwards=self.go_backwards,
+            reset_after=cell.reset_after,
         )
         return self.apply_padding_rule(outputs, lengths), list(states)
 
@@ -508,8 +546,15 @@ class LSTM(RecurrentLayer):
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         kernel, recurrent_kernel, bias = _weights(self.cell, sequences.dtype)
         outputs, final_h, final_c = zoo_ops.lstm_sequence(
-            sequences, initial_state[0], initial_state[1], kernel, recurrent_kernel, bias, lengths,
-            reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            kernel,
+            recurrent_kernel,
+            bias,
+            lengths,
+            reverse=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
             keep_for_gradient=keep_for_gradient,
         )
         return outputs, [final_h, final_c]
@@ -517,9 +562,16 @@ class LSTM(RecurrentLayer):
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
         _, outputs, states = keras_tf_rnn.lstm(
-            sequences, initial_state[0], initial_state[1], mask, kernel=cell.kernel,
-            recurrent_kernel=cell.recurrent_kernel, bias=cell.bias, activation=cell.activation,
-            recurrent_activation=cell.recurrent_activation, return_sequences=True,
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            mask,
+            kernel=cell.kernel,
+            recurrent_kernel=cell.recurrent_kernel,
+            bias=cell.bias,
+            activation=cell.activation,
+            recurrent_activation=cell.recurrent_activation,
+            return_sequences=True,
             go_backwards=self.go_backwards,
         )
         return self.apply_padding_rule(outputs, lengths), list(states)
@@ -648,7 +700,9 @@ class StackedRNN(keras.layers.Layer):
             if bidirectional:
                 layer = Bidirectional(layer, merge_mode=merge_mode, name=f"bidirectional_{index}")
             self.rnn_layers.append(layer)
-        self.between_layers = [keras.layers.Dropout(dropout) for _ in range(num_layers - 1)] if dropout else []
+        self.between_layers = (
+            [keras.layers.Dropout(dropout) for _ in range(num_layers - 1)] if dropout else []
+        )
         self.states_per_layer = (2 if cell_type == "lstm" else 1) * (2 if bidirectional else 1)
 
     def build(self, sequences_shape, initial_state_shape=None):
@@ -700,7 +754,8 @@ class StackedRNN(keras.layers.Layer):
     def implementation_used(self):
         """The path each layer took on its last trace."""
         return [
-            (layer.forward_layer if self.bidirectional else layer).implementation_used for layer in self.rnn_layers
+            (layer.forward_layer if self.bidirectional else layer).implementation_used
+            for layer in self.rnn_layers
         ]
 
     def get_config(self):

@@ -51,8 +51,14 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
     >>> loss(tf.constant([1, 0]), tf.constant([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0]]))
     """
 
-    def __init__(self, label_smoothing=0.0, from_logits=True, reduction="sum_over_batch_size",
-                 name="sparse_categorical_crossentropy", dtype=None):
+    def __init__(
+        self,
+        label_smoothing=0.0,
+        from_logits=True,
+        reduction="sum_over_batch_size",
+        name="sparse_categorical_crossentropy",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
@@ -61,7 +67,8 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return smoothed_sparse_categorical_crossentropy(
-            y_true, y_pred, label_smoothing=self.label_smoothing, from_logits=self.from_logits)
+            y_true, y_pred, label_smoothing=self.label_smoothing, from_logits=self.from_logits
+        )
 
     def get_config(self):
         config = super().get_config()

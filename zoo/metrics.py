@@ -46,9 +46,11 @@ class Perplexity(keras.metrics.Metric):
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
         self.total_cross_entropy = self.add_variable(
-            shape=(), initializer="zeros", dtype=self.dtype, name="total_cross_entropy")
+            shape=(), initializer="zeros", dtype=self.dtype, name="total_cross_entropy"
+        )
         self.total_weight = self.add_variable(
-            shape=(), initializer="zeros", dtype=self.dtype, name="total_weight")
+            shape=(), initializer="zeros", dtype=self.dtype, name="total_weight"
+        )
         self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -79,7 +81,8 @@ class Perplexity(keras.metrics.Metric):
                 sample_weight = ops.expand_dims(sample_weight, -1)
             weight = weight * sample_weight
         cross_entropy = keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=self.from_logits)
+            y_true, y_pred, from_logits=self.from_logits
+        )
         self.total_cross_entropy.assign_add(ops.sum(cross_entropy * weight))
         self.total_weight.assign_add(ops.sum(weight))
 
@@ -97,20 +100,18 @@ def _tokens(sequence, what):
     if isinstance(sequence, str):
         return sequence.split()
     if not isinstance(sequence, (list, tuple)):
-        raise TypeError(
-            f"{what} must be a list of tokens or a string, got {type(sequence).__name__}")
+        raise TypeError(f"{what} must be a list of tokens or a string, got {type(sequence).__name__}")
     return list(sequence)
 
 
 def _ngram_counts(tokens, n):
-    return collections.Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return collections.Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def _clipped_matches(pred_tokens, label_tokens, n):
     """Predicted n-grams that occur in the label, each counted at most as often as there."""
     label_counts = _ngram_counts(label_tokens, n)
-    return sum(min(count, label_counts[gram])
-               for gram, count in _ngram_counts(pred_tokens, n).items())
+    return sum(min(count, label_counts[gram]) for gram, count in _ngram_counts(pred_tokens, n).items())
 
 
 def bleu(pred_tokens, label_tokens, k=4):
@@ -140,7 +141,7 @@ def bleu(pred_tokens, label_tokens, k=4):
     score = math.exp(min(0.0, 1 - len_label / len_pred))
     for n in range(1, min(k, len_pred) + 1):
         precision = _clipped_matches(pred_tokens, label_tokens, n) / (len_pred - n + 1)
-        score *= precision ** (0.5 ** n)
+        score *= precision ** (0.5**n)
     return score
 
 
@@ -168,9 +169,7 @@ def corpus_bleu(predictions, references, max_n=4):
     if isinstance(predictions, str) or isinstance(references, str):
         raise TypeError("corpus_bleu takes sequences of sentences, not a single string")
     if len(predictions) != len(references):
-        raise ValueError(
-            f"corpus_bleu got {len(predictions)} predictions but {len(references)} references"
-        )
+        raise ValueError(f"corpus_bleu got {len(predictions)} predictions but {len(references)} references")
     if not isinstance(max_n, int) or max_n < 1:
         raise ValueError(f"max_n must be a positive integer, got {max_n!r}")
     matches, totals = [0] * max_n, [0] * max_n
@@ -187,7 +186,9 @@ def corpus_bleu(predictions, references, max_n=4):
             most = collections.Counter()
             for tokens in ref_tokens:
                 most |= _ngram_counts(tokens, n)
-            matches[n - 1] += sum(min(count, most[gram]) for gram, count in _ngram_counts(pred_tokens, n).items())
+            matches[n - 1] += sum(
+                min(count, most[gram]) for gram, count in _ngram_counts(pred_tokens, n).items()
+            )
             totals[n - 1] += max(0, len(pred_tokens) - n + 1)
     if pred_length == 0 or 0 in matches:
         return 0.0
@@ -254,24 +255,18 @@ def entity_f1(true_seqs, pred_seqs):
         are 0.
     """
     if len(true_seqs) != len(pred_seqs):
-        raise ValueError(
-            f"entity_f1 got {len(true_seqs)} true sequences but {len(pred_seqs)} predicted ones"
-        )
+        raise ValueError(f"entity_f1 got {len(true_seqs)} true sequences but {len(pred_seqs)} predicted ones")
     true_counts, pred_counts, correct_counts = (collections.Counter() for _ in range(3))
     for index, (true_tags, pred_tags) in enumerate(zip(true_seqs, pred_seqs)):
         if len(true_tags) != len(pred_tags):
-            raise ValueError(
-                f"sequence {index}: {len(true_tags)} true tags but {len(pred_tags)} predicted"
-            )
+            raise ValueError(f"sequence {index}: {len(true_tags)} true tags but {len(pred_tags)} predicted")
         true_spans, pred_spans = set(entity_spans(true_tags)), set(entity_spans(pred_tags))
         true_counts.update(span[0] for span in true_spans)
         pred_counts.update(span[0] for span in pred_spans)
         correct_counts.update(span[0] for span in true_spans & pred_spans)
-    result = _scores(sum(correct_counts.values()), sum(pred_counts.values()),
-                     sum(true_counts.values()))
+    result = _scores(sum(correct_counts.values()), sum(pred_counts.values()), sum(true_counts.values()))
     result["per_type"] = {
-        entity_type: _scores(correct_counts[entity_type], pred_counts[entity_type],
-                             true_counts[entity_type])
+        entity_type: _scores(correct_counts[entity_type], pred_counts[entity_type], true_counts[entity_type])
         for entity_type in sorted(true_counts | pred_counts)
     }
     return result
@@ -290,9 +285,7 @@ def token_accuracy(true_seqs, pred_seqs, mask=None):
         Python float; 0 when there is no token.
     """
     if len(true_seqs) != len(pred_seqs):
-        raise ValueError(
-            f"token_accuracy got {len(true_seqs)} true sequences but {len(pred_seqs)} predicted"
-        )
+        raise ValueError(f"token_accuracy got {len(true_seqs)} true sequences but {len(pred_seqs)} predicted")
     if mask is None:
         mask = [[True] * len(true_tags) for true_tags in true_seqs]
     elif len(mask) != len(true_seqs):

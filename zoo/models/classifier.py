@@ -110,7 +110,9 @@ class SequenceClassifier(keras.Model):
         super().__init__(**kwargs)
         for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
             if not isinstance(value, int) or value < (2 if name == "num_classes" else 1):
-                raise ValueError(f"{name} must be an int >= {2 if name == 'num_classes' else 1}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be an int >= {2 if name == 'num_classes' else 1}, got {value!r}"
+                )
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         if not 0.0 <= dropout < 1.0:
@@ -140,7 +142,9 @@ class SequenceClassifier(keras.Model):
             name="encoder",
         )
         # One draw per token, shared by its embedding's features: a dropped word is gone entirely.
-        self.word_dropout_layer = keras.layers.Dropout(word_dropout, noise_shape=(None, None, 1), name="word_dropout")
+        self.word_dropout_layer = keras.layers.Dropout(
+            word_dropout, noise_shape=(None, None, 1), name="word_dropout"
+        )
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         self.encoding_dropout = keras.layers.Dropout(dropout, name="encoding_dropout")
         self.classes = keras.layers.Dense(num_classes, activation="softmax", name="classes")
@@ -152,7 +156,9 @@ class SequenceClassifier(keras.Model):
 
     def build(self, token_ids_shape):
         if len(token_ids_shape) != 2:
-            raise ValueError(f"SequenceClassifier takes token ids [batch, time], got shape {tuple(token_ids_shape)}")
+            raise ValueError(
+                f"SequenceClassifier takes token ids [batch, time], got shape {tuple(token_ids_shape)}"
+            )
         batch, time = tuple(token_ids_shape)
         self.embedding.build((batch, time))
         self.encoder.build((batch, time, self.embedding_dim))

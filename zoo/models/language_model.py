@@ -90,7 +90,9 @@ class LanguageModel(keras.Model):
         for name, value in (("vocab_size", vocab_size), ("units", units), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if embedding_dim is not None and (not isinstance(embedding_dim, numbers.Integral) or embedding_dim < 1):
+        if embedding_dim is not None and (
+            not isinstance(embedding_dim, numbers.Integral) or embedding_dim < 1
+        ):
             raise ValueError(f"embedding_dim must be None (one-hot) or a positive int, got {embedding_dim!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
@@ -266,7 +268,9 @@ class LanguageModel(keras.Model):
             int32 `[batch, num_tokens]` generated ids (the prompt not included).
         """
         self._check_can_generate()
-        if top_k is not None and (not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= self.vocab_size):
+        if top_k is not None and (
+            not isinstance(top_k, numbers.Integral) or not 1 <= top_k <= self.vocab_size
+        ):
             raise ValueError(f"top_k must be None or an int in [1, {self.vocab_size}], got {top_k!r}")
         if not isinstance(prefix_ids, tf.RaggedTensor):
             prefix_ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(prefix_ids))
@@ -278,8 +282,13 @@ class LanguageModel(keras.Model):
             last_ids, states = self.warm_up(prefix_ids)
             # A count known when tracing needs no stop token: the loop body stays minimal.
             generated, _ = decoding.sample(
-                self.step, last_ids, states, max_length=int(num_tokens), temperature=temperature,
-                top_k=top_k, seed=seed,
+                self.step,
+                last_ids,
+                states,
+                max_length=int(num_tokens),
+                temperature=temperature,
+                top_k=top_k,
+                seed=seed,
             )
             return generated
         if not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
@@ -410,7 +419,11 @@ class TextGenerator(tf.Module):
             seed < 0, tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64), tf.stack([seed, 0])
         )
         generated = self.model.generate_ids(
-            prefix_ids, num_tokens, temperature=temperature, top_k=self.top_k, seed=seed_pair,
+            prefix_ids,
+            num_tokens,
+            temperature=temperature,
+            top_k=self.top_k,
+            seed=seed_pair,
             max_tokens=self.max_tokens,
         )
         return self.decode(tf.concat([prefix_ids, tf.RaggedTensor.from_tensor(generated)], axis=1))
@@ -431,7 +444,9 @@ class TextGenerator(tf.Module):
         if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
         texts = self.generate(
-            tf.constant(batch), tf.constant(num_tokens, tf.int32), tf.constant(temperature, tf.float32),
+            tf.constant(batch),
+            tf.constant(num_tokens, tf.int32),
+            tf.constant(temperature, tf.float32),
             tf.constant(-1 if seed is None else seed, tf.int64),
         )
         texts = [text.decode("utf-8") for text in texts.numpy().tolist()]

@@ -52,7 +52,9 @@ class MultiTaskTagger(keras.Model):
             raise ValueError(f"auxiliary_tags must be a positive int, got {auxiliary_tags!r}")
         self.tagger = tagger
         self.auxiliary_tags = auxiliary_tags
-        self.auxiliary_scores = keras.layers.Dense(auxiliary_tags, activation="softmax", name="auxiliary_scores")
+        self.auxiliary_scores = keras.layers.Dense(
+            auxiliary_tags, activation="softmax", name="auxiliary_scores"
+        )
 
     @property
     def input_dtype(self):

@@ -43,7 +43,9 @@ def sequence_loss(label_smoothing=0.0):
         label_smoothing: the share of each target spread evenly over the vocabulary (0: plain
             cross-entropy).
     """
-    return SparseCategoricalCrossentropy(label_smoothing, from_logits=True, reduction="mean_with_sample_weight")
+    return SparseCategoricalCrossentropy(
+        label_smoothing, from_logits=True, reduction="mean_with_sample_weight"
+    )
 
 
 def _check_positive_int(name, value):
@@ -126,7 +128,9 @@ class Seq2Seq(keras.Model):
         if len({bos_id, eos_id, pad_id}) != 3:
             raise ValueError(f"bos_id, eos_id and pad_id must differ, got {bos_id}, {eos_id}, {pad_id}")
         if unk_id is not None and (
-            not isinstance(unk_id, int) or isinstance(unk_id, bool) or not 0 <= unk_id < target_vocab_size
+            not isinstance(unk_id, int)
+            or isinstance(unk_id, bool)
+            or not 0 <= unk_id < target_vocab_size
             or unk_id in (bos_id, eos_id, pad_id)
         ):
             raise ValueError(
@@ -144,16 +148,24 @@ class Seq2Seq(keras.Model):
         self.bos_id, self.eos_id, self.pad_id, self.unk_id = bos_id, eos_id, pad_id, unk_id
         self.states_per_layer = 2 if cell_type == "lstm" else 1
 
-        self.source_embedding = keras.layers.Embedding(source_vocab_size, embedding_dim, name="source_embedding")
+        self.source_embedding = keras.layers.Embedding(
+            source_vocab_size, embedding_dim, name="source_embedding"
+        )
         self.encoder = layers.StackedRNN(
             cell_type, units, num_layers=num_layers, dropout=dropout, return_state=True, name="encoder"
         )
-        self.target_embedding = keras.layers.Embedding(target_vocab_size, embedding_dim, name="target_embedding")
+        self.target_embedding = keras.layers.Embedding(
+            target_vocab_size, embedding_dim, name="target_embedding"
+        )
         if self.attention:
-            self.decoder_cell = AttentionDecoderCell(units, memory_size=units, num_layers=num_layers, name="decoder_cell")
+            self.decoder_cell = AttentionDecoderCell(
+                units, memory_size=units, num_layers=num_layers, name="decoder_cell"
+            )
             self.decoder = keras.layers.RNN(self.decoder_cell, return_sequences=True, name="decoder")
         else:
-            self.decoder = layers.StackedRNN(cell_type, units, num_layers=num_layers, dropout=dropout, name="decoder")
+            self.decoder = layers.StackedRNN(
+                cell_type, units, num_layers=num_layers, dropout=dropout, name="decoder"
+            )
         self.output_layer = keras.layers.Dense(target_vocab_size, name="output_layer")
 
     def build(self, inputs_shape):
@@ -179,7 +191,9 @@ class Seq2Seq(keras.Model):
         if len(ids.shape) != 2:
             raise ValueError(f"{name} must be [batch, length] token ids, got shape {tuple(ids.shape)}")
         if not keras.backend.standardize_dtype(ids.dtype).startswith(("int", "uint")):
-            raise TypeError(f"{name} must be integer token ids, got dtype {keras.backend.standardize_dtype(ids.dtype)}")
+            raise TypeError(
+                f"{name} must be integer token ids, got dtype {keras.backend.standardize_dtype(ids.dtype)}"
+            )
 
     def encode(self, source_ids, training=False):
         """Runs the encoder.
@@ -263,7 +277,9 @@ class Seq2Seq(keras.Model):
         and, with `unk_id`, `<unk>`) pushed to a large negative value."""
         step = self.step_fn()
         never_generated = [self.bos_id, self.pad_id] + ([] if self.unk_id is None else [self.unk_id])
-        penalty = _NEVER_GENERATED_LOGIT * ops.sum(ops.one_hot(never_generated, self.target_vocab_size), axis=0)
+        penalty = _NEVER_GENERATED_LOGIT * ops.sum(
+            ops.one_hot(never_generated, self.target_vocab_size), axis=0
+        )
 
         def generation_step(token_ids, states):
             logits, new_states = step(token_ids, states)

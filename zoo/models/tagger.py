@@ -93,16 +93,25 @@ class SequenceTagger(keras.Model):
         self.dropout = dropout
         self.output_mode = output
         self.implementation = implementation
-        self.word_embedding = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="word_embedding")
+        self.word_embedding = keras.layers.Embedding(
+            vocab_size, embedding_dim, mask_zero=True, name="word_embedding"
+        )
         if char_vocab_size is not None:
-            self.char_embedding = keras.layers.Embedding(char_vocab_size, char_embedding_dim, name="char_embedding")
+            self.char_embedding = keras.layers.Embedding(
+                char_vocab_size, char_embedding_dim, name="char_embedding"
+            )
             self.char_convolution = keras.layers.Conv1D(
                 char_filters, char_kernel_size, padding="same", activation="relu", name="char_convolution"
             )
         self.feature_dropout = keras.layers.Dropout(dropout, name="feature_dropout")
         self.encoder = zoo_layers.StackedRNN(
-            cell_type, units, num_layers=num_layers, dropout=dropout, bidirectional=True,
-            implementation=implementation, name="encoder",
+            cell_type,
+            units,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=True,
+            implementation=implementation,
+            name="encoder",
         )
         self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
         self.scores = keras.layers.Dense(
@@ -121,14 +130,18 @@ class SequenceTagger(keras.Model):
     def _split_inputs(self, inputs):
         if self.uses_chars:
             if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-                raise ValueError("this SequenceTagger has character features: call it on (word_ids, char_ids)")
+                raise ValueError(
+                    "this SequenceTagger has character features: call it on (word_ids, char_ids)"
+                )
             word_ids, char_ids = (tf.convert_to_tensor(value) for value in inputs)
         else:
             if isinstance(inputs, (list, tuple)):
                 raise ValueError("this SequenceTagger has no character features: call it on word ids only")
             word_ids, char_ids = tf.convert_to_tensor(inputs), None
         if not word_ids.dtype.is_integer or word_ids.shape.rank != 2:
-            raise ValueError(f"word ids must be integers [batch, time], got {word_ids.dtype.name} {word_ids.shape}")
+            raise ValueError(
+                f"word ids must be integers [batch, time], got {word_ids.dtype.name} {word_ids.shape}"
+            )
         if char_ids is not None and (not char_ids.dtype.is_integer or char_ids.shape.rank != 3):
             raise ValueError(
                 f"char ids must be integers [batch, time, chars], got {char_ids.dtype.name} {char_ids.shape}"
@@ -136,7 +149,9 @@ class SequenceTagger(keras.Model):
         return word_ids, char_ids
 
     def build(self, inputs_shape):
-        pair = isinstance(inputs_shape, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in inputs_shape)
+        pair = isinstance(inputs_shape, (list, tuple)) and all(
+            isinstance(s, (list, tuple)) for s in inputs_shape
+        )
         if self.uses_chars != pair:
             # Same messages as a call on the wrong inputs: Keras builds before it calls.
             self._split_inputs([None, None] if pair else None)

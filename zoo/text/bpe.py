@@ -63,7 +63,9 @@ class BPETokenizer(tf.Module):
             return getattr(self._tokenizer, method)(value)
 
     def _run(self, method, value):
-        return self._eager(method, value) if tf.executing_eagerly() else getattr(self._tokenizer, method)(value)
+        return (
+            self._eager(method, value) if tf.executing_eagerly() else getattr(self._tokenizer, method)(value)
+        )
 
     @classmethod
     def train(cls, files_or_texts, vocab_size, character_coverage=1.0, num_threads=2, **options):

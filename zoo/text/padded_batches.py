@@ -71,7 +71,9 @@ def _batch(dataset, batch_size, bucket_boundaries, length_of, shuffle_buffer, se
     # Grouping by length leaves the number of batches unknown to tf.data, and Keras mis-averages an
     # epoch of unknown length; every bucket ends with one partial batch, so the count is exact.
     lengths = np.fromiter(dataset.map(length_of).as_numpy_iterator(), np.int64)
-    bucket_sizes = np.bincount(np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1)
+    bucket_sizes = np.bincount(
+        np.searchsorted(boundaries, lengths, side="right"), minlength=len(boundaries) + 1
+    )
     batches = int(np.sum(-(-bucket_sizes // batch_size)))
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -120,11 +122,15 @@ def classification_batches(
     _check_aligned("texts", texts, "labels", labels)
     _check_batching(batch_size, max_length, bucket_boundaries)
     encode = _Encoder(tokenizer, vocab, "text")
-    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(texts, tf.string), tf.constant(labels, tf.int32)))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(texts, tf.string), tf.constant(labels, tf.int32))
+    )
     dataset = dataset.map(
         lambda text, label: (_truncate(encode(text), max_length), label), num_parallel_calls=tf.data.AUTOTUNE
     )
-    dataset = _batch(dataset, batch_size, bucket_boundaries, lambda ids, label: tf.shape(ids)[0], shuffle_buffer, seed)
+    dataset = _batch(
+        dataset, batch_size, bucket_boundaries, lambda ids, label: tf.shape(ids)[0], shuffle_buffer, seed
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -168,7 +174,9 @@ def tagging_batches(
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
     ).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = _batch(dataset, batch_size, bucket_boundaries, lambda ids, _: tf.shape(ids)[0], shuffle_buffer, seed)
+    dataset = _batch(
+        dataset, batch_size, bucket_boundaries, lambda ids, _: tf.shape(ids)[0], shuffle_buffer, seed
+    )
     return dataset.map(lambda ids, tag_ids: (ids, tag_ids, _mask(ids))).prefetch(tf.data.AUTOTUNE)
 
 
@@ -232,6 +240,6 @@ def seq2seq_batches(
         shuffle_buffer,
         seed,
     )
-    return dataset.map(lambda inputs, decoder_targets: (inputs, decoder_targets, _mask(decoder_targets))).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return dataset.map(
+        lambda inputs, decoder_targets: (inputs, decoder_targets, _mask(decoder_targets))
+    ).prefetch(tf.data.AUTOTUNE)
