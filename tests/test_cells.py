@@ -22,7 +22,7 @@ def layer_norm(x, norm):
 
 
 def numpy_step(cell, x, states):
-    """One step of each cell from DESIGN.md §2, with the cell's own weights."""
+    """One step of each cell from the course's equations, with the cell's own weights."""
     w = {v.name: np.array(v) for v in cell.weights if v.path.count("/") == 1}
     W, U = w["kernel"], w["recurrent_kernel"]
     b = w.get("bias")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo.models import MultiTaskTagger, SequenceTagger
+from zoo.models import MultiTaskTagger, SequenceTagger, multitask_batches
+from zoo.text import SEQUENCE_RESERVED, TokenEncoder, Vocab, tagger_batches
 
 WORDS = np.array([[3, 7, 5, 0], [2, 2, 4, 1]])
 CHARS = np.random.default_rng(1).integers(1, 12, size=(2, 4, 3)) * (WORDS != 0)[:, :, None]
@@ -96,3 +97,40 @@ def test_saved_model_export_gives_both_outputs(tmp_path):
     served = loaded.serve((WORDS.astype("int32"), CHARS.astype("int32")))
     for name in ("tags", "auxiliary"):
         np.testing.assert_allclose(served[name].numpy(), np.asarray(expected[name]), atol=1e-6)
+
+
+def test_multitask_batches_mix_whole_batches_of_each_task():
+    words = Vocab([["a", "b"]], reserved_tokens=SEQUENCE_RESERVED)
+    encoder = TokenEncoder(words, None, lowercase=True, max_chars=5)
+    bio = Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)
+    upos = Vocab([["NOUN", "DET", "VERB"]], reserved_tokens=(), unk_token=None)
+    main = tagger_batches(
+        [["a", "b"]] * 5, [["O", "B-person"]] * 5, encoder, bio, 2, shuffle=True, seed=0, mask_weights=True
+    )
+    auxiliary = tagger_batches(
+        [["b", "a", "a"]] * 7,
+        [["DET", "NOUN", "VERB"]] * 7,
+        encoder,
+        upos,
+        2,
+        shuffle=True,
+        seed=0,
+        mask_weights=True,
+    )
+    mixed = multitask_batches(main, auxiliary, auxiliary_weight=0.5, seed=0)
+    assert int(mixed.cardinality()) == 3 + 4
+    tasks = []
+    for _, tag_ids, weights in mixed:
+        task = "tags" if weights["tags"].numpy().any() else "auxiliary"
+        other = "auxiliary" if task == "tags" else "tags"
+        assert not weights[other].numpy().any() and not tag_ids[other].numpy().any()
+        expected = ("O", "B-person") if task == "tags" else ("DET", "NOUN", "VERB")
+        expected_ids = [(bio if task == "tags" else upos).token_to_idx[tag] for tag in expected]
+        assert (tag_ids[task].numpy() == expected_ids).all()
+        assert set(weights[task].numpy().ravel()) == ({1.0} if task == "tags" else {0.5})
+        tasks.append(task)
+    assert tasks.count("tags") == 3 and tasks.count("auxiliary") == 4
+    validation = next(iter(multitask_batches(main)))
+    assert not validation[2]["auxiliary"].numpy().any()
+    with pytest.raises(ValueError, match="multitask_batches needs datasets of known length"):
+        multitask_batches(main, auxiliary.filter(lambda *batch: True))

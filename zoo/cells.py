@@ -1,4 +1,4 @@
-"""Recurrent cells written from the course's equations (DESIGN.md §2), usable in `keras.layers.RNN`.
+"""Recurrent cells written from the course's equations, usable in `keras.layers.RNN`.
 
 Weights use Keras's names, shapes and gate order (`kernel` [input_dim, gates*units],
 `recurrent_kernel` [units, gates*units], `bias`), so a Keras cell's weights load into ours and back.

@@ -20,60 +20,31 @@ steps instead; we post-process it to the rule above.) Masks must be right-padded
 cuDNN kernels; other masks run the loop.
 
 SavedModel export traces only portable ops (the loop), so an exported model runs in plain TensorFlow
-on any device: `model.export()`, `tf.saved_model.save` and `portable_graph()` are detected.
+on any device: `model.export()`, `tf.saved_model.save` and `zoo.export.portable_graph()` are detected
+(`zoo.export.is_tracing_for_export`).
 """
 
-import contextlib
 import inspect
-import sys
-import threading
 
 import keras
 import tensorflow as tf
 from keras import ops
 from keras.src.backend import AutocastScope
 from keras.src.backend.tensorflow import rnn as keras_tf_rnn
-from tensorflow.python.saved_model import save_context
 
 import ops as zoo_ops
 from zoo import cells
+from zoo.export.portable import (
+    is_tracing_for_export,
+    portable_graph,  # noqa: F401  (its first home: zoo.layers.portable_graph)
+)
 
 _SERIALIZATION_PACKAGE = "zoo"
 IMPLEMENTATIONS = ("auto", "cudnn", "fused", "loop")
-_portable_state = threading.local()
 # The dtype the fused ops compute a layer's compute dtype in: half precision (mixed_float16,
 # mixed_bfloat16 or a float16 layer) in float32, where the op is both faster than a half-precision
 # cell loop on CPU and more accurate; the results are cast back.
 _FUSED_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
-
-
-@contextlib.contextmanager
-def portable_graph():
-    """Within this context, zoo layers trace only ops that plain TensorFlow has (the cell loop).
-
-    `model.export()` and `tf.saved_model.save` are detected without it; use it when tracing a
-    graph for another kind of export yourself (e.g. `tf.function(...).get_concrete_function()`
-    written out by hand).
-    """
-    previous = getattr(_portable_state, "active", False)
-    _portable_state.active = True
-    try:
-        yield
-    finally:
-        _portable_state.active = previous
-
-
-def is_tracing_for_export():
-    """Whether the current trace will be saved: portable_graph(), a SavedModel save or Keras's export."""
-    if getattr(_portable_state, "active", False) or save_context.in_save_context():
-        return True
-    # Keras's ExportArchive traces its endpoints before tf.saved_model.save opens a save context.
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("keras.src.export"):
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _is_gpu_available():

@@ -1,4 +1,5 @@
-"""Evaluation metrics: perplexity (language models), BLEU (translation), entity F1 (tagging).
+"""Evaluation metrics: perplexity (language models), BLEU (translation), token accuracy and entity F1
+(tagging).
 
 `Perplexity` is a Keras metric for `model.compile(metrics=[...])`; the others are plain Python
 functions over token or tag sequences, for evaluation after decoding.
@@ -302,3 +303,31 @@ def token_accuracy(true_seqs, pred_seqs, mask=None):
                 total += 1
                 correct += bool(true_tag == pred_tag)
     return correct / total if total else 0.0
+
+
+def is_bio(tag_names):
+    """Whether every tag is `O`, `B-...` or `I-...`: a tag set of entities, scored by `entity_f1`."""
+    return all(tag == "O" or tag[:2] in ("B-", "I-") for tag in tag_names)
+
+
+def tagging_scores(true_seqs, pred_seqs, tag_names=None):
+    """The figures of a tagger: token accuracy, and for BIO tags entity precision, recall and F1.
+
+    Args:
+        true_seqs: reference tag sequences.
+        pred_seqs: predicted tag sequences, aligned token by token.
+        tag_names: the tag set, to tell whether the tags are BIO tags; None: the reference tags.
+
+    Returns:
+        `{"token_accuracy"}`, plus `"entity_precision"`, `"entity_recall"`, `"entity_f1"` and
+        `"entity_support"` (see `entity_f1`) when the tags are BIO tags.
+
+    Example:
+    >>> tagging_scores([["B-PER", "O"]], [["B-PER", "B-LOC"]])["entity_precision"]
+    0.5
+    """
+    figures = {"token_accuracy": token_accuracy(true_seqs, pred_seqs)}
+    if is_bio(tag_names if tag_names is not None else [tag for tags in true_seqs for tag in tags]):
+        entities = entity_f1(true_seqs, pred_seqs)
+        figures.update({f"entity_{key}": entities[key] for key in ("precision", "recall", "f1", "support")})
+    return figures

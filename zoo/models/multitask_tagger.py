@@ -3,10 +3,18 @@
 An auxiliary task with more data shapes the shared word embeddings, character features and
 recurrent encoder for the main one: part-of-speech tags of a treebank teach a named-entity tagger
 what proper nouns look like, which its own few entity examples cannot. Each sentence is labelled
-for one of the two tasks; the other output's sample weights are zero for it.
+for one of the two tasks; the other output's sample weights are zero for it: `multitask_batches`
+mixes the two tasks' batches into the format the model trains on.
+
+Example:
+
+>>> model = MultiTaskTagger(tagger, auxiliary_tags=len(upos_vocab))
+>>> train = multitask_batches(ner_batches, upos_batches, auxiliary_weight=1.0, seed=0)
+>>> model.fit(train, validation_data=multitask_batches(ner_validation_batches))
 """
 
 import keras
+import tensorflow as tf
 
 from zoo.models.tagger import SequenceTagger
 
@@ -85,3 +93,50 @@ class MultiTaskTagger(keras.Model):
         config = dict(config)
         config["tagger"] = keras.saving.deserialize_keras_object(config["tagger"])
         return cls(**config)
+
+
+def multitask_batches(main, auxiliary=None, auxiliary_weight=1.0, seed=None):
+    """Batches for a `MultiTaskTagger`: `(inputs, tag ids, weights)`, the last two dicts keyed by its
+    outputs (`"tags"`, `"auxiliary"`).
+
+    Each batch holds the sentences of one task, and the other output's tag ids and weights are zero for
+    them. The two tasks' batches come in an order drawn again each epoch; the dataset knows its length
+    (Keras averages an epoch's figures over it).
+
+    Args:
+        main: `zoo.text.tagger_batches` of the main tags, with mask weights.
+        auxiliary: the same for the auxiliary tags; None: only `main` (e.g. validation).
+        auxiliary_weight: the auxiliary weights' factor, relative to the main ones.
+        seed: the seed of the order.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, {"tags", "auxiliary"}, {"tags", "auxiliary"})`.
+
+    Raises:
+        ValueError: datasets of unknown length.
+    """
+
+    def for_output(output, factor):
+        other = AUXILIARY_OUTPUT if output == MAIN_OUTPUT else MAIN_OUTPUT
+
+        def to_dicts(inputs, tag_ids, weights):
+            return (
+                inputs,
+                {output: tag_ids, other: tf.zeros_like(tag_ids)},
+                {output: weights * factor, other: tf.zeros_like(weights)},
+            )
+
+        return to_dicts
+
+    main = main.map(for_output(MAIN_OUTPUT, 1.0))
+    if auxiliary is None:
+        return main
+    auxiliary = auxiliary.map(for_output(AUXILIARY_OUTPUT, auxiliary_weight))
+    counts = [int(part.cardinality()) for part in (main, auxiliary)]
+    if min(counts) < 0:
+        raise ValueError("multitask_batches needs datasets of known length")
+    choices = tf.data.Dataset.from_tensor_slices(tf.repeat(tf.constant([0, 1], tf.int64), counts)).shuffle(
+        sum(counts), seed=seed, reshuffle_each_iteration=True
+    )
+    mixed = tf.data.Dataset.choose_from_datasets([main, auxiliary], choices, stop_on_empty_dataset=True)
+    return mixed.apply(tf.data.experimental.assert_cardinality(sum(counts)))

@@ -1,7 +1,9 @@
-"""Text pipeline: tokenizers (char, word, BPE), vocabulary, corpus readers and tf.data batching."""
+"""Text pipeline: tokenizers (char, word, BPE), vocabulary, corpus readers, in-graph cleaning and
+encoders, held-out splits and tf.data batching."""
 
 from zoo.text.bpe import BPETokenizer
 from zoo.text.bpe_merges import apply_bpe_merges, learn_bpe_merges
+from zoo.text.cleaning import CleaningTokenizer, clean_markup, nmt_tokens
 from zoo.text.corpora import (
     TIME_MACHINE_SHA1,
     TIME_MACHINE_URL,
@@ -16,30 +18,50 @@ from zoo.text.corpora import (
     read_sentence_pairs,
     read_text,
 )
-from zoo.text.lm_batches import random_sampling_batches, sequential_partition_batches, split_stream
+from zoo.text.lm_batches import (
+    BATCHING_SCHEMES,
+    language_model_batches,
+    overlapping_window_batches,
+    random_sampling_batches,
+    sequential_partition_batches,
+    split_stream,
+)
 from zoo.text.padded_batches import classification_batches, seq2seq_batches, tagging_batches
+from zoo.text.splits import split_by_source
+from zoo.text.tagger_batches import tagger_batches
+from zoo.text.token_encoder import TokenEncoder
 from zoo.text.tokenizers import CharTokenizer, WordTokenizer, course_clean
 from zoo.text.vocab import BOS, COURSE_RESERVED, EOS, PAD, SEQUENCE_RESERVED, UNK, Vocab
+from zoo.text.word_shapes import SHAPE_TOKENS, WORD_SHAPES, word_shapes
 
 __all__ = [
+    "BATCHING_SCHEMES",
     "BOS",
     "BPETokenizer",
     "COURSE_RESERVED",
     "CharTokenizer",
+    "CleaningTokenizer",
     "EOS",
     "PAD",
     "SEQUENCE_RESERVED",
+    "SHAPE_TOKENS",
     "TIME_MACHINE_SHA1",
     "TIME_MACHINE_URL",
+    "TokenEncoder",
     "UNK",
     "Vocab",
+    "WORD_SHAPES",
     "WordTokenizer",
     "apply_bpe_merges",
     "classification_batches",
+    "clean_markup",
     "course_clean",
+    "language_model_batches",
     "learn_bpe_merges",
     "load_tfds",
     "load_time_machine",
+    "nmt_tokens",
+    "overlapping_window_batches",
     "preprocess_nmt",
     "random_sampling_batches",
     "read_conll",
@@ -51,6 +73,9 @@ __all__ = [
     "read_text",
     "seq2seq_batches",
     "sequential_partition_batches",
+    "split_by_source",
     "split_stream",
+    "tagger_batches",
     "tagging_batches",
+    "word_shapes",
 ]

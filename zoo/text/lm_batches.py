@@ -1,8 +1,17 @@
-"""Language-model batches from one long token-id stream: the course's two schemes as tf.data pipelines.
+"""Language-model batches from one long token-id stream: the course's schemes as tf.data pipelines.
 
-Both yield `(X, Y)` int32 batches of shape `[batch_size, num_steps]` with `Y` = `X` shifted one token
-ahead. Each pass over the dataset (each epoch) draws a new random offset in `[0, num_steps)`; `seed` makes
-the sequence of epochs reproducible.
+All yield `(X, Y)` int32 batches of shape `[batch_size, num_steps]` with `Y` = `X` shifted one token
+ahead. The course's two schemes (`random_sampling_batches`, `sequential_partition_batches`) draw a new
+random offset in `[0, num_steps)` at each pass over the dataset (each epoch); D2L 1.0's
+`overlapping_window_batches` starts a window at every token. `seed` makes the sequence of epochs
+reproducible. `language_model_batches` names the scheme and gives the dataset the length that every
+epoch has, which Keras needs to average an epoch's figures.
+
+Example:
+
+>>> train_ids, validation_ids = split_stream(ids, 0.1)
+>>> train = language_model_batches(train_ids, 32, 64, "sequential", seed=0)
+>>> model.fit(train, epochs=10, callbacks=[zoo.callbacks.ResetStateEachEpoch()])
 """
 
 import numpy as np
@@ -144,3 +153,78 @@ def split_stream(ids, validation_fraction=0.1):
             f"a stream of {len(stream)} tokens cannot be split with validation_fraction={validation_fraction}"
         )
     return stream[:-num_validation], stream[-num_validation:]
+
+
+def overlapping_window_batches(ids, batch_size, num_steps, seed=None):
+    """D2L 1.0's windows: one starting at every token, reshuffled each epoch, `batch_size` a batch.
+
+    Args:
+        ids, batch_size, num_steps, seed: as for `random_sampling_batches`.
+
+    Returns:
+        A `tf.data.Dataset` of `(X, Y)`, each int32 `[batch_size, num_steps]`; the leftover windows of
+        an epoch are dropped.
+    """
+    _check_sizes(batch_size, num_steps)
+    stream = _id_stream(ids)
+    tokens = tf.constant(stream)
+    num_windows = len(stream) - num_steps
+    if num_windows < batch_size:
+        raise ValueError(
+            f"a stream of {len(stream)} tokens is too short for one batch of "
+            f"{batch_size} overlapping windows of {num_steps}"
+        )
+
+    def windows(starts):
+        positions = starts[:, None] + tf.range(num_steps, dtype=tf.int64)[None, :]
+        return tf.gather(tokens, positions), tf.gather(tokens, positions + 1)
+
+    return (
+        tf.data.Dataset.range(num_windows)
+        .shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .map(windows, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+BATCHING_SCHEMES = {
+    "random": random_sampling_batches,
+    "sequential": sequential_partition_batches,
+    "overlapping": overlapping_window_batches,
+}
+
+
+def language_model_batches(ids, batch_size, num_steps, scheme="random", seed=None):
+    """One epoch of `scheme`'s batches: those that every epoch has, with that length known.
+
+    The random offset of the course's schemes makes some epochs one batch longer than others; this
+    keeps the batches of the largest offset, so that every epoch has the same number. Keras 3.15
+    mis-averages the loss and metrics of a dataset of unknown length (the step that meets the end of
+    the data counts as a batch).
+
+    Args:
+        ids: the token-id stream (1-D ints).
+        batch_size, num_steps, seed: as for the scheme's function.
+        scheme: one of `BATCHING_SCHEMES`: `"random"` (`random_sampling_batches`), `"sequential"`
+            (`sequential_partition_batches`) or `"overlapping"` (`overlapping_window_batches`).
+
+    Returns:
+        A `tf.data.Dataset` of `(X, Y)` whose `cardinality()` is its number of batches.
+
+    Raises:
+        ValueError: an unknown scheme, or a stream too short for one batch.
+    """
+    if scheme not in BATCHING_SCHEMES:
+        raise ValueError(f"unknown batching scheme {scheme!r}; expected one of {', '.join(BATCHING_SCHEMES)}")
+    dataset = BATCHING_SCHEMES[scheme](ids, batch_size, num_steps, seed=seed)
+    length = len(_id_stream(ids))
+    if scheme == "overlapping":
+        count = (length - num_steps) // batch_size
+        return dataset.apply(tf.data.experimental.assert_cardinality(count))
+    usable = length - (num_steps - 1) - 1
+    if scheme == "random":
+        count = (usable // num_steps) // batch_size
+    else:
+        count = (usable // batch_size) // num_steps
+    return dataset.take(count).apply(tf.data.experimental.assert_cardinality(count))

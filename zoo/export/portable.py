@@ -1,0 +1,64 @@
+"""Portable tracing: graphs that plain TensorFlow runs, without zoo's custom ops.
+
+The zoo's sequence layers (`zoo.layers`) choose a fast path when they are traced: the fused C++
+kernels on CPU, cuDNN on a GPU. Neither belongs in an exported graph: the fused kernels live in zoo's
+op library, which the process that loads the export does not have, and a cuDNN graph does not run on a
+CPU. While a trace is for export, the layers run the cell loop, built from core TensorFlow ops only.
+
+A trace is for export inside `portable_graph()`, inside `tf.saved_model.save`, and inside Keras's
+`model.export()` (detected by walking the call stack: Keras traces its endpoints before it opens a
+save context).
+
+Example:
+
+>>> with zoo.export.portable_graph():
+...     concrete = tf.function(model).get_concrete_function(tf.TensorSpec([None, None], tf.int32))
+"""
+
+import contextlib
+import sys
+import threading
+
+from tensorflow.python.saved_model import save_context
+
+_portable_state = threading.local()
+# Keras's export module: the frames of its tracing code name it as their module.
+_KERAS_EXPORT_MODULE = "keras.src.export"
+
+
+@contextlib.contextmanager
+def portable_graph():
+    """Within this context, zoo layers trace only ops that plain TensorFlow has (the cell loop).
+
+    `model.export()` and `tf.saved_model.save` are detected without it; use it when tracing a graph
+    for another kind of export yourself (e.g. `tf.function(...).get_concrete_function()` written out
+    by hand, or a converter that traces the model).
+
+    Example:
+
+    >>> with zoo.export.portable_graph():
+    ...     concrete = serve.get_concrete_function()
+    """
+    previous = getattr(_portable_state, "active", False)
+    _portable_state.active = True
+    try:
+        yield
+    finally:
+        _portable_state.active = previous
+
+
+def is_tracing_for_export():
+    """Whether the current trace will be exported.
+
+    Returns:
+        True inside `portable_graph()`, inside a `tf.saved_model.save` and inside Keras's
+        `model.export()`; False otherwise.
+    """
+    if getattr(_portable_state, "active", False) or save_context.in_save_context():
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_KERAS_EXPORT_MODULE):
+            return True
+        frame = frame.f_back
+    return False
