@@ -1,43 +1,24 @@
 """Language-model quality on the char-level Time Machine: the recipe and the course's settings.
 
-Parts (choose with `--parts`, default all; each prints its figures as it ends). Figures measured on
-the shared 2-core CPU while it was quiet (minutes double under a load of 7-10):
-1. The default recipe (`python -m recipes.language_model`): validation perplexity and wall time
-   (3.73 at epoch 36 of 40, 3.4 minutes on the quiet machine). The book is cleaned as one string,
-   as D2L 1.0 does; cleaned line by line with the lines run together (D2L 0.17's corpus, which
-   glues the words at every line break) the same recipe stalled at 4.25.
+Parts (choose with `--parts`, default all; each prints its figures as it ends, and `summary.json` in
+`--runs` gathers them):
+1. The default recipe (`python -m recipes.language_model`): validation perplexity and wall time.
 2. D2L 1.0: batch 1024, 32 steps, hidden 32, one-hot inputs, SGD, clip 1; RNN lr 1 for 100 epochs,
-   GRU and LSTM lr 4 for 50 epochs, validation perplexity of the last epoch, two ways. (a) D2L's
-   own data: the windows starting at offsets 0..9,999 train (10 updates an epoch), the next 5,000
-   validate: RNN 7.50 (0.37 minutes) on the fused SimpleRNN op, 7.35 (0.40 minutes) on the cell
-   loop it ran before, in the same session: one float rounding apart at each step, and 100 epochs
-   at lr 1 take them apart (earlier loop runs: 7.45, 7.42; D2L reports 7.3 and 7.4 for its
-   TensorFlow and PyTorch RNNs), GRU 6.62, LSTM 6.99 (0.2 minutes each; the LSTM gave 6.71 at
-   commit bbef4ba and 6.99 already at 401f41f, before the SimpleRNN op; the cause between them is
-   not traced). (b) The
-   recipe (`--batching overlapping`: every window of the 90% split, 149 updates an epoch,
-   validation on the last 10%) for about D2L's number of updates (7, 4, 4 epochs): RNN 6.99, GRU
-   6.36, LSTM 6.83 (0.3 minutes each). On D2L 0.17's corpus (a) gave RNN 7.90, GRU 7.24, LSTM
-   7.42: the glued words cost the RNN its 7.5.
+   GRU and LSTM lr 4 for 50 epochs, validation perplexity of the last epoch, two ways: (a) on D2L's
+   own data (the windows starting at offsets 0..9,999 train, 10 updates an epoch, the next 5,000
+   validate); (b) through the recipe (`--batching overlapping`: every window of the 90% split,
+   validation on the last 10%) for about D2L's number of updates.
 3. D2L 0.17: batch 32, 35 steps, a GRU of 256, one-hot, SGD lr 1, clip 1, sequential partitioning,
-   on D2L 0.17's corpus: the first 10,000 characters of the book (its `load_data_time_machine`
-   keeps `max_tokens=10000`; there is no validation set). Epochs until the training perplexity is
-   <= 1.3, within a time cap (`--cap-minutes`): epoch 243 of D2L's 500 (training perplexity 13.7
-   after 10 epochs, 7.2 after 100, 2.7 after 200), 0.45 minutes on the quiet machine.
-4. A bidirectional model (1 layer of 128, 3 epochs, 0.1 minutes): validation perplexity 1.04,
-   since it reads the token it predicts, and its refusal to generate (a ValueError).
+   on D2L 0.17's corpus (each line cleaned, the lines run together, the first 10,000 characters; no
+   validation set): the epoch at which the training perplexity reaches 1.3, within a time cap
+   (`--cap-minutes`).
+4. A bidirectional model (1 layer of 128, 3 epochs): its validation perplexity (it reads the token it
+   predicts) and its refusal to generate (a ValueError).
 5. Training tokens/s of the default recipe's model beside the same model built from Keras's own
-   `keras.layers.LSTM` on the same batches (median over epochs): 34,176 against 13,583 (2.52x) on
-   the quiet machine, 30,143 against 10,279 (2.93x; Keras's epochs 7,600-11,000) on a busier one
-   (29,615 against 12,366, 2.40x, before the kernels' weight gradients moved to TensorFlow's
-   matmul).
+   `keras.layers.LSTM` on the same batches (median over `--speed-epochs` epochs).
 6. The default recipe with `--pretrain-data`: other English text from `$ZOO_DATA_DIR` (the IMDb
-   reviews, the English side of fra-eng, the UD EWT sentences: 3.0M characters after the course's
-   cleaning, 17 times the book, encoded with the book's vocabulary) for 4 epochs, then the book's
-   90% for the default 40 epochs: validation perplexity 3.44 (epoch 36) in 11.2 minutes, against
-   the recipe's 3.73. (Before the recipe had the flag, the same benchmark trained 30 epochs on the
-   book at Adam 2e-3 after pretraining: 3.48 in 9.4 minutes; on D2L 0.17's corpus 3.93 against
-   4.25.)
+   reviews, the English side of fra-eng, the UD EWT sentences, encoded with the book's vocabulary)
+   for `--pretrain-epochs`, then the book.
 
     ZOO_DATA_DIR=../shared/data python benchmarks/lm_quality.py --parts 2 3 4 5 6
 
@@ -62,23 +43,25 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from recipes import language_model as recipe  # noqa: E402
 from zoo import text as zoo_text  # noqa: E402
+from zoo.callbacks import ResetStateEachEpoch, count_units  # noqa: E402
 from zoo.metrics import Perplexity  # noqa: E402
 from zoo.models.language_model import LanguageModel  # noqa: E402
 
+VALIDATION_FRACTION = 0.1  # the recipe's: the last 10% of the text
+
 
 def run_recipe(args, name, flags):
-    output = args.runs / name
+    """`(run, minutes)`: `recipes.language_model` on the book with `flags`, in `--runs/name`."""
     start = time.perf_counter()
-    recipe.main(["--data", str(args.data), "--output-dir", str(output), *flags])
-    minutes = (time.perf_counter() - start) / 60
-    final = json.loads((output / "metrics.json").read_text())["final"]
-    return final, minutes
+    run = recipe.main(["--data", str(args.data), "--output-dir", str(args.runs / name), *flags])
+    return run, (time.perf_counter() - start) / 60
 
 
-def book_ids(args, flags):
-    """`(ids, vocab)`: `--data` tokenized as the recipe does with `flags`."""
-    ids, _, vocab = recipe.tokenize(flags, recipe.read_corpus(argparse.Namespace(data=args.data)))
-    return ids, vocab
+def book_ids(args):
+    """`(ids, vocab)`: the book's characters, cleaned as one string (D2L 1.0's cleaning, the recipe's)."""
+    chars = zoo_text.CharTokenizer().tokenize(zoo_text.read_text(args.data))
+    vocab = zoo_text.Vocab(chars)
+    return np.asarray(vocab.to_ids(chars), np.int32), vocab
 
 
 def compile_course_sgd(model, learning_rate):
@@ -91,12 +74,12 @@ def compile_course_sgd(model, learning_rate):
 
 
 def part_default(args):
-    final, minutes = run_recipe(args, "default", [])
+    run, minutes = run_recipe(args, "default", [])
     return {
-        "val_perplexity": final["val_perplexity"],
-        "epochs": final["epochs"],
+        "val_perplexity": run.final["val_perplexity"],
+        "epochs": run.final["epochs"],
         "minutes": minutes,
-        "sample": final.get("sample"),
+        "sample": run.final.get("sample"),
     }
 
 
@@ -147,9 +130,8 @@ def d2l_10_data(ids, num_steps=32, num_train=10000, num_val=5000, batch_size=102
 
 def part_d2l_10(args):
     results = {}
-    flags = recipe.build_parser().parse_args([])
-    ids, vocab = book_ids(args, flags)
-    train, validation = d2l_10_data(np.asarray(ids, np.int32))
+    ids, vocab = book_ids(args)
+    train, validation = d2l_10_data(ids)
     for cell, learning_rate, epochs in D2L_10_SETTINGS:
         keras.utils.set_random_seed(0)
         model = LanguageModel(len(vocab), cell, 32, embedding_dim=None)
@@ -164,7 +146,7 @@ def part_d2l_10(args):
         print(f"D2L 1.0 {cell} on D2L's split: {results[f'{cell} D2L data']}", flush=True)
     for cell, learning_rate, epochs in D2L_10_SETTINGS:
         run_epochs = math.ceil(epochs * D2L_10_UPDATES_PER_EPOCH / OVERLAPPING_UPDATES_PER_EPOCH)
-        final, minutes = run_recipe(
+        run, minutes = run_recipe(
             args,
             f"d2l10-{cell}-overlapping",
             [
@@ -181,7 +163,7 @@ def part_d2l_10(args):
             ],
         )
         results[f"{cell} overlapping"] = {
-            "val_perplexity": final["val_perplexity"],
+            "val_perplexity": run.final["val_perplexity"],
             "epochs": run_epochs,
             "minutes": minutes,
         }
@@ -211,18 +193,11 @@ D2L_017_MAX_TOKENS = 10000
 def part_d2l_017(args):
     """Driven here, not through the recipe, to stop at the target or the cap."""
     # D2L 0.17's corpus: each line cleaned, the lines run together (the recipe cleans the whole text).
-    lines = recipe.read_corpus(argparse.Namespace(data=args.data)).split("\n")
+    lines = zoo_text.read_text(args.data).split("\n")
     chars = [char for line in zoo_text.CharTokenizer().tokenize(lines) for char in line]
     vocab = zoo_text.Vocab(chars)
     ids = np.asarray(vocab.to_ids(chars[:D2L_017_MAX_TOKENS]), np.int32)
-    batch_size, num_steps = 32, 35
-    train = recipe.with_known_length(
-        zoo_text.sequential_partition_batches(ids, batch_size, num_steps, seed=0),
-        ids,
-        batch_size,
-        num_steps,
-        "sequential",
-    )
+    train = zoo_text.language_model_batches(ids, 32, 35, "sequential", seed=0)
     results = {}
     for cell in ("gru",):
         keras.utils.set_random_seed(0)
@@ -230,7 +205,7 @@ def part_d2l_017(args):
         model(next(iter(train))[0])
         compile_course_sgd(model, 1.0)
         stop = StopAt(1.3, args.cap_minutes * 60)
-        history = model.fit(train, epochs=500, verbose=0, callbacks=[recipe.ResetCarriedState(), stop])
+        history = model.fit(train, epochs=500, verbose=0, callbacks=[ResetStateEachEpoch(), stop])
         perplexity = history.history["perplexity"]
         results[cell] = {
             "corpus_tokens": len(ids),
@@ -249,26 +224,31 @@ def part_d2l_017(args):
 
 
 def part_bidirectional(args):
-    final, minutes = run_recipe(
+    run, minutes = run_recipe(
         args,
         "bidirectional",
         ["--bidirectional", "--batching", "random", "--layers", "1", "--units", "128", "--epochs", "3"],
     )
-    model = keras.models.load_model(args.runs / "bidirectional" / "model.keras")
     try:
-        model.generate_ids([[1, 2, 3]], 5)
+        run.model.generate_ids([[1, 2, 3]], 5)
         refusal = None
     except ValueError as error:
         refusal = str(error)
-    return {"val_perplexity": final["val_perplexity"], "minutes": minutes, "refusal": refusal}
+    return {"val_perplexity": run.final["val_perplexity"], "minutes": minutes, "refusal": refusal}
 
 
 def part_keras_speed(args):
-    """Same batches, same shapes: the recipe's default model vs keras.layers.LSTM."""
-    flags = recipe.build_parser().parse_args([])
-    ids, vocab = book_ids(args, flags)
-    train, _ = recipe.batches(flags, ids)
-    tokens = recipe.common.count_units(train, lambda x, y: np.prod(x.shape))
+    """Same batches, same shapes: the recipe's default model vs keras.layers.LSTM. The model and its
+    batches come from a one-epoch run of the recipe with its defaults."""
+    run, _ = run_recipe(args, "speed-reference", ["--epochs", "1"])
+    flags = argparse.Namespace(**json.loads((run.output_dir / "config.json").read_text()))
+    config = run.model.get_config()
+    ids, vocab = book_ids(args)
+    train_ids, _ = zoo_text.split_stream(ids, VALIDATION_FRACTION)
+    train = zoo_text.language_model_batches(
+        train_ids, flags.batch_size, flags.num_steps, flags.batching, seed=flags.seed
+    )
+    tokens = count_units(train, lambda x, y: tf.size(x, out_type=tf.int64))
 
     def keras_model():
         recurrent = [
@@ -284,14 +264,7 @@ def part_keras_speed(args):
         )
 
     def zoo_model():
-        return LanguageModel(
-            len(vocab),
-            flags.cell,
-            flags.units,
-            num_layers=flags.layers,
-            embedding_dim=flags.embedding_dim,
-            dropout=flags.dropout,
-        )
+        return LanguageModel.from_config({**config, "stateful": False})
 
     results = {}
     for name, build in (("zoo LanguageModel", zoo_model), ("keras.layers.LSTM", keras_model)):
@@ -318,8 +291,7 @@ def part_keras_speed(args):
 
 def other_english_lines(data_dir):
     """The English text of the other data sets in `data_dir`: the IMDb reviews, the English side of
-    fra-eng and the UD EWT sentences (3.0M characters after the course's cleaning, 17 times the
-    book)."""
+    fra-eng and the UD EWT sentences."""
     reviews, _ = zoo_text.read_imdb_tsv(data_dir / "imdb_subset" / "train.tsv")
     lines = [review.replace("<br />", " ") for review in reviews]
     lines += zoo_text.read_sentence_pairs(data_dir / "fra-eng" / "fra.txt", preprocess=False)[0]
@@ -333,16 +305,16 @@ def part_pretraining(args):
     """The default recipe with `--pretrain-data`: the other English text first, then the book."""
     other_text = args.runs / "other_english.txt"
     other_text.write_text("\n".join(other_english_lines(args.data.parents[1])) + "\n")
-    final, minutes = run_recipe(
+    run, minutes = run_recipe(
         args,
         "pretrained",
         ["--pretrain-data", str(other_text), "--pretrain-epochs", str(args.pretrain_epochs)],
     )
     return {
-        "pretraining_tokens": final["pretraining_tokens"],
+        "pretraining_tokens": run.final["pretraining_tokens"],
         "pretrain_epochs": args.pretrain_epochs,
-        "val_perplexity": final["val_perplexity"],
-        "best_epoch": final.get("best_epoch"),
+        "val_perplexity": run.final["val_perplexity"],
+        "best_epoch": run.final.get("best_epoch"),
         "minutes": minutes,
     }
 

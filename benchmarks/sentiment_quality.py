@@ -5,18 +5,12 @@ rest is the validation split for early stopping, so the model trains on 680 revi
 pretrained embeddings). Each seed is one full run of the recipe with its defaults; the figures come
 from the run's `metrics.json`.
 
-Measured with the defaults (`--seeds 0 1 2`, quiet 2-core machine): each run averages 5 models
-(`--ensemble 5`, seeds s..s+4): held-out accuracy 0.825 / 0.810 / 0.820, mean 0.818, median 0.820,
-61-70 s of training per run. The single models of seeds 0-4 (`-- --ensemble 1`) score 0.795, 0.755,
-0.815, 0.785, 0.755 (mean 0.781).
-
 Usage (from the repository root):
     ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/sentiment_quality.py [--seeds 0 1 2] \
         [--out-root runs/bench-sentiment] [-- more recipe flags]
 """
 
 import argparse
-import json
 import pathlib
 import shutil
 import statistics
@@ -34,8 +28,7 @@ def main():
     for seed in args.seeds:
         output_dir = args.out_root / f"seed-{seed}"
         shutil.rmtree(output_dir, ignore_errors=True)
-        sentiment.main(["--seed", str(seed), "--output-dir", str(output_dir), *args.extra])
-        final = json.loads((output_dir / "metrics.json").read_text())["final"]
+        final = sentiment.main(["--seed", str(seed), "--output-dir", str(output_dir), *args.extra]).final
         accuracies.append(final["test_accuracy"])
         print(
             f"RESULT seed {seed}: held-out accuracy {final['test_accuracy']:.4f} on "

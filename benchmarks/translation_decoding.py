@@ -18,8 +18,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from recipes import translation  # noqa: E402
-from zoo.text import SEQUENCE_RESERVED, Vocab, read_sentence_pairs  # noqa: E402
+from zoo.models import Translator, score_translations  # noqa: E402
+from zoo.text import SEQUENCE_RESERVED, Vocab, read_sentence_pairs, split_by_source  # noqa: E402
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
 
     config = json.loads((args.run / "config.json").read_text())
     sources, targets = read_sentence_pairs(config["data"], max_pairs=config["max_pairs"])
-    _, validation, test = translation.split_pairs(
+    _, validation, test = split_by_source(
         sources, config["test_fraction"], config["val_fraction"], config["split_seed"]
     )
     model = keras.models.load_model(args.run / "model.keras")
@@ -46,7 +46,7 @@ def main():
         split_targets = [targets[i] for i in indices]
         for beam in args.beams:
             for penalty in args.penalties:
-                translator = translation.Translator(
+                translator = Translator(
                     model,
                     source_vocab,
                     target_vocab,
@@ -55,7 +55,7 @@ def main():
                     beam_size=beam,
                     length_penalty=penalty,
                 )
-                scores, _ = translation.evaluate(translator, split_sources, split_targets)
+                scores, _ = score_translations(translator, split_sources, split_targets)
                 print(
                     f"{name:10s} {beam:4d} {penalty:5.2f} {scores['corpus_bleu']:14.4f} "
                     f"{scores['corpus_bleu_single_reference']:8.4f}",

@@ -10,24 +10,9 @@ comparison, against each pair's one reference, with greedy decoding and with bea
 
     ZOO_DATA_DIR=/work/shared/data python benchmarks/translation_quality.py --out runs/bench
 
-Measured on the 2-core machine (20-minute budget each; 2,282 test sentences, 3,503 pairs), beam 8
-with GNMT length penalty 1.0 (chosen on the validation split, `benchmarks/translation_decoding.py`):
-
-| model | epochs | decoding | corpus BLEU, all references | one reference per pair | course sentences |
-|---|---|---|---|---|---|
-| plain | 10 (13.8 min with the test) | greedy | 0.293 | 0.241 | 3/4 |
-| plain | | beam 8 | 0.342 | 0.276 | 3/4 |
-| attention | 10 (18.4 min with the test) | greedy | 0.318 | 0.260 | 4/4 |
-| attention | | beam 8 | **0.372** | 0.299 | **4/4** |
-
-The previous runs (session 3, beam 4, no length penalty): plain 0.359, attention 0.351; their
-models decoded with beam 8 and penalty 1.0: plain 0.365, attention 0.357.
-
-"go ." is a test sentence here (never trained on), "he's calm ." is not in the data at all; "i lost
-." and "i'm home ." are training sentences. Before this protocol, pairs were split at random: 55% of
-the test sentences were then also training sentences (with another translation), and BLEU took one
-reference per pair: 0.260 greedy for attention after 11 epochs of constant learning rate, without
-label smoothing.
+The beam size and length penalty default to the recipe's (chosen on the validation split by
+`benchmarks/translation_decoding.py`). The course's four test sentences are the ones the recipe
+records in its `metrics.json`.
 
 Every run's own files (metrics.json, curves.png, saved_model/, ...) stay in `--out`.
 """
@@ -42,14 +27,34 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from recipes import translation  # noqa: E402
-from zoo.text import SEQUENCE_RESERVED, Vocab, read_sentence_pairs  # noqa: E402
+from zoo.metrics import bleu  # noqa: E402
+from zoo.models import Translator, score_translations  # noqa: E402
+from zoo.text import SEQUENCE_RESERVED, Vocab, read_sentence_pairs, split_by_source  # noqa: E402
+
+DEFAULT_DATA = pathlib.Path("fra-eng") / "fra.txt"
 
 
 def held_out_test(data, max_pairs, split_seed):
     """The recipe's test split, recomputed from the same file and seed."""
     sources, targets = read_sentence_pairs(data, max_pairs=max_pairs)
-    _, _, test = translation.split_pairs(sources, 0.05, 0.05, split_seed)
+    _, _, test = split_by_source(sources, 0.05, 0.05, split_seed)
     return [sources[i] for i in test], [targets[i] for i in test]
+
+
+def course_sentences(translator, greedy_rows):
+    """The course's sentences of the recipe's `metrics.json`, translated again by `translator`."""
+    translations = translator([row["source"] for row in greedy_rows])
+    return [
+        {**row, "translation": translation, "bleu": bleu(translation, row["reference"], k=2)}
+        for row, translation in zip(greedy_rows, translations)
+    ]
+
+
+def format_course_sentences(rows):
+    return "\n".join(
+        f"  {row['source']} => {row['translation']}  (bleu {row['bleu']:.3f}, reference: {row['reference']})"
+        for row in rows
+    )
 
 
 def main():
@@ -65,7 +70,7 @@ def main():
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / "translation_quality")
     parser.add_argument("--data", type=pathlib.Path, default=None)
     args = parser.parse_args()
-    data = args.data or pathlib.Path(os.environ.get("ZOO_DATA_DIR", "")) / translation.DEFAULT_DATA
+    data = args.data or pathlib.Path(os.environ.get("ZOO_DATA_DIR", "")) / DEFAULT_DATA
     test_sources, test_targets = held_out_test(data, args.max_pairs, split_seed=0)
 
     report = {}
@@ -110,13 +115,13 @@ def main():
         if args.max_pairs:
             argv += ["--max-pairs", str(args.max_pairs)]
         started = time.perf_counter()
-        model = translation.main(argv)
+        run = translation.main(argv)
         seconds = time.perf_counter() - started
-        metrics = json.loads((run_dir / "metrics.json").read_text())["final"]
+        metrics = run.final
         source_vocab = Vocab.load(run_dir / "source_vocab.txt", SEQUENCE_RESERVED)
         target_vocab = Vocab.load(run_dir / "target_vocab.txt", SEQUENCE_RESERVED)
-        beam = translation.Translator(
-            model,
+        beam = Translator(
+            run.model,
             source_vocab,
             target_vocab,
             10,
@@ -124,8 +129,8 @@ def main():
             beam_size=args.beam_size,
             length_penalty=args.length_penalty,
         )
-        beam_scores, _ = translation.evaluate(beam, test_sources, test_targets)
-        beam_course = translation.course_sentences(beam)
+        beam_scores, _ = score_translations(beam, test_sources, test_targets)
+        beam_course = course_sentences(beam, metrics["course_sentences"])
         report[name] = {
             "epochs": metrics["epochs"],
             "seconds_total": seconds,
@@ -161,7 +166,7 @@ def main():
                 f"{scores['test_mean_sentence_bleu']:.3f}, course sentences exact "
                 f"{int(scores['course_exact'])}/4"
             )
-            print(translation.format_course_sentences(scores["course_sentences"]))
+            print(format_course_sentences(scores["course_sentences"]))
     print(f"\nreport: {args.out / 'report.json'}")
 
 

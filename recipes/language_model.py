@@ -5,25 +5,15 @@ does it: a line break is a space between words), a 3-layer LSTM (256 units, a 64
 0.4 between layers and before the output), sequential batching (32 rows of 64 steps; the state is
 carried from batch to batch, so the model reads long context), Adam 4e-3 with gradient clipping and a
 cosine decay, 40 epochs; the saved model keeps the epoch of lowest validation perplexity
-(`--no-keep-best`: the last). Measured on the shared 2-core CPU at a light load: validation
-perplexity 3.73 (epoch 36) in 3.6 minutes (about 30,000 tokens/s); 30 epochs give 3.78, 3.78 and
-3.80 with seeds 0, 1 and 2 in 3 minutes.
-Cleaned line by line with the lines run together, as D2L 0.17 (and this recipe before) did, the
-last word of each line is glued to the first of the next ("speak of himwas expounding"), once every
-60 characters or so; on that corpus the same defaults stalled at 4.25, and so did every model and
-regulariser tried (LSTM or GRU, 1-3 layers of 256-512, dropout 0.25-0.5, weight averaging, weight
-drop: 4.24-4.44).
-More text lowers it further: `--pretrain-data FILE...` trains on other texts first (4 epochs,
-`--pretrain-epochs`, in a run of its own in `pretraining/`), then on the book. With 3.0M characters
-of other English text (IMDb reviews, fra-eng's English side, UD EWT; `benchmarks/lm_quality.py`,
-part 6) the default run reaches 3.44 (epoch 36) in 11.2 minutes (3.93 on D2L 0.17's corpus).
-The last 10% of the text is the validation set and is never trained on. Each epoch prints the Keras
-progress bar, training and validation perplexity, tokens/s and a greedy continuation of "time
-traveller".
+(`--no-keep-best`: the last). `--pretrain-data FILE...` trains on other texts first
+(`--pretrain-epochs`, in a run of its own in `pretraining/`), then on the book. The last 10% of the
+text is the validation set and is never trained on. Each epoch prints the Keras progress bar, training
+and validation perplexity, tokens/s and a greedy continuation of "time traveller".
 
 The run's folder (`--output-dir`, default `runs/language_model-<time>`) ends with `model.keras`,
 `metrics.json`, `curves.png`, `checkpoints/` (resume with `--resume DIR`), TensorBoard `logs/`, the
-tokenizer files and `saved_model/`, which plain TensorFlow loads without this library:
+tokenizer files and `saved_model/` (`zoo.models.TextGenerator`), which plain TensorFlow loads without
+this library:
 
     lm = tf.saved_model.load("runs/.../saved_model")   # BPE models: `import tensorflow_text` first
     lm.generate(tf.constant(["time traveller"]))                       # greedy, 100 tokens
@@ -36,7 +26,7 @@ Examples:
     python -m recipes.language_model --data my_book.txt --tokenizer word --epochs 20
     python -m recipes.language_model --cell gru --layers 1 --units 32 --embedding-dim 0 --dropout 0 \\
         --batch-size 1024 --num-steps 32 --optimizer sgd --learning-rate 4 --lr-schedule constant \\
-        --batching overlapping --epochs 4        # D2L 1.0: validation perplexity 6.36 in 20 seconds
+        --batching overlapping --epochs 4                           # D2L 1.0's GRU
     python -m recipes.language_model --batching random --patience 5   # independent windows, early stop
     python -m recipes.language_model --pretrain-data other_book.txt reviews.txt   # other text first
 """
@@ -49,13 +39,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recipes import common
+import zoo
+from recipes import flags, run_files, training
+from recipes.flags import FlagError
+from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import Perplexity
 from zoo.models.language_model import BIDIRECTIONAL_GENERATION_ERROR, LanguageModel, TextGenerator
 
+# --- Config ---------------------------------------------------------------------------------
+
 TOKENIZERS = ("char", "word", "bpe")
-BATCHING = ("random", "sequential", "overlapping")
 VALIDATION_FRACTION = 0.1
 
 
@@ -64,7 +58,7 @@ def build_parser():
         prog="python -m recipes.language_model",
         description="Train an RNN/GRU/LSTM language model (char, word or BPE tokens) and generate text.",
     )
-    common.add_common_arguments(
+    flags.add_shared_flags(
         parser,
         recipe="language_model",
         epochs=40,
@@ -75,16 +69,19 @@ def build_parser():
     )
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
-    model.add_argument("--layers", type=int, default=3, help="stacked recurrent layers")
-    model.add_argument("--units", type=int, default=256, help="hidden units per layer")
+    model.add_argument("--layers", type=flags.positive_int, default=3, help="stacked recurrent layers")
+    model.add_argument("--units", type=flags.positive_int, default=256, help="hidden units per layer")
     model.add_argument(
         "--embedding-dim",
-        type=int,
+        type=flags.non_negative_int,
         default=64,
         help="learned embedding size (0: one-hot inputs, as the course starts)",
     )
     model.add_argument(
-        "--dropout", type=float, default=0.4, help="dropout between layers and before the output layer"
+        "--dropout",
+        type=flags.fraction,
+        default=0.4,
+        help="dropout between layers and before the output layer",
     )
     model.add_argument(
         "--bidirectional",
@@ -99,8 +96,8 @@ def build_parser():
     )
     data = parser.add_argument_group("data")
     data.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
-    data.add_argument("--bpe-vocab-size", type=int, default=1000)
-    data.add_argument("--num-steps", type=int, default=64, help="tokens per training window")
+    data.add_argument("--bpe-vocab-size", type=flags.positive_int, default=1000)
+    data.add_argument("--num-steps", type=flags.positive_int, default=64, help="tokens per training window")
     data.add_argument(
         "--pretrain-data",
         type=pathlib.Path,
@@ -110,18 +107,20 @@ def build_parser():
         "rate), in --data's tokens and vocabulary (tokens it lacks are unknown); "
         "then training goes on with --data",
     )
-    data.add_argument("--pretrain-epochs", type=int, default=4, help="epochs over --pretrain-data")
+    data.add_argument(
+        "--pretrain-epochs", type=flags.positive_int, default=4, help="epochs over --pretrain-data"
+    )
     data.add_argument(
         "--batching",
-        choices=BATCHING,
+        choices=tuple(zoo_text.BATCHING_SCHEMES),
         default="sequential",
         help="random: independent windows, state reset each batch; sequential: "
         "contiguous rows, state carried across batches and reset each epoch; "
         "overlapping: a window at every offset, shuffled (D2L 1.0's data; "
         "num-steps times the batches of random; validation as random)",
     )
-    training = parser.add_argument_group("schedule and samples")
-    training.add_argument(
+    training_group = parser.add_argument_group("schedule and samples")
+    training_group.add_argument(
         "--keep-best",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -129,15 +128,25 @@ def build_parser():
         "(model.keras, saved_model/ and the final figures); epochs before a "
         "--resume are not considered",
     )
-    training.add_argument(
+    training_group.add_argument(
         "--patience",
-        type=int,
+        type=flags.non_negative_int,
         default=0,
         help="stop after this many epochs without a lower validation perplexity (0: run all the epochs)",
     )
-    training.add_argument("--prefix", default="time traveller", help="prompt of the samples")
-    training.add_argument("--sample-tokens", type=int, default=50, help="tokens in each sample")
+    training_group.add_argument("--prefix", default="time traveller", help="prompt of the samples")
+    training_group.add_argument(
+        "--sample-tokens", type=flags.positive_int, default=50, help="tokens in each sample"
+    )
     return parser
+
+
+def check(args):
+    if args.batching == "sequential" and args.strategy != "default":
+        raise FlagError(
+            "--batching sequential carries each batch row's state to the next batch, which needs "
+            "one fixed batch on one device; use --batching random with --strategy " + args.strategy
+        )
 
 
 # --- Data ------------------------------------------------------------------------------------
@@ -149,11 +158,11 @@ def read_corpus(args):
         try:
             return zoo_text.read_text(args.data)
         except (OSError, ValueError) as error:
-            raise common.RecipeError(f"--data {args.data}: {error}") from None
+            raise RecipeError(f"--data {args.data}: {error}") from None
     try:
         return zoo_text.load_time_machine()
     except (RuntimeError, ValueError) as error:
-        raise common.RecipeError(
+        raise RecipeError(
             f"could not get The Time Machine ({error}). Offline? Pass a local copy: --data FILE"
         ) from None
 
@@ -167,64 +176,26 @@ def tokenize(args, text):
         try:
             tokenizer = zoo_text.BPETokenizer.train(["\n".join(train_lines)], args.bpe_vocab_size)
         except ValueError as error:
-            raise common.RecipeError(f"--bpe-vocab-size {args.bpe_vocab_size}: {error}") from None
+            raise RecipeError(f"--bpe-vocab-size {args.bpe_vocab_size}: {error}") from None
         ids = [piece for line in tokenizer.tokenize(lines) for piece in line]
         return np.asarray(ids, np.int32), tokenizer, None
     tokenizer = zoo_text.CharTokenizer() if args.tokenizer == "char" else zoo_text.WordTokenizer()
-    # One string, as D2L 1.0 cleans it: a line break is a word boundary and becomes a space. Cleaning
-    # line by line and running the lines together (D2L 0.17) glues the last word of every line to
-    # the first of the next.
+    # One string, as D2L 1.0 cleans it: a line break is a word boundary and becomes a space (cleaning
+    # line by line and running the lines together would glue the words on either side of it).
     tokens = tokenizer.tokenize(text)
     if not tokens:
-        raise common.RecipeError("the text holds no tokens after the course's cleaning (letters only)")
+        raise RecipeError("the text holds no tokens after the course's cleaning (letters only)")
     vocab = zoo_text.Vocab(tokens)
     return np.asarray(vocab.to_ids(tokens), np.int32), tokenizer, vocab
 
 
-def overlapping_window_batches(ids, batch_size, num_steps, seed=None):
-    """D2L 1.0's windows: one starting at every token, reshuffled each epoch, `batch_size` a batch.
-
-    Returns a `tf.data.Dataset` of `(X, Y)` int32 `[batch_size, num_steps]`, `Y` one token ahead;
-    the leftover windows of an epoch are dropped.
-    """
-    tokens = tf.constant(ids, tf.int32)
-    num_windows = len(ids) - num_steps
-    if num_windows < batch_size:
-        raise ValueError(
-            f"a stream of {len(ids)} tokens is too short for one batch of "
-            f"{batch_size} overlapping windows of {num_steps}"
-        )
-
-    def windows(starts):
-        positions = starts[:, None] + tf.range(num_steps, dtype=tf.int64)[None, :]
-        return tf.gather(tokens, positions), tf.gather(tokens, positions + 1)
-
-    return (
-        tf.data.Dataset.range(num_windows)
-        .shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size, drop_remainder=True)
-        .map(windows, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-BATCHING_SCHEMES = {
-    "random": zoo_text.random_sampling_batches,
-    "sequential": zoo_text.sequential_partition_batches,
-    "overlapping": overlapping_window_batches,
-}
-
-
-def training_batches(args, ids):
-    """The `--batching` batches of a whole stream, one epoch with its length known."""
-    train = BATCHING_SCHEMES[args.batching](ids, args.batch_size, args.num_steps, seed=args.seed)
-    return with_known_length(train, ids, args.batch_size, args.num_steps, args.batching)
-
-
 def batches(args, ids):
+    """`(train, validation)` batches of the stream's head and tail, one epoch each, of known length."""
     try:
         train_ids, validation_ids = zoo_text.split_stream(ids, VALIDATION_FRACTION)
-        train = training_batches(args, train_ids)
+        train = zoo_text.language_model_batches(
+            train_ids, args.batch_size, args.num_steps, args.batching, seed=args.seed
+        )
         # Overlapping windows only multiply the training updates; validating on every offset would
         # weigh the same tokens num_steps times, so it validates as random sampling does.
         validation_scheme = "random" if args.batching == "overlapping" else args.batching
@@ -235,16 +206,11 @@ def batches(args, ids):
             validation_batch = max(
                 1, min(args.batch_size, (len(validation_ids) - args.num_steps) // args.num_steps)
             )
-        validation = BATCHING_SCHEMES[validation_scheme](
-            validation_ids, validation_batch, args.num_steps, seed=args.seed + 1
-        )
-        validation = with_known_length(
-            validation, validation_ids, validation_batch, args.num_steps, validation_scheme
+        validation = zoo_text.language_model_batches(
+            validation_ids, validation_batch, args.num_steps, validation_scheme, seed=args.seed + 1
         )
     except ValueError as error:
-        raise common.RecipeError(
-            f"{error}: use a longer text or a smaller --batch-size / --num-steps"
-        ) from None
+        raise RecipeError(f"{error}: use a longer text or a smaller --batch-size / --num-steps") from None
     return train, validation
 
 
@@ -256,7 +222,7 @@ def pretraining_ids(args, tokenizer, vocab):
         try:
             text = zoo_text.read_text(path)
         except (OSError, ValueError) as error:
-            raise common.RecipeError(f"--pretrain-data {path}: {error}") from None
+            raise RecipeError(f"--pretrain-data {path}: {error}") from None
         if vocab is None:
             ids += [piece for line in tokenizer.tokenize(text.split("\n")) for piece in line]
         else:
@@ -264,41 +230,35 @@ def pretraining_ids(args, tokenizer, vocab):
     return np.asarray(ids, np.int32)
 
 
-def with_known_length(dataset, ids, batch_size, num_steps, batching):
-    """The batches every epoch has (those of the largest random offset), with that cardinality.
-
-    Keras 3.15 mis-averages the loss and metrics of a dataset of unknown length: the step that meets
-    the end of the data counts as a batch (one validation batch came out at half its loss).
-    """
-    if batching == "overlapping":
-        count = (len(ids) - num_steps) // batch_size
-        return dataset.apply(tf.data.experimental.assert_cardinality(count))
-    usable = len(ids) - (num_steps - 1) - 1
-    if batching == "random":
-        count = (usable // num_steps) // batch_size
-    else:
-        count = (usable // batch_size) // num_steps
-    return dataset.take(count).apply(tf.data.experimental.assert_cardinality(count))
-
-
 def save_tokenizer(args, tokenizer, vocab):
     if vocab is None:
-        tokenizer.save(common.output_path(args, "bpe.model"))
+        tokenizer.save(run_files.output_path(args, "bpe.model"))
     else:
-        vocab.save(common.output_path(args, "vocab.txt"))
+        vocab.save(run_files.output_path(args, "vocab.txt"))
 
 
-# --- Callbacks -------------------------------------------------------------------------------
+def count_tokens(inputs, targets):
+    return tf.size(inputs, out_type=tf.int64)
 
 
-class ResetCarriedState(keras.callbacks.Callback):
-    """Sequential partitioning: a fresh state at the start of every epoch and of validation."""
+# --- Model -----------------------------------------------------------------------------------
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.reset_state()
 
-    def on_test_begin(self, logs=None):
-        self.model.reset_state()
+def build_model(args, vocab_size):
+    return LanguageModel(
+        vocab_size,
+        cell_type=args.cell,
+        units=args.units,
+        num_layers=args.layers,
+        embedding_dim=args.embedding_dim or None,
+        dropout=args.dropout,
+        bidirectional=args.bidirectional,
+        stateful=args.batching == "sequential",
+        implementation=args.implementation,
+    )
+
+
+# --- Training --------------------------------------------------------------------------------
 
 
 class SampleText:
@@ -326,51 +286,30 @@ class SampleText:
         return f"epoch {epoch} sample: {text!r}"
 
 
-# --- Main ------------------------------------------------------------------------------------
-
-
-def check_args(args):
-    if args.patience < 0:
-        raise common.RecipeError("--patience must be >= 0")
-    for name in ("layers", "units", "num_steps", "sample_tokens", "bpe_vocab_size", "pretrain_epochs"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.embedding_dim < 0 or not 0 <= args.dropout < 1:
-        raise common.RecipeError("--embedding-dim must be >= 0 and --dropout in [0, 1)")
-    if args.batching == "sequential" and args.strategy != "default":
-        raise common.RecipeError(
-            "--batching sequential carries each batch row's state to the next batch, which needs "
-            "one fixed batch on one device; use --batching random with --strategy " + args.strategy
-        )
-
-
-def count_tokens(inputs, targets):
-    return tf.size(inputs, out_type=tf.int64)
-
-
-def pretrain(args, new_model, ids, strategy, callbacks):
+def pretrain(args, model_fn, ids, strategy, callbacks):
     """Trains a new model on the `--pretrain-data` stream `ids` for `--pretrain-epochs` at a
     constant learning rate, as a run of its own in `<output-dir>/pretraining` (checkpointed every
     epoch; a killed run resumes it, a finished one is loaded), and returns it."""
     run_args = copy.copy(args)
-    run_args.output_dir = common.output_path(args, "pretraining")
+    run_args.output_dir = run_files.output_path(args, "pretraining")
     run_args.epochs, run_args.lr_schedule = args.pretrain_epochs, "constant"
-    if common.finished_training(run_args.output_dir, run_args.epochs):
+    if training.finished_training(run_args.output_dir, run_args.epochs):
         print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
         with strategy.scope():
             return keras.models.load_model(run_args.output_dir / "model.keras")
     try:
-        dataset = training_batches(args, ids)
+        dataset = zoo_text.language_model_batches(
+            ids, args.batch_size, args.num_steps, args.batching, args.seed
+        )
     except ValueError as error:
-        raise common.RecipeError(f"--pretrain-data: {error}") from None
+        raise RecipeError(f"--pretrain-data: {error}") from None
     run_args.output_dir.mkdir(parents=True, exist_ok=True)
-    has_state = common.EpochCheckpoint.load_state(run_args.output_dir / "checkpoints") is not None
-    run_args.resume = run_args.output_dir if has_state else None
+    training.resumable(run_args)
     print(
         f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs", flush=True
     )
-    model, _ = common.run_training(
-        new_model,
+    model, _ = training.run_training(
+        model_fn,
         dataset,
         None,
         run_args,
@@ -378,18 +317,20 @@ def pretrain(args, new_model, ids, strategy, callbacks):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[Perplexity()],
         callbacks=callbacks,
-        units_per_epoch=common.count_units(dataset, count_tokens),
+        units_per_epoch=zoo.callbacks.count_units(dataset, count_tokens),
     )
     return model
 
 
-@common.entry_point
+# --- Main: data, model, train, export --------------------------------------------------------
+
+
+@entry_point
 def main(argv=None):
-    args = common.parse_args(build_parser(), argv)
-    check_args(args)
-    strategy = common.setup(args)
-    text = read_corpus(args)
-    ids, tokenizer, vocab = tokenize(args, text)
+    args = flags.parse_args(build_parser(), argv, check=check)
+    strategy = training.setup(args)
+
+    ids, tokenizer, vocab = tokenize(args, read_corpus(args))
     vocab_size = tokenizer.vocab_size if vocab is None else len(vocab)
     train_ds, validation_ds = batches(args, ids)
     save_tokenizer(args, tokenizer, vocab)
@@ -399,31 +340,20 @@ def main(argv=None):
         flush=True,
     )
 
-    def new_model():
-        return LanguageModel(
-            vocab_size,
-            cell_type=args.cell,
-            units=args.units,
-            num_layers=args.layers,
-            embedding_dim=args.embedding_dim or None,
-            dropout=args.dropout,
-            bidirectional=args.bidirectional,
-            stateful=args.batching == "sequential",
-            implementation=args.implementation,
-        )
-
-    callbacks = [common.EpochEndHook(SampleText(args, tokenizer, vocab))]
+    callbacks = [zoo.callbacks.EpochEndHook(SampleText(args, tokenizer, vocab))]
     if args.batching == "sequential":
-        callbacks.insert(0, ResetCarriedState())
-    pretrained = None
+        callbacks.insert(0, zoo.callbacks.ResetStateEachEpoch())
     final = {}
+    pretrained = None
     if args.pretrain_data:
         pretraining_stream = pretraining_ids(args, tokenizer, vocab)
         final["pretraining_tokens"] = len(pretraining_stream)
-        pretrained = pretrain(args, new_model, pretraining_stream, strategy, callbacks)
+        pretrained = pretrain(
+            args, lambda: build_model(args, vocab_size), pretraining_stream, strategy, callbacks
+        )
 
-    def build_model():
-        model = new_model()
+    def build_book_model():
+        model = build_model(args, vocab_size)
         if pretrained is not None:
             model(next(iter(train_ds))[0])
             model.set_weights(pretrained.get_weights())
@@ -439,9 +369,8 @@ def main(argv=None):
             verbose=1,
         )
         callbacks.append(best_epoch)
-    tokens_per_epoch = common.count_units(train_ds, count_tokens)
-    model, history = common.run_training(
-        build_model,
+    model, history = training.run_training(
+        build_book_model,
         train_ds,
         validation_ds,
         args,
@@ -449,7 +378,7 @@ def main(argv=None):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[Perplexity()],
         callbacks=callbacks,
-        units_per_epoch=tokens_per_epoch,
+        units_per_epoch=zoo.callbacks.count_units(train_ds, count_tokens),
     )
     print(f"recurrent layers ran: {model.implementation_used}", flush=True)
 
@@ -463,8 +392,8 @@ def main(argv=None):
     else:
         generator = TextGenerator(model, tokenizer, vocab)
         final["sample"] = generator(args.prefix, args.sample_tokens)
-        path = common.export_saved_model(
-            generator, common.output_path(args, "saved_model"), {"generate": generator.serve}
+        path = zoo.export.saved_model(
+            generator, run_files.output_path(args, "saved_model"), {"generate": generator.serve}
         )
         print(
             f"saved {path} (generate signature; "
@@ -472,13 +401,12 @@ def main(argv=None):
             + ")",
             flush=True,
         )
-    common.record_final(args, **final)
     epoch = f" (epoch {final['best_epoch']}, the best)" if "best_epoch" in final else ""
     print(
         f"validation perplexity {final['val_perplexity']:.3f}{epoch}; run folder {args.output_dir}",
         flush=True,
     )
-    return model, history
+    return run_files.finish_run(args, model, **final)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""recipes.sentiment end to end on a slice of the IMDb subset, on mocked TFDS, and its exported `classify`."""
+"""recipes.sentiment: its data handling, and (slow tier) end to end on a slice of the IMDb subset, on
+mocked TFDS, and its exported `classify` loaded without zoo."""
 
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -11,10 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes import common, sentiment
-from zoo import layers as zoo_layers
-from zoo.models import AveragedEnsemble
-from zoo.models.classifier import SequenceClassifier
+import zoo
+from recipes import sentiment
+from zoo.models import AveragedEnsemble, SequenceClassifier, TextClassifier
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_MODEL = [
@@ -71,9 +72,10 @@ def imdb_slice(data_file, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
-    result = sentiment.main(
+    run = sentiment.main(
         ["--data", str(imdb_slice), "--output-dir", str(output_dir), *TINY_MODEL, "--ensemble", "2"]
     )
     for name in (
@@ -89,15 +91,18 @@ def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     metrics = json.loads((output_dir / "metrics.json").read_text())
     final = metrics["final"]
     assert final["test_examples"] == 12  # 20% of 60, never trained on
-    assert final["test_accuracy"] == pytest.approx(result["test_accuracy"])
+    assert run.final == final and run.output_dir == output_dir
+    assert 0.0 <= final["test_accuracy"] <= 1.0
     assert final["label_names"] == ["0", "1"]
     assert (final["members"], final["epochs"]) == (2, [1, 1])
     assert [entry["member"] for entry in metrics["epochs"]] == [0, 1]
+    assert run.history["member"] == [0, 1]
     ensemble = keras.models.load_model(output_dir / "model.keras")
     assert isinstance(ensemble, AveragedEnsemble) and len(ensemble.members) == 2
     check_classify(output_dir / "saved_model", "word")
 
 
+@pytest.mark.slow
 def test_ensemble_resume_keeps_finished_members_and_continues_the_interrupted_one(imdb_slice, tmp_path):
     output_dir = tmp_path / "run"
     flags = ["--data", str(imdb_slice), *TINY_MODEL, "--ensemble", "2", "--patience", "0", "--epochs", "2"]
@@ -131,6 +136,7 @@ def check_classify(saved_model, tokenizer):
     assert set(out["labels"]) <= {"0", "1"}
 
 
+@pytest.mark.slow
 def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
     args = sentiment.build_parser().parse_args(
         ["--data", str(imdb_slice), "--tokenizer", "bpe", "--bpe-vocab-size", "300"]
@@ -139,12 +145,11 @@ def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
     tokenizer, vocab = sentiment.build_tokenizer(args, texts)
     assert vocab is None and tokenizer.tokenizer.vocab_size == 300
     model = SequenceClassifier(300, 2, embedding_dim=4, units=4, num_layers=1)
-    export = sentiment.TextClassifierExport(model, tokenizer, vocab, ["0", "1"], max_length=50)
-    in_process = export.classify(tf.constant(["A wonderful film.<br />Loved it", ""]))["probabilities"]
+    classifier = TextClassifier(model, tokenizer, vocab, ["0", "1"], max_length=50)
+    in_process = classifier.classify(tf.constant(["A wonderful film.<br />Loved it", ""]))["probabilities"]
     ids = tf.constant([tokenizer.tokenize(tf.constant("A wonderful film.<br />Loved it")).numpy().tolist()])
     np.testing.assert_allclose(in_process[0], model(ids)[0], rtol=1e-6)
-    with zoo_layers.portable_graph():
-        common.export_saved_model(export, tmp_path / "saved_model", {"classify": export.classify})
+    zoo.export.saved_model(classifier, tmp_path / "saved_model", {"classify": classifier.classify})
     check_classify(tmp_path / "saved_model", "bpe")
 
 
@@ -166,11 +171,12 @@ def test_csv_with_chosen_columns(tmp_path):
     assert sentiment.label_vocabulary(labels) == (["bad", "good"], [0, 1])
 
 
+@pytest.mark.slow
 def test_tfds_imdb_reviews_with_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
-        result = sentiment.main(["--tfds", "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
-    assert 0.0 <= result["test_accuracy"] <= 1.0
+        run = sentiment.main(["--tfds", "--output-dir", str(tmp_path / "run"), *TINY_MODEL])
+    assert 0.0 <= run.final["test_accuracy"] <= 1.0
     assert (tmp_path / "run" / "saved_model").is_dir()
 
 
@@ -183,5 +189,18 @@ def test_missing_file_and_bad_columns_are_one_line_errors(tmp_path, imdb_slice, 
             ["--data", str(imdb_slice), "--text-column", "body", "--output-dir", str(tmp_path / "b")]
         )
     errors = capsys.readouterr().err.strip().splitlines()
-    assert errors[0].startswith("error: --data") and "missing.tsv" in errors[0]
-    assert errors[1].startswith("error: ") and "body" in errors[1]
+    assert errors[0] == f"error: --data {tmp_path / 'missing.tsv'}: no such file or folder"
+    assert re.fullmatch(r"error: .*imdb_slice\.tsv.* no column \['body'\] in the header.*", errors[1]), (
+        errors[1]
+    )
+
+
+def test_split_fractions_are_checked_by_the_command_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sentiment.main(["--test-fraction", "1.5", "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "argument --test-fraction: expected a fraction in (0, 1), got 1.5" in capsys.readouterr().err
+    with pytest.raises(
+        sentiment.RecipeError, match="3 examples are too few to split into train, validation and test"
+    ):
+        sentiment.split_indices(3, 0.2, 0.15, seed=0)

@@ -1,5 +1,6 @@
-"""Tests of recipes.common: the run's files, resume after SIGKILL, mirrored strategy on logical
-CPUs, throughput counting, clipping, and the one-line error path."""
+"""Tests of what the recipes share (`recipes.flags`, `recipes.training`, `recipes.run_files`): the
+run's files, resume after SIGKILL, mirrored strategy on logical CPUs, clipping, the rules between
+flags, and the one-line error path."""
 
 import argparse
 import importlib.util
@@ -7,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -16,18 +18,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes import common
+from recipes import flags, training
+from recipes.recipe import RecipeError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# A complete recipe on recipes.common: linear regression written as text, so that the same
+# A complete recipe on the shared modules: linear regression written as text, so that the same
 # program runs in this process and in subprocesses (killed, resumed, on two logical CPUs).
 # `--stall-at-epoch E` signals through `--signal FILE` in the middle of epoch E (from 1) and
 # then hangs, so the test can kill it mid-epoch.
 TINY_RECIPE = """
 import argparse, pathlib, time
 import keras, numpy as np, tensorflow as tf
-from recipes import common
+import zoo
+from recipes import flags, run_files, training
+from recipes.recipe import entry_point
 
 WEIGHTS = np.array([[1.0], [2.0], [-1.0], [0.5]], dtype="float32")
 
@@ -57,31 +62,29 @@ class Regressor(tf.Module):
         return {"value": self.model(numbers)[:, 0]}
 
 
-@common.entry_point
+@entry_point
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    common.add_common_arguments(parser, recipe="tiny", epochs=5, batch_size=8,
-                                learning_rate=0.05)
+    flags.add_shared_flags(parser, recipe="tiny", epochs=5, batch_size=8, learning_rate=0.05)
     parser.add_argument("--stall-at-epoch", type=int, default=0)
     parser.add_argument("--signal", type=pathlib.Path, default=None)
-    args = common.parse_args(parser, argv)
-    strategy = common.setup(args)
+    args = flags.parse_args(parser, argv)
+    strategy = training.setup(args)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     train = tf.data.Dataset.from_tensor_slices((x, x @ WEIGHTS)).batch(args.batch_size)
-    callbacks = [common.EpochEndHook(lambda model, epoch, logs: f"HOOK epoch {epoch}")]
+    callbacks = [zoo.callbacks.EpochEndHook(lambda model, epoch, logs: f"HOOK epoch {epoch}")]
     if args.stall_at_epoch:
         callbacks.append(Stall(args.stall_at_epoch, args.signal))
-    model, history = common.run_training(
+    model, history = training.run_training(
         lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]),
         train, train.take(2), args, strategy=strategy, loss="mse",
         metrics=["mae"], callbacks=callbacks, units_per_epoch=64 * 4)
-    common.record_final(args, answer=np.int64(42), sample="4 2")
     regressor = Regressor(model)
-    common.export_saved_model(regressor, common.output_path(args, "saved_model"),
-                              {"predict": regressor.predict})
+    zoo.export.saved_model(regressor, run_files.output_path(args, "saved_model"),
+                           {"predict": regressor.predict})
     print("ITERATIONS", int(model.optimizer.iterations.numpy()))
     print("REPLICAS", strategy.num_replicas_in_sync)
-    return history
+    return run_files.finish_run(args, model, answer=np.int64(42), sample="4 2")
 
 
 if __name__ == "__main__":
@@ -137,7 +140,7 @@ def test_cosine_schedule_decays_the_learning_rate_per_epoch(tiny_recipe, tmp_pat
 
 def test_outputs_of_a_run(tiny_recipe, tmp_path, capsys):
     run = tmp_path / "run"
-    history = _run_in_process(tiny_recipe, "--output-dir", run, "--epochs", 2)
+    result = _run_in_process(tiny_recipe, "--output-dir", run, "--epochs", 2)
     out = capsys.readouterr().out
     assert "HOOK epoch 1" in out and "HOOK epoch 2" in out
     assert "tokens/s" in out
@@ -154,9 +157,11 @@ def test_outputs_of_a_run(tiny_recipe, tmp_path, capsys):
     assert metrics["final"]["answer"] == 42 and isinstance(
         metrics["final"]["answer"], int
     )  # an int stays an int
-    assert history["loss"] == [entry["loss"] for entry in metrics["epochs"]]
+    assert metrics["final"]["train_seconds"] > 0
+    assert result.output_dir == run and result.final == metrics["final"]
+    assert result.history["loss"] == [entry["loss"] for entry in metrics["epochs"]]
     # Linear regression with Adam: the loss goes down.
-    assert history["loss"][1] < history["loss"][0]
+    assert result.history["loss"][1] < result.history["loss"][0]
 
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run / "config.json").read_text())["output_dir"] == str(run)
@@ -188,6 +193,7 @@ def test_recipe_error_is_one_line_and_exit_code_2(tiny_recipe, tmp_path, capsys)
     assert captured.err == f"error: --data {missing}: no such file or folder\n"
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
     run, signal = tmp_path / "run", tmp_path / "mid-epoch-2"
     # The uninterrupted reference runs beside the run that will be killed.
@@ -237,6 +243,7 @@ def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "strategy, cpu_devices, replicas",
     [
@@ -269,8 +276,8 @@ def test_strategies_train(tiny_recipe, tmp_path, strategy, cpu_devices, replicas
 def test_multi_worker_cluster_is_refused_with_the_reason(monkeypatch):
     cluster = {"worker": ["localhost:23456", "localhost:23457"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(common.RecipeError, match="2 workers.*keras-team/keras#20585"):
-        common.make_strategy("multi-worker")
+    with pytest.raises(RecipeError, match="2 workers.*keras-team/keras#20585"):
+        training.make_strategy("multi-worker")
 
 
 def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
@@ -281,53 +288,35 @@ def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
         json.dumps({"data": str(data), "epochs": 7, "learning_rate": 0.5, "output_dir": "elsewhere"})
     )
 
-    def parse(*flags):
+    def parse(*argv):
         parser = argparse.ArgumentParser()
-        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4, learning_rate=1.0)
-        return common.parse_args(parser, [str(flag) for flag in flags])
+        flags.add_shared_flags(parser, recipe="test", epochs=2, batch_size=4, learning_rate=1.0)
+        return flags.parse_args(parser, [str(arg) for arg in argv])
 
     args = parse("--resume", run)
     assert (args.data, args.epochs, args.learning_rate) == (data, 7, 0.5)
     assert args.output_dir == run and args.batch_size == 4
     assert parse("--resume", run, "--epochs", 9).epochs == 9
-    with pytest.raises(common.RecipeError, match="no run there"):
+    with pytest.raises(RecipeError, match="no run there"):
         parse("--resume", tmp_path / "nothing")
 
 
 def test_split_cpu_after_initialisation_is_a_recipe_error():
     tf.constant(0)  # initialises the devices of this process
-    with pytest.raises(common.RecipeError, match="before any other TensorFlow work"):
-        common.split_cpu(2)
+    with pytest.raises(RecipeError, match="before any other TensorFlow work"):
+        training.split_cpu(2)
 
 
 def test_global_clip_norm_rescales_all_gradients_together():
-    optimizer = common.make_optimizer("sgd", learning_rate=1.0, clip_norm=1.0)
+    optimizer = training.make_optimizer("sgd", learning_rate=1.0, clip_norm=1.0)
     first, second = tf.Variable([0.0]), tf.Variable([0.0])
     optimizer.apply_gradients([(tf.constant([3.0]), first), (tf.constant([4.0]), second)])
     # Global norm 5 > 1: every gradient is scaled by 1/5.
     np.testing.assert_allclose([first.numpy()[0], second.numpy()[0]], [-0.6, -0.8], rtol=1e-6)
-    assert common.make_optimizer("adam", 1e-3, 0).global_clipnorm is None
+    assert training.make_optimizer("adam", 1e-3, 0).global_clipnorm is None
 
 
-def test_count_units():
-    ids = np.array([[3, 4, 0, 0], [5, 0, 0, 0], [1, 2, 3, 4], [7, 7, 7, 0], [9, 0, 0, 0]])
-    labels = np.arange(5)
-    dataset = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(2)
-    assert common.count_units(dataset) == 5
-    assert common.count_units(dataset, lambda x, y: tf.math.count_nonzero(x)) == 11
-
-
-def test_export_refuses_signatures_without_string_inputs():
-    module = tf.Module()
-    module.double = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None], tf.float32)])
-    with pytest.raises(ValueError, match="must take raw strings"):
-        common.export_saved_model(module, "/nonexistent", {"double": module.double})
-    module.untyped = tf.function(lambda x: x)
-    with pytest.raises(ValueError, match="needs a tf.function with an input_signature"):
-        common.export_saved_model(module, "/nonexistent", {"untyped": module.untyped})
-
-
-@keras.saving.register_keras_serializable(package="test_recipes_common")
+@keras.saving.register_keras_serializable(package="test_recipes_training")
 class TinyClassifier(keras.Model):
     """A subclassed model, built only when first called: the kind the zoo's models are."""
 
@@ -345,16 +334,16 @@ def test_subclassed_model_is_built_and_restored(tmp_path):
     ids = np.random.default_rng(1).integers(0, 10, size=(12, 5))
     train = tf.data.Dataset.from_tensor_slices((ids, ids[:, 0] % 2)).batch(4)
 
-    def train_run(*flags):
+    def train_run(*argv):
         parser = argparse.ArgumentParser()
-        common.add_common_arguments(parser, recipe="test", epochs=2, batch_size=4, learning_rate=0.01)
-        args = common.parse_args(parser, [str(flag) for flag in flags])
-        return common.run_training(
+        flags.add_shared_flags(parser, recipe="test", epochs=2, batch_size=4, learning_rate=0.01)
+        args = flags.parse_args(parser, [str(arg) for arg in argv])
+        return training.run_training(
             TinyClassifier,
             train,
             None,
             args,
-            strategy=common.setup(args),
+            strategy=training.setup(args),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
 
@@ -367,3 +356,57 @@ def test_subclassed_model_is_built_and_restored(tmp_path):
     assert int(restored.optimizer.iterations.numpy()) == 6
     for got, want in zip(restored.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+def build_parser_with_a_rule():
+    parser = argparse.ArgumentParser(prog="tiny")
+    flags.add_shared_flags(parser, recipe="test", epochs=2, batch_size=4, learning_rate=1.0)
+    parser.add_argument("--mode", choices=("plain", "fancy"), default="plain")
+    parser.add_argument("--fanciness", type=flags.fraction, default=0.0)
+    return parser
+
+
+def needs_fancy_mode(args):
+    if args.fanciness and args.mode != "fancy":
+        raise flags.FlagError("--fanciness needs --mode fancy")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], r"argument --epochs: expected an integer >= 1, got 0"),
+        (["--learning-rate", "-1"], r"argument --learning-rate: expected a positive number, got -1"),
+        (["--fanciness", "1.5"], r"argument --fanciness: expected a fraction in \[0, 1\), got 1.5"),
+        (["--fanciness", "0.5"], r"tiny: error: --fanciness needs --mode fancy"),
+    ],
+)
+def test_bad_flags_end_as_argparse_errors_with_the_reason(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        flags.parse_args(build_parser_with_a_rule(), argv, check=needs_fancy_mode)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tiny")
+    assert re.search(message, err), err
+    assert (
+        flags.parse_args(
+            build_parser_with_a_rule(), ["--fanciness", "0.5", "--mode", "fancy"], check=needs_fancy_mode
+        ).fanciness
+        == 0.5
+    )
+
+
+def test_derived_defaults_follow_the_flags_they_depend_on_and_lose_to_given_flags():
+    def fancy_defaults(args):
+        defaults = {"mode": "fancy"} if args.epochs > 5 else {}
+        if args.mode == "fancy":
+            defaults["fanciness"] = 0.5
+        return defaults
+
+    def parse(*argv):
+        return flags.parse_args(build_parser_with_a_rule(), list(argv), derived_defaults=fancy_defaults)
+
+    assert (parse().mode, parse().fanciness) == ("plain", 0.0)
+    assert (parse("--epochs", "9").mode, parse("--epochs", "9").fanciness) == ("fancy", 0.5)
+    given = parse("--epochs", "9", "--fanciness", "0.25")
+    assert (given.mode, given.fanciness) == ("fancy", 0.25)
+    assert parse("--mode", "fancy").fanciness == 0.5

@@ -1,0 +1,247 @@
+"""The command line of the recipes: the flags they share, the argparse types of their values, and
+how a command line is read (defaults that depend on other flags, `--resume`, rules between flags).
+
+Every recipe's config block is a `build_parser()`: `add_shared_flags` with the recipe's defaults, then
+its own flags. Flags are validated in one way, by argparse while the command line is read, so every
+bad flag ends with the usage line, `error: <message>` and exit status 2: the value of one flag by its
+`type=` (`positive_int`, `fraction`, ...), a rule between flags by the recipe's `check(args)`, which
+raises `FlagError`:
+
+>>> def check(args):
+...     if args.attention and args.cell != "gru":
+...         raise FlagError("--attention needs --cell gru")
+>>> args = parse_args(build_parser(), argv, check=check)
+"""
+
+import argparse
+import json
+import os
+import pathlib
+
+from recipes.recipe import RecipeError
+
+DATA_ENV = "ZOO_DATA_DIR"
+STRATEGIES = ("default", "mirrored", "multi-worker")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
+# Flags that name where a run lives rather than how it trains: a resumed run keeps its own.
+_RUN_LOCATION_FLAGS = ("resume", "output_dir")
+# Rounds of `derived_defaults`: one per flag whose default depends on another flag's default.
+_DERIVED_DEFAULT_ROUNDS = 4
+
+
+class FlagError(Exception):
+    """A rule between flags is broken; `parse_args` reports it as argparse reports a bad flag."""
+
+
+# --- Types of flag values -------------------------------------------------------------------
+
+
+def int_at_least(minimum):
+    """The argparse type of an integer >= `minimum`."""
+
+    def integer(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
+        return value
+
+    return integer
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text):
+    """The argparse type of a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def fraction(text):
+    """The argparse type of a share in [0, 1): a dropout rate, a label smoothing, an optional split."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
+
+
+def positive_fraction(text):
+    """The argparse type of a share in (0, 1): a held-out split that must not be empty."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text}")
+    return value
+
+
+# --- The shared flags -----------------------------------------------------------------------
+
+
+def add_shared_flags(
+    parser,
+    *,
+    recipe,
+    epochs,
+    batch_size,
+    learning_rate,
+    optimizer="adam",
+    clip_norm=1.0,
+    log_every=50,
+    seed=0,
+    lr_schedule="constant",
+):
+    """Adds the flags every recipe shares, with the recipe's own defaults.
+
+    Args:
+        parser: an `argparse.ArgumentParser`.
+        recipe: the recipe's name; the default output folder is `runs/<recipe>-<timestamp>`.
+        epochs, batch_size, learning_rate, optimizer, clip_norm, log_every, seed, lr_schedule:
+            defaults of the flags of the same names. `batch_size` is the global batch size (all replicas).
+
+    Returns:
+        The parser, for chaining.
+    """
+    parser.set_defaults(recipe=recipe)
+    group = parser.add_argument_group("training (shared by all recipes)")
+    group.add_argument(
+        "--data", type=pathlib.Path, default=None, help="a local data file or folder, instead of the default"
+    )
+    group.add_argument("--epochs", type=positive_int, default=epochs)
+    group.add_argument(
+        "--batch-size", type=positive_int, default=batch_size, help="global batch size, split across replicas"
+    )
+    group.add_argument("--learning-rate", type=positive_float, default=learning_rate)
+    group.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=lr_schedule,
+        help="cosine: decay the learning rate per epoch towards 0 over --epochs",
+    )
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer)
+    group.add_argument(
+        "--clip-norm",
+        type=float,
+        default=clip_norm,
+        help="clip the global norm of all gradients to this (0: no clipping)",
+    )
+    group.add_argument("--seed", type=int, default=seed)
+    group.add_argument(
+        "--output-dir",
+        type=pathlib.Path,
+        default=None,
+        help=f"where the run's files go (default: runs/{recipe}-<timestamp>)",
+    )
+    group.add_argument(
+        "--resume",
+        type=pathlib.Path,
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR from its last finished epoch, with its flags "
+        "(flags given again here override them)",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: mirrored uses all GPUs, or the logical CPUs "
+        "of --cpu-devices; multi-worker reads TF_CONFIG",
+    )
+    group.add_argument(
+        "--cpu-devices",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="split the CPU into N logical devices (for --strategy mirrored without GPUs)",
+    )
+    group.add_argument(
+        "--log-every",
+        type=non_negative_int,
+        default=log_every,
+        metavar="STEPS",
+        help="write training scalars to TensorBoard every STEPS batches (0: once per epoch)",
+    )
+    return parser
+
+
+# --- Reading the command line ---------------------------------------------------------------
+
+
+def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
+    """Reads the command line.
+
+    Args:
+        parser: the recipe's parser (`add_shared_flags` and its own flags).
+        argv: the arguments; None: `sys.argv[1:]`.
+        derived_defaults: `args -> {flag: default}`: defaults that depend on other flags (e.g. a
+            corpus's own), applied until they no longer change; flags given on the command line win.
+        check: `args -> None`, raises `FlagError` when a rule between flags is broken.
+
+    Returns:
+        The `argparse.Namespace`. With `--resume DIR`, the flags saved in `DIR/config.json` are the
+        defaults, so the rerun trains as the first run did unless a flag is given again, and
+        `output_dir` is `DIR`.
+
+    Raises:
+        SystemExit: a bad flag (argparse's usage and message, status 2).
+        RecipeError: `--resume DIR` where DIR holds no run.
+    """
+    if derived_defaults is not None:
+        for _ in range(_DERIVED_DEFAULT_ROUNDS):
+            defaults = derived_defaults(parser.parse_known_args(argv)[0])
+            if all(parser.get_default(name) == value for name, value in defaults.items()):
+                break
+            parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    if args.resume is not None:
+        config_path = args.resume / "config.json"
+        if not config_path.is_file():
+            raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
+        saved = json.loads(config_path.read_text())
+        # argparse converts string defaults with the flag's type, so saved paths become paths again.
+        parser.set_defaults(
+            **{
+                key: value
+                for key, value in saved.items()
+                if key in vars(args) and key not in _RUN_LOCATION_FLAGS
+            }
+        )
+        args = parser.parse_args(argv)
+        args.output_dir = args.resume
+    if check is not None:
+        try:
+            check(args)
+        except FlagError as error:
+            parser.error(str(error))
+    return args
+
+
+def data_set_file(relative, instead):
+    """The default data file `$ZOO_DATA_DIR/relative`.
+
+    Args:
+        relative: the file's path inside the data folder.
+        instead: what the user can pass instead (e.g. `"pass --data FILE"`), for the error.
+
+    Raises:
+        RecipeError: `$ZOO_DATA_DIR` is not set.
+    """
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        raise RecipeError(f"{instead} or set {DATA_ENV} (the folder of the data sets)")
+    return pathlib.Path(root) / relative
+
+
+def to_json(args):
+    """The flags as a JSON object (paths as strings)."""
+
+    def plain(value):
+        if isinstance(value, pathlib.Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):  # e.g. a flag that takes several files
+            return [plain(item) for item in value]
+        return value
+
+    return {key: plain(value) for key, value in vars(args).items()}

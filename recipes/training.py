@@ -1,0 +1,380 @@
+"""Training a recipe's model: devices and the `tf.distribute` strategy, the optimizer, and the fit
+loop with its callbacks, checkpoints and resume.
+
+- `setup(args)`: before any other TensorFlow work; splits the CPU, makes the strategy (the one
+  place a strategy is made: `make_strategy`), seeds, and creates the output folder.
+- `run_training(model_fn, train_ds, val_ds, args, ...)`: the one place `fit` runs: checkpoints every
+  epoch, resumes with `--resume`, and writes `model.keras`, `metrics.json` and `curves.png`.
+- `run_ensemble_training(...)`: several models by `run_training`, one after another, averaged.
+
+Example (a recipe's train section):
+
+>>> strategy = training.setup(args)
+>>> model, history = training.run_training(build_model, train_ds, val_ds, args, strategy=strategy,
+...                                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+"""
+
+import copy
+import datetime
+import json
+import math
+import pathlib
+import time
+
+import keras
+import tensorflow as tf
+
+from recipes.flags import STRATEGIES
+from recipes.recipe import RecipeError
+from recipes.run_files import (
+    by_name,
+    json_number,
+    last_epoch_figures,
+    output_path,
+    plot_curves,
+    write_config,
+    write_json,
+    write_metrics,
+)
+from zoo.callbacks import Throughput, count_units
+from zoo.models import AveragedEnsemble
+
+# Folders that only a run holds: an output folder with one of them is taken.
+_RUN_FOLDERS = ("checkpoints", "members", "pretraining")
+
+
+# --- Devices, strategy, output folder -------------------------------------------------------
+
+
+def split_cpu(count):
+    """Splits the first physical CPU into `count` logical devices, so that `MirroredStrategy`
+    can be exercised on one machine. Must run before TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
+    except RuntimeError as error:
+        raise RecipeError(
+            f"cannot split the CPU into {count} devices: TensorFlow already initialised its "
+            f"devices ({error}); call setup(args) before any other TensorFlow work"
+        ) from None
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy named by `--strategy`.
+
+    `mirrored` replicates over all GPUs; without GPUs, over all logical CPU devices (see
+    `split_cpu`). `multi-worker` is `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`;
+    Keras 3.15's `fit` fails with it across more than one worker (keras-team/keras#20585,
+    `_maybe_symbolic_build` reduces a `PerReplica` batch), so a cluster of several workers is
+    refused with that reason rather than left to crash inside Keras.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy(
+            [device.name for device in tf.config.list_logical_devices("CPU")]
+        )
+    if name == "multi-worker":
+        cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+        workers = sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
+        if workers > 1:
+            raise RecipeError(
+                f"--strategy multi-worker: TF_CONFIG names {workers} workers, and Keras "
+                f"{keras.__version__}'s fit() fails with MultiWorkerMirroredStrategy across "
+                "workers (keras-team/keras#20585); train on one machine with --strategy mirrored"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise RecipeError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+
+
+def setup(args):
+    """Prepares a run: splits the CPU (`--cpu-devices`), builds the strategy, seeds every random
+    generator (`--seed`), checks `--data`, creates the output folder and saves the flags to
+    `config.json`. Call it right after `parse_args`, before any other TensorFlow work.
+
+    Sets `args.output_dir` (a `pathlib.Path`) when it was left to its default.
+
+    Returns:
+        The `tf.distribute.Strategy` to pass to `run_training`.
+    """
+    if args.cpu_devices:
+        split_cpu(args.cpu_devices)
+    strategy = make_strategy(args.strategy)
+    keras.utils.set_random_seed(args.seed)
+    if args.data is not None and not args.data.exists():
+        raise RecipeError(f"--data {args.data}: no such file or folder")
+    if args.output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.output_dir = pathlib.Path("runs") / f"{args.recipe}-{stamp}"
+    if args.resume is None and any((args.output_dir / name).exists() for name in _RUN_FOLDERS):
+        raise RecipeError(
+            f"--output-dir {args.output_dir} already holds a run: pass --resume "
+            f"{args.output_dir} to continue it, or choose another folder"
+        )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    write_config(args)
+    return strategy
+
+
+def make_optimizer(name, learning_rate, clip_norm):
+    """The Keras optimizer `name` with `global_clipnorm=clip_norm` (None or 0: no clipping),
+    which rescales all gradients together by min(1, clip_norm / global norm)."""
+    config = {"learning_rate": learning_rate}
+    if clip_norm:
+        config["global_clipnorm"] = clip_norm
+    return keras.optimizers.deserialize({"class_name": name, "config": config})
+
+
+def cosine_learning_rate(base, epochs):
+    """Per-epoch cosine decay from `base` towards 0 (a function of the epoch, so resume agrees)."""
+    return lambda epoch: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+# --- Checkpoints ----------------------------------------------------------------------------
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Checkpoints the training state after every epoch, so a killed run can resume.
+
+    Each epoch writes `epoch-<N>.weights.h5` (model and optimizer variables, including the
+    optimizer's step count), then commits it by atomically replacing `state.json`, which names
+    that file and holds the per-epoch history. A run killed at any moment therefore finds a
+    consistent state: the last committed epoch and exactly the history up to it.
+
+    Args:
+        directory: the checkpoint folder.
+        history: the per-epoch entries (dicts with `epoch`, counted from 1, and the epoch's
+            logs) committed before this fit started; new epochs are appended.
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, directory, history=()):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+        self.history = list(history)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        weights = f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(self.directory / weights)
+        self.history.append(
+            {"epoch": epoch + 1, **{key: json_number(value) for key, value in (logs or {}).items()}}
+        )
+        write_json(
+            self.directory / self.STATE, {"epoch": epoch + 1, "weights": weights, "history": self.history}
+        )
+        for stale in self.directory.glob("epoch-*.weights.h5"):
+            if stale.name != weights:
+                stale.unlink()
+
+    @classmethod
+    def load_state(cls, directory):
+        """The committed state (`{"epoch", "weights", "history"}`) in `directory`, or None."""
+        path = pathlib.Path(directory) / cls.STATE
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+
+def finished_training(run_dir, epochs):
+    """Whether the run in `run_dir` ended (it saved `model.keras`) after training for `epochs` or more
+    (an early stop under the same `--epochs` counts as finished)."""
+    if not (run_dir / "model.keras").is_file():
+        return False
+    return json.loads((run_dir / "metrics.json").read_text())["config"]["epochs"] >= epochs
+
+
+def resumable(run_args):
+    """Sets `run_args.resume` to a sub-run's own folder when it holds a checkpoint, so that
+    `run_training` continues it, or to None (a sub-run: an ensemble member, a pretraining run)."""
+    has_state = EpochCheckpoint.load_state(output_path(run_args, "checkpoints")) is not None
+    run_args.resume = run_args.output_dir if has_state else None
+    return run_args
+
+
+# --- Training -------------------------------------------------------------------------------
+
+
+def run_training(
+    model_fn,
+    train_ds,
+    val_ds,
+    args,
+    *,
+    strategy,
+    loss,
+    metrics=(),
+    callbacks=(),
+    units_per_epoch=None,
+    unit="tokens",
+    compile_kwargs=None,
+):
+    """Builds, compiles and trains a model, checkpointing every epoch, and writes the run's files.
+
+    Inside `strategy.scope()`: `model_fn()` builds the model (it is called on one batch of
+    `train_ds` if it is not built yet), compiled with `args.optimizer` at `args.learning_rate`,
+    `global_clipnorm=args.clip_norm`, and `loss` / `metrics`; `--lr-schedule cosine` decays the
+    learning rate with `cosine_learning_rate`. With `--resume`, the weights, optimizer state and
+    history of the last finished epoch are restored and training goes on to `args.epochs` epochs in
+    all. Then `model.keras`, `metrics.json` (with `train_seconds`, the time `fit` took) and
+    `curves.png` are written.
+
+    Args:
+        model_fn: `() -> keras.Model`, not compiled.
+        train_ds, val_ds: batched `tf.data.Dataset`s of `(inputs, targets)` (or with sample
+            weights), one epoch each; `val_ds` may be None.
+        args: the namespace from `flags.parse_args`, after `setup`.
+        strategy: the strategy `setup` returned.
+        loss, metrics: as for `keras.Model.compile`.
+        callbacks: extra Keras callbacks (e.g. `zoo.callbacks.EpochEndHook`); they run before the
+            checkpoint, so values they add to the epoch's logs are kept in the history.
+        units_per_epoch: units (e.g. tokens) in one pass over `train_ds`, for throughput;
+            None counts examples with `zoo.callbacks.count_units(train_ds)` and sets `unit="examples"`.
+        unit: the name of those units.
+        compile_kwargs: more keyword arguments for `compile` (e.g. `weighted_metrics`).
+
+    Returns:
+        `(model, history)`: the trained model, and a dict from each logged name (`loss`,
+        `val_loss`, `<unit>_per_sec`, ...) to its values for every epoch of the run, resumed
+        epochs included.
+    """
+    checkpoints = output_path(args, "checkpoints")
+    state = EpochCheckpoint.load_state(checkpoints) if args.resume is not None else None
+    if units_per_epoch is None:
+        units_per_epoch, unit = count_units(train_ds), "examples"
+
+    with strategy.scope():
+        model = model_fn()
+        if not model.built:
+            model(next(iter(train_ds))[0])
+        model.compile(
+            optimizer=make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
+            loss=loss,
+            metrics=list(metrics),
+            **(compile_kwargs or {}),
+        )
+        if state is not None:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(checkpoints / state["weights"])
+
+    history = state["history"] if state is not None else []
+    initial_epoch = state["epoch"] if state is not None else 0
+    if initial_epoch:
+        print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}", flush=True)
+    checkpoint = EpochCheckpoint(checkpoints, history)
+    if args.lr_schedule == "cosine":
+        callbacks = [
+            keras.callbacks.LearningRateScheduler(cosine_learning_rate(args.learning_rate, args.epochs)),
+            *callbacks,
+        ]
+    tensorboard = keras.callbacks.TensorBoard(
+        log_dir=str(output_path(args, "logs")), update_freq=args.log_every or "epoch", write_graph=False
+    )
+    started = time.perf_counter()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=args.epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,  # datasets shuffle themselves; Keras only warns otherwise
+        callbacks=[Throughput(units_per_epoch, unit), *callbacks, tensorboard, checkpoint],
+        verbose=1,
+    )
+
+    train_seconds = time.perf_counter() - started
+    model.save(output_path(args, "model.keras"))
+    write_metrics(
+        args, checkpoint.history, {**last_epoch_figures(checkpoint.history), "train_seconds": train_seconds}
+    )
+    plot_curves(output_path(args, "curves.png"), checkpoint.history)
+    return model, by_name(checkpoint.history)
+
+
+def run_ensemble_training(
+    model_fn,
+    train_ds,
+    val_ds,
+    args,
+    *,
+    members,
+    strategy,
+    loss,
+    metrics=(),
+    compile_kwargs=None,
+    inference_model=None,
+    **training,
+):
+    """`run_training` for `members` models, one after another, averaged into one
+    `zoo.models.AveragedEnsemble` (the models must output probabilities). With `members=1` it is
+    `run_training`.
+
+    Member i is a run of its own in `<output-dir>/members/<i>` (checkpoints, history,
+    `model.keras`, `curves.png`) with the seed `--seed + i`: the members start from different
+    weights and draw different dropout masks. With `--resume`, the members that finished their
+    `--epochs` are loaded as they are; the interrupted one, and with a larger `--epochs` the finished
+    ones too, continue from their last finished epoch. The run's own `model.keras` is the ensemble
+    (saved uncompiled; the one returned is compiled with `loss` and `metrics`, for `evaluate`, unless
+    `inference_model` is given); its `metrics.json` holds every member's epochs (each entry names its
+    `member`) and `curves.png` draws them all.
+
+    Args:
+        model_fn, train_ds, val_ds, args, strategy, loss, metrics, compile_kwargs: as for
+            `run_training`.
+        members: the number of models.
+        inference_model: `trained model -> the model to average and return`, e.g. the main tagger of
+            a `MultiTaskTagger`; None: the trained models themselves. Each member's own
+            `model.keras` (and the run's, with one member) holds the trained model.
+        **training: the other keyword arguments of `run_training` (callbacks are reused by each
+            member's training, as Keras callbacks reset at its start).
+
+    Returns:
+        `(model, histories)`: the ensemble (or the one model), and each member's history as
+        `run_training` returns it.
+    """
+    shared = dict(strategy=strategy, loss=loss, metrics=metrics, compile_kwargs=compile_kwargs, **training)
+    finish = inference_model or (lambda model: model)
+    started = time.perf_counter()
+    if members == 1:
+        model, history = run_training(model_fn, train_ds, val_ds, args, **shared)
+        return finish(model), [history]
+    models, entries = [], []
+    for index in range(members):
+        member_args = copy.copy(args)
+        member_args.output_dir = output_path(args, f"members/{index}")
+        member_args.seed = args.seed + index
+        member_args.output_dir.mkdir(parents=True, exist_ok=True)
+        if finished_training(member_args.output_dir, args.epochs):
+            print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
+            with strategy.scope():
+                models.append(finish(keras.models.load_model(member_args.output_dir / "model.keras")))
+        else:
+            resumable(member_args)
+            print(f"member {index + 1} of {members} (seed {member_args.seed})", flush=True)
+            keras.utils.set_random_seed(member_args.seed)
+            models.append(finish(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0]))
+        member_epochs = json.loads((member_args.output_dir / "metrics.json").read_text())["epochs"]
+        entries.extend({"member": index, **entry} for entry in member_epochs)
+
+    ensemble = AveragedEnsemble(models, name="averaged_ensemble")
+    ensemble(next(iter(train_ds))[0])  # builds it, so that model.keras records its input shapes
+    # Saved uncompiled: it has no optimizer of its own to save.
+    ensemble.save(output_path(args, "model.keras"))
+    if inference_model is None:  # the training loss and metrics fit the trained models only
+        ensemble.compile(loss=loss, metrics=list(metrics), **(compile_kwargs or {}))
+    member_entries = [[entry for entry in entries if entry["member"] == index] for index in range(members)]
+    write_metrics(
+        args,
+        entries,
+        final={
+            "members": members,
+            "epochs": [len(part) for part in member_entries],
+            "train_seconds": time.perf_counter() - started,
+        },
+    )
+    plot_curves(output_path(args, "curves.png"), entries)
+    return ensemble, [by_name(part) for part in member_entries]
