@@ -230,6 +230,34 @@ def read_tagged(path, file_format, tag_column):
         raise RecipeError(str(error)) from error
 
 
+def read_data(args):
+    """`(train, validation, dev, auxiliary, tag_vocab)`: the training file split into training and
+    validation sentences, the dev file, the `--auxiliary` sentences (none without one) and the tags."""
+    file_format, train_path, dev_path = resolve_files(args)
+    labelled = read_tagged(train_path, file_format, args.tag_column)
+    train, validation = split_validation(labelled, args.validation_fraction, args.split_seed)
+    dev = read_tagged(dev_path, file_format, args.tag_column)
+    print(
+        f"{file_format} {train_path}: {len(train.sentences)} training and {len(validation.sentences)} "
+        f"validation sentences; dev {dev_path}: {len(dev.sentences)} sentences",
+        flush=True,
+    )
+    auxiliary = Tagged([], [])
+    auxiliary_file = resolve_auxiliary(args)
+    if auxiliary_file:
+        auxiliary_format, auxiliary_path = auxiliary_file
+        auxiliary = read_tagged(auxiliary_path, auxiliary_format, args.tag_column)
+        print(
+            f"auxiliary task: {auxiliary_format} {auxiliary_path}, {len(auxiliary.sentences)} sentences",
+            flush=True,
+        )
+    # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
+    tag_vocab = tag_vocabulary(labelled.tags + dev.tags)
+    if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
+        raise RecipeError("--entity-weight needs BIO tags (entities and O)")
+    return train, validation, dev, auxiliary, tag_vocab
+
+
 def split_validation(data, fraction, seed):
     """`(train, validation)`: a seeded random `fraction` of the sentences for validation."""
     order = np.random.default_rng(seed).permutation(len(data.sentences))
@@ -345,28 +373,10 @@ def main(argv=None):
     args = flags.parse_args(build_parser(), argv, derived_defaults=corpus_defaults, check=check)
     strategy = training.setup(args)
 
-    file_format, train_path, dev_path = resolve_files(args)
-    labelled = read_tagged(train_path, file_format, args.tag_column)
-    train, validation = split_validation(labelled, args.validation_fraction, args.split_seed)
-    dev = read_tagged(dev_path, file_format, args.tag_column)
-    print(
-        f"{file_format} {train_path}: {len(train.sentences)} training and {len(validation.sentences)} "
-        f"validation sentences; dev {dev_path}: {len(dev.sentences)} sentences",
-        flush=True,
-    )
-    auxiliary = Tagged([], [])
-    auxiliary_file = resolve_auxiliary(args)
-    if auxiliary_file:
-        auxiliary = read_tagged(auxiliary_file[1], auxiliary_file[0], args.tag_column)
-        print(
-            f"auxiliary task: {auxiliary_file[0]} {auxiliary_file[1]}, {len(auxiliary.sentences)} sentences"
-        )
+    train, validation, dev, auxiliary, tag_vocab = read_data(args)
+    multitask = args.auxiliary != NO_AUXILIARY
     # The auxiliary sentences train the words and characters too.
     encoder = build_encoder(args, train.sentences + auxiliary.sentences)
-    # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
-    tag_vocab = tag_vocabulary(labelled.tags + dev.tags)
-    if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
-        raise RecipeError("--entity-weight needs BIO tags (entities and O)")
     print(
         f"{len(tag_vocab)} tags, {len(encoder.word_vocab)} words"
         + (f", {len(encoder.char_vocab)} characters" if encoder.char_vocab is not None else ""),
@@ -376,7 +386,7 @@ def main(argv=None):
     val_ds = batches(args, encoder, validation, tag_vocab, train=False)
     dev_ds = batches(args, encoder, dev, tag_vocab, train=False)
     auxiliary_tags = None
-    if auxiliary_file:
+    if multitask:
         auxiliary_vocab = tag_vocabulary(auxiliary.tags)
         auxiliary_tags = len(auxiliary_vocab)
         auxiliary_ds = batches(args, encoder, auxiliary, auxiliary_vocab, train=True)
@@ -387,7 +397,7 @@ def main(argv=None):
         args.patience,
         tag_vocab.idx_to_token,
         (val_ds, validation.sentences, validation.tags, tag_vocab),
-        accuracy_monitor=f"val_{MAIN_OUTPUT}_accuracy" if auxiliary_file else "val_accuracy",
+        accuracy_monitor=f"val_{MAIN_OUTPUT}_accuracy" if multitask else "val_accuracy",
     )
     model, _ = training.run_ensemble_training(
         lambda: build_model(args, encoder, len(tag_vocab), auxiliary_tags),
@@ -399,8 +409,8 @@ def main(argv=None):
         callbacks=callbacks,
         units_per_epoch=sum(len(row) for row in train.sentences + auxiliary.sentences),
         unit="tokens",
-        inference_model=(lambda trained: trained.tagger) if auxiliary_file else None,
-        **compile_arguments(args, multitask=bool(auxiliary_file)),
+        inference_model=(lambda trained: trained.tagger) if multitask else None,
+        **compile_arguments(args, multitask),
     )
 
     predicted = zoo.models.predict_tags(model, dev_ds, dev.sentences, tag_vocab)

@@ -32,6 +32,7 @@ unknown words `<unk>`, and only the first `--max-length - 1` tokens are read.
 import argparse
 import functools
 import pathlib
+import typing
 
 import tensorflow as tf
 
@@ -132,25 +133,31 @@ def read_pairs(args):
         raise RecipeError(f"cannot read sentence pairs from {path}: {error}") from None
 
 
+class Pairs(typing.NamedTuple):
+    """Sentence pairs: source sentences and their translations, aligned."""
+
+    sources: list
+    targets: list
+
+
 def split_pairs(args, sources, targets):
-    """`(train, validation, test)`, each `(sources, targets)`: a split by source sentence."""
+    """`(train, validation, test)` `Pairs`: a split by source sentence (`zoo.text.split_by_source`)."""
     try:
         parts = zoo.text.split_by_source(sources, args.test_fraction, args.val_fraction, args.split_seed)
     except ValueError as error:
         raise RecipeError(str(error)) from None
-    return [([sources[i] for i in part], [targets[i] for i in part]) for part in parts]
+    return [Pairs([sources[i] for i in part], [targets[i] for i in part]) for part in parts]
 
 
 def batches(args, strategy, pairs, source_vocab, target_vocab, shuffle):
-    sources, targets = pairs
     dataset = seq2seq_batches(
-        sources,
-        targets,
+        pairs.sources,
+        pairs.targets,
         args.batch_size,
         source_vocab,
         target_vocab,
         max_length=args.max_length,
-        shuffle_buffer=len(sources) if shuffle else None,
+        shuffle_buffer=len(pairs.sources) if shuffle else None,
         seed=args.seed,
     )
     if strategy.num_replicas_in_sync > 1:
@@ -226,19 +233,19 @@ def main(argv=None):
     strategy = training.setup(args)
 
     train, validation, test = split_pairs(args, *read_pairs(args))
-    source_vocab = Vocab([s.split() for s in train[0]], args.min_freq, SEQUENCE_RESERVED)
-    target_vocab = Vocab([t.split() for t in train[1]], args.min_freq, SEQUENCE_RESERVED)
+    source_vocab = Vocab([s.split() for s in train.sources], args.min_freq, SEQUENCE_RESERVED)
+    target_vocab = Vocab([t.split() for t in train.targets], args.min_freq, SEQUENCE_RESERVED)
     source_vocab.save(run_files.output_path(args, "source_vocab.txt"))
     target_vocab.save(run_files.output_path(args, "target_vocab.txt"))
     print(
-        f"{len(train[0])} training, {len(validation[0])} validation, {len(test[0])} test pairs; "
-        f"vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words",
+        f"{len(train.sources)} training, {len(validation.sources)} validation, {len(test.sources)} test "
+        f"pairs; vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words",
         flush=True,
     )
     train_ds = batches(args, strategy, train, source_vocab, target_vocab, shuffle=True)
     val_ds = (
         batches(args, strategy, validation, source_vocab, target_vocab, shuffle=False)
-        if validation[0]
+        if validation.sources
         else None
     )
 
@@ -272,7 +279,7 @@ def main(argv=None):
     course = course_sentences(translator)
     print("course sentences:\n" + format_course_sentences(course))
     print(
-        f"test ({len(set(test[0]))} held-out sentences, {len(test[0])} pairs): corpus BLEU "
+        f"test ({len(set(test.sources))} held-out sentences, {len(test.sources)} pairs): corpus BLEU "
         f"{test_scores['corpus_bleu']:.3f} (one reference per pair: "
         f"{test_scores['corpus_bleu_single_reference']:.3f}), mean sentence BLEU "
         f"{test_scores['mean_sentence_bleu']:.3f}, exact {test_scores['exact']:.3f}",
@@ -287,8 +294,8 @@ def main(argv=None):
     return run_files.finish_run(
         args,
         model,
-        test_pairs=len(test[0]),
-        test_sentences=len(set(test[0])),
+        test_pairs=len(test.sources),
+        test_sentences=len(set(test.sources)),
         test_corpus_bleu=test_scores["corpus_bleu"],
         test_corpus_bleu_single_reference=test_scores["corpus_bleu_single_reference"],
         test_mean_sentence_bleu=test_scores["mean_sentence_bleu"],
