@@ -174,7 +174,7 @@ def test_bad_input_raises():
         in_graph(emissions, -out_of_range, MASK, transitions)
     with pytest.raises(ValueError, match="num_tags"):
         CRF(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 4"):
         CRF(4)(keras.ops.zeros((2, 3, 5)))
 
 

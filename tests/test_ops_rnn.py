@@ -488,7 +488,7 @@ def _valid_lstm_arguments():
 def test_lstm_rejects_bad_arguments(name, value):
     arguments = _valid_lstm_arguments()
     arguments[name] = value
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=name):
         ops.lstm_sequence(**arguments)
 
 
@@ -513,7 +513,7 @@ def test_gru_rejects_bad_arguments(name, value):
         lengths=tf.constant([3, 0]),
     )
     arguments[name] = value
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=name):
         ops.gru_sequence(**arguments)
 
 
@@ -538,7 +538,7 @@ def test_simple_rnn_rejects_bad_arguments(name, value):
         lengths=tf.constant([3, 0]),
     )
     arguments[name] = value
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=name):
         ops.simple_rnn_sequence(**arguments)
 
 
@@ -579,7 +579,7 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
         ("d_final_c", tf.zeros([2, 4])),
         ("lengths", tf.constant([9, 0])),
     ]:
-        with pytest.raises(tf.errors.InvalidArgumentError):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=name):
             library.zoo_lstm_sequence_grad(**{**good, name: value})
 
     simple = dict(
@@ -609,7 +609,7 @@ def test_gradient_ops_reject_inconsistent_saved_activations():
         ("d_final_h", tf.zeros([1, 5])),
         ("kernel", tf.zeros([5, 5])),
     ]:
-        with pytest.raises(tf.errors.InvalidArgumentError):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=name):
             library.zoo_simple_rnn_sequence_grad(**{**good, name: value})
 
 
