@@ -99,7 +99,7 @@ def test_recipe_end_to_end_on_the_time_machine(time_machine, tmp_path, capsys):
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
     greedy, served_length = result.stdout.strip().split("\n")[-2:]
@@ -309,9 +309,15 @@ def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, t
         command, cwd=REPO, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     state = run / "checkpoints" / "state.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    if not state.exists():
+        process.kill()
+        process.wait()
+        pytest.fail(
+            f"the run ended or ran out of time (exit status {process.returncode}) before its first checkpoint"
+        )
     # Epoch 2 is under way: a mid-epoch kill leaves epoch 1 as the last committed one.
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -342,7 +348,7 @@ def test_mirrored_strategy_over_two_logical_cpus(slice_file, tmp_path):
         "random",
         *TINY,
     ]
-    result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 1 sample" in result.stdout
     assert final_metrics(run)["final"]["epochs"] == 1
@@ -385,7 +391,7 @@ def test_help_of_every_recipe(recipe_name):
         env=recipe_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"usage: python -m recipes.{recipe_name}")

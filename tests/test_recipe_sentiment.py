@@ -57,7 +57,7 @@ def classify_in_subprocess(saved_model, tokenizer):
         text=True,
         cwd="/",
         env=environment,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -52,7 +52,7 @@ def tag_in_subprocess(saved_model):
         text=True,
         cwd="/",
         env=environment,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -124,7 +124,7 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
         [sys.executable, "-c", LOAD_WITHOUT_ZOO, str(output / "saved_model")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         cwd="/",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

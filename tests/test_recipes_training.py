@@ -118,7 +118,7 @@ def _start(script, *flags):
     )
 
 
-def _finish(process, timeout=120):
+def _finish(process, timeout=600):
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output
     return output
@@ -213,7 +213,7 @@ def test_resume_after_sigkill_mid_epoch(tiny_recipe, tmp_path):
         "--signal",
         signal,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not signal.exists():
         if killed.poll() is not None or time.monotonic() > deadline:
             killed.kill()

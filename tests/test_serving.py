@@ -181,7 +181,7 @@ def test_saved_models_run_without_zoo_and_agree_with_the_modules(tmp_path):
         text=True,
         cwd="/",
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""},
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
