@@ -50,13 +50,6 @@ def course_sentences(translator, greedy_rows):
     ]
 
 
-def format_course_sentences(rows):
-    return "\n".join(
-        f"  {row['source']} => {row['translation']}  (bleu {row['bleu']:.3f}, reference: {row['reference']})"
-        for row in rows
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget of each run")
@@ -166,7 +159,8 @@ def main():
                 f"{scores['test_mean_sentence_bleu']:.3f}, course sentences exact "
                 f"{int(scores['course_exact'])}/4"
             )
-            print(format_course_sentences(scores["course_sentences"]))
+            for row in scores["course_sentences"]:
+                print("   ", json.dumps(row, ensure_ascii=False))
     print(f"\nreport: {args.out / 'report.json'}")
 
 
