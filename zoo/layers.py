@@ -41,6 +41,7 @@ from zoo import cells
 _SERIALIZATION_PACKAGE = "zoo"
 IMPLEMENTATIONS = ("auto", "cudnn", "fused", "loop")
 _portable_state = threading.local()
+_sequence_override = threading.local()
 # The dtype the fused ops compute a layer's compute dtype in: half precision (mixed_float16,
 # mixed_bfloat16 or a float16 layer) in float32, where the op is both faster than a half-precision
 # cell loop on CPU and more accurate; the results are cast back.
@@ -74,6 +75,23 @@ def is_tracing_for_export():
             return True
         frame = frame.f_back
     return False
+
+
+@contextlib.contextmanager
+def sequence_override(run_sequence):
+    """Within this context, recurrent layers first offer their whole-sequence computation to
+    `run_sequence(layer, sequences, initial_state, mask)`.
+
+    It returns `(last_output, outputs, states)` as `keras.layers.RNN.inner_loop` does, or None to
+    let the layer take its own path. Exporters use it to trace a runtime's own form of a layer
+    (`zoo.export.tflite`: the function LiteRT's converter turns into its fused LSTM op).
+    """
+    previous = getattr(_sequence_override, "run_sequence", None)
+    _sequence_override.run_sequence = run_sequence
+    try:
+        yield
+    finally:
+        _sequence_override.run_sequence = previous
 
 
 def _is_gpu_available():
@@ -247,6 +265,12 @@ class RecurrentLayer(keras.layers.RNN):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
+        run_sequence = getattr(_sequence_override, "run_sequence", None)
+        if run_sequence is not None:
+            result = run_sequence(self, sequences, initial_state, mask)
+            if result is not None:
+                self.implementation_used = "export"
+                return result
         path, _ = self.choose_implementation()
         self.implementation_used = path
         if path == "loop":
