@@ -34,8 +34,9 @@ def step_function(model, batch_size=None):
         batch_size: the batch size of the signature; None accepts any.
 
     Returns:
-        A `tf.function` with an input signature, taking `token_ids` and `state_*` keyword
-        arguments and returning a dict of `logits` and `state_*`.
+        A `tf.function` with an input signature, called as `step(token_ids, state_0, state_1, ...)`
+        and returning a dict of `logits` and `state_*`; as a signature (SavedModel, LiteRT) its
+        inputs are named `token_ids`, `state_0`, ...
     """
     if not hasattr(model, "streaming_step"):
         raise TypeError(
