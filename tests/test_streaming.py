@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+import zoo.export
 from zoo.export import streaming
 
 VOCAB = 17

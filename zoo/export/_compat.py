@@ -3,6 +3,8 @@
 Checked against TensorFlow 2.21.0 and Keras 3.15.1.
 """
 
+import keras
+from keras.src.models.functional import Functional
 from tensorflow.lite.python import schema_py_generated as _litert_schema
 
 _BUILTIN_NAMES = {
@@ -37,3 +39,24 @@ def litert_operators(flatbuffer):
         for operator in subgraph.operators or []:
             operators.append((subgraph_name or "", names[operator.opcodeIndex]))
     return operators
+
+
+def functional_graph(model):
+    """The functional graph of a functional or sequential model; None for a subclassed model (or a
+    sequential one built without an input shape)."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    if isinstance(model, Functional):
+        return model
+    return None
+
+
+def run_functional(functional, inputs, call):
+    """Walks a functional graph from `inputs`, computing each node as `call(layer, *args, **kwargs)`
+    (the node's arguments with its input tensors replaced by what `call` returned for them)."""
+    return functional._run_through_graph(inputs, operation_fn=lambda operation: operation, call_fn=call)
+
+
+def clean_name(name):
+    """`name` as a signature or graph input name: letters, digits and underscores."""
+    return "".join(character if character.isalnum() else "_" for character in name)

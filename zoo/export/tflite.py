@@ -124,7 +124,9 @@ def _input_specs(model, batch_size, input_signature):
         inputs = None
     if inputs:
         return [
-            tf.TensorSpec((batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=_spec_name(tensor.name))
+            tf.TensorSpec(
+                (batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=_compat.clean_name(tensor.name)
+            )
             for tensor in inputs
         ]
     from zoo.models import LanguageModel, SequenceClassifier, SequenceTagger
@@ -137,11 +139,6 @@ def _input_specs(model, batch_size, input_signature):
         f"cannot tell the inputs of {type(model).__name__} '{model.name}': pass input_signature, "
         "a list of tf.TensorSpec without the batch axis"
     )
-
-
-def _spec_name(name):
-    # Signature argument names must be valid identifiers.
-    return "".join(character if character.isalnum() else "_" for character in name)
 
 
 def _named_outputs(model, outputs):
