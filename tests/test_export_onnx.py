@@ -112,6 +112,19 @@ def test_keras_own_layers_and_other_activations(tmp_path):
     np.testing.assert_allclose(run(session, inputs)[0], model(inputs), atol=1e-5)
 
 
+def test_masking_layer(tmp_path):
+    model = sequential(
+        keras.layers.Masking(0.0), zoo.layers.LSTM(6, return_sequences=True), zoo.layers.GRU(4)
+    )
+    inputs = features(3, 6)
+    inputs[1, 4:] = 0.0
+    inputs[2, 1:] = 0.0
+    expected = model(inputs)
+    graph, session = export(model, tmp_path / "model.onnx")
+    assert all(node.input[4] for node in recurrent_nodes(graph))
+    np.testing.assert_allclose(run(session, inputs)[0], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "max", "mean_max"])
 def test_classifier_poolings(pooling, tmp_path):
     model = zoo.models.SequenceClassifier(

@@ -12,7 +12,7 @@ recurrent layer becomes one node rather than a `Loop`:
 - Masks (`Embedding(mask_zero=True)`, `Masking`) become `sequence_lens`, so masks are read as right
   padding (valid steps first, as the zoo batches); padded steps then follow Keras's rules.
 - `Embedding`: `Gather`; `Dense`, `Activation`, `Dropout` (inference: identity),
-  `LayerNormalization`, `BatchNormalization`, `Flatten`-free sequence models; `LanguageModel`
+  `LayerNormalization` and `BatchNormalization` over the last axis, `Masking`; `LanguageModel`
   (embedding or one-hot inputs) and `SequenceClassifier` (any pooling).
 - Anything else raises a `ValueError` naming the layer: layers without a converter, custom cells,
   stateful layers, initial states passed to a recurrent layer.
@@ -230,13 +230,14 @@ def _pooling(graph, sequences, lengths, mode):
 # ---------------------------------------------------------------------------------------- layers
 def _layer(graph, layer, *args, **kwargs):
     """The converter of one functional-graph node: `_Value`s in, `_Value`(s) out."""
-    if type(layer).__name__ == "NotEqual" and not isinstance(layer, keras.layers.Layer):
-        # The mask Keras records in a functional graph (e.g. for Embedding(mask_zero=True)).
-        return _not_equal_mask(graph, *args)
+    if not isinstance(layer, keras.layers.Layer):
+        # The mask computations Keras records in a functional graph (`ids != 0` for
+        # Embedding(mask_zero=True), `any(x != value, axis=-1)` for Masking).
+        return _mask_operation(graph, layer, *args)
     inputs = args[0] if args else kwargs.pop("inputs", None)
     mask = kwargs.pop("mask", None)
     if isinstance(mask, _Value) and isinstance(inputs, _Value):
-        inputs = _Value(inputs.name, mask.lengths)
+        inputs = _Value(inputs.name, _lengths(graph, mask.name))
     if kwargs.get("initial_state") is not None:
         raise ValueError(f"{_what(layer)}: initial states passed to a layer are not supported in ONNX export")
     if isinstance(inputs, (list, tuple)):
@@ -264,16 +265,27 @@ def _layer(graph, layer, *args, **kwargs):
     raise ValueError(f"{_what(layer)}: no ONNX converter for this layer type")
 
 
-def _not_equal_mask(graph, values, padding):
-    """A mask `values != padding` over [batch, time] ids, as the lengths it implies (right padding)."""
-    if not isinstance(values, _Value) or isinstance(padding, _Value):
-        raise ValueError("only masks of the form `ids != constant` convert to ONNX")
-    padding = graph.constant(np.int32(padding))
-    valid = graph.op("Cast", [graph.op("Not", [graph.op("Equal", [values.name, padding])])], to=6)
-    lengths = graph.op(
-        "ReduceSum", [valid, graph.constant(np.array([1], "int64"))], "mask_lengths", keepdims=0
-    )
-    return _Value(values.name, lengths)
+def _mask_operation(graph, operation, *args):
+    """A mask of a functional graph: a bool tensor."""
+    kind = type(operation).__name__
+    if kind == "NotEqual" and isinstance(args[0], _Value) and not isinstance(args[1], _Value):
+        value = args[1]
+        padding = graph.constant(np.float32(value) if isinstance(value, float) else np.int32(value))
+        return _Value(graph.op("Not", [graph.op("Equal", [args[0].name, padding])], "mask"))
+    if (
+        kind == "Any"
+        and isinstance(args[0], _Value)
+        and getattr(operation, "axis", None) in (-1, [-1], 2, [2])
+    ):
+        valid = graph.op("ReduceMax", [graph.op("Cast", [args[0].name], to=6)], axes=[-1], keepdims=0)
+        return _Value(graph.op("Cast", [valid], "mask", to=9))
+    raise ValueError(f"operation {kind} '{operation.name}': no ONNX converter (only masks convert)")
+
+
+def _lengths(graph, mask):
+    """int32 [batch]: the valid steps of a bool [batch, time] mask, read as right padding."""
+    valid = graph.op("Cast", [mask], to=6)
+    return graph.op("ReduceSum", [valid, graph.constant(np.array([1], "int64"))], "lengths", keepdims=0)
 
 
 def _what(layer):
@@ -295,13 +307,13 @@ def _embedding(graph, layer, ids):
 
 
 def _masking(graph, layer, inputs):
+    # The mask itself comes from the NotEqual and Any operations Keras records beside the layer.
     mask_value = graph.constant(np.float32(layer.mask_value))
-    differs = graph.op("Cast", [graph.op("Not", [graph.op("Equal", [inputs.name, mask_value])])], to=6)
-    valid = graph.op("ReduceMax", [differs], axes=[2], keepdims=0)
-    lengths = graph.op(
-        "ReduceSum", [valid, graph.constant(np.array([1], "int64"))], f"{layer.name}.lengths", keepdims=0
-    )
-    return _Value(inputs.name, lengths)
+    differs = graph.op("Not", [graph.op("Equal", [inputs.name, mask_value])])
+    keep = graph.op("Cast", [graph.op("Cast", [differs], to=6)], to=1)
+    keep = graph.op("ReduceMax", [keep], axes=[-1], keepdims=1)
+    # Keras's Masking also zeroes the masked steps.
+    return _Value(graph.op("Mul", [inputs.name, keep], layer.name), inputs.lengths)
 
 
 def _dense(graph, layer, inputs):
