@@ -6,6 +6,22 @@ and a SavedModel's `step` signature run: `token_ids` (int32 `[batch, 1]`) and `s
 LSTM), `logits` (`[batch, 1, vocab_size]`) and the same `state_*` names out. Fed one token at a
 time from zero states, it gives the logits the model gives the whole sequence.
 
+Example (greedy generation on a phone: LiteRT only, ids in and out, the vocabulary beside the file):
+
+>>> from ai_edge_litert.interpreter import Interpreter
+>>> step = Interpreter(model_path="model.tflite").get_signature_runner("step")
+>>> states = {name: np.zeros(spec["shape"], np.float32)
+...           for name, spec in step.get_input_details().items() if name.startswith("state_")}
+>>> def feed(token, states):
+...     outputs = step(token_ids=np.array([[token]], np.int32), **states)
+...     return int(outputs["logits"][0, -1].argmax()), {name: outputs[name] for name in states}
+>>> for token in prompt_ids:  # warm the states up on the prompt
+...     next_token, states = feed(token, states)
+>>> generated = [next_token]
+>>> for _ in range(49):
+...     next_token, states = feed(next_token, states)
+...     generated.append(next_token)
+
 Example (a server's SavedModel):
 
 >>> module = tf.Module()
