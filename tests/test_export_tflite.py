@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from export_models import MODELS, VOCAB, sequential, token_ids
 
 import zoo
@@ -139,3 +140,27 @@ def test_rejects_bad_arguments(tmp_path):
         zoo.export.tflite(model, tmp_path / "m.tflite", batch_size=0)
     with pytest.raises(ValueError, match="build the model"):
         zoo.export.tflite(zoo.models.LanguageModel(VOCAB, units=4), tmp_path / "m.tflite")
+
+
+class Doubler(keras.Model):
+    """A subclassed model: its inputs cannot be read off a functional graph."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lstm = zoo.layers.LSTM(4, return_sequences=True)
+
+    def call(self, inputs):
+        return 2.0 * self.lstm(inputs)
+
+
+def test_subclassed_model_takes_an_input_signature(tmp_path):
+    model = Doubler()
+    inputs = np.random.default_rng(0).normal(size=(1, 5, 3)).astype("float32")
+    expected = np.array(model(inputs))
+    with pytest.raises(ValueError, match="cannot tell the inputs of Doubler.*pass input_signature"):
+        zoo.export.tflite(model, tmp_path / "model.tflite")
+    signature = [tf.TensorSpec([None, 3], tf.float32, name="features")]
+    zoo.export.tflite(model, tmp_path / "model.tflite", input_signature=signature)
+    assert operators(tmp_path / "model.tflite").count(FUSED) == 1
+    output = signature_runner(tmp_path / "model.tflite")(features=inputs)["output"]
+    np.testing.assert_allclose(output, expected, atol=1e-5)
