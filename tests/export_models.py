@@ -111,4 +111,17 @@ MODELS = {
         2,
         4,
     ),
+    "ensemble": (
+        lambda: zoo.models.AveragedEnsemble(
+            [
+                zoo.models.SequenceClassifier(
+                    VOCAB, num_classes=2, embedding_dim=4, units=5, num_layers=1, bidirectional=False
+                )
+                for _ in range(2)
+            ]
+        ),
+        lambda: token_ids(2, 6, lengths=[6, 3]),
+        2,
+        2,
+    ),
 }

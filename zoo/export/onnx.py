@@ -13,7 +13,8 @@ recurrent layer becomes one node rather than a `Loop`:
   padding (valid steps first, as the zoo batches); padded steps then follow Keras's rules.
 - `Embedding`: `Gather`; `Dense`, `Activation`, `Dropout` (inference: identity),
   `LayerNormalization` and `BatchNormalization` over the last axis, `Masking`; `LanguageModel`
-  (embedding or one-hot inputs) and `SequenceClassifier` (any pooling).
+  (embedding or one-hot inputs), `SequenceClassifier` (any pooling) and an `AveragedEnsemble` of
+  them (`Mean`).
 - Anything else raises a `ValueError` naming the layer: layers without a converter, custom cells,
   stateful layers, initial states passed to a recurrent layer.
 """
@@ -128,23 +129,17 @@ class _Graph:
 
 # ---------------------------------------------------------------------------------------- models
 def _convert_model(graph, model, batch_size):
-    from zoo.models import LanguageModel, SequenceClassifier
-
-    if isinstance(model, LanguageModel):
+    token_model = _token_model_converter(model)
+    if token_model is not None:
         ids = _input(graph, "token_ids")
-        logits = _language_model(graph, model, ids)
-        return [("token_ids", "int32", [batch_size or "batch", "time"])], [_output(graph, logits, "logits")]
-    if isinstance(model, SequenceClassifier):
-        ids = _input(graph, "token_ids")
-        probabilities = _classifier(graph, model, ids)
-        return [("token_ids", "int32", [batch_size or "batch", "time"])], [
-            _output(graph, probabilities, "output")
-        ]
+        output = token_model(graph, ids)
+        name = "logits" if _is_language_model(model) else "output"
+        return [("token_ids", "int32", [batch_size or "batch", "time"])], [_output(graph, output, name)]
     functional = _compat.functional_graph(model)
     if functional is None:
         raise ValueError(
             f"cannot export {type(model).__name__} '{model.name}' to ONNX: only functional and sequential "
-            "models, LanguageModel and SequenceClassifier are supported"
+            "models, LanguageModel, SequenceClassifier and AveragedEnsemble of them are supported"
         )
     specs, values = [], []
     for tensor in functional.inputs:
@@ -166,6 +161,30 @@ def _convert_model(graph, model, batch_size):
     if len(results) == 1:
         return specs, [_output(graph, results[0], "output")]
     return specs, [_output(graph, value, f"output_{i}") for i, value in enumerate(results)]
+
+
+def _is_language_model(model):
+    from zoo.models import LanguageModel
+
+    return isinstance(model, LanguageModel)
+
+
+def _token_model_converter(model):
+    """`convert(graph, ids) -> output _Value` for the zoo's token-id models; None for others."""
+    from zoo.models import AveragedEnsemble, LanguageModel, SequenceClassifier
+
+    if isinstance(model, LanguageModel):
+        return lambda graph, ids: _language_model(graph, model, ids)
+    if isinstance(model, SequenceClassifier):
+        return lambda graph, ids: _classifier(graph, model, ids)
+    if isinstance(model, AveragedEnsemble):
+        members = [_token_model_converter(member) for member in model.members]
+        if None in members:
+            return None
+        return lambda graph, ids: _Value(
+            graph.op("Mean", [member(graph, ids).name for member in members], model.name)
+        )
+    return None
 
 
 def _input(graph, name):

@@ -9,6 +9,9 @@ What converts to what:
 - `zoo.layers.GRU`, `zoo.layers.SimpleRNN`, and recurrent layers over the zoo's other cells: their
   loop, a `WHILE` op over builtin ops.
 - Keras's embedding, dense, dropout, normalisation and other layers whose ops LiteRT has: builtin ops.
+- The zoo's token-id models (`LanguageModel`, `SequenceClassifier`, `SequenceTagger` without
+  characters, an `AveragedEnsemble` of them) take `token_ids`; other subclassed models need an
+  `input_signature`.
 - Anything else (Keras's own LSTM, stateful layers, layers not in float32, ops LiteRT lacks) raises
   a `ValueError` naming the layer. The file never holds Flex (`SELECT_TF_OPS`) or custom ops.
 
@@ -129,16 +132,23 @@ def _input_specs(model, batch_size, input_signature):
             )
             for tensor in inputs
         ]
-    from zoo.models import LanguageModel, SequenceClassifier, SequenceTagger
-
-    if isinstance(model, (LanguageModel, SequenceClassifier)) or (
-        isinstance(model, SequenceTagger) and not model.uses_chars
-    ):
+    if _takes_token_ids(model):
         return [tf.TensorSpec([batch_size, None], tf.int32, name=streaming.TOKEN_IDS)]
     raise ValueError(
         f"cannot tell the inputs of {type(model).__name__} '{model.name}': pass input_signature, "
         "a list of tf.TensorSpec without the batch axis"
     )
+
+
+def _takes_token_ids(model):
+    """Whether `model` is one of the zoo's models of int32 token ids [batch, time]."""
+    from zoo.models import AveragedEnsemble, LanguageModel, SequenceClassifier, SequenceTagger
+
+    if isinstance(model, AveragedEnsemble):
+        return all(_takes_token_ids(member) for member in model.members)
+    if isinstance(model, SequenceTagger):
+        return not model.uses_chars
+    return isinstance(model, (LanguageModel, SequenceClassifier))
 
 
 def _named_outputs(model, outputs):
