@@ -4,9 +4,9 @@
    256, dropout 0.4) trained on the first 90% of The Time Machine for `--train-minutes`, then:
    - per-token latency of its streaming step at batch 1 (one token and the states in, logits and
      states out), fed `--tokens` tokens, median of `--repeats` runs: LiteRT float32 and int8
-     (`zoo.export.tflite(..., streaming_step=True)`, the `step` signature), the SavedModel `step`
-     signature (`tf.saved_model.load` in this process), and Keras (`streaming_step` eagerly, and in
-     a `tf.function`);
+     (`zoo.export.tflite(..., streaming_step=True)`, the `step` signature, `--litert-threads`), the
+     SavedModel `step` signature (`tf.saved_model.load` in this process), and Keras
+     (`streaming_step` eagerly, and in a `tf.function`);
    - the sizes of the files;
    - validation perplexity on the last 10% (windows of `--window` characters, each from zero states),
      in Keras and in LiteRT float32 and int8 (the whole-sequence signature, fused LSTM ops).
@@ -90,8 +90,9 @@ def per_token_seconds(step, state_shapes, tokens, repeats):
     return statistics.median(times)
 
 
-def litert_step(path):
-    runner = Interpreter(model_path=str(path)).get_signature_runner(streaming.STEP_SIGNATURE)
+def litert_step(path, threads):
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner(streaming.STEP_SIGNATURE)
 
     def step(token_ids, states):
         outputs = runner(
@@ -158,8 +159,8 @@ def language_model_part(args, out):
         return outputs[streaming.LOGITS], [outputs[streaming.state_name(i)] for i in range(len(states))]
 
     steps = {
-        "LiteRT float32": litert_step(paths["float"]),
-        "LiteRT int8": litert_step(paths["int8"]),
+        "LiteRT float32": litert_step(paths["float"], args.litert_threads),
+        "LiteRT int8": litert_step(paths["int8"], args.litert_threads),
         "SavedModel": saved_model_step(saved_model),
         "Keras tf.function": keras_traced,
         "Keras eager": keras_eager,
@@ -255,6 +256,9 @@ def main():
     parser.add_argument("--window", type=int, default=64, help="characters per perplexity window")
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--litert-threads", type=int, default=1, help="LiteRT interpreter threads (one token at batch 1)"
+    )
     parser.add_argument("--parts", nargs="+", choices=("lm", "classifier"), default=["lm", "classifier"])
     parser.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("runs/export-speed"))
     args = parser.parse_args()
