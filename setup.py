@@ -20,6 +20,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 OPS_LIBRARY = "ops._zoo_ops"
+EXPORT_REQUIRES = ["ai-edge-litert==2.3.0", "onnx==1.23.2", "onnxruntime==1.31.1"]
 
 
 def kernel_sources():
@@ -100,5 +101,9 @@ setup(
         # keras.callbacks.TensorBoard needs it; TF 2.21 no longer installs it.
         "tensorboard==2.21.*",
     ],
-    extras_require={"test": ["pytest>=8", "ruff==0.17.6"]},
+    extras_require={
+        # The runtimes zoo.export writes for and its tests run: LiteRT and ONNX Runtime.
+        "export": EXPORT_REQUIRES,
+        "test": ["pytest>=8", "ruff==0.17.6"] + EXPORT_REQUIRES,
+    },
 )

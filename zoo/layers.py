@@ -35,6 +35,7 @@ from keras.src.backend.tensorflow import rnn as keras_tf_rnn
 import ops as zoo_ops
 from zoo import cells
 from zoo.export.portable import (
+    current_sequence_override,
     is_tracing_for_export,
     portable_graph,  # noqa: F401  (its first home: zoo.layers.portable_graph)
 )
@@ -218,6 +219,12 @@ class RecurrentLayer(keras.layers.RNN):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
+        run_sequence = current_sequence_override()
+        if run_sequence is not None:
+            result = run_sequence(self, sequences, initial_state, mask)
+            if result is not None:
+                self.implementation_used = "export"
+                return result
         path, _ = self.choose_implementation()
         self.implementation_used = path
         if path == "loop":

@@ -22,6 +22,7 @@ import threading
 from tensorflow.python.saved_model import save_context
 
 _portable_state = threading.local()
+_sequence_override = threading.local()
 # Keras's export module: the frames of its tracing code name it as their module.
 _KERAS_EXPORT_MODULE = "keras.src.export"
 
@@ -62,3 +63,25 @@ def is_tracing_for_export():
             return True
         frame = frame.f_back
     return False
+
+
+@contextlib.contextmanager
+def sequence_override(run_sequence):
+    """Within this context, recurrent layers first offer their whole-sequence computation to
+    `run_sequence(layer, sequences, initial_state, mask)`.
+
+    It returns `(last_output, outputs, states)` as `keras.layers.RNN.inner_loop` does, or None to
+    let the layer take its own path. Exporters use it to trace a runtime's own form of a layer
+    (`zoo.export.tflite`: the function LiteRT's converter turns into its fused LSTM op).
+    """
+    previous = getattr(_sequence_override, "run_sequence", None)
+    _sequence_override.run_sequence = run_sequence
+    try:
+        yield
+    finally:
+        _sequence_override.run_sequence = previous
+
+
+def current_sequence_override():
+    """The `run_sequence` of the innermost `sequence_override` context, or None outside one."""
+    return getattr(_sequence_override, "run_sequence", None)

@@ -193,6 +193,7 @@ class LanguageModel(keras.Model):
 
     def initial_state(self, batch_size):
         """Zero states for `batch_size` sequences: a flat list, `StackedRNN`'s order."""
+        self._check_can_generate()
         cells = [layer.cell for layer in self.rnn.rnn_layers]
         return [state for cell in cells for state in cell.get_initial_state(batch_size=batch_size)]
 
@@ -217,6 +218,26 @@ class LanguageModel(keras.Model):
             new_states.extend(layer_states)
             start += count
         return self.head(inputs), new_states
+
+    def streaming_step(self, token_ids, states):
+        """One time step for streaming inference (`zoo.export.streaming`'s `step` signature).
+
+        Args:
+            token_ids: int `[batch, 1]`, the next token of each sequence.
+            states: flat list of states (`initial_state`'s order and shapes).
+
+        Returns:
+            `(logits [batch, 1, vocab_size], new_states)`: fed one token at a time from zero
+            states, the logits `call` gives the whole sequence.
+        """
+        token_ids = ops.convert_to_tensor(token_ids)
+        if token_ids.shape.rank != 2 or token_ids.shape[1] not in (1, None):
+            raise ValueError(f"streaming_step takes token ids of shape (batch, 1); got {token_ids.shape}")
+        expected = len(self.initial_state(1))
+        if len(states) != expected:
+            raise ValueError(f"streaming_step takes {expected} states; got {len(states)}")
+        logits, new_states = self.step(ops.cast(token_ids[:, 0], "int32"), states)
+        return logits[:, None, :], new_states
 
     def warm_up(self, prefix_ids):
         """Feeds every prompt but its last token: the state and the token generation starts from.

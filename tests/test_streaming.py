@@ -1,0 +1,124 @@
+"""Streaming inference: LanguageModel's one-token step, fed token by token from zero states, against
+the model on the whole sequence, in Keras, in LiteRT's `step` signature and in a SavedModel's."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+import zoo.export
+from zoo.export import streaming
+
+VOCAB = 17
+
+
+def language_model(cell_type, num_layers=2, embedding_dim=5):
+    model = zoo.models.LanguageModel(
+        VOCAB, cell_type=cell_type, units=8, num_layers=num_layers, embedding_dim=embedding_dim
+    )
+    ids = token_ids()
+    return model, ids, np.array(model(ids))
+
+
+def token_ids(batch=2, time=9):
+    return np.random.default_rng(3).integers(0, VOCAB, size=(batch, time)).astype("int32")
+
+
+def stream(step, ids, state_shapes):
+    """Feeds `ids` one token at a time to `step(token_ids=..., state_0=..., ...)` from zero states."""
+    states = {streaming.state_name(i): np.zeros(shape, "float32") for i, shape in enumerate(state_shapes)}
+    logits = []
+    for position in range(ids.shape[1]):
+        outputs = step(token_ids=ids[:, position : position + 1], **states)
+        states = {name: np.array(outputs[name]) for name in states}
+        logits.append(np.array(outputs[streaming.LOGITS]))
+    return np.concatenate(logits, axis=1)
+
+
+def state_shapes(model, batch):
+    return [(batch,) + tuple(state.shape[1:]) for state in model.initial_state(1)]
+
+
+@pytest.mark.parametrize(
+    "cell_type, num_layers, embedding_dim", [("lstm", 2, 5), ("gru", 1, 5), ("rnn", 2, None)]
+)
+def test_keras_step_function_matches_the_whole_sequence(cell_type, num_layers, embedding_dim):
+    model, ids, expected = language_model(cell_type, num_layers, embedding_dim)
+    step = streaming.step_function(model)
+    shapes = state_shapes(model, ids.shape[0])
+
+    def by_name(token_ids, **states):
+        return step(token_ids, *[states[streaming.state_name(i)] for i in range(len(shapes))])
+
+    logits = stream(by_name, ids, shapes)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_litert_step_signature(cell_type, tmp_path):
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    model, ids, expected = language_model(cell_type)
+    path = tmp_path / "model.tflite"
+    zoo.export.tflite(model, path, batch_size=2, streaming_step=True)
+    interpreter = litert.Interpreter(model_path=str(path))
+    count = len(model.initial_state(1))
+    state_names = [streaming.state_name(i) for i in range(count)]
+    signatures = interpreter.get_signature_list()
+    assert sorted(signatures["step"]["inputs"]) == sorted(["token_ids"] + state_names)
+    assert sorted(signatures["step"]["outputs"]) == sorted(["logits"] + state_names)
+    logits = stream(interpreter.get_signature_runner("step"), ids, state_shapes(model, 2))
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    # The sequence signature sits beside it, unchanged.
+    whole = interpreter.get_signature_runner("serving_default")(token_ids=ids)["logits"]
+    np.testing.assert_allclose(whole, expected, atol=1e-5)
+
+
+def test_saved_model_step_runs_in_plain_tensorflow(tmp_path):
+    """A server's SavedModel with the `step` signature, loaded where zoo and ops were never imported."""
+    model, ids, expected = language_model("lstm")
+    module = tf.Module()
+    module.model_variables = list(model.variables)
+    with zoo.export.portable_graph():
+        signatures = {streaming.STEP_SIGNATURE: streaming.step_function(model).get_concrete_function()}
+    tf.saved_model.save(module, str(tmp_path / "saved_model"), signatures=signatures)
+    np.save(tmp_path / "ids.npy", ids)
+    script = f"""
+import sys
+import numpy as np
+import tensorflow as tf
+step = tf.saved_model.load({str(tmp_path / "saved_model")!r}).signatures["step"]
+ids = np.load({str(tmp_path / "ids.npy")!r})
+states = {{name: tf.zeros(spec.shape.as_list()[:0] + [ids.shape[0]] + spec.shape.as_list()[1:])
+          for name, spec in step.structured_input_signature[1].items() if name.startswith("state_")}}
+logits = []
+for position in range(ids.shape[1]):
+    outputs = step(token_ids=tf.constant(ids[:, position : position + 1]), **states)
+    states = {{name: outputs[name] for name in states}}
+    logits.append(outputs["logits"].numpy())
+np.save({str(tmp_path / "logits.npy")!r}, np.concatenate(logits, axis=1))
+assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo or ops was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-4)
+
+
+def test_streaming_step_rejects_bad_input():
+    model, _, _ = language_model("lstm")
+    states = model.initial_state(2)
+    with pytest.raises(ValueError, match=r"shape \(batch, 1\)"):
+        model.streaming_step(np.zeros((2, 3), "int32"), states)
+    with pytest.raises(ValueError, match="takes 4 states; got 2"):
+        model.streaming_step(np.zeros((2, 1), "int32"), states[:2])
+
+
+def test_bidirectional_model_has_no_streaming_step():
+    model = zoo.models.LanguageModel(VOCAB, units=4, bidirectional=True, embedding_dim=3)
+    model(token_ids())
+    with pytest.raises(ValueError, match="bidirectional language model cannot generate"):
+        streaming.step_function(model)
+    with pytest.raises(TypeError, match="has no streaming step"):
+        streaming.step_function(zoo.models.SequenceClassifier(VOCAB, num_classes=2))
