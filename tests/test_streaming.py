@@ -80,10 +80,8 @@ def test_saved_model_step_runs_in_plain_tensorflow(tmp_path):
     """A server's SavedModel with the `step` signature, loaded where zoo and ops were never imported."""
     model, ids, expected = language_model("lstm")
     module = tf.Module()
-    module.model_variables = list(model.variables)
-    with zoo.export.portable_graph():
-        signatures = {streaming.STEP_SIGNATURE: streaming.step_function(model).get_concrete_function()}
-    tf.saved_model.save(module, str(tmp_path / "saved_model"), signatures=signatures)
+    module.model = model
+    zoo.export.saved_model(module, tmp_path / "saved_model", {}, streaming_step=model)
     np.save(tmp_path / "ids.npy", ids)
     script = f"""
 import sys
@@ -104,6 +102,17 @@ assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo o
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-4)
+
+
+def test_saved_model_keeps_the_step_name_for_the_streaming_step(tmp_path):
+    model, _, _ = language_model("gru", num_layers=1)
+    module = tf.Module()
+    module.model = model
+    named_step = tf.function(lambda text: text, input_signature=[tf.TensorSpec([None], tf.string)])
+    with pytest.raises(ValueError, match="signature 'step' is the streaming step's"):
+        zoo.export.saved_model(module, tmp_path / "sm", {"step": named_step}, streaming_step=model)
+    with pytest.raises(ValueError, match="needs at least one signature"):
+        zoo.export.saved_model(module, tmp_path / "sm", {})
 
 
 def test_streaming_step_rejects_bad_input():
