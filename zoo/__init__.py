@@ -1,6 +1,6 @@
 """Recurrent networks for Keras 3: cells, sequence layers with fast paths, models, text pipeline."""
 
-from zoo import attention, cells, crf, decoding, layers, losses, metrics, models, text
+from zoo import attention, cells, compat, crf, decoding, distribute, layers, losses, metrics, models, text
 from zoo.attention import AdditiveAttention, AttentionDecoderCell, attention_decoder_step_fn
 from zoo.cells import GRUCell, LayerNormLSTMCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell
 from zoo.crf import CRF, CRFTagger, crf_log_likelihood, crf_log_norm, crf_sequence_score, viterbi_decode
