@@ -18,7 +18,6 @@ Config keys:
 """
 
 import json
-import os
 import pathlib
 import sys
 import time

@@ -38,6 +38,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -380,6 +381,7 @@ def replica_rows(dataset, context):
 
     def bounds(batch, replica):
         rows = tf.shape(tf.nest.flatten(batch)[0], out_type=tf.int64)[0]
+        replica = tf.cast(replica, tf.int64)
         size, longer = rows // replicas, rows % replicas
         start = replica * size + tf.minimum(replica, longer)
         return start, start + size + tf.cast(replica < longer, tf.int64)
@@ -444,28 +446,32 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return json.loads(path.read_text())
 
     def restore(self, model):
-        """Loads the last committed epoch into `model` (compiled) and returns the epoch to start
-        from (0 when there is none). Across workers the chief's checkpoint is loaded and its
-        values are broadcast, so the other workers need not see the chief's folder."""
+        """Loads the last committed epoch into `model` (built and compiled) and returns the epoch to
+        start from (0 when there is none). Call it on every worker, outside `strategy.scope()`.
+        Across workers the chief loads its checkpoint and broadcasts the values, so the other
+        workers need not see the chief's folder."""
+        multi_worker = compat.is_multi_worker(self.strategy)
+        if multi_worker and tf.distribute.has_strategy():
+            raise RuntimeError("EpochCheckpoint.restore: call it outside strategy.scope()")
         chief = is_chief(self.strategy)
         state = self.load_state(self.directory) if chief else None
         epoch = state["epoch"] if state else 0
-        multi_worker = compat.is_multi_worker(self.strategy)
         if multi_worker:
             epoch = int(_broadcast_from_chief(self.strategy, [tf.constant(epoch, tf.int64)], chief)[0])
+        self.history = list(state["history"]) if state else []
         if not epoch:
-            self.history = []
             return 0
         with self.strategy.scope():
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
-            if chief:
-                model.load_weights(self.directory / state["weights"])
-            if multi_worker:
-                variables = model.variables + model.optimizer.variables
-                for variable, value in zip(variables, _broadcast_from_chief(self.strategy, variables, chief)):
-                    variable.assign(value)
-        self.history = list(state["history"]) if state else []
+        if chief:
+            # Outside the scope: Keras's load_weights creates variables of its own (a reference
+            # optimizer), which under the scope would be broadcasts the other workers do not join.
+            model.load_weights(self.directory / state["weights"])
+        if multi_worker:
+            variables = model.weights + model.optimizer.variables
+            for variable, value in zip(variables, _broadcast_from_chief(self.strategy, variables, chief)):
+                variable.assign(value)
         return epoch
 
     def on_epoch_end(self, epoch, logs=None):
@@ -481,17 +487,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def _broadcast_from_chief(strategy, values, chief):
-    """The chief's `values` (tensors or variables) on every worker: a sum in which only the chief
-    contributes."""
+    """The chief's `values` (tensors or variables) on every worker: sums in which only the chief
+    contributes, one per dtype (integers summed as float64, exact below 2**53)."""
+    dtypes = [tf.as_dtype(value.dtype) for value in values]
+    sum_dtypes = [dtype if dtype.is_floating else tf.float64 for dtype in dtypes]
+    groups = {}
+    for index, dtype in enumerate(sum_dtypes):
+        groups.setdefault(dtype, []).append(index)
 
     @tf.function
     def broadcast():
         def replica_fn():
             context = tf.distribute.get_replica_context()
-            own = [tf.convert_to_tensor(value) for value in values]
-            return context.all_reduce(
-                tf.distribute.ReduceOp.SUM, [value if chief else tf.zeros_like(value) for value in own]
-            )
+            own = [tf.identity(tf.cast(value, dtype)) for value, dtype in zip(values, sum_dtypes)]
+            own = [value if chief else tf.zeros_like(value) for value in own]
+            result = [None] * len(own)
+            for indices in groups.values():
+                summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [own[index] for index in indices])
+                for index, value in zip(indices, summed):
+                    result[index] = tf.cast(value, dtypes[index])
+            return result
 
         return strategy.run(replica_fn)
 
@@ -528,16 +543,28 @@ _PEER_ERRORS = (
 
 def describe_peer_failure(error, cluster=None):
     """A `PeerFailure` saying in one line which worker lost which peer and how to resume, when
-    `error` is how TensorFlow reports a dead or unresponsive peer; else None."""
+    `error` is how TensorFlow reports a dead or unresponsive peer; else None.
+
+    Args:
+        error: the exception `fit` (or any collective) raised.
+        cluster: this worker's `Cluster` (default: from `TF_CONFIG`).
+    """
     if not isinstance(error, _PEER_ERRORS):
         return None
-    cluster = cluster or cluster_of()
+    if cluster is None:
+        try:
+            cluster = parse_tf_config()
+        except ClusterConfigError:
+            cluster = None
     who = f"{cluster.name} of {cluster.num_workers} workers" if cluster else "this worker"
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = str(error)
+    peers = sorted(set(re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", message)))
+    own = (cluster.task_type, str(cluster.task_index)) if cluster else None
+    peers = [f"{job} {index}" for job, index in peers if (job, index) != own]
+    lost = f"peer {', '.join(peers)}" if peers else "a peer"
     return PeerFailure(
-        f"{who}: a peer died or stopped responding, so training stopped ({type(error).__name__}: "
-        f"{first_line[:300]}). Restart every worker with the same TF_CONFIG to resume from the last "
-        "finished epoch"
+        f"{who}: {lost} died or stopped responding, so training stopped ({type(error).__name__}). "
+        "Restart every worker with the same TF_CONFIG to resume from the last finished epoch"
     )
 
 
