@@ -11,7 +11,8 @@ Config keys:
         "tagger" (a masked GRU tagger whose last batch holds one example).
     output: folder for `result-<name>-<rank>.json` (per-epoch losses, final weights).
     epochs: epochs per model (default 3).
-    keras_original: names of zoo.compat replacements to switch off while training (mode mirrored).
+    without: `{model: {label: [zoo.compat replacement, ...]}}`: also train `model` with those
+        replacements switched off (Keras's own code), as `<model>-without-<label>` (mode mirrored).
     probe_keras: in a cluster, first check that Keras's own code still fails across workers.
     checkpoint: a checkpoint folder: resume from it and checkpoint every epoch (tagger only).
     pause_after_epoch, go_file: after that epoch's checkpoint, wait until `go_file` exists.
@@ -168,8 +169,10 @@ def main(config):
     for name in config["models"]:
         if mode == "mirrored" and config.get("reference", True):
             results[f"{name}-reference"] = train(name, tf.distribute.get_strategy(), config)
-        with zoo.compat.keras_original(*config.get("keras_original", ())):
-            results[name] = train(name, strategy, config)
+        results[name] = train(name, strategy, config)
+        for label, names in config.get("without", {}).get(name, {}).items():
+            with zoo.compat.keras_original(*names):
+                results[f"{name}-without-{label}"] = train(name, strategy, config)
     (output / f"result-{rank}.json").write_text(json.dumps(results))
     print(f"done: {sorted(results)}", flush=True)
 
