@@ -10,11 +10,11 @@ Config keys:
     models: which models to train: "lm" (a stateful LSTM language model on sequential batches) and
         "tagger" (a masked GRU tagger whose last batch holds one example).
     output: folder for `result-<name>-<rank>.json` (per-epoch losses, final weights).
-    epochs: epochs per model (default 3).
+    epochs: epochs per model (default 3), or `{model: epochs}`.
     without: `{model: {label: [zoo.compat replacement, ...]}}`: also train `model` with those
         replacements switched off (Keras's own code), as `<model>-without-<label>` (mode mirrored).
     probe_keras: in a cluster, first check that Keras's own code still fails across workers.
-    checkpoint: a checkpoint folder: resume from it and checkpoint every epoch (tagger only).
+    checkpoint: a checkpoint folder: the tagger resumes from it and checkpoints every epoch.
     pause_after_epoch, go_file: after that epoch's checkpoint, wait until `go_file` exists.
 """
 
@@ -111,11 +111,11 @@ def train(name, strategy, config):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build()
-        if config.get("checkpoint"):
+        if name == "tagger" and config.get("checkpoint"):
             model.build((None, None))
     callbacks = [ResetCarriedState()] if name == "lm" else []
     initial_epoch = 0
-    if config.get("checkpoint"):
+    if name == "tagger" and config.get("checkpoint"):
         checkpoint = zoo.distribute.EpochCheckpoint(config["checkpoint"], strategy)
         initial_epoch = checkpoint.restore(model)
         print(f"starting at epoch {initial_epoch}", flush=True)
@@ -124,7 +124,7 @@ def train(name, strategy, config):
             callbacks.append(PauseAfterEpoch(config["pause_after_epoch"], config["go_file"]))
     history = model.fit(
         zoo.distribute.distribute_batches(strategy, batches),
-        epochs=config.get("epochs", 3),
+        epochs=epochs if isinstance(epochs := config.get("epochs", 3), int) else epochs[name],
         initial_epoch=initial_epoch,
         callbacks=callbacks,
         verbose=0,
@@ -164,6 +164,7 @@ def main(config):
     else:
         strategy, rank = tf.distribute.get_strategy(), 0
     results = {}
+    result_file = output / f"result-{rank}.json"
     if config.get("probe_keras"):
         results["probe"] = probe_keras(strategy)
     for name in config["models"]:
@@ -173,7 +174,7 @@ def main(config):
         for label, names in config.get("without", {}).get(name, {}).items():
             with zoo.compat.keras_original(*names):
                 results[f"{name}-without-{label}"] = train(name, strategy, config)
-    (output / f"result-{rank}.json").write_text(json.dumps(results))
+        result_file.write_text(json.dumps(results))  # after each model: a later one may be killed
     print(f"done: {sorted(results)}", flush=True)
 
 

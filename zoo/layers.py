@@ -497,7 +497,8 @@ _LAYER_ARGS_DOC = """
         return_sequences: Return the whole output sequence, or only the last output.
         return_state: Also return the final states.
         go_backwards: Process the sequence backwards (outputs in processing order, as Keras).
-        stateful: Carry the final states of batch i over as the initial states of batch i.
+        stateful: Carry the final states of batch i over as the initial states of batch i+1
+            (under a `tf.distribute` strategy, each replica its own rows': see `CarriedState`).
         unroll: Unroll the loop (forces the loop path).
         zero_output_for_mask: Output zeros at padded steps instead of repeating the last output.
         implementation: `"auto"` (fastest that applies), `"cudnn"`, `"fused"` or `"loop"`; a named
