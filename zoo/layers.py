@@ -90,7 +90,7 @@ def _outside_replicas_of_several():
     )
 
 
-class CarriedState:
+class CarriedState(tf.Module):
     """One state a stateful layer carries from batch to batch (an entry of `layer.states`).
 
     Under a `tf.distribute` strategy each replica keeps its own copy (a variable synchronised on
@@ -101,6 +101,9 @@ class CarriedState:
     strategy with several (e.g. on a whole global batch to build the model) start from zeros and
     leave the carried states alone: those rows belong to no replica.
 
+    A `tf.Module`, so that a SavedModel of a stateful model reaches its variables; Keras does not
+    count them among the layer's weights (as it does not count its own states).
+
     Args:
         size: the state's size per row.
         dtype: its dtype.
@@ -108,6 +111,7 @@ class CarriedState:
     """
 
     def __init__(self, size, dtype, name):
+        super().__init__()
         self.size = size
         self.dtype = tf.as_dtype(dtype)
         per_replica = dict(
