@@ -2,8 +2,9 @@
 
 Everything here reaches into `keras.src` or `tensorflow.python`, names what it touches and the
 versions it was checked against (Keras 3.15.1, TensorFlow 2.21.0). Nothing else in the zoo imports
-those internals for distributed training; `tests/test_compat.py` and `tests/test_multi_worker.py`
-check that Keras still behaves as described below, so a release that fixes or moves one of them
+those internals for distributed training. `tests/test_distribute.py` (2 replicas on one process)
+and `tests/test_multi_worker.py` (2 workers) run Keras with each replacement below switched off
+and check that it still fails or trains another model as described, so a release that fixes one
 fails a test that names the entry to revisit.
 
 Distributed training: `install_distribution_fixes()`
@@ -13,20 +14,19 @@ different model than one device does. `zoo.distribute` installs these replacemen
 imported (only under the Keras versions in `KERAS_VERSIONS_CHECKED`). Each calls Keras's own code
 unless its condition holds, so training on one device is untouched.
 
-Under `MultiWorkerMirroredStrategy` with several workers
-(`keras/src/backend/tensorflow/trainer.py`):
+In `keras/src/backend/tensorflow/trainer.py`:
 
 1. `TensorFlowTrainer._maybe_symbolic_build` pulls a batch and calls
    `strategy.reduce("MEAN", batch, axis=None)` on the whole nested batch of `PerReplica` values,
    which fails across workers (`ValueError: Attempt to convert a value (PerReplica:{...}) with an
    unsupported type`). The replacement builds from the distributed dataset's element spec (the
    first replica's shapes and dtypes), which is all `_symbolic_build` reads. It applies under
-   every strategy: pulling a batch starts an iteration of the dataset, so a dataset that draws
-   new randomness per iteration (the language model's random offsets) would see each epoch's
-   draw one iteration later than on one device.
-2. `reduce_per_replica` reduces the logs with `strategy.reduce("MEAN", v, axis=0)` under a
-   multi-worker strategy: scalars fail with `Invalid reduction dimension 0 for input with 0
-   dimensions` (tensorflow#72388). The replacement uses `axis=None` (the element-wise mean over
+   every strategy (not only across workers): pulling a batch starts an iteration of the dataset,
+   so a dataset that draws new randomness per iteration (the language model's random offsets)
+   would see each epoch's draw one iteration later than on one device.
+2. Under a multi-worker strategy only: `reduce_per_replica` reduces the logs with
+   `strategy.reduce("MEAN", v, axis=0)`, and scalars fail with `Invalid reduction dimension 0 for
+   input with 0 dimensions` (tensorflow#72388). The replacement uses `axis=None` (the element-wise mean over
    replicas, as Keras computes on one worker).
 
 Under any strategy with several replicas, inside a replica:
@@ -45,6 +45,11 @@ Under any strategy with several replicas, inside a replica:
    them, so each replica's gradient is clipped on its own. The replacements leave them unclipped
    there and clip the summed gradient instead, as one device would.
 
+Distributed datasets: `set_steps_of_distributed_dataset`
+-------------------------------------------------------
+The step count Keras reads from a `distribute_datasets_from_function` dataset with several local
+replicas (TensorFlow counts the pipeline's elements: one per replica and step).
+
 Multi-worker failure detection: `configure_coordination_service`
 -----------------------------------------------------------------
 TensorFlow's `MultiWorkerMirroredStrategy` configures its coordination service (the heartbeats that
@@ -60,7 +65,6 @@ import keras
 import tensorflow as tf
 
 KERAS_VERSIONS_CHECKED = ("3.15",)
-TENSORFLOW_VERSIONS_CHECKED = ("2.21",)
 _REDUCTIONS_BY_COUNT = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 # What install_distribution_fixes() replaced: [(owner, attribute name, the owner's own value or None

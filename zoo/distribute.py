@@ -570,8 +570,8 @@ def describe_peer_failure(error, cluster=None):
 
 def run_worker(main, *args, **kwargs):
     """Runs `main(*args, **kwargs)` as a worker program should: when a peer dies, prints one line
-    saying so on stderr and ends the process with status 3 at once (TensorFlow would otherwise wait
-    for the dead peer at exit); other errors propagate.
+    saying so on stderr and ends the process with status 3 at once, skipping the exit-time shutdown
+    of TensorFlow's coordination service, which waits for every peer; other errors propagate.
 
     Returns:
         What `main` returns.
