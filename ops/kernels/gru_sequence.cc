@@ -4,6 +4,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "packed_products.h"
+#include "step_layout.h"
+
 namespace zoo {
 
 using rnn::ConstRow;

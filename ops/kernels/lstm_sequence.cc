@@ -4,6 +4,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "packed_products.h"
+#include "step_layout.h"
+
 namespace zoo {
 
 using rnn::ConstRow;
@@ -20,9 +23,8 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
                   const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
   const auto gate = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
   // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
-  // from vectorising it (the forward step took a third longer). With all the units, each pass
-  // covers whole rows (i and f together): at H=32, passes over 32 columns at a time cost a fifth
-  // of the forward step.
+  // from vectorising it. With all the units, each pass covers whole rows (i and f together), so
+  // that small H does not make many short passes.
   if (count == units) {
     gates.array().rowwise() += bias;
     auto input_forget = gates.leftCols(2 * units).array();

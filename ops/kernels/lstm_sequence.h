@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "rnn_math.h"
+#include "workers.h"
 
 namespace zoo {
 

@@ -6,7 +6,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "rnn_math.h"
+#include "workers.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"

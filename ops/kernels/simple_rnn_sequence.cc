@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "packed_products.h"
+#include "step_layout.h"
+
 namespace zoo {
 
 using rnn::ConstRow;

@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #include "lstm_sequence.h"
-#include "rnn_math.h"
 
 namespace zoo {
 
