@@ -8,21 +8,10 @@
 
 #include <cstdint>
 
+#include "sequence_driver.h"
 #include "workers.h"
 
 namespace zoo {
-
-struct RnnSizes {
-  int64_t batch;
-  int64_t time;
-  int64_t input;
-  int64_t units;
-};
-
-struct RnnOptions {
-  bool reverse;
-  bool zero_output_for_mask;
-};
 
 // Shapes: inputs [B,T,D], initial_h/initial_c [B,H], kernel [D,4H], recurrent_kernel [H,4H],
 // bias [4H], lengths [B] (each in [0, T]). Writes outputs [B,T,H], final_h/final_c [B,H] and,
