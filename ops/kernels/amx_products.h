@@ -65,7 +65,8 @@ class SplitMatrix {
     return (group_first * chunks_ + chunk * group_size + tile - group_first) * kChunkBytes;
   }
   const int8_t* Tiles(int64_t tile, int64_t chunk) const { return data_ + TileOffset(tile, chunk); }
-  // Column j's value of one unit of its digits (the inverse of its scale), for j < ColumnTiles() * 16.
+  // Column j's value of one unit of its digits (the inverse of its scale), for j < ColumnTiles()
+  // * 16.
   const float* ColumnUnits() const { return units_; }
   int64_t Groups() const { return (column_tiles_ + kGroupTiles - 1) / kGroupTiles; }
   // Splits groups [first, end) of column tiles.

@@ -79,9 +79,9 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
     const auto pre_activation = [&](const float* x_row, const float* from_h_row, int64_t k,
                                     int64_t j) {
       const int64_t column = k * units + first + j;
-      return padd(padd(padd(Load(x_row + column), Load(from_h_row + column)),
-                       Load(input_b + column)),
-                  Load(recurrent_b + column));
+      return padd(
+          padd(padd(Load(x_row + column), Load(from_h_row + column)), Load(input_b + column)),
+          Load(recurrent_b + column));
     };
     for (int64_t r = 0; r < gates.rows(); ++r) {
       float* g = gates.data() + r * gates.outerStride();
@@ -120,9 +120,9 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
 // not go through U, new_dh = d_h * z [n, H]. False where it does not apply (units not a multiple
 // of a packet); the caller then runs the same arithmetic as Eigen expressions.
 template <typename T>
-bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx,
-                                T* d_from_h, T* new_dh, int64_t n, int64_t units,
-                                const char* valid, bool all_valid) {
+bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx, T* d_from_h,
+                                T* new_dh, int64_t n, int64_t units, const char* valid,
+                                bool all_valid) {
   if constexpr (!std::is_same<T, float>::value) {
     return false;
   } else {
@@ -147,9 +147,9 @@ bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T
         const Float candidate = Load(g_row + 2 * units + j);
         const Float recurrent_candidate = Load(g_row + 3 * units + j);
         const Float d_h_value = Load(d_h + r * units + j);
-        const Float d_update = pmul(
-            pmul(pmul(d_h_value, psub(Load(h_prev + r * units + j), candidate)), update),
-            psub(one, update));
+        const Float d_update =
+            pmul(pmul(pmul(d_h_value, psub(Load(h_prev + r * units + j), candidate)), update),
+                 psub(one, update));
         const Float d_candidate =
             pmul(pmul(d_h_value, psub(one, update)), psub(one, pmul(candidate, candidate)));
         const Float d_reset =
@@ -171,8 +171,8 @@ template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* outputs,
-                        T* final_h, T* gates, T* h_prev) {
+                        const T* bias, const int32_t* lengths, T* outputs, T* final_h, T* gates,
+                        T* h_prev) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
   // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
@@ -181,8 +181,9 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
   // One sequence, or a few, split by units (whole panels) rather than by example. Only with
   // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
   const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
-  const int parts = reset_after ? rnn::UnitParts(
-      workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
+  const int parts = reset_after ? rnn::UnitParts(workers, batch, units, panel,
+                                                 (input + units) * width * sizeof(T))
+                                : 0;
   const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kInPlace
                                  : rnn::PackedMatrix<T>::PackingFor(
                                        rnn::BatchShardRows(workers, batch, work_per_example),
@@ -208,8 +209,8 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
     rnn::RunSequencesByUnits(
         workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
         lengths, initial_h, layout, outputs, h_prev, units, final_h,
-        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
-            int64_t count, const T* h, T* h_next) {
+        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first, int64_t count,
+            const T* h, T* h_next) {
           for (int k = 0; k < 3; ++k) {
             const int64_t first_panel = (k * units + first) / panel;
             const int64_t end_panel = (k * units + first + count) / panel;
@@ -234,82 +235,87 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
           }
         });
   } else {
-    rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-      const int64_t rows = end - first;
-      const int64_t block_rows = std::min(chunk_rows, rows);
-      RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
-      RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
-      rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
-      rnn::ShardStepRows<T> shard_h(h_prev, batch, first, rows, units);
-      const rnn::StepStates<T> h_states(&shard_h, 0, units, final_h + first * units, rows, units,
-                                        time, options.reverse);
-      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
-      const Eigen::OuterStride<> state_stride(units);
-      // The new state of a step where some rows are padded, before it is committed.
-      RowMatrix<T> new_h_block(rows, units);
-      rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
-      std::vector<char> valid(rows);
-      for (int64_t step = 0; step < time; ++step) {
-        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        const auto h = h_states.At(step);
-        auto next_h = h_states.At(step + 1);
-        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
-                                   Eigen::OuterStride<>(layout.RowStride()));
-        // The whole shard at once; padded rows are put right afterwards.
-        Rows<T> gate(shard_gates.At(t), rows, gate_width);
-        for (int64_t chunk = 0; chunk < rows; chunk += block_rows) {
-          const int64_t n = std::min(block_rows, rows - chunk);
-          auto gate_rows = gate.middleRows(chunk, n);
-          const auto h_rows = h.middleRows(chunk, n);
-          // A chunk's h is read by its own pass only, so the next h may take its place.
-          auto new_h_rows = all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
-          T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
-          // x_t * W per step, into a block that stays in cache (the input rows of a step are
-          // `time` rows apart in the batch-major inputs); a product of all steps at once, with
-          // its small inner dimension, wrote and then read a B*T*3H buffer.
-          input_weights.Multiply(inputs + ((first + chunk) * time + t) * input, time * input, n,
-                                 x.data(), width, false);
-          recurrent_from_h.Multiply(h_rows.data(), units, n, from_h.data(), from_h.cols(), false);
-          const auto x_rows = x.topRows(n);
-          const auto from_h_rows = from_h.topRows(n);
-          if (reset_after && FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias,
-                                                    recurrent_bias, units, 0, units, h_rows,
-                                                    new_h_rows, output_rows,
-                                                    output.outerStride())) {
-            continue;
+    rnn::ForEachBatchShard(
+        workers, batch, work_per_example,
+        [&](int64_t first, int64_t end) {
+          const int64_t rows = end - first;
+          const int64_t block_rows = std::min(chunk_rows, rows);
+          RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
+          RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
+          rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
+          rnn::ShardStepRows<T> shard_h(h_prev, batch, first, rows, units);
+          const rnn::StepStates<T> h_states(&shard_h, 0, units, final_h + first * units, rows,
+                                            units, time, options.reverse);
+          h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
+          const Eigen::OuterStride<> state_stride(units);
+          // The new state of a step where some rows are padded, before it is committed.
+          RowMatrix<T> new_h_block(rows, units);
+          rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
+          std::vector<char> valid(rows);
+          for (int64_t step = 0; step < time; ++step) {
+            const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+            const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+            const auto h = h_states.At(step);
+            auto next_h = h_states.At(step + 1);
+            rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
+                                       Eigen::OuterStride<>(layout.RowStride()));
+            // The whole shard at once; padded rows are put right afterwards.
+            Rows<T> gate(shard_gates.At(t), rows, gate_width);
+            for (int64_t chunk = 0; chunk < rows; chunk += block_rows) {
+              const int64_t n = std::min(block_rows, rows - chunk);
+              auto gate_rows = gate.middleRows(chunk, n);
+              const auto h_rows = h.middleRows(chunk, n);
+              // A chunk's h is read by its own pass only, so the next h may take its place.
+              auto new_h_rows =
+                  all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
+              T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
+              // x_t * W per step, into a block that stays in cache (the input rows of a step are
+              // `time` rows apart in the batch-major inputs); a product of all steps at once, with
+              // its small inner dimension, wrote and then read a B*T*3H buffer.
+              input_weights.Multiply(inputs + ((first + chunk) * time + t) * input, time * input, n,
+                                     x.data(), width, false);
+              recurrent_from_h.Multiply(h_rows.data(), units, n, from_h.data(), from_h.cols(),
+                                        false);
+              const auto x_rows = x.topRows(n);
+              const auto from_h_rows = from_h.topRows(n);
+              if (reset_after &&
+                  FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias,
+                                         units, 0, units, h_rows, new_h_rows, output_rows,
+                                         output.outerStride())) {
+                continue;
+              }
+              GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
+                                 0, units);
+              if (reset_after) {
+                GruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
+                                  0, units, h_rows, new_h_rows);
+              } else {
+                const auto update = gate_rows.leftCols(units).array();
+                const auto reset = gate_rows.middleCols(units, units).array();
+                auto candidate = gate_rows.middleCols(2 * units, units).array();
+                auto reset_h_rows = reset_h.topRows(n);
+                auto candidate_from_h_rows = candidate_from_h.topRows(n);
+                reset_h_rows.array() = reset * h_rows.array();
+                recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(),
+                                     units, false);
+                candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
+                candidate.rowwise() += input_bias.tail(units);
+                candidate = candidate.tanh();
+                new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
+              }
+              if (all_valid) output.middleRows(chunk, n) = new_h_rows;
+            }
+            if (all_valid) continue;
+            rnn::CommitPartlyValidStep(
+                valid, gate, output, step, options.zero_output_for_mask, layout,
+                [&](int64_t r) {
+                  next_h.row(r) = new_h.row(r);
+                  output.row(r) = new_h.row(r);
+                },
+                [&](int64_t r) { next_h.row(r) = h.row(r); });
           }
-          GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,
-                             units);
-          if (reset_after) {
-            GruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
-                              0, units, h_rows, new_h_rows);
-          } else {
-            const auto update = gate_rows.leftCols(units).array();
-            const auto reset = gate_rows.middleCols(units, units).array();
-            auto candidate = gate_rows.middleCols(2 * units, units).array();
-            auto reset_h_rows = reset_h.topRows(n);
-            auto candidate_from_h_rows = candidate_from_h.topRows(n);
-            reset_h_rows.array() = reset * h_rows.array();
-            recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(),
-                                 units, false);
-            candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
-            candidate.rowwise() += input_bias.tail(units);
-            candidate = candidate.tanh();
-            new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
-          }
-          if (all_valid) output.middleRows(chunk, n) = new_h_rows;
-        }
-        if (all_valid) continue;
-        rnn::CommitPartlyValidStep(
-            valid, gate, output, step, options.zero_output_for_mask, layout,
-            [&](int64_t r) {
-              next_h.row(r) = new_h.row(r);
-              output.row(r) = new_h.row(r);
-            },
-            [&](int64_t r) { next_h.row(r) = h.row(r); });
-      }
-    }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
+        },
+        rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
   }
 }
 
@@ -317,9 +323,8 @@ template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
-                         const T* gates, const T* h_prev, const T* d_outputs,
-                         const T* d_final_h, T* d_inputs,
-                         T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
+                         const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
+                         T* d_inputs, T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
                          T* d_recurrent_kernel, T* d_bias) {
   const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
   const int64_t width = 3 * units;
@@ -333,106 +338,110 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
   const rnn::PackedMatrix<T> recurrent_transposed(
       recurrent_kernel, width, reset_after ? width : 2 * units, units, true, packing);
-  const rnn::PackedMatrix<T> recurrent_h_transposed(
-      recurrent_kernel + 2 * units, width, reset_after ? 0 : units, units, true, packing);
+  const rnn::PackedMatrix<T> recurrent_h_transposed(recurrent_kernel + 2 * units, width,
+                                                    reset_after ? 0 : units, units, true, packing);
   const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
   const rnn::StepLayout layout{time, units};
   const int64_t recurrent_width = reset_after ? width : units;
   // Outputs 0, 1, 2: d_kernel, d_recurrent_kernel, d_bias.
-  rnn::GradientSums<T> sums(d_kernel != nullptr,
-                            {{d_kernel, input * width},
-                             {d_recurrent_kernel, units * width},
-                             {d_bias, (reset_after ? 2 : 1) * width}});
+  rnn::GradientSums<T> sums(d_kernel != nullptr, {{d_kernel, input * width},
+                                                  {d_recurrent_kernel, units * width},
+                                                  {d_bias, (reset_after ? 2 : 1) * width}});
 
-  rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-    const int64_t rows = end - first;
-    const int64_t block_rows = std::min(chunk_rows, rows);
-    auto shard_sums = sums.ForShard({block_rows * width, block_rows * recurrent_width});
-    RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
-    // Gradient reaching a padded step's output, which is the previous step's output.
-    rnn::CarriedGradient<T> carried(rows, units);
-    RowMatrix<T> d_h_total(rows, units), d_reset_h(rows, units), new_dh(rows, units);
-    std::vector<char> valid(rows);
-    for (int64_t step = time - 1; step >= 0; --step) {
-      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = t * batch + first;
-      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
-                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
-      for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
-        const int64_t n = std::min(chunk_rows, rows - chunk);
-        const int64_t chunk_cell = cell + chunk;
-        const ConstRows<T> gate(gates + chunk_cell * gate_width, n, gate_width);
-        const auto update = gate.leftCols(units).array();
-        const auto reset = gate.middleCols(units, units).array();
-        const auto candidate = gate.middleCols(2 * units, units).array();
-        const T* const h_prev_rows = h_prev + chunk_cell * units;
-        const auto before = ConstRows<T>(h_prev_rows, n, units).array();
-        const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
-        auto new_dh_rows = new_dh.middleRows(chunk, n).array();
-        Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
-        auto d_candidate = dx.rightCols(units).array();
-        // The chunk's rows of x_t and of d x_t in the batch-major inputs, `time` rows apart.
-        const int64_t input_offset = ((first + chunk) * time + t) * input;
-        // The update gate's and the candidate's gradients, and d_h's part that skips U.
-        const auto gradients_beside_reset = [&] {
-          dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
-          d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
-          new_dh_rows = d_h_rows * update;
-        };
-        const auto zero_padded_rows = [&](auto&&... kept) {
-          if (all_valid) return;
-          for (int64_t r = 0; r < n; ++r) {
-            if (!valid[chunk + r]) (kept.row(r).setZero(), ...);
+  rnn::ForEachBatchShard(
+      workers, batch, work_per_example,
+      [&](int64_t first, int64_t end) {
+        const int64_t rows = end - first;
+        const int64_t block_rows = std::min(chunk_rows, rows);
+        auto shard_sums = sums.ForShard({block_rows * width, block_rows * recurrent_width});
+        RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
+        // Gradient reaching a padded step's output, which is the previous step's output.
+        rnn::CarriedGradient<T> carried(rows, units);
+        RowMatrix<T> d_h_total(rows, units), d_reset_h(rows, units), new_dh(rows, units);
+        std::vector<char> valid(rows);
+        for (int64_t step = time - 1; step >= 0; --step) {
+          const int64_t t = rnn::TimeIndex(step, time, options.reverse);
+          const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
+          const int64_t cell = t * batch + first;
+          rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
+                                     options.zero_output_for_mask, dh, &carried, &d_h_total);
+          for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
+            const int64_t n = std::min(chunk_rows, rows - chunk);
+            const int64_t chunk_cell = cell + chunk;
+            const ConstRows<T> gate(gates + chunk_cell * gate_width, n, gate_width);
+            const auto update = gate.leftCols(units).array();
+            const auto reset = gate.middleCols(units, units).array();
+            const auto candidate = gate.middleCols(2 * units, units).array();
+            const T* const h_prev_rows = h_prev + chunk_cell * units;
+            const auto before = ConstRows<T>(h_prev_rows, n, units).array();
+            const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
+            auto new_dh_rows = new_dh.middleRows(chunk, n).array();
+            Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
+            auto d_candidate = dx.rightCols(units).array();
+            // The chunk's rows of x_t and of d x_t in the batch-major inputs, `time` rows apart.
+            const int64_t input_offset = ((first + chunk) * time + t) * input;
+            // The update gate's and the candidate's gradients, and d_h's part that skips U.
+            const auto gradients_beside_reset = [&] {
+              dx.leftCols(units).array() =
+                  d_h_rows * (before - candidate) * update * (T(1) - update);
+              d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
+              new_dh_rows = d_h_rows * update;
+            };
+            const auto zero_padded_rows = [&](auto&&... kept) {
+              if (all_valid) return;
+              for (int64_t r = 0; r < n; ++r) {
+                if (!valid[chunk + r]) (kept.row(r).setZero(), ...);
+              }
+            };
+            if (reset_after) {
+              Rows<T> d_from_h(shard_sums.Block(1, d_recurrent + chunk_cell * width), n, width);
+              if (!FusedGruResetAfterGradient(gate.data(), h_prev_rows, d_h_rows.data(), dx.data(),
+                                              d_from_h.data(), new_dh_rows.data(), n, units,
+                                              valid.data() + chunk, all_valid)) {
+                gradients_beside_reset();
+                dx.middleCols(units, units).array() =
+                    d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
+                d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
+                d_from_h.rightCols(units).array() = d_candidate * reset;
+                zero_padded_rows(dx, d_from_h);
+              }
+              recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
+                                            true);
+              shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width,
+                                    n, width);
+              shard_sums.AddColumnSums(2, width, d_from_h.data(), width, n, width);
+            } else {
+              gradients_beside_reset();
+              // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
+              zero_padded_rows(dx);
+              auto d_reset_h_rows = d_reset_h.middleRows(chunk, n).array();
+              recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, n,
+                                              d_reset_h_rows.data(), units, false);
+              dx.middleCols(units, units).array() =
+                  d_reset_h_rows * before * reset * (T(1) - reset);
+              Rows<T> reset_h(shard_sums.Block(1, d_recurrent + chunk_cell * units), n, units);
+              reset_h.array() = reset * before;
+              new_dh_rows += d_reset_h_rows * reset;
+              zero_padded_rows(dx, reset_h);
+              recurrent_transposed.Multiply(dx.data(), width, n, new_dh_rows.data(), units, true);
+              shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n,
+                                    2 * units);
+              shard_sums.AddProduct(1, 2 * units, width, reset_h.data(), units, units,
+                                    dx.data() + 2 * units, width, n, units);
+            }
+            shard_sums.AddProduct(0, 0, width, inputs + input_offset, time * input, input,
+                                  dx.data(), width, n, width);
+            shard_sums.AddColumnSums(2, 0, dx.data(), width, n, width);
+            // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
+            input_weights_transposed.Multiply(dx.data(), width, n, d_inputs + input_offset,
+                                              time * input, false);
           }
-        };
-        if (reset_after) {
-          Rows<T> d_from_h(shard_sums.Block(1, d_recurrent + chunk_cell * width), n, width);
-          if (!FusedGruResetAfterGradient(gate.data(), h_prev_rows, d_h_rows.data(), dx.data(),
-                                          d_from_h.data(), new_dh_rows.data(), n, units,
-                                          valid.data() + chunk, all_valid)) {
-            gradients_beside_reset();
-            dx.middleCols(units, units).array() =
-                d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
-            d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
-            d_from_h.rightCols(units).array() = d_candidate * reset;
-            zero_padded_rows(dx, d_from_h);
-          }
-          recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
-                                        true);
-          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width,
-                                n, width);
-          shard_sums.AddColumnSums(2, width, d_from_h.data(), width, n, width);
-        } else {
-          gradients_beside_reset();
-          // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
-          zero_padded_rows(dx);
-          auto d_reset_h_rows = d_reset_h.middleRows(chunk, n).array();
-          recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, n, d_reset_h_rows.data(),
-                                          units, false);
-          dx.middleCols(units, units).array() = d_reset_h_rows * before * reset * (T(1) - reset);
-          Rows<T> reset_h(shard_sums.Block(1, d_recurrent + chunk_cell * units), n, units);
-          reset_h.array() = reset * before;
-          new_dh_rows += d_reset_h_rows * reset;
-          zero_padded_rows(dx, reset_h);
-          recurrent_transposed.Multiply(dx.data(), width, n, new_dh_rows.data(), units, true);
-          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n,
-                                2 * units);
-          shard_sums.AddProduct(1, 2 * units, width, reset_h.data(), units, units,
-                                dx.data() + 2 * units, width, n, units);
+          rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
         }
-        shard_sums.AddProduct(0, 0, width, inputs + input_offset, time * input, input, dx.data(),
-                              width, n, width);
-        shard_sums.AddColumnSums(2, 0, dx.data(), width, n, width);
-        // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
-        input_weights_transposed.Multiply(dx.data(), width, n, d_inputs + input_offset,
-                                          time * input, false);
-      }
-      rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
-    }
-    Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
-    sums.Take(shard_sums);
-  }, rnn::PrepareAll(recurrent_transposed, recurrent_h_transposed, input_weights_transposed));
+        Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
+        sums.Take(shard_sums);
+      },
+      rnn::PrepareAll(recurrent_transposed, recurrent_h_transposed, input_weights_transposed));
 
   if (sums.enabled()) return;
   rnn::ParallelColumnSums(workers, d_projected, batch * time, width, d_bias);
@@ -441,14 +450,13 @@ void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
   }
 }
 
-#define ZOO_INSTANTIATE_GRU(T)                                                                   \
-  template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&,           \
-                                      const RnnOptions&, bool, const T*, const T*, const T*,     \
-                                      const T*, const T*, const int32_t*, T*, T*, T*, T*);       \
-  template void GruSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,          \
-                                       const RnnOptions&, bool, const T*, const T*, const T*,    \
-                                       const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*, T*);
+#define ZOO_INSTANTIATE_GRU(T)                                                                     \
+  template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&, const RnnOptions&,     \
+                                      bool, const T*, const T*, const T*, const T*, const T*,      \
+                                      const int32_t*, T*, T*, T*, T*);                             \
+  template void GruSequenceBackward<T>(                                                            \
+      const rnn::Workers&, const RnnSizes&, const RnnOptions&, bool, const T*, const T*, const T*, \
+      const int32_t*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

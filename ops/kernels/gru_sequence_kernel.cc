@@ -73,10 +73,10 @@ REGISTER_OP("ZooGruSequenceGrad")
       const auto factor_time = rnn::shapes::DimIf(c, !sum_weight_gradients, s.time);
       c->set_output(2, c->MakeShape({factor_time, s.batch, s.gate_width}));
       c->set_output(3, c->MakeShape({factor_time, s.batch, reset_after ? s.gate_width : s.units}));
-      c->set_output(4, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.input),
-                                     s.gate_width}));
-      c->set_output(5, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.units),
-                                     s.gate_width}));
+      c->set_output(
+          4, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.input), s.gate_width}));
+      c->set_output(
+          5, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.units), s.gate_width}));
       c->set_output(6, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
       return absl::OkStatus();
     })
@@ -100,7 +100,8 @@ static TensorShape GruBiasShape(int64_t units, bool reset_after) {
 template <typename T>
 class GruSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit GruSequenceOp(OpKernelConstruction* context) : SequenceKernel(context, "keep_for_gradient") {
+  explicit GruSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {
     OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
   }
 
@@ -117,18 +118,17 @@ class GruSequenceOp : public rnn::SequenceKernel {
     const TensorShape bias_shape = GruBiasShape(s.units, reset_after_);
     OP_REQUIRES(context, bias.shape() == bias_shape,
                 tensorflow::errors::InvalidArgument(
-                    "bias must have shape ", bias_shape.DebugString(), " (reset_after=",
-                    reset_after_, "), got ", bias.shape().DebugString()));
+                    "bias must have shape ", bias_shape.DebugString(),
+                    " (reset_after=", reset_after_, "), got ", bias.shape().DebugString()));
     const bool keep = produces_;  // keep_for_gradient
-    std::vector<T*> out;  // outputs, final_h, gates, h_prev
-    OP_REQUIRES_OK(context,
-                   rnn::AllocateOutputs<T>(
-                       context,
-                       {{{s.batch, s.time, s.units}},
-                        {{s.batch, s.units}},
-                        {{s.time, s.batch, GruGateWidth(s.units, reset_after_)}, keep},
-                        {{s.time, s.batch, s.units}, keep}},
-                       &out));
+    std::vector<T*> out;          // outputs, final_h, gates, h_prev
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
+                                context,
+                                {{{s.batch, s.time, s.units}},
+                                 {{s.batch, s.units}},
+                                 {{s.time, s.batch, GruGateWidth(s.units, reset_after_)}, keep},
+                                 {{s.time, s.batch, s.units}, keep}},
+                                &out));
     GruSequenceForward<T>(rnn::KernelWorkers(context), s, options_, reset_after_,
                           rnn::Data<T>(inputs), rnn::Data<T>(initial_h), rnn::Data<T>(kernel),
                           rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
@@ -142,7 +142,8 @@ class GruSequenceOp : public rnn::SequenceKernel {
 template <typename T>
 class GruSequenceGradOp : public rnn::SequenceKernel {
  public:
-  explicit GruSequenceGradOp(OpKernelConstruction* context) : SequenceKernel(context, "sum_weight_gradients") {
+  explicit GruSequenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "sum_weight_gradients") {
     OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
   }
 
@@ -158,44 +159,42 @@ class GruSequenceGradOp : public rnn::SequenceKernel {
     RnnSizes s;
     OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 3, &s));
     const int64_t width = 3 * s.units;
-    OP_REQUIRES_OK(
-        context,
-        rnn::RequireShapes({{gates, "gates", {s.time, s.batch, GruGateWidth(s.units, reset_after_)}},
-                            {h_prev, "h_prev", {s.time, s.batch, s.units}},
-                            {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
-                            {d_final_h, "d_final_h", {s.batch, s.units}}}));
+    OP_REQUIRES_OK(context,
+                   rnn::RequireShapes(
+                       {{gates, "gates", {s.time, s.batch, GruGateWidth(s.units, reset_after_)}},
+                        {h_prev, "h_prev", {s.time, s.batch, s.units}},
+                        {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                        {d_final_h, "d_final_h", {s.batch, s.units}}}));
     const bool sums = produces_;  // sum_weight_gradients
     // d_inputs, d_initial_h, d_projected, d_recurrent, d_kernel, d_recurrent_kernel, d_bias
     std::vector<T*> out;
-    OP_REQUIRES_OK(context,
-                   rnn::AllocateOutputs<T>(
-                       context,
-                       {{inputs.shape()},
-                        {{s.batch, s.units}},
-                        {{s.time, s.batch, width}, !sums},
-                        {{s.time, s.batch, reset_after_ ? width : s.units}, !sums},
-                        {{s.input, width}, sums},
-                        {{s.units, width}, sums},
-                        {GruBiasShape(s.units, reset_after_)}},
-                       &out));
-    GruSequenceBackward<T>(rnn::KernelWorkers(context), s, options_, reset_after_,
-                           rnn::Data<T>(inputs), rnn::Data<T>(kernel),
-                           rnn::Data<T>(recurrent_kernel), rnn::Data<int32_t>(lengths),
-                           rnn::Data<T>(gates), rnn::Data<T>(h_prev), rnn::Data<T>(d_outputs),
-                           rnn::Data<T>(d_final_h), out[0], out[1], out[2], out[3], out[4], out[5],
-                           out[6]);
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
+                                context,
+                                {{inputs.shape()},
+                                 {{s.batch, s.units}},
+                                 {{s.time, s.batch, width}, !sums},
+                                 {{s.time, s.batch, reset_after_ ? width : s.units}, !sums},
+                                 {{s.input, width}, sums},
+                                 {{s.units, width}, sums},
+                                 {GruBiasShape(s.units, reset_after_)}},
+                                &out));
+    GruSequenceBackward<T>(
+        rnn::KernelWorkers(context), s, options_, reset_after_, rnn::Data<T>(inputs),
+        rnn::Data<T>(kernel), rnn::Data<T>(recurrent_kernel), rnn::Data<int32_t>(lengths),
+        rnn::Data<T>(gates), rnn::Data<T>(h_prev), rnn::Data<T>(d_outputs), rnn::Data<T>(d_final_h),
+        out[0], out[1], out[2], out[3], out[4], out[5], out[6]);
   }
 
  private:
   bool reset_after_;
 };
 
-#define ZOO_REGISTER_GRU(T)                                                                    \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
-      GruSequenceOp<T>);                                                                       \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooGruSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
+#define ZOO_REGISTER_GRU(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      GruSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("ZooGruSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       GruSequenceGradOp<T>);
 ZOO_REGISTER_GRU(float)
 ZOO_REGISTER_GRU(double)

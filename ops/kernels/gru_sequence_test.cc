@@ -37,7 +37,7 @@ struct Gru {
                  States* final) const {
     const int64_t units = c.units, width = 3 * units;
     const std::vector<double>&kernel = v.weights[0], &recurrent_kernel = v.weights[1],
-                            &bias = v.weights[2];
+          &bias = v.weights[2];
     const auto step = [&](const double* x, States* states) {
       std::vector<double>& h = (*states)[0];
       // x W + b_in and h U (+ b_rec with reset_after).
@@ -75,14 +75,12 @@ struct Gru {
     ForwardResult<T> result;
     result.kept = {std::vector<T>(kept_time * c.batch * GruGateWidth(c.units, reset_after)),
                    std::vector<T>(kept_time * c.batch * c.units)};
-    GruSequenceForward<T>(workers, {c.batch, c.time, c.input, c.units},
-                          {c.reverse, c.zero_output_for_mask}, reset_after,
-                          testing::Cast<T>(v.inputs).data(), testing::Cast<T>(v.initial[0]).data(),
-                          testing::Cast<T>(v.weights[0]).data(),
-                          testing::Cast<T>(v.weights[1]).data(),
-                          testing::Cast<T>(v.weights[2]).data(), c.lengths.data(), outputs.data(),
-                          final_h.data(), keep ? result.kept[0].data() : nullptr,
-                          keep ? result.kept[1].data() : nullptr);
+    GruSequenceForward<T>(
+        workers, {c.batch, c.time, c.input, c.units}, {c.reverse, c.zero_output_for_mask},
+        reset_after, testing::Cast<T>(v.inputs).data(), testing::Cast<T>(v.initial[0]).data(),
+        testing::Cast<T>(v.weights[0]).data(), testing::Cast<T>(v.weights[1]).data(),
+        testing::Cast<T>(v.weights[2]).data(), c.lengths.data(), outputs.data(), final_h.data(),
+        keep ? result.kept[0].data() : nullptr, keep ? result.kept[1].data() : nullptr);
     result.outputs = testing::ToDouble(outputs);
     result.final = {testing::ToDouble(final_h)};
     return result;
@@ -143,9 +141,9 @@ struct Gru {
         }
       }
     }
-    gradients.d_weights = {testing::TransposedProduct(inputs_by_time, c.input, d_projected, width,
-                                                      rows),
-                           d_recurrent_kernel_double, testing::ToDouble(d_bias)};
+    gradients.d_weights = {
+        testing::TransposedProduct(inputs_by_time, c.input, d_projected, width, rows),
+        d_recurrent_kernel_double, testing::ToDouble(d_bias)};
     return gradients;
   }
 };

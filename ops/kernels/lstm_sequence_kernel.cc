@@ -87,7 +87,8 @@ returns d_gates for the caller to form it as one large matrix product (d_weights
 template <typename T>
 class LstmSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit LstmSequenceOp(OpKernelConstruction* context) : SequenceKernel(context, "keep_for_gradient") {}
+  explicit LstmSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -104,16 +105,15 @@ class LstmSequenceOp : public rnn::SequenceKernel {
                                                 {initial_c, "initial_c", {s.batch, s.units}},
                                                 {bias, "bias", {width}}}));
     const bool keep = produces_;  // keep_for_gradient
-    std::vector<T*> out;  // outputs, final_h, final_c, gates, step_inputs, c_prev
-    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
-                                context,
-                                {{{s.batch, s.time, s.units}},
-                                 {{s.batch, s.units}},
-                                 {{s.batch, s.units}},
-                                 {{s.time, s.batch, width}, keep},
-                                 {{s.time, s.batch, s.input + s.units}, keep},
-                                 {{s.time, s.batch, s.units}, keep}},
-                                &out));
+    std::vector<T*> out;          // outputs, final_h, final_c, gates, step_inputs, c_prev
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{{s.batch, s.time, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, width}, keep},
+                                                     {{s.time, s.batch, s.input + s.units}, keep},
+                                                     {{s.time, s.batch, s.units}, keep}},
+                                                    &out));
     LstmSequenceForward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(inputs),
                            rnn::Data<T>(initial_h), rnn::Data<T>(initial_c), rnn::Data<T>(kernel),
                            rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
@@ -125,7 +125,8 @@ class LstmSequenceOp : public rnn::SequenceKernel {
 template <typename T>
 class LstmSequenceGradOp : public rnn::SequenceKernel {
  public:
-  explicit LstmSequenceGradOp(OpKernelConstruction* context) : SequenceKernel(context, "sum_weight_gradients") {}
+  explicit LstmSequenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "sum_weight_gradients") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -141,16 +142,15 @@ class LstmSequenceGradOp : public rnn::SequenceKernel {
     RnnSizes s;
     OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 4, &s));
     const int64_t width = 4 * s.units;
-    OP_REQUIRES_OK(context,
-                   rnn::RequireShapes(
-                       {{gates, "gates", {s.time, s.batch, width}},
-                        {c_prev, "c_prev", {s.time, s.batch, s.units}},
-                        {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
-                        {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
-                        {d_final_h, "d_final_h", {s.batch, s.units}},
-                        {d_final_c, "d_final_c", {s.batch, s.units}}}));
+    OP_REQUIRES_OK(context, rnn::RequireShapes(
+                                {{gates, "gates", {s.time, s.batch, width}},
+                                 {c_prev, "c_prev", {s.time, s.batch, s.units}},
+                                 {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
+                                 {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                                 {d_final_h, "d_final_h", {s.batch, s.units}},
+                                 {d_final_c, "d_final_c", {s.batch, s.units}}}));
     const bool sums = produces_;  // sum_weight_gradients
-    std::vector<T*> out;  // d_inputs, d_initial_h, d_initial_c, d_gates, d_weights, d_bias
+    std::vector<T*> out;          // d_inputs, d_initial_h, d_initial_c, d_gates, d_weights, d_bias
     OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
                                                     {{inputs.shape()},
                                                      {{s.batch, s.units}},
@@ -168,12 +168,12 @@ class LstmSequenceGradOp : public rnn::SequenceKernel {
   }
 };
 
-#define ZOO_REGISTER_LSTM(T)                                                                   \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),           \
-      LstmSequenceOp<T>);                                                                      \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooLstmSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),       \
+#define ZOO_REGISTER_LSTM(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      LstmSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("ZooLstmSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       LstmSequenceGradOp<T>);
 ZOO_REGISTER_LSTM(float)
 ZOO_REGISTER_LSTM(double)

@@ -65,15 +65,13 @@ struct Lstm {
                    std::vector<T>(kept_time * c.batch * 4 * c.units),
                    std::vector<T>(kept_time * c.batch * c.units)};
     const auto kept = [&](int k) { return keep ? result.kept[k].data() : nullptr; };
-    LstmSequenceForward<T>(workers, {c.batch, c.time, c.input, c.units},
-                           {c.reverse, c.zero_output_for_mask},
-                           testing::Cast<T>(v.inputs).data(),
-                           testing::Cast<T>(v.initial[0]).data(),
-                           testing::Cast<T>(v.initial[1]).data(),
-                           testing::Cast<T>(v.weights[0]).data(),
-                           testing::Cast<T>(v.weights[1]).data(),
-                           testing::Cast<T>(v.weights[2]).data(), c.lengths.data(), outputs.data(),
-                           final_h.data(), final_c.data(), kept(1), kept(0), kept(2));
+    LstmSequenceForward<T>(
+        workers, {c.batch, c.time, c.input, c.units}, {c.reverse, c.zero_output_for_mask},
+        testing::Cast<T>(v.inputs).data(), testing::Cast<T>(v.initial[0]).data(),
+        testing::Cast<T>(v.initial[1]).data(), testing::Cast<T>(v.weights[0]).data(),
+        testing::Cast<T>(v.weights[1]).data(), testing::Cast<T>(v.weights[2]).data(),
+        c.lengths.data(), outputs.data(), final_h.data(), final_c.data(), kept(1), kept(0),
+        kept(2));
     result.outputs = testing::ToDouble(outputs);
     result.final = {testing::ToDouble(final_h), testing::ToDouble(final_c)};
     return result;
@@ -86,7 +84,8 @@ struct Lstm {
     const int64_t units = c.units, width = 4 * units, step_width = c.input + units;
     std::vector<T> d_inputs(c.batch * c.time * c.input), d_initial_h(c.batch * units),
         d_initial_c(c.batch * units), d_bias(width);
-    std::vector<T> d_pre(sum ? 0 : c.time * c.batch * width), d_weights(sum ? step_width * width : 0);
+    std::vector<T> d_pre(sum ? 0 : c.time * c.batch * width),
+        d_weights(sum ? step_width * width : 0);
     LstmSequenceBackward<T>(
         workers, {c.batch, c.time, c.input, units}, {c.reverse, c.zero_output_for_mask},
         testing::Cast<T>(v.weights[0]).data(), testing::Cast<T>(v.weights[1]).data(),

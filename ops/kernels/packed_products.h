@@ -69,8 +69,13 @@ class PackedMatrix {
   // while a batch split reads each panel row for several rows of the batch.
   PackedMatrix(const T* b, int64_t ldb, int64_t k, int64_t n, bool transpose,
                Packing packing = Packing::kNow)
-      : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n),
-        panel_vectors_(PanelVectors(n)), panel_(panel_vectors_ * kLanes),
+      : b_(b),
+        ldb_(ldb),
+        transpose_(transpose),
+        k_(k),
+        n_(n),
+        panel_vectors_(PanelVectors(n)),
+        panel_(panel_vectors_ * kLanes),
         panels_((n + panel_ - 1) / panel_),
         in_place_(packing == Packing::kInPlace && ReadableInPlace(b, ldb, n, panel_, transpose)),
         data_(static_cast<T*>(Eigen::internal::aligned_malloc(
@@ -135,8 +140,8 @@ class PackedMatrix {
                       int64_t end_panel) const {
     Run(a, lda, nullptr, nullptr, 0, m, c, ldc, false, first_panel, end_panel);
   }
-  void MultiplySumPanels(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2,
-                         int64_t lda2, int64_t m, T* c, int64_t ldc, int64_t first_panel,
+  void MultiplySumPanels(const T* a, int64_t lda, const PackedMatrix& b2, const T* a2, int64_t lda2,
+                         int64_t m, T* c, int64_t ldc, int64_t first_panel,
                          int64_t end_panel) const {
     Run(a, lda, &b2, a2, lda2, m, c, ldc, false, first_panel, end_panel);
   }
@@ -208,8 +213,8 @@ class PackedMatrix {
     for (int64_t p = first_panel; p < end_panel; ++p) {
       // Panel-outer, so a panel stays in cache across the row blocks of a step.
       Source first{a, lda, PanelData(p), k_, RowStride()};
-      Source second = b2 == nullptr ? second_none
-                                    : Source{a2, lda2, b2->PanelData(p), b2->k_, b2->RowStride()};
+      Source second =
+          b2 == nullptr ? second_none : Source{a2, lda2, b2->PanelData(p), b2->k_, b2->RowStride()};
       const int cols = static_cast<int>(std::min<int64_t>(panel_, n_ - p * panel_));
       T* c_panel = c + p * panel_;
       int64_t r = 0;
@@ -321,10 +326,10 @@ class TransposedWeights {
                     int64_t width, Packing packing)
       : units_(units), input_(input) {
     if (packing == Packing::kAmxTiles) {
-      recurrent_ = std::make_unique<PackedMatrix<T>>(recurrent_kernel, width, width, units, true,
-                                                     packing);
-      input_weights_ = std::make_unique<PackedMatrix<T>>(kernel, width, width, input, true,
-                                                         packing);
+      recurrent_ =
+          std::make_unique<PackedMatrix<T>>(recurrent_kernel, width, width, units, true, packing);
+      input_weights_ =
+          std::make_unique<PackedMatrix<T>>(kernel, width, width, input, true, packing);
       return;
     }
     stacked_.resize(units + input, width);
@@ -364,7 +369,7 @@ class TransposedWeights {
  private:
   const int64_t units_, input_;
   std::unique_ptr<PackedMatrix<T>> recurrent_, input_weights_;  // with AMX tiles
-  RowMatrix<T> stacked_;                                         // [U; W], else
+  RowMatrix<T> stacked_;                                        // [U; W], else
   std::unique_ptr<PackedMatrix<T>> both_;
 };
 
@@ -521,8 +526,7 @@ class GradientSums {
 // contiguous rows into a private row, then into `sums` under a lock. Memory-bound, one pass
 // (Eigen's tensor reduction over the outer axis of a row-major buffer strides across rows).
 template <typename T>
-void ParallelColumnSums(const Workers& workers, const T* a, int64_t rows,
-                        int64_t cols, T* sums) {
+void ParallelColumnSums(const Workers& workers, const T* a, int64_t rows, int64_t cols, T* sums) {
   Row<T> total(sums, cols);
   total.setZero();
   std::mutex lock;

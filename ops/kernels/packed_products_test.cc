@@ -25,7 +25,8 @@ void NaiveProduct(const std::vector<T>& a, int64_t lda, const std::vector<T>& b,
     for (int64_t j = 0; j < n; ++j) {
       double sum = accumulate ? (*c)[i * ldc + j] : 0.0;
       for (int64_t kk = 0; kk < k; ++kk) {
-        sum += static_cast<double>(a[i * lda + kk]) * (transpose ? b[j * ldb + kk] : b[kk * ldb + j]);
+        sum +=
+            static_cast<double>(a[i * lda + kk]) * (transpose ? b[j * ldb + kk] : b[kk * ldb + j]);
       }
       (*c)[i * ldc + j] = sum;
     }
@@ -103,7 +104,8 @@ ZOO_TEST(PanelRangesOfWeightsInPlaceMatchPlainLoops) {
   std::copy(values.begin(), values.end(), b.data());
   const std::vector<float> b_copy(values);
   const std::vector<float> a = Random<float>(m * k, &random), a2 = Random<float>(m * k, &random);
-  const PackedMatrix<float> in_place(b.data(), n, k, n, false, PackedMatrix<float>::Packing::kInPlace);
+  const PackedMatrix<float> in_place(b.data(), n, k, n, false,
+                                     PackedMatrix<float>::Packing::kInPlace);
   std::vector<float> c(m * n, -7.0f);
   in_place.MultiplySumPanels(a.data(), k, in_place, a2.data(), k, m, c.data(), n, 1, 3);
   std::vector<double> expected(m * n, 0.0), second(m * n, 0.0);
@@ -140,7 +142,8 @@ ZOO_TEST(TransposedWeightsMatchPlainLoops) {
       // The padding columns of c and c2 are not written: compare the blocks only.
       for (int64_t i = 0; i < m; ++i) {
         c[i * (units + 1) + units] = 0, expected[i * (units + 1) + units] = 0;
-        for (int j : {0, 1}) c2[i * (input + 2) + input + j] = 0, expected2[i * (input + 2) + input + j] = 0;
+        for (int j : {0, 1})
+          c2[i * (input + 2) + input + j] = 0, expected2[i * (input + 2) + input + j] = 0;
       }
       EXPECT_ALL_NEAR(c, expected, ProductTolerance<float>(width), 0.0);
       EXPECT_ALL_NEAR(c2, expected2, ProductTolerance<float>(width), 0.0);

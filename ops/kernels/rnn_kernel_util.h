@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "sequence_driver.h"
-#include "workers.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "workers.h"
 
 namespace zoo {
 namespace rnn {
@@ -45,7 +45,8 @@ struct ExpectedShape {
 
 // RequireShape of each, in order.
 inline absl::Status RequireShapes(std::initializer_list<ExpectedShape> expected) {
-  for (const ExpectedShape& e : expected) TF_RETURN_IF_ERROR(RequireShape(e.tensor, e.name, e.shape));
+  for (const ExpectedShape& e : expected)
+    TF_RETURN_IF_ERROR(RequireShape(e.tensor, e.name, e.shape));
   return absl::OkStatus();
 }
 
@@ -181,7 +182,8 @@ inline absl::Status SetForwardOutputs(InferenceContext* c, int recurrent_kernel_
   const DimensionHandle kept_time = DimIf(c, keep_for_gradient, s.time);
   int index = 0;
   c->set_output(index++, c->MakeShape({s.batch, s.time, s.units}));
-  for (int state = 0; state < states; ++state) c->set_output(index++, c->MakeShape({s.batch, s.units}));
+  for (int state = 0; state < states; ++state)
+    c->set_output(index++, c->MakeShape({s.batch, s.units}));
   for (const KeptWidth& kept : kept_widths) {
     DimensionHandle width;
     TF_RETURN_IF_ERROR(c->Multiply(s.units, kept.units, &width));

@@ -234,7 +234,8 @@ void CheckSequence(const rnn::Workers& workers, const Kind& kind, const Sequence
   if (!check_backward) return;
   const std::vector<double> d_outputs = Uniform(outputs.size(), 1.0, random);
   States d_final;
-  for (const std::vector<double>& state : final) d_final.push_back(Uniform(state.size(), 1.0, random));
+  for (const std::vector<double>& state : final)
+    d_final.push_back(Uniform(state.size(), 1.0, random));
   const ForwardResult<T> forward = kind.template Forward<T>(workers, c, values, true);
   const auto loss = [&] {
     std::vector<double> outputs;

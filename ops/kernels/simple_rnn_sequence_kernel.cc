@@ -65,8 +65,8 @@ REGISTER_OP("ZooSimpleRnnSequenceGrad")
       TF_RETURN_IF_ERROR(rnn::shapes::SetGradientOutputs(c, 2, 1, 1, &s, &sum_weight_gradients));
       c->set_output(2, c->MakeShape({rnn::shapes::DimIf(c, !sum_weight_gradients, s.time), s.batch,
                                      s.units}));
-      c->set_output(3, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.step_width),
-                                     s.units}));
+      c->set_output(
+          3, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.step_width), s.units}));
       c->set_output(4, c->Vector(s.units));
       return absl::OkStatus();
     })
@@ -83,7 +83,8 @@ form it as one large matrix product (d_weights has no rows).
 template <typename T>
 class SimpleRnnSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit SimpleRnnSequenceOp(OpKernelConstruction* context) : SequenceKernel(context, "keep_for_gradient") {}
+  explicit SimpleRnnSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -97,14 +98,13 @@ class SimpleRnnSequenceOp : public rnn::SequenceKernel {
     OP_REQUIRES_OK(context, rnn::RequireShapes({{initial_h, "initial_h", {s.batch, s.units}},
                                                 {bias, "bias", {s.units}}}));
     const bool keep = produces_;  // keep_for_gradient
-    std::vector<T*> out;  // outputs, final_h, states, step_inputs
-    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
-                                context,
-                                {{{s.batch, s.time, s.units}},
-                                 {{s.batch, s.units}},
-                                 {{s.time, s.batch, s.units}, keep},
-                                 {{s.time, s.batch, s.input + s.units}, keep}},
-                                &out));
+    std::vector<T*> out;          // outputs, final_h, states, step_inputs
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{{s.batch, s.time, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, s.units}, keep},
+                                                     {{s.time, s.batch, s.input + s.units}, keep}},
+                                                    &out));
     SimpleRnnSequenceForward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(inputs),
                                 rnn::Data<T>(initial_h), rnn::Data<T>(kernel),
                                 rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
@@ -115,7 +115,8 @@ class SimpleRnnSequenceOp : public rnn::SequenceKernel {
 template <typename T>
 class SimpleRnnSequenceGradOp : public rnn::SequenceKernel {
  public:
-  explicit SimpleRnnSequenceGradOp(OpKernelConstruction* context) : SequenceKernel(context, "sum_weight_gradients") {}
+  explicit SimpleRnnSequenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "sum_weight_gradients") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -128,14 +129,13 @@ class SimpleRnnSequenceGradOp : public rnn::SequenceKernel {
     const Tensor& d_final_h = context->input(7);
     RnnSizes s;
     OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 1, &s));
-    OP_REQUIRES_OK(context,
-                   rnn::RequireShapes(
-                       {{states, "states", {s.time, s.batch, s.units}},
-                        {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
-                        {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
-                        {d_final_h, "d_final_h", {s.batch, s.units}}}));
+    OP_REQUIRES_OK(context, rnn::RequireShapes(
+                                {{states, "states", {s.time, s.batch, s.units}},
+                                 {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
+                                 {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                                 {d_final_h, "d_final_h", {s.batch, s.units}}}));
     const bool sums = produces_;  // sum_weight_gradients
-    std::vector<T*> out;  // d_inputs, d_initial_h, d_pre_activations, d_weights, d_bias
+    std::vector<T*> out;          // d_inputs, d_initial_h, d_pre_activations, d_weights, d_bias
     OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
                                                     {{inputs.shape()},
                                                      {{s.batch, s.units}},
@@ -151,12 +151,12 @@ class SimpleRnnSequenceGradOp : public rnn::SequenceKernel {
   }
 };
 
-#define ZOO_REGISTER_SIMPLE_RNN(T)                                                             \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooSimpleRnnSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),      \
-      SimpleRnnSequenceOp<T>);                                                                 \
-  REGISTER_KERNEL_BUILDER(                                                                     \
-      Name("ZooSimpleRnnSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),  \
+#define ZOO_REGISTER_SIMPLE_RNN(T)                                                            \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("ZooSimpleRnnSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      SimpleRnnSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("ZooSimpleRnnSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       SimpleRnnSequenceGradOp<T>);
 ZOO_REGISTER_SIMPLE_RNN(float)
 ZOO_REGISTER_SIMPLE_RNN(double)

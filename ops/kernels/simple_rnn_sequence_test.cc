@@ -22,11 +22,11 @@ using testing::States;
 // [H]; state h; kept states, step_inputs.
 struct SimpleRnn {
   SequenceValues Values(const SequenceCase& c, std::mt19937* random) const {
-    return {testing::Uniform(c.batch * c.time * c.input, 1.0, random),
-            {testing::Uniform(c.batch * c.units, 0.5, random)},
-            {testing::Uniform(c.input * c.units, 0.5, random),
-             testing::Uniform(c.units * c.units, 0.5, random),
-             testing::Uniform(c.units, 0.5, random)}};
+    return {
+        testing::Uniform(c.batch * c.time * c.input, 1.0, random),
+        {testing::Uniform(c.batch * c.units, 0.5, random)},
+        {testing::Uniform(c.input * c.units, 0.5, random),
+         testing::Uniform(c.units * c.units, 0.5, random), testing::Uniform(c.units, 0.5, random)}};
   }
 
   // h_t = tanh(x_t W + h_{t-1} U + b).
@@ -71,7 +71,8 @@ struct SimpleRnn {
     const int64_t units = c.units, step_width = c.input + units;
     std::vector<T> d_inputs(c.batch * c.time * c.input), d_initial_h(c.batch * units),
         d_bias(units);
-    std::vector<T> d_pre(sum ? 0 : c.time * c.batch * units), d_weights(sum ? step_width * units : 0);
+    std::vector<T> d_pre(sum ? 0 : c.time * c.batch * units),
+        d_weights(sum ? step_width * units : 0);
     SimpleRnnSequenceBackward<T>(
         workers, {c.batch, c.time, c.input, units}, {c.reverse, c.zero_output_for_mask},
         testing::Cast<T>(v.weights[0]).data(), testing::Cast<T>(v.weights[1]).data(),

@@ -75,7 +75,10 @@ template <typename T>
 class ShardStepRows {
  public:
   ShardStepRows(T* kept, int64_t batch, int64_t first, int64_t rows, int64_t width)
-      : kept_(kept), batch_(batch), first_(first), width_(width),
+      : kept_(kept),
+        batch_(batch),
+        first_(first),
+        width_(width),
         scratch_(kept == nullptr ? rows * width : 0) {}
 
   T* At(int64_t t) { return kept_ ? kept_ + (t * batch_ + first_) * width_ : scratch_.data(); }
@@ -95,10 +98,16 @@ template <typename T>
 class StepStates {
  public:
   // `final_state`: the shard's rows of it.
-  StepStates(ShardStepRows<T>* kept, int64_t offset, int64_t stride, T* final_state,
-             int64_t rows, int64_t units, int64_t time, bool reverse)
-      : kept_(kept), offset_(offset), stride_(stride), final_state_(final_state), rows_(rows),
-        units_(units), time_(time), reverse_(reverse) {}
+  StepStates(ShardStepRows<T>* kept, int64_t offset, int64_t stride, T* final_state, int64_t rows,
+             int64_t units, int64_t time, bool reverse)
+      : kept_(kept),
+        offset_(offset),
+        stride_(stride),
+        final_state_(final_state),
+        rows_(rows),
+        units_(units),
+        time_(time),
+        reverse_(reverse) {}
 
   // The state that step `step` (in processing order) starts from; At(time) is the final state.
   StridedRows<T> At(int64_t step) const {
@@ -122,9 +131,9 @@ class StepStates {
 // it where the next step reads it), has what the step kept for the gradient zeroed in `kept` (so
 // that the backward pass skips it) and gets the padding rule's output.
 template <typename T, typename Kept, typename Take, typename Carry>
-void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept,
-                           StridedRows<T> output, int64_t step, bool zero_output_for_mask,
-                           const StepLayout& layout, const Take& take, const Carry& carry) {
+void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept, StridedRows<T> output,
+                           int64_t step, bool zero_output_for_mask, const StepLayout& layout,
+                           const Take& take, const Carry& carry) {
   for (int64_t r = 0; r < output.rows(); ++r) {
     if (valid[r]) {
       take(r);
@@ -210,11 +219,12 @@ void TakeValidRows(bool all_valid, const std::vector<char>& valid, RowMatrix<T>*
 // each step's [x_t, h] (the left factor of the weight gradients), when the products read the
 // inputs directly.
 template <typename T>
-void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input,
-                    int64_t step_width, T* step_inputs) {
+void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input, int64_t step_width,
+                    T* step_inputs) {
   for (int64_t t = 0; t < time; ++t) {
     for (int64_t r = 0; r < batch; ++r) {
-      std::copy_n(inputs + (r * time + t) * input, input, step_inputs + (t * batch + r) * step_width);
+      std::copy_n(inputs + (r * time + t) * input, input,
+                  step_inputs + (t * batch + r) * step_width);
     }
   }
 }
@@ -246,11 +256,11 @@ inline int UnitParts(const Workers& workers, int64_t batch, int64_t units, int64
 // outputs (processing order: h_next, or at a padded step the previous output, zero at the first
 // step or with zero_output_for_mask) and final_h.
 template <typename T, typename Cell>
-void RunSequencesByUnits(const Workers& workers, int64_t batch, int64_t time,
-                         int64_t units, int64_t unit_multiple, int parts, bool reverse,
-                         bool zero_output_for_mask, const int32_t* lengths, const T* initial_h,
-                         const StepLayout& layout, T* outputs, T* h_prev, int64_t h_prev_stride,
-                         T* final_h, const Cell& cell) {
+void RunSequencesByUnits(const Workers& workers, int64_t batch, int64_t time, int64_t units,
+                         int64_t unit_multiple, int parts, bool reverse, bool zero_output_for_mask,
+                         const int32_t* lengths, const T* initial_h, const StepLayout& layout,
+                         T* outputs, T* h_prev, int64_t h_prev_stride, T* final_h,
+                         const Cell& cell) {
   // The states of the step being computed and of the next one, in turn: one part may still read
   // h while another writes h_next.
   std::vector<T> h_buffers(2 * batch * units);

@@ -41,8 +41,8 @@ ZOO_TEST(PaddedOutputsRepeatOrZero) {
                     : std::vector<double>{1, 2, 3, 4, 5, 2, 3, 8, 9, 10, 11, 12};
     EXPECT_ALL_NEAR(row, expected, 0.0, 0.0);
     rnn::PadOutputRow(row.data(), 0, 4, 0, false, layout);
-    EXPECT_ALL_NEAR(std::vector<double>(row.begin(), row.begin() + 4),
-                    std::vector<double>(4, 0.0), 0.0, 0.0);
+    EXPECT_ALL_NEAR(std::vector<double>(row.begin(), row.begin() + 4), std::vector<double>(4, 0.0),
+                    0.0, 0.0);
   }
 }
 
@@ -87,8 +87,8 @@ ZOO_TEST(OnlyValidRowsTakeTheNextState) {
   EXPECT_ALL_NEAR(std::vector<double>(state.data(), state.data() + 6),
                   (std::vector<double>{1, 1, 0, 0, 1, 1}), 0.0, 0.0);
   rnn::TakeValidRows(true, {1, 1, 1}, &next, &state);
-  EXPECT_ALL_NEAR(std::vector<double>(state.data(), state.data() + 6),
-                  std::vector<double>(6, 1.0), 0.0, 0.0);
+  EXPECT_ALL_NEAR(std::vector<double>(state.data(), state.data() + 6), std::vector<double>(6, 1.0),
+                  0.0, 0.0);
 }
 
 }  // namespace

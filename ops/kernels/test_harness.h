@@ -123,10 +123,9 @@ inline int RunAll(int argc, char** argv) {
 }  // namespace testing
 }  // namespace zoo
 
-#define ZOO_TEST(name)                                                                  \
-  static void name();                                                                   \
-  [[maybe_unused]] static const bool name##_registered = ::zoo::testing::Register(#name, \
-                                                                                  &name); \
+#define ZOO_TEST(name)                                                                           \
+  static void name();                                                                            \
+  [[maybe_unused]] static const bool name##_registered = ::zoo::testing::Register(#name, &name); \
   static void name()
 
 #define ZOO_TEST_MAIN() \
@@ -149,7 +148,7 @@ inline int RunAll(int argc, char** argv) {
   } while (false)
 
 // Every value of the vector `actual` within `absolute + relative * |expected|` of `expected`.
-#define EXPECT_ALL_NEAR(actual, expected, absolute, relative)                                   \
+#define EXPECT_ALL_NEAR(actual, expected, absolute, relative)                                  \
   ::zoo::testing::ExpectAllNear(__FILE__, __LINE__, #actual, (actual), (expected), (absolute), \
                                 (relative))
 

@@ -130,8 +130,12 @@ inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t wor
   struct Claims {
     Claims(int64_t batch, int64_t shards, const std::function<void(int64_t, int64_t)>* shard,
            const SharedSetup* setup)
-        : batch(batch), shards(shards), rows_per_shard((batch + shards - 1) / shards),
-          shard(shard), setup(setup), setup_parts(setup->parts) {}
+        : batch(batch),
+          shards(shards),
+          rows_per_shard((batch + shards - 1) / shards),
+          shard(shard),
+          setup(setup),
+          setup_parts(setup->parts) {}
     const int64_t batch, shards, rows_per_shard;
     const std::function<void(int64_t, int64_t)>* const shard;
     const SharedSetup* const setup;
@@ -140,8 +144,7 @@ inline void ForEachBatchShard(const Workers& workers, int64_t batch, int64_t wor
     std::atomic<int> next_setup{0}, setup_done{0};
 
     void Run() {
-      for (int part = next_setup.fetch_add(1); part < setup_parts;
-           part = next_setup.fetch_add(1)) {
+      for (int part = next_setup.fetch_add(1); part < setup_parts; part = next_setup.fetch_add(1)) {
         setup->run(part);
         setup_done.fetch_add(1, std::memory_order_acq_rel);
       }
@@ -215,8 +218,7 @@ inline void ForEachStepInParts(const Workers& workers, int64_t steps, int parts,
     workers.Schedule([progress, own] { progress->Run(own); });
   }
   progress->Run(0);
-  for (int spins = 0; progress->finished.load(std::memory_order_acquire) < steps * parts;
-       ++spins) {
+  for (int spins = 0; progress->finished.load(std::memory_order_acquire) < steps * parts; ++spins) {
     if (spins > 1000) std::this_thread::yield();
   }
 }

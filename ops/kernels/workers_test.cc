@@ -25,11 +25,14 @@ ZOO_TEST(BatchShardsCoverEveryRowOnceAfterTheSetup) {
       std::atomic<int> setup_pieces{0}, blocks_before_setup{0}, blocks{0};
       constexpr int kPieces = 8;
       const rnn::SharedSetup setup{kPieces, [&](int) { setup_pieces.fetch_add(1); }};
-      rnn::ForEachBatchShard(workers.get(), batch, 1000000, [&](int64_t first, int64_t end) {
-        if (setup_pieces.load() != kPieces) blocks_before_setup.fetch_add(1);
-        blocks.fetch_add(1);
-        for (int64_t r = first; r < end; ++r) runs[r].fetch_add(1);
-      }, setup);
+      rnn::ForEachBatchShard(
+          workers.get(), batch, 1000000,
+          [&](int64_t first, int64_t end) {
+            if (setup_pieces.load() != kPieces) blocks_before_setup.fetch_add(1);
+            blocks.fetch_add(1);
+            for (int64_t r = first; r < end; ++r) runs[r].fetch_add(1);
+          },
+          setup);
       EXPECT_EQ(setup_pieces.load(), kPieces);
       EXPECT_EQ(blocks_before_setup.load(), 0);
       EXPECT_TRUE(blocks.load() <= std::max(threads, 1));
