@@ -17,11 +17,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 #include "packet_math.h"
-#include "workers.h"
 
 namespace zoo {
 namespace rnn {
@@ -126,26 +124,6 @@ class StepStates {
   const bool reverse_;
 };
 
-// The rows of a shard at a forward step that is padded for some of them: `take(r)` gives row r,
-// inside its sequence, its new state and output; a padded row keeps its state (`carry(r)` puts
-// it where the next step reads it), has what the step kept for the gradient zeroed in `kept` (so
-// that the backward pass skips it) and gets the padding rule's output.
-template <typename T, typename Kept, typename Take, typename Carry>
-void CommitPartlyValidStep(const std::vector<char>& valid, Kept&& kept, StridedRows<T> output,
-                           int64_t step, bool zero_output_for_mask, const StepLayout& layout,
-                           const Take& take, const Carry& carry) {
-  for (int64_t r = 0; r < output.rows(); ++r) {
-    if (valid[r]) {
-      take(r);
-    } else {
-      carry(r);
-      kept.row(r).setZero();
-      PadOutputRow(output.data() + r * output.outerStride(), 0, output.cols(), step,
-                   zero_output_for_mask, layout);
-    }
-  }
-}
-
 // What padded steps of a backward pass over a batch shard pass on to the step before: a padded
 // row's output repeats the previous step's (unless zero_output_for_mask), so the gradient reaching
 // it goes on to that output. `any` is false while every value is zero, which spares the steps of
@@ -188,19 +166,6 @@ void GradientReachingState(const T* d_output_rows, const StepLayout& layout, int
   carried->any = true;
 }
 
-// Rows of a batch shard that a step takes at a time, forward and backward, through its products
-// and the element-wise passes over their results: with weights small enough to stay in L1 beside
-// them, blocks of about 16 KB of gates, so that the passes find them in L1; otherwise the whole
-// shard, so that each product streams the weights once per step.
-template <typename T>
-int64_t StepChunkRows(int64_t width, int64_t packed_weight_elements) {
-  constexpr int64_t kChunkBytes = 16 * 1024, kMaxWeightBytes = 64 * 1024;
-  if (packed_weight_elements * static_cast<int64_t>(sizeof(T)) > kMaxWeightBytes) {
-    return std::numeric_limits<int64_t>::max();
-  }
-  return std::max<int64_t>(8, kChunkBytes / (width * static_cast<int64_t>(sizeof(T))));
-}
-
 // state = next in the rows that are inside their sequence (by a swap when all are); the others
 // keep their state over the padded step.
 template <typename T>
@@ -227,71 +192,6 @@ void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input,
                   step_inputs + (t * batch + r) * step_width);
     }
   }
-}
-
-// How many unit ranges RunSequencesByUnits splits `batch` sequences into, or 0 to split the batch
-// instead (ForEachBatchShard): whole panels of `panel` columns, at most one range per thread, and
-// only for small batches, past which a batch split of whole time loops costs less than meeting
-// at every step. How small depends on whether a core's L2 cache holds all `packed_weight_bytes`
-// (each thread of a batch split reads all the weights at every step): where it does not, a split
-// by units, in which each core reads only its part, pays for meeting at every step up to 32
-// rows; where it does, only up to 4.
-inline int UnitParts(const Workers& workers, int64_t batch, int64_t units, int64_t panel,
-                     int64_t packed_weight_bytes) {
-  const bool weights_fit_in_l2 = packed_weight_bytes <= Eigen::l2CacheSize() * 3 / 4;
-  const int64_t max_rows = weights_fit_in_l2 ? 4 : 32;
-  const int64_t parts = std::min<int64_t>(workers.NumThreads(), units / panel);
-  return batch <= max_rows && parts > 1 && units % panel == 0 ? static_cast<int>(parts) : 0;
-}
-
-// Runs sequences with their units split into `parts` ranges (multiples of `unit_multiple`, whole
-// panels of the weights, which then stay in one core's cache) that meet at every step
-// (ForEachStepInParts): for one sequence, which has no examples to share out, and for small
-// batches, where a thread that wakes late would hold up a batch split.
-// `cell(t, valid, all_valid, first, count, h, h_next)` runs the cell at time index t for units
-// [first, first + count) of every row: it reads all of the previous states h [batch, units] and
-// writes those units of h_next, and zeroes what it keeps for the gradient in rows that are not
-// `valid` at t. This function keeps the state each step started from (at h_prev + (t * batch +
-// row) * h_prev_stride, unless h_prev is null), carries the state over padded steps, writes the
-// outputs (processing order: h_next, or at a padded step the previous output, zero at the first
-// step or with zero_output_for_mask) and final_h.
-template <typename T, typename Cell>
-void RunSequencesByUnits(const Workers& workers, int64_t batch, int64_t time, int64_t units,
-                         int64_t unit_multiple, int parts, bool reverse, bool zero_output_for_mask,
-                         const int32_t* lengths, const T* initial_h, const StepLayout& layout,
-                         T* outputs, T* h_prev, int64_t h_prev_stride, T* final_h,
-                         const Cell& cell) {
-  // The states of the step being computed and of the next one, in turn: one part may still read
-  // h while another writes h_next.
-  std::vector<T> h_buffers(2 * batch * units);
-  std::copy_n(initial_h, batch * units, h_buffers.data());
-  std::vector<std::vector<char>> valid_by_part(parts, std::vector<char>(batch));
-  const int64_t blocks = units / unit_multiple;
-  ForEachStepInParts(workers, time, parts, [&](int64_t step, int part) {
-    const int64_t first = part * blocks / parts * unit_multiple;
-    const int64_t count = (part + 1) * blocks / parts * unit_multiple - first;
-    const int64_t t = TimeIndex(step, time, reverse);
-    const T* h = h_buffers.data() + step % 2 * batch * units;
-    T* h_next = h_buffers.data() + (step + 1) % 2 * batch * units;
-    std::vector<char>& valid = valid_by_part[part];
-    const bool all_valid = MarkValidRows(lengths, 0, batch, t, &valid);
-    if (h_prev != nullptr) {
-      for (int64_t r = 0; r < batch; ++r) {
-        std::copy_n(h + r * units + first, count, h_prev + (t * batch + r) * h_prev_stride + first);
-      }
-    }
-    cell(t, valid, all_valid, first, count, h, h_next);
-    for (int64_t r = 0; r < batch; ++r) {
-      T* output = outputs + layout.Offset(step, r);
-      if (valid[r]) {
-        std::copy_n(h_next + r * units + first, count, output + first);
-      } else {
-        std::copy_n(h + r * units + first, count, h_next + r * units + first);
-        PadOutputRow(output, first, count, step, zero_output_for_mask, layout);
-      }
-    }
-  });
-  std::copy_n(h_buffers.data() + time % 2 * batch * units, batch * units, final_h);
 }
 
 }  // namespace rnn
