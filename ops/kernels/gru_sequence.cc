@@ -15,14 +15,16 @@ using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
 
-// The update and reset gates of units [first, first + count) of a block of rows: z and r =
-// sigmoid(x W + h U + biases), from the products x W and h U (without biases) into `gates`.
+// The update and reset gates of units [first, first + count) of a block of
+// rows: z and r = sigmoid(x W + h U + biases), from the products x W and h U
+// (without biases) into `gates`.
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias>
 void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
                         const InputBias& input_bias, const RecurrentBias& recurrent_bias,
                         int64_t units, int64_t first, int64_t count) {
-  // Biases broadcast in passes of their own: inside the activation's expression the broadcast
-  // kept Eigen from vectorising it. With all the units, z and r are one block of whole rows.
+  // Biases broadcast in passes of their own: inside the activation's expression
+  // the broadcast kept Eigen from vectorising it. With all the units, z and r
+  // are one block of whole rows.
   const int gates_per_pass = count == units ? 2 : 1;
   for (int k = 0; k < 2; k += gates_per_pass) {
     const int64_t column = k * units + first, columns = gates_per_pass * count;
@@ -35,8 +37,9 @@ void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
 }
 
 // The rest of a reset_after GRU step for units [first, first + count), after
-// GruUpdateResetStep: the recurrent candidate h U_h + b_rec_h (kept in the gates' last block for
-// the backward pass), h~ = tanh(x W_h + b_in_h + r * that) and new_h = z * h + (1 - z) * h~.
+// GruUpdateResetStep: the recurrent candidate h U_h + b_rec_h (kept in the
+// gates' last block for the backward pass), h~ = tanh(x W_h + b_in_h + r *
+// that) and new_h = z * h + (1 - z) * h~.
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
@@ -56,10 +59,11 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
   new_h.array() = block(0) * h.array() + (Scalar(1) - block(0)) * candidate;
 }
 
-// GruUpdateResetStep and GruResetAfterStep for units [first, first + count) of float rows (h
-// and new_h hold those units only), one pass over each row with Eigen's packet functions, new_h
-// also written to the rows of `output` (`output_stride` apart) unless it is null: false where
-// it does not apply (count not a multiple of a packet).
+// GruUpdateResetStep and GruResetAfterStep for units [first, first + count) of
+// float rows (h and new_h hold those units only), one pass over each row with
+// Eigen's packet functions, new_h also written to the rows of `output`
+// (`output_stride` apart) unless it is null: false where it does not apply
+// (count not a multiple of a packet).
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
@@ -113,13 +117,15 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
   }
 }
 
-// The element-wise part of a reset_after GRU's backward step for all the units of float rows,
-// one pass over each row: from the activated `gates` [n, 4H] (z, r, the candidate and the
-// recurrent candidate h U_h + b), h_prev [n, H] and the gradient reaching h, d_h [n, H], writes the
-// gradients of the input projections, dx [n, 3H], and of the recurrent ones, d_from_h [n, 3H]
-// (zero in rows that are not `valid`), and the part of the gradient reaching h_prev that does
-// not go through U, new_dh = d_h * z [n, H]. False where it does not apply (units not a multiple
-// of a packet); the caller then runs the same arithmetic as Eigen expressions.
+// The element-wise part of a reset_after GRU's backward step for all the units
+// of float rows, one pass over each row: from the activated `gates` [n, 4H] (z,
+// r, the candidate and the recurrent candidate h U_h + b), h_prev [n, H] and
+// the gradient reaching h, d_h [n, H], writes the gradients of the input
+// projections, dx [n, 3H], and of the recurrent ones, d_from_h [n, 3H] (zero in
+// rows that are not `valid`), and the part of the gradient reaching h_prev that
+// does not go through U, new_dh = d_h * z [n, H]. False where it does not apply
+// (units not a multiple of a packet); the caller then runs the same arithmetic
+// as Eigen expressions.
 template <typename T>
 bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx, T* d_from_h,
                                 T* new_dh, int64_t n, int64_t units, const char* valid,
@@ -168,8 +174,8 @@ bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T
   }
 }
 
-// The GRU's forward step (sequence_driver.h): state h; kept the gates (z, r, h~ and, with
-// reset_after, the recurrent candidate) and h_prev.
+// The GRU's forward step (sequence_driver.h): state h; kept the gates (z, r, h~
+// and, with reset_after, the recurrent candidate) and h_prev.
 template <typename T>
 class GruForwardCell {
  public:
@@ -177,8 +183,8 @@ class GruForwardCell {
   static constexpr int kStates = 1, kKept = 2;
   using Call = rnn::ForwardStep<T, kStates, kKept>;
 
-  // One thread's products of a step: x W and h U (with reset_after all three gates, else z and
-  // r), and without reset_after r * h and (r * h) U_h.
+  // One thread's products of a step: x W and h U (with reset_after all three
+  // gates, else z and r), and without reset_after r * h and (r * h) U_h.
   struct Scratch {
     Scratch(const GruForwardCell& cell, int64_t rows)
         : x(rows, 3 * cell.units_),
@@ -192,7 +198,8 @@ class GruForwardCell {
                  const T* kernel, const T* recurrent_kernel, const T* bias)
       : units_(sizes.units),
         reset_after_(reset_after),
-        // Split by units only with reset_after: otherwise (r * h) U_h needs every unit of r.
+        // Split by units only with reset_after: otherwise (r * h) U_h needs
+        // every unit of r.
         plan_(rnn::PlanDenseForward<T>(workers, sizes, 3, sizes.time * units_ * 3 * units_,
                                        reset_after, GruGateWidth(units_, reset_after))),
         input_weights_(kernel, 3 * units_, sizes.input, 3 * units_, false, plan_.packing),
@@ -201,7 +208,8 @@ class GruForwardCell {
         recurrent_h_(recurrent_kernel + 2 * units_, 3 * units_, units_, reset_after ? 0 : units_,
                      false, plan_.packing),
         input_bias_(bias, 3 * units_),
-        // Without reset_after there is no recurrent bias; a zero row keeps one code path.
+        // Without reset_after there is no recurrent bias; a zero row keeps one
+        // code path.
         recurrent_bias_(reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(
                                           ConstRow<T>(bias + 3 * units_, 3 * units_))
                                     : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(3 * units_)) {}
@@ -214,8 +222,9 @@ class GruForwardCell {
   void Step(const Call& step, Scratch* scratch) const {
     const int64_t units = units_, rows = step.rows, first = step.first, count = step.count;
     const rnn::UnitRangeProducts<T> products(units, 3, first, count);
-    // x_t * W per step, into a block that stays in cache; a product of all steps at once, with
-    // its small inner dimension, would write and then read a B*T*3H buffer.
+    // x_t * W per step, into a block that stays in cache; a product of all
+    // steps at once, with its small inner dimension, would write and then read
+    // a B*T*3H buffer.
     products.Multiply(input_weights_, step.x.data, step.x.stride, rows, scratch->x.data(),
                       3 * units);
     products.Multiply(recurrent_from_h_, step.state[0].data, step.state[0].stride, rows,
@@ -281,9 +290,10 @@ void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
       cell);
 }
 
-// The GRU's backward step: the gradients of the input and recurrent projections of a block of
-// rows, the gradient reaching h_prev (through z directly and through U), d x_t, and the weight
-// gradients' share of the block while it is in cache.
+// The GRU's backward step: the gradients of the input and recurrent projections
+// of a block of rows, the gradient reaching h_prev (through z directly and
+// through U), d x_t, and the weight gradients' share of the block while it is
+// in cache.
 template <typename T>
 class GruBackwardCell {
  public:
@@ -298,8 +308,8 @@ class GruBackwardCell {
         reset_after_(reset_after),
         plan_(rnn::PlanDenseBackward<T>(
             workers, sizes, 3, sizes.time * sizes.units * 3 * sizes.units, 3 * sizes.units)),
-        // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T
-        // without it.
+        // d * U^T (all three gates with reset_after, else z and r), and
+        // d_candidate * U_h^T without it.
         recurrent_transposed_(recurrent_kernel, 3 * sizes.units,
                               (reset_after ? 3 : 2) * sizes.units, sizes.units, true,
                               plan_.packing),
@@ -349,17 +359,12 @@ class GruBackwardCell {
       auto d_candidate = dx.rightCols(units).array();
       // The block's rows of x_t in the batch-major inputs, `time` rows apart.
       const T* const x_rows = cell_.inputs_ + (step.row * sizes.time + step.t) * sizes.input;
-      // The update gate's and the candidate's gradients, and d_h's part that skips U.
+      // The update gate's and the candidate's gradients, and d_h's part that
+      // skips U.
       const auto gradients_beside_reset = [&] {
         dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
         d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
         new_dh_rows = d_h_rows * update;
-      };
-      const auto zero_padded_rows = [&](auto&&... kept) {
-        if (step.all_valid) return;
-        for (int64_t r = 0; r < n; ++r) {
-          if (!step.valid[r]) (kept.row(r).setZero(), ...);
-        }
       };
       if (cell_.reset_after_) {
         Rows<T> d_from_h(sums_.Block(1, Kept(cell_.d_recurrent_, cell * width)), n, width);
@@ -371,7 +376,8 @@ class GruBackwardCell {
               d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
           d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
           d_from_h.rightCols(units).array() = d_candidate * reset;
-          zero_padded_rows(dx, d_from_h);
+          rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
+          rnn::ClearPaddedRows(step.valid, step.all_valid, d_from_h);
         }
         cell_.recurrent_transposed_.Multiply(d_from_h.data(), width, n, step.d_previous[0], units,
                                              true);
@@ -379,8 +385,9 @@ class GruBackwardCell {
         sums_.AddColumnSums(2, width, d_from_h.data(), width, n, width);
       } else {
         gradients_beside_reset();
-        // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
-        zero_padded_rows(dx);
+        // The reset gate acts before U_h: its gradient needs d(r * h_prev)
+        // first.
+        rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
         auto d_reset_h_rows = d_reset_h_.topRows(n).array();
         cell_.recurrent_h_transposed_.Multiply(dx.data() + 2 * units, width, n,
                                                d_reset_h_rows.data(), units, false);
@@ -388,7 +395,8 @@ class GruBackwardCell {
         Rows<T> reset_h(sums_.Block(1, Kept(cell_.d_recurrent_, cell * units)), n, units);
         reset_h.array() = reset * before;
         new_dh_rows += d_reset_h_rows * reset;
-        zero_padded_rows(dx, reset_h);
+        rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
+        rnn::ClearPaddedRows(step.valid, step.all_valid, reset_h);
         cell_.recurrent_transposed_.Multiply(dx.data(), width, n, step.d_previous[0], units, true);
         sums_.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n, 2 * units);
         sums_.AddProduct(1, 2 * units, width, reset_h.data(), units, units, dx.data() + 2 * units,
@@ -397,7 +405,8 @@ class GruBackwardCell {
       sums_.AddProduct(0, 0, width, x_rows, sizes.time * sizes.input, sizes.input, dx.data(), width,
                        n, width);
       sums_.AddColumnSums(2, 0, dx.data(), width, n, width);
-      // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
+      // d x_t = dx * W^T while dx is in cache, straight into the batch-major
+      // d_inputs.
       cell_.input_weights_transposed_.Multiply(dx.data(), width, n, step.d_inputs.data,
                                                step.d_inputs.stride, false);
     }
@@ -405,7 +414,8 @@ class GruBackwardCell {
     void Finish() { cell_.sums_.Take(sums_); }
 
    private:
-    // Rows `offset` of a factor the caller multiplies, or null where the kernel sums instead.
+    // Rows `offset` of a factor the caller multiplies, or null where the kernel
+    // sums instead.
     static T* Kept(T* factor, int64_t offset) {
       return factor == nullptr ? nullptr : factor + offset;
     }

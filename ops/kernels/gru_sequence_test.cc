@@ -1,5 +1,6 @@
-// Tests of GruSequenceForward and GruSequenceBackward, with and without reset_after, against a
-// naive GRU in double: values against the reference, gradients against its central differences.
+// Tests of GruSequenceForward and GruSequenceBackward, with and without
+// reset_after, against a naive GRU in double: values against the reference,
+// gradients against its central differences.
 #include "gru_sequence.h"
 
 #include <cmath>
@@ -18,8 +19,9 @@ using testing::SequenceCase;
 using testing::SequenceValues;
 using testing::States;
 
-// The GRU for testing::CheckSequence: weights kernel [D, 3H], recurrent_kernel [H, 3H], bias
-// [2, 3H] with reset_after (input row, recurrent row), else [3H]; state h; kept gates, h_prev.
+// The GRU for testing::CheckSequence: weights kernel [D, 3H], recurrent_kernel
+// [H, 3H], bias [2, 3H] with reset_after (input row, recurrent row), else [3H];
+// state h; kept gates, h_prev.
 struct Gru {
   bool reset_after;
 
@@ -111,7 +113,8 @@ struct Gru {
                              testing::ToDouble(d_bias)};
       return gradients;
     }
-    // The products that ops/rnn.py forms: the inputs time-major, like d_projected.
+    // The products that ops/rnn.py forms: the inputs time-major, like
+    // d_projected.
     std::vector<T> inputs_by_time(rows * c.input);
     for (int64_t t = 0; t < c.time; ++t) {
       for (int64_t r = 0; r < c.batch; ++r) {
@@ -149,39 +152,15 @@ struct Gru {
 };
 
 ZOO_TEST(EdgeCasesMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(1);
-  for (bool reset_after : {true, false}) {
-    for (int64_t units : {6, 8, 16}) {
-      for (const SequenceCase& c : testing::EdgeCases(3, units)) {
-        testing::CheckSequence<float>(workers.get(), Gru{reset_after}, c, &random);
-        testing::CheckSequence<double>(workers.get(), Gru{reset_after}, c, &random);
-      }
-    }
-  }
+  for (bool reset_after : {true, false}) testing::CheckEdgeCases(Gru{reset_after}, {6, 8, 16});
 }
 
 ZOO_TEST(BatchShardsInChunksMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(2);
-  SequenceCase c = testing::FullCase(300, 3, 2, 8);
-  for (int64_t r = 0; r < c.batch; r += 7) c.lengths[r] = r % 4;
-  for (bool reset_after : {true, false}) {
-    testing::CheckSequence<float>(workers.get(), Gru{reset_after}, c, &random);
-    c.reverse = !c.reverse;
-  }
+  for (bool reset_after : {true, false}) testing::CheckBatchShards(Gru{reset_after}, 8);
 }
 
-// Few rows of many units: with reset_after the units are split between the two threads.
-ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(3);
-  for (bool reverse : {false, true}) {
-    const SequenceCase c{3, 5, 4, 128, reverse, reverse, {5, 2, 0}};
-    testing::CheckSequence<float>(workers.get(), Gru{true}, c, &random, false);
-    testing::CheckSequence<double>(workers.get(), Gru{true}, c, &random, false);
-  }
-}
+// With reset_after the units are split between the two threads.
+ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) { testing::CheckUnitsSplit(Gru{true}); }
 
 }  // namespace
 }  // namespace zoo

@@ -15,17 +15,19 @@ using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
 
-// One LSTM step for units [first, first + count) of a block of rows: `gates` (a [rows, 4H]
-// block) holds the pre-activations x W + h U without the bias; they are replaced by the
-// activated gates (i, f, o sigmoid, c~ tanh), and new_c = f * c + i * c~, new_h = o * tanh(new_c)
-// are written for those units. new_c may be c.
+// One LSTM step for units [first, first + count) of a block of rows: `gates` (a
+// [rows, 4H] block) holds the pre-activations x W + h U without the bias; they
+// are replaced by the activated gates (i, f, o sigmoid, c~ tanh), and new_c = f
+// * c + i * c~, new_h = o * tanh(new_c) are written for those units. new_c may
+// be c.
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first, int64_t count,
                   const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
   const auto gate = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
-  // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
-  // from vectorising it. With all the units, each pass covers whole rows (i and f together), so
-  // that small H does not make many short passes.
+  // The bias in a pass of its own: inside the activation's expression the
+  // broadcast kept Eigen from vectorising it. With all the units, each pass
+  // covers whole rows (i and f together), so that small H does not make many
+  // short passes.
   if (count == units) {
     gates.array().rowwise() += bias;
     auto input_forget = gates.leftCols(2 * units).array();
@@ -40,10 +42,11 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
   new_h.array() = gate(3) * new_c.array().tanh();
 }
 
-// LstmCellStep for units [first, first + count) of float rows (c, new_c and new_h hold those
-// units only), one pass over each row with Eigen's packet functions, new_h also written to the
-// rows of `output` (`output_stride` apart) unless it is null: false where it does not apply
-// (count not a multiple of a packet).
+// LstmCellStep for units [first, first + count) of float rows (c, new_c and
+// new_h hold those units only), one pass over each row with Eigen's packet
+// functions, new_h also written to the rows of `output` (`output_stride` apart)
+// unless it is null: false where it does not apply (count not a multiple of a
+// packet).
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first,
                        int64_t count, const CellIn& c, CellOut&& new_c, HiddenOut&& new_h,
@@ -83,11 +86,12 @@ bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t 
   }
 }
 
-// The element-wise part of a backward step for all the units of float rows (`gates` [n, 4H]
-// activated, c_prev [n, H], the gradient reaching h, d_h [n, H], and reaching c, dc [n, H],
-// all contiguous rows), one pass over each row: writes the pre-activation gradients d_pre
-// [n, 4H] (zero in rows that are not `valid`) and, in the valid rows, the gradient reaching the
-// previous step's c into dc_previous. False where it does not apply (units not a multiple of a
+// The element-wise part of a backward step for all the units of float rows
+// (`gates` [n, 4H] activated, c_prev [n, H], the gradient reaching h, d_h [n,
+// H], and reaching c, dc [n, H], all contiguous rows), one pass over each row:
+// writes the pre-activation gradients d_pre [n, 4H] (zero in rows that are not
+// `valid`) and, in the valid rows, the gradient reaching the previous step's c
+// into dc_previous. False where it does not apply (units not a multiple of a
 // packet); the caller then runs the same arithmetic as Eigen expressions.
 template <typename T>
 bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, const T* dc,
@@ -128,8 +132,8 @@ bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, const 
   }
 }
 
-// The LSTM's forward step (sequence_driver.h): states h, c; kept [x_t, h] records (step_inputs),
-// the activated gates and c_prev.
+// The LSTM's forward step (sequence_driver.h): states h, c; kept [x_t, h]
+// records (step_inputs), the activated gates and c_prev.
 template <typename T>
 class LstmForwardCell {
  public:
@@ -154,7 +158,8 @@ class LstmForwardCell {
 
   void Step(const Call& step, Scratch*) const {
     const int64_t units = units_, rows = step.rows, first = step.first, count = step.count;
-    // x_t * W + h * U in one pass, written where the step's gates then replace them.
+    // x_t * W + h * U in one pass, written where the step's gates then replace
+    // them.
     Rows<T> gates(step.kept[1], rows, 4 * units);
     rnn::UnitRangeProducts<T>(units, 4, first, count)
         .MultiplySum(input_weights_, step.x.data, step.x.stride, recurrent_, step.state[0].data,
@@ -185,8 +190,8 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          T* gates, T* step_inputs, T* c_prev) {
   const int64_t units = sizes.units, step_width = sizes.input + units;
   const LstmForwardCell<T> cell(workers, sizes, kernel, recurrent_kernel, bias);
-  // h lives in the step's [x_t, h] records (the left factor of its products and of the weight
-  // gradients), c in c_prev.
+  // h lives in the step's [x_t, h] records (the left factor of its products and
+  // of the weight gradients), c in c_prev.
   rnn::RunForward(workers, sizes, options,
                   rnn::ForwardBuffers<T, 2, 3>{inputs,
                                                lengths,
@@ -200,9 +205,10 @@ void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                   cell);
 }
 
-// The LSTM's backward step: the pre-activation gradients d_pre of a block of rows, then d_pre U^T
-// (through the recurrence) and d_pre W^T (d x_t) in one product, and the weight gradients'
-// share of the block (step_inputs^T d_pre) while it is in cache.
+// The LSTM's backward step: the pre-activation gradients d_pre of a block of
+// rows, then d_pre U^T (through the recurrence) and d_pre W^T (d x_t) in one
+// product, and the weight gradients' share of the block (step_inputs^T d_pre)
+// while it is in cache.
 template <typename T>
 class LstmBackwardCell {
  public:
@@ -267,19 +273,11 @@ class LstmBackwardCell {
         d_pre.middleCols(2 * units, units).array() = d_c * i * (T(1) - g * g);
         d_pre.rightCols(units).array() = d_h * tanh_c * o * (T(1) - o);
         Rows<T>(step.d_previous[1], n, units).array() = d_c * f;
-        if (!step.all_valid) {
-          for (int64_t r = 0; r < n; ++r) {
-            if (!step.valid[r]) d_pre.row(r).setZero();
-          }
-        }
+        rnn::ClearPaddedRows(step.valid, step.all_valid, d_pre);
       }
-      // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-      cell_.weights_transposed_.Multiply(d_pre.data(), width, n, step.d_previous[0], units,
-                                         step.d_inputs.data, step.d_inputs.stride,
-                                         product_scratch_.data());
-      sums_.AddProduct(0, 0, width, cell_.step_inputs_ + cell * step_width, step_width, step_width,
-                       d_pre.data(), width, n, width);
-      sums_.AddColumnSums(1, 0, d_pre.data(), width, n, width);
+      rnn::BackpropagateRecords(cell_.weights_transposed_, d_pre.data(), width, step, units,
+                                cell_.step_inputs_ + cell * step_width, step_width, &sums_,
+                                product_scratch_.data());
     }
 
     void Finish() { cell_.sums_.Take(sums_); }

@@ -1,5 +1,6 @@
-// Tests of LstmSequenceForward and LstmSequenceBackward against a naive LSTM in double: values
-// against the reference, gradients against its central differences.
+// Tests of LstmSequenceForward and LstmSequenceBackward against a naive LSTM in
+// double: values against the reference, gradients against its central
+// differences.
 #include "lstm_sequence.h"
 
 #include <cmath>
@@ -18,8 +19,8 @@ using testing::SequenceCase;
 using testing::SequenceValues;
 using testing::States;
 
-// The LSTM for testing::CheckSequence: weights kernel [D, 4H], recurrent_kernel [H, 4H], bias
-// [4H]; states h, c; kept step_inputs, gates, c_prev.
+// The LSTM for testing::CheckSequence: weights kernel [D, 4H], recurrent_kernel
+// [H, 4H], bias [4H]; states h, c; kept step_inputs, gates, c_prev.
 struct Lstm {
   SequenceValues Values(const SequenceCase& c, std::mt19937* random) const {
     const int64_t width = 4 * c.units;
@@ -107,40 +108,13 @@ struct Lstm {
   }
 };
 
-// Units of 8 and 16 take the packet passes in float (whole AVX2 or AVX-512 packets); 6 units the
-// array expressions, as double always does.
-ZOO_TEST(EdgeCasesMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(1);
-  for (int64_t units : {6, 8, 16}) {
-    for (const SequenceCase& c : testing::EdgeCases(3, units)) {
-      testing::CheckSequence<float>(workers.get(), Lstm(), c, &random);
-      testing::CheckSequence<double>(workers.get(), Lstm(), c, &random);
-    }
-  }
-}
+// Units of 8 and 16 take the packet passes in float (whole AVX2 or AVX-512
+// packets); 6 units the array expressions, as double always does.
+ZOO_TEST(EdgeCasesMatchTheReference) { testing::CheckEdgeCases(Lstm(), {6, 8, 16}); }
 
-// Enough work for two batch shards, and rows enough for several chunks of each (StepChunkRows).
-ZOO_TEST(BatchShardsInChunksMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(2);
-  SequenceCase c = testing::FullCase(300, 3, 2, 8);
-  for (int64_t r = 0; r < c.batch; r += 7) c.lengths[r] = r % 4;
-  testing::CheckSequence<float>(workers.get(), Lstm(), c, &random);
-  c.reverse = true;
-  testing::CheckSequence<double>(workers.get(), Lstm(), c, &random);
-}
+ZOO_TEST(BatchShardsInChunksMatchTheReference) { testing::CheckBatchShards(Lstm(), 8); }
 
-// Few rows of many units: the units are split between the two threads (dense_cell.h).
-ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(3);
-  for (bool reverse : {false, true}) {
-    const SequenceCase c{3, 5, 4, 128, reverse, reverse, {5, 2, 0}};
-    testing::CheckSequence<float>(workers.get(), Lstm(), c, &random, false);
-    testing::CheckSequence<double>(workers.get(), Lstm(), c, &random, false);
-  }
-}
+ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) { testing::CheckUnitsSplit(Lstm()); }
 
 }  // namespace
 }  // namespace zoo

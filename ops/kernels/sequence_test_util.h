@@ -1,6 +1,7 @@
-// What the sequence kernels' tests share: the cases they run, a naive reference of a recurrent
-// sequence with Keras's masking in double (plain loops, one example at a time), numeric gradients
-// of that reference, and the threads the kernels run on.
+// What the sequence kernels' tests share: the cases they run, a naive reference
+// of a recurrent sequence with Keras's masking in double (plain loops, one
+// example at a time), numeric gradients of that reference, and the threads the
+// kernels run on.
 #ifndef ZOO_OPS_KERNELS_SEQUENCE_TEST_UTIL_H_
 #define ZOO_OPS_KERNELS_SEQUENCE_TEST_UTIL_H_
 
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -23,7 +25,8 @@
 namespace zoo {
 namespace testing {
 
-// `threads` threads for the kernels to share their work with, as TensorFlow's intra-op pool.
+// `threads` threads for the kernels to share their work with, as TensorFlow's
+// intra-op pool.
 class TestWorkers {
  public:
   explicit TestWorkers(int threads)
@@ -36,7 +39,8 @@ class TestWorkers {
   rnn::Workers workers_;
 };
 
-// One call of a sequence op: sizes, direction, masking and each example's length.
+// One call of a sequence op: sizes, direction, masking and each example's
+// length.
 struct SequenceCase {
   int64_t batch, time, input, units;
   bool reverse = false, zero_output_for_mask = false;
@@ -57,8 +61,9 @@ inline SequenceCase FullCase(int64_t batch, int64_t time, int64_t input, int64_t
   return {batch, time, input, units, false, false, std::vector<int32_t>(batch, time)};
 }
 
-// The input edge cases every kind is tested on: batch 1, zero steps, an empty batch, padded rows
-// (a length of 0, short ones and a full one) in both directions and with both padding rules.
+// The input edge cases every kind is tested on: batch 1, zero steps, an empty
+// batch, padded rows (a length of 0, short ones and a full one) in both
+// directions and with both padding rules.
 inline std::vector<SequenceCase> EdgeCases(int64_t input, int64_t units) {
   std::vector<SequenceCase> cases = {FullCase(1, 5, input, units), FullCase(3, 0, input, units),
                                      FullCase(0, 4, input, units)};
@@ -90,13 +95,14 @@ std::vector<double> ToDouble(const std::vector<T>& values) {
 
 inline double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
-// The states of a reference cell for one example: states[s] holds `units` values; states[0] is
-// the output.
+// The states of a reference cell for one example: states[s] holds `units`
+// values; states[0] is the output.
 using States = std::vector<std::vector<double>>;
 
-// A recurrent sequence with Keras's masking, in double, given the cell's step for one example:
-// `step(x, &states)` replaces the states with the next ones from x_t [input]. inputs [B, T, D];
-// initial[s] [B, H]. Writes outputs [B, T, H] in processing order and final[s] [B, H].
+// A recurrent sequence with Keras's masking, in double, given the cell's step
+// for one example: `step(x, &states)` replaces the states with the next ones
+// from x_t [input]. inputs [B, T, D]; initial[s] [B, H]. Writes outputs [B, T,
+// H] in processing order and final[s] [B, H].
 template <typename Step>
 void ReferenceSequence(const SequenceCase& c, const std::vector<double>& inputs,
                        const States& initial, const Step& step, std::vector<double>* outputs,
@@ -126,8 +132,8 @@ void ReferenceSequence(const SequenceCase& c, const std::vector<double>& inputs,
   }
 }
 
-// The loss whose gradients the tests check: outputs and final states, each projected on fixed
-// random values (d_outputs and d_final).
+// The loss whose gradients the tests check: outputs and final states, each
+// projected on fixed random values (d_outputs and d_final).
 inline double ProjectedLoss(const std::vector<double>& outputs, const States& final,
                             const std::vector<double>& d_outputs, const States& d_final) {
   double loss = 0;
@@ -149,7 +155,8 @@ inline std::vector<int64_t> SomeIndices(int64_t size, int64_t most, std::mt19937
   return indices;
 }
 
-// d loss / d values[i] for each of `indices`, by central differences (`loss()` reads `values`).
+// d loss / d values[i] for each of `indices`, by central differences (`loss()`
+// reads `values`).
 template <typename Loss>
 std::vector<double> NumericGradient(const Loss& loss, std::vector<double>* values,
                                     const std::vector<int64_t>& indices) {
@@ -174,7 +181,8 @@ std::vector<T> Pick(const std::vector<T>& values, const std::vector<int64_t>& in
   return picked;
 }
 
-// Tolerances of a kernel's values against the reference in double: float32 rounding, or double's.
+// Tolerances of a kernel's values against the reference in double: float32
+// rounding, or double's.
 template <typename T>
 struct Tolerance {
   // Outputs and states, which tanh and sigmoid keep within [-1, 1].
@@ -183,7 +191,8 @@ struct Tolerance {
   static constexpr double kGradient = sizeof(T) == 4 ? 1e-4 : 1e-7;
 };
 
-// The values of one sequence op's call, in double: its inputs [B, T, D], initial states
+// The values of one sequence op's call, in double: its inputs [B, T, D],
+// initial states
 // ([B, H] each) and weights (the kind's, in the order of its op's arguments).
 struct SequenceValues {
   std::vector<double> inputs;
@@ -191,7 +200,8 @@ struct SequenceValues {
   std::vector<std::vector<double>> weights;
 };
 
-// What a forward kernel returned, in double, and what it kept for the backward pass.
+// What a forward kernel returned, in double, and what it kept for the backward
+// pass.
 template <typename T>
 struct ForwardResult {
   std::vector<double> outputs;
@@ -208,13 +218,16 @@ struct Gradients {
 
 // Tests one kind of sequence op through its adaptor `kind`, which provides:
 //   SequenceValues Values(const SequenceCase&, std::mt19937*) const;
-//   void Reference(const SequenceCase&, const SequenceValues&, outputs*, States* final) const;
-//   template <typename T> ForwardResult<T> Forward(workers, case, values, bool keep) const;
-//   template <typename T> Gradients Backward(workers, case, values, const ForwardResult<T>&,
-//                                            d_outputs, d_final, bool sum_weight_gradients) const;
-// The forward's values against the reference, keeping activations and not; the backward's
-// gradients, summing the weight gradients in the kernel and not, against central differences of
-// the reference (for up to 150 values of each tensor).
+//   void Reference(const SequenceCase&, const SequenceValues&, outputs*,
+//   States* final) const; template <typename T> ForwardResult<T>
+//   Forward(workers, case, values, bool keep) const; template <typename T>
+//   Gradients Backward(workers, case, values, const ForwardResult<T>&,
+//                                            d_outputs, d_final, bool
+//                                            sum_weight_gradients) const;
+// The forward's values against the reference, keeping activations and not; the
+// backward's gradients, summing the weight gradients in the kernel and not,
+// against central differences of the reference (for up to 150 values of each
+// tensor).
 template <typename T, typename Kind>
 void CheckSequence(const rnn::Workers& workers, const Kind& kind, const SequenceCase& c,
                    std::mt19937* random, bool check_backward = true) {
@@ -264,8 +277,53 @@ void CheckSequence(const rnn::Workers& workers, const Kind& kind, const Sequence
   }
 }
 
-// sum over rows of a[row, :]^T d[row, :], for a [rows, k] and d [rows, n]: the weight gradients
-// that ops/rnn.py forms with one large product from the factors a gradient op returns.
+// The cases every kind's test runs through CheckSequence, on two threads:
+// - the edge cases (EdgeCases) at each of `units` (units that take the packet
+// passes in float and
+//   units that do not), in float and double;
+template <typename Kind>
+void CheckEdgeCases(const Kind& kind, std::initializer_list<int64_t> units) {
+  const TestWorkers workers(2);
+  std::mt19937 random(1);
+  for (int64_t unit_count : units) {
+    for (const SequenceCase& c : EdgeCases(3, unit_count)) {
+      CheckSequence<float>(workers.get(), kind, c, &random);
+      CheckSequence<double>(workers.get(), kind, c, &random);
+    }
+  }
+}
+
+// - enough work for two batch shards, and rows enough for several chunks of
+// each (StepChunkRows),
+//   some of them padded, forward in float and reversed in double;
+template <typename Kind>
+void CheckBatchShards(const Kind& kind, int64_t units) {
+  const TestWorkers workers(2);
+  std::mt19937 random(2);
+  SequenceCase c = FullCase(300, 3, 2, units);
+  for (int64_t r = 0; r < c.batch; r += 7) c.lengths[r] = r % 4;
+  CheckSequence<float>(workers.get(), kind, c, &random);
+  c.reverse = true;
+  CheckSequence<double>(workers.get(), kind, c, &random);
+}
+
+// - a few rows of 128 units, which the forward splits by units between the two
+// threads
+//   (dense_cell.h), in both directions.
+template <typename Kind>
+void CheckUnitsSplit(const Kind& kind) {
+  const TestWorkers workers(2);
+  std::mt19937 random(3);
+  for (bool reverse : {false, true}) {
+    const SequenceCase c{3, 5, 4, 128, reverse, reverse, {5, 2, 0}};
+    CheckSequence<float>(workers.get(), kind, c, &random, false);
+    CheckSequence<double>(workers.get(), kind, c, &random, false);
+  }
+}
+
+// sum over rows of a[row, :]^T d[row, :], for a [rows, k] and d [rows, n]: the
+// weight gradients that ops/rnn.py forms with one large product from the
+// factors a gradient op returns.
 template <typename T>
 std::vector<double> TransposedProduct(const std::vector<T>& a, int64_t k, const std::vector<T>& d,
                                       int64_t n, int64_t rows) {

@@ -14,16 +14,18 @@ using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
 
-// states = tanh(states + bias) over a block of rows and units [first, first + count), where
-// `states` holds the pre-activations x W + h U. The bias in a pass of its own, as in the LSTM.
+// states = tanh(states + bias) over a block of rows and units [first, first +
+// count), where `states` holds the pre-activations x W + h U. The bias in a
+// pass of its own, as in the LSTM.
 template <typename Block, typename Bias>
 void SimpleRnnActivate(Block states, const Bias& bias) {
   states.array().rowwise() += bias;
   states.array() = states.array().tanh();
 }
 
-// The SimpleRNN's forward step (sequence_driver.h): state h; kept each step's new state (its
-// activation's derivative is 1 - h^2) and the [x_t, h] records (step_inputs).
+// The SimpleRNN's forward step (sequence_driver.h): state h; kept each step's
+// new state (its activation's derivative is 1 - h^2) and the [x_t, h] records
+// (step_inputs).
 template <typename T>
 class SimpleRnnForwardCell {
  public:
@@ -93,8 +95,9 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
       cell);
 }
 
-// The SimpleRNN's backward step: d_pre = d_h * (1 - h^2), then d_pre U^T and d_pre W^T in one
-// product, and the weight gradients' share of the block while it is in cache.
+// The SimpleRNN's backward step: d_pre = d_h * (1 - h^2), then d_pre U^T and
+// d_pre W^T in one product, and the weight gradients' share of the block while
+// it is in cache.
 template <typename T>
 class SimpleRnnBackwardCell {
  public:
@@ -135,18 +138,10 @@ class SimpleRnnBackwardCell {
           sums_.Block(0, cell_.d_pre_ == nullptr ? nullptr : cell_.d_pre_ + cell * units), rows,
           units);
       d_step.array() = ConstRows<T>(step.d_state[0], rows, units).array() * (T(1) - state * state);
-      if (!step.all_valid) {
-        for (int64_t r = 0; r < rows; ++r) {
-          if (!step.valid[r]) d_step.row(r).setZero();
-        }
-      }
-      // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-      cell_.weights_transposed_.Multiply(d_step.data(), units, rows, step.d_previous[0], units,
-                                         step.d_inputs.data, step.d_inputs.stride,
-                                         product_scratch_.data());
-      sums_.AddProduct(0, 0, units, cell_.step_inputs_ + cell * step_width, step_width, step_width,
-                       d_step.data(), units, rows, units);
-      sums_.AddColumnSums(1, 0, d_step.data(), units, rows, units);
+      rnn::ClearPaddedRows(step.valid, step.all_valid, d_step);
+      rnn::BackpropagateRecords(cell_.weights_transposed_, d_step.data(), units, step, units,
+                                cell_.step_inputs_ + cell * step_width, step_width, &sums_,
+                                product_scratch_.data());
     }
 
     void Finish() { cell_.sums_.Take(sums_); }

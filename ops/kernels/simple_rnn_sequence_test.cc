@@ -1,5 +1,6 @@
-// Tests of SimpleRnnSequenceForward and SimpleRnnSequenceBackward against a naive fully connected
-// RNN in double: values against the reference, gradients against its central differences.
+// Tests of SimpleRnnSequenceForward and SimpleRnnSequenceBackward against a
+// naive fully connected RNN in double: values against the reference, gradients
+// against its central differences.
 #include "simple_rnn_sequence.h"
 
 #include <cmath>
@@ -18,8 +19,8 @@ using testing::SequenceCase;
 using testing::SequenceValues;
 using testing::States;
 
-// The SimpleRNN for testing::CheckSequence: weights kernel [D, H], recurrent_kernel [H, H], bias
-// [H]; state h; kept states, step_inputs.
+// The SimpleRNN for testing::CheckSequence: weights kernel [D, H],
+// recurrent_kernel [H, H], bias [H]; state h; kept states, step_inputs.
 struct SimpleRnn {
   SequenceValues Values(const SequenceCase& c, std::mt19937* random) const {
     return {
@@ -92,36 +93,11 @@ struct SimpleRnn {
   }
 };
 
-ZOO_TEST(EdgeCasesMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(1);
-  for (int64_t units : {6, 16}) {
-    for (const SequenceCase& c : testing::EdgeCases(3, units)) {
-      testing::CheckSequence<float>(workers.get(), SimpleRnn(), c, &random);
-      testing::CheckSequence<double>(workers.get(), SimpleRnn(), c, &random);
-    }
-  }
-}
+ZOO_TEST(EdgeCasesMatchTheReference) { testing::CheckEdgeCases(SimpleRnn(), {6, 16}); }
 
-ZOO_TEST(BatchShardsMatchTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(2);
-  SequenceCase c = testing::FullCase(300, 3, 2, 16);
-  for (int64_t r = 0; r < c.batch; r += 7) c.lengths[r] = r % 4;
-  testing::CheckSequence<float>(workers.get(), SimpleRnn(), c, &random);
-  c.reverse = true;
-  testing::CheckSequence<double>(workers.get(), SimpleRnn(), c, &random);
-}
+ZOO_TEST(BatchShardsMatchTheReference) { testing::CheckBatchShards(SimpleRnn(), 16); }
 
-ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) {
-  const testing::TestWorkers workers(2);
-  std::mt19937 random(3);
-  for (bool reverse : {false, true}) {
-    const SequenceCase c{3, 5, 4, 128, reverse, reverse, {5, 2, 0}};
-    testing::CheckSequence<float>(workers.get(), SimpleRnn(), c, &random, false);
-    testing::CheckSequence<double>(workers.get(), SimpleRnn(), c, &random, false);
-  }
-}
+ZOO_TEST(UnitsSplitBetweenThreadsMatchesTheReference) { testing::CheckUnitsSplit(SimpleRnn()); }
 
 }  // namespace
 }  // namespace zoo

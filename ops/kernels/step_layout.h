@@ -1,17 +1,20 @@
-// Step layout and masks: where a step of a sequence op finds its rows, and what padding does to
-// them.
+// Step layout and masks: where a step of a sequence op finds its rows, and what
+// padding does to them.
 //
-// The ops take and return batch-major [batch, time, width] tensors like Keras: the rows of one
-// step are `time * width` apart (StepLayout), and the kernels read and write them in place. What a
-// forward keeps for its gradient is time-major [time, batch, width] and indexed by input time t,
-// so that one step of a block of rows is contiguous and the weight gradients' products over all
-// steps line up; outputs are in processing order (step), which is t reversed with `reverse`.
+// The ops take and return batch-major [batch, time, width] tensors like Keras:
+// the rows of one step are `time * width` apart (StepLayout), and the kernels
+// read and write them in place. What a forward keeps for its gradient is
+// time-major [time, batch, width] and indexed by input time t, so that one step
+// of a block of rows is contiguous and the weight gradients' products over all
+// steps line up; outputs are in processing order (step), which is t reversed
+// with `reverse`.
 //
-// Masking (Keras's): sequences are right-padded, example r being valid at t < lengths[r]. At a
-// padded step a row keeps its state, its output repeats the previous step's output (zero at the
-// first step, or always with zero_output_for_mask), and what the step kept for the gradient is
-// zero, so that the backward pass adds nothing from it. Backward, the gradient reaching a padded
-// step's output goes on to the output it repeated (CarriedGradient).
+// Masking (Keras's): sequences are right-padded, example r being valid at t <
+// lengths[r]. At a padded step a row keeps its state, its output repeats the
+// previous step's output (zero at the first step, or always with
+// zero_output_for_mask), and what the step kept for the gradient is zero, so
+// that the backward pass adds nothing from it. Backward, the gradient reaching
+// a padded step's output goes on to the output it repeated (CarriedGradient).
 #ifndef ZOO_OPS_KERNELS_STEP_LAYOUT_H_
 #define ZOO_OPS_KERNELS_STEP_LAYOUT_H_
 
@@ -24,14 +27,15 @@
 namespace zoo {
 namespace rnn {
 
-// Index of the time step processed at step `step` of a sequence of `time` steps.
+// Index of the time step processed at step `step` of a sequence of `time`
+// steps.
 inline int64_t TimeIndex(int64_t step, int64_t time, bool reverse) {
   return reverse ? time - 1 - step : step;
 }
 
-// Where the loops find the rows of one step in a batch-major [batch, time, width] tensor (the
-// outputs, their gradients): in place, `time * width` apart (a time-major copy would cost two more
-// passes over the tensor).
+// Where the loops find the rows of one step in a batch-major [batch, time,
+// width] tensor (the outputs, their gradients): in place, `time * width` apart
+// (a time-major copy would cost two more passes over the tensor).
 struct StepLayout {
   int64_t time, width;
 
@@ -41,9 +45,10 @@ struct StepLayout {
   int64_t StepStride() const { return width; }
 };
 
-// The output of one row at a padded step, columns [first, first + count) of `output_row` (that
-// row's output at this step): zero at the first step or with zero_output_for_mask, else the same
-// row's output one step earlier (Keras's masking).
+// The output of one row at a padded step, columns [first, first + count) of
+// `output_row` (that row's output at this step): zero at the first step or with
+// zero_output_for_mask, else the same row's output one step earlier (Keras's
+// masking).
 template <typename T>
 void PadOutputRow(T* output_row, int64_t first, int64_t count, int64_t step,
                   bool zero_output_for_mask, const StepLayout& layout) {
@@ -54,7 +59,8 @@ void PadOutputRow(T* output_row, int64_t first, int64_t count, int64_t step,
   }
 }
 
-// Which rows of a shard are inside their sequence at time index t; true when all are.
+// Which rows of a shard are inside their sequence at time index t; true when
+// all are.
 inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, int64_t t,
                           std::vector<char>* valid) {
   bool all_valid = true;
@@ -65,10 +71,12 @@ inline bool MarkValidRows(const int32_t* lengths, int64_t first, int64_t rows, i
   return all_valid;
 }
 
-// What a forward keeps for its gradient, time-major [time, batch, width], seen from one batch
-// shard (rows [first, first + rows)): At(t) is the shard's block of step t. Without a buffer
-// (`kept` null: nothing is kept, as in inference) every step gets the same block, the shard's
-// own, which stays in cache instead of streaming time * batch * width values to memory.
+// What a forward keeps for its gradient, time-major [time, batch, width], seen
+// from one batch shard (rows [first, first + rows)): At(t) is the shard's block
+// of step t. Without a buffer
+// (`kept` null: nothing is kept, as in inference) every step gets the same
+// block, the shard's own, which stays in cache instead of streaming time *
+// batch * width values to memory.
 template <typename T>
 class ShardStepRows {
  public:
@@ -87,11 +95,12 @@ class ShardStepRows {
   Eigen::Matrix<T, Eigen::Dynamic, 1> scratch_;  // aligned for the products' vector stores
 };
 
-// Where a batch shard's state lives at each step of a forward pass: in the rows where the step
-// keeps it for the gradient (columns [offset, offset + units) of `kept`'s block of the step; one
-// block for every step when nothing is kept), and after the last step in the final state. A
-// step's cell pass writes the next state straight there, and h into the outputs, from its
-// registers, instead of copying them there after the step.
+// Where a batch shard's state lives at each step of a forward pass: in the rows
+// where the step keeps it for the gradient (columns [offset, offset + units) of
+// `kept`'s block of the step; one block for every step when nothing is kept),
+// and after the last step in the final state. A step's cell pass writes the
+// next state straight there, and h into the outputs, from its registers,
+// instead of copying them there after the step.
 template <typename T>
 class StepStates {
  public:
@@ -107,7 +116,8 @@ class StepStates {
         time_(time),
         reverse_(reverse) {}
 
-  // The state that step `step` (in processing order) starts from; At(time) is the final state.
+  // The state that step `step` (in processing order) starts from; At(time) is
+  // the final state.
   StridedRows<T> At(int64_t step) const {
     if (step == time_) {
       return StridedRows<T>(final_state_, rows_, units_, Eigen::OuterStride<>(units_));
@@ -124,10 +134,11 @@ class StepStates {
   const bool reverse_;
 };
 
-// What padded steps of a backward pass over a batch shard pass on to the step before: a padded
-// row's output repeats the previous step's (unless zero_output_for_mask), so the gradient reaching
-// it goes on to that output. `any` is false while every value is zero, which spares the steps of
-// unpadded rows a pass over it.
+// What padded steps of a backward pass over a batch shard pass on to the step
+// before: a padded row's output repeats the previous step's (unless
+// zero_output_for_mask), so the gradient reaching it goes on to that output.
+// `any` is false while every value is zero, which spares the steps of unpadded
+// rows a pass over it.
 template <typename T>
 struct CarriedGradient {
   CarriedGradient(int64_t rows, int64_t units) : values(RowMatrix<T>::Zero(rows, units)) {}
@@ -135,9 +146,10 @@ struct CarriedGradient {
   bool any = false;
 };
 
-// The gradient reaching a shard's state at one step of a backward pass, into d_h_total: from
-// the step's output rows, from later padded steps whose outputs repeated this one (`carried`)
-// and through the recurrence (`dh`). Then `carried` becomes what moves on to the step before.
+// The gradient reaching a shard's state at one step of a backward pass, into
+// d_h_total: from the step's output rows, from later padded steps whose outputs
+// repeated this one (`carried`) and through the recurrence (`dh`). Then
+// `carried` becomes what moves on to the step before.
 template <typename T>
 void GradientReachingState(const T* d_output_rows, const StepLayout& layout, int64_t step,
                            int64_t first, const std::vector<char>& valid, bool all_valid,
@@ -166,8 +178,18 @@ void GradientReachingState(const T* d_output_rows, const StepLayout& layout, int
   carried->any = true;
 }
 
-// state = next in the rows that are inside their sequence (by a swap when all are); the others
-// keep their state over the padded step.
+// Zeroes the rows of `block` that are padded at the step (not `valid`): they
+// add nothing to the gradients.
+template <typename Block>
+void ClearPaddedRows(const char* valid, bool all_valid, Block&& block) {
+  if (all_valid) return;
+  for (int64_t r = 0; r < block.rows(); ++r) {
+    if (!valid[r]) block.row(r).setZero();
+  }
+}
+
+// state = next in the rows that are inside their sequence (by a swap when all
+// are); the others keep their state over the padded step.
 template <typename T>
 void TakeValidRows(bool all_valid, const std::vector<char>& valid, RowMatrix<T>* next,
                    RowMatrix<T>* state) {
@@ -180,9 +202,9 @@ void TakeValidRows(bool all_valid, const std::vector<char>& valid, RowMatrix<T>*
   }
 }
 
-// step_inputs[t, r, :input] = inputs[r, t, :]: the x_t part of a kept [T, B, D + H] record of
-// each step's [x_t, h] (the left factor of the weight gradients), when the products read the
-// inputs directly.
+// step_inputs[t, r, :input] = inputs[r, t, :]: the x_t part of a kept [T, B, D
+// + H] record of each step's [x_t, h] (the left factor of the weight
+// gradients), when the products read the inputs directly.
 template <typename T>
 void KeepStepInputs(const T* inputs, int64_t batch, int64_t time, int64_t input, int64_t step_width,
                     T* step_inputs) {
