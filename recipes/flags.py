@@ -24,6 +24,7 @@ DATA_ENV = "ZOO_DATA_DIR"
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
+QUANTIZATIONS = ("none", "dynamic")
 # Flags that name where a run lives rather than how it trains: a resumed run keeps its own.
 _RUN_LOCATION_FLAGS = ("resume", "output_dir")
 # Rounds of `derived_defaults`: one per flag whose default depends on another flag's default.
@@ -162,6 +163,18 @@ def add_shared_flags(
         default=log_every,
         metavar="STEPS",
         help="write training scalars to TensorBoard every STEPS batches (0: once per epoch)",
+    )
+    return parser
+
+
+def add_export_flags(parser):
+    """Adds `--quantize`, for the recipes that write `model.tflite` (`run_files.write_litert`)."""
+    group = parser.add_argument_group("export")
+    group.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="dynamic: also write model_int8.tflite (int8 weights, float activations)",
     )
     return parser
 

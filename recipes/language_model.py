@@ -12,13 +12,18 @@ and validation perplexity, tokens/s and a greedy continuation of "time traveller
 
 The run's folder (`--output-dir`, default `runs/language_model-<time>`) ends with `model.keras`,
 `metrics.json`, `curves.png`, `checkpoints/` (resume with `--resume DIR`), TensorBoard `logs/`, the
-tokenizer files and `saved_model/` (`zoo.models.TextGenerator`), which plain TensorFlow loads without
-this library:
+tokenizer files, `saved_model/` (`zoo.models.TextGenerator`), which plain TensorFlow loads without
+this library, and `model.tflite` for LiteRT (`--quantize dynamic`: `model_int8.tflite` too):
 
     lm = tf.saved_model.load("runs/.../saved_model")   # BPE models: `import tensorflow_text` first
     lm.generate(tf.constant(["time traveller"]))                       # greedy, 100 tokens
     lm.generate(tf.constant(["time traveller"]), num_tokens=50, temperature=0.8, seed=1)
     lm.signatures["generate"](prefix=tf.constant(["time traveller"]))["text"]
+
+Both have a `step` signature for streaming (`zoo.export.streaming`; the README's "Deploy"): token
+ids `[batch, 1]` and the states `state_0`, `state_1`, ... in, `logits` and the new states out (LiteRT:
+batch 1, the ids of `vocab.txt` or `bpe.model`). `model.tflite`'s `serving_default` scores a whole
+sequence.
 
 Examples:
 
@@ -67,6 +72,7 @@ def build_parser():
         clip_norm=1.0,
         lr_schedule="cosine",
     )
+    flags.add_export_flags(parser)
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
     model.add_argument("--layers", type=flags.positive_int, default=3, help="stacked recurrent layers")
@@ -387,16 +393,27 @@ def main(argv=None):
         # Keras numbers the epochs of a resumed fit from the first one, as the history does.
         final["best_epoch"] = best_epoch.best_epoch + 1
         final["val_perplexity"] = history["val_perplexity"][best_epoch.best_epoch]
+    # LiteRT has no stateful layers: the streaming step carries the states instead.
+    final.update(
+        run_files.write_litert(
+            args,
+            model.stateless_copy() if model.stateful else model,
+            streaming_step=not args.bidirectional,
+        )
+    )
     if args.bidirectional:
         print(f"no sample and no saved_model/: {BIDIRECTIONAL_GENERATION_ERROR}", flush=True)
     else:
         generator = TextGenerator(model, tokenizer, vocab)
         final["sample"] = generator(args.prefix, args.sample_tokens)
         path = zoo.export.saved_model(
-            generator, run_files.output_path(args, "saved_model"), {"generate": generator.serve}
+            generator,
+            run_files.output_path(args, "saved_model"),
+            {"generate": generator.serve},
+            streaming_step=model,
         )
         print(
-            f"saved {path} (generate signature; "
+            f"saved {path} (generate and step signatures; "
             + ("load it after `import tensorflow_text`" if vocab is None else "plain TensorFlow")
             + ")",
             flush=True,
