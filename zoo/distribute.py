@@ -232,11 +232,13 @@ def strategy_from_env(
             register_timeout=join_timeout,
             shutdown_timeout=peer_timeout,
         )
-    return tf.distribute.MultiWorkerMirroredStrategy(
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=collective_timeout
         )
     )
+    _worker["strategy"] = strategy
+    return strategy
 
 
 def mirrored_strategy(cpu_devices=0):
@@ -280,9 +282,24 @@ def _warn_if_unchecked_keras():
         )
 
 
+# The multi-worker strategy `strategy_from_env` made: TensorFlow configures one cluster per process.
+_worker = {}
+
+
+def this_worker_strategy(strategy=None):
+    """`strategy`; without one, the current strategy inside a scope, else the multi-worker strategy
+    `strategy_from_env` made in this process (a worker program's own), else the default strategy."""
+    if strategy is not None:
+        return strategy
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    return _worker.get("strategy") or tf.distribute.get_strategy()
+
+
 def cluster_of(strategy=None):
-    """The `Cluster` a multi-worker `strategy` (default: the current one) trains in, or None."""
-    strategy = strategy or tf.distribute.get_strategy()
+    """The `Cluster` a multi-worker `strategy` trains in, or None (default: `this_worker_strategy()`,
+    so outside any scope a worker program gets its own cluster)."""
+    strategy = this_worker_strategy(strategy)
     if not compat.is_multi_worker(strategy):
         return None
     resolver = strategy.cluster_resolver
