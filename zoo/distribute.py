@@ -207,7 +207,8 @@ def strategy_from_env(
     """The strategy `TF_CONFIG` asks for: `MultiWorkerMirroredStrategy` over its workers, or the
     default (one-device) strategy when it is unset.
 
-    Call it first, before other TensorFlow work (TensorFlow configures the cluster once).
+    Call it first, before other TensorFlow work (TensorFlow configures the cluster once); later
+    calls return the strategy the first one made.
 
     Args:
         peer_timeout: seconds without a heartbeat after which a worker counts as dead and every
@@ -224,6 +225,8 @@ def strategy_from_env(
     cluster = parse_tf_config()
     if cluster is None:
         return tf.distribute.get_strategy()
+    if "strategy" in _worker:
+        return _worker["strategy"]
     _warn_if_unchecked_keras()
     if cluster.num_workers > 1:
         compat.configure_coordination_service(
@@ -327,7 +330,7 @@ def worker_dir(directory, strategy=None):
     """
     directory = pathlib.Path(directory)
     cluster = cluster_of(strategy)
-    if cluster is None or cluster.is_chief:
+    if cluster is None or cluster.is_chief or _is_private(directory):
         directory.mkdir(parents=True, exist_ok=True)
         return directory
     if "root" not in _scratch:
@@ -337,6 +340,11 @@ def worker_dir(directory, strategy=None):
     private = _scratch["root"] / directory.resolve().relative_to(directory.resolve().anchor)
     private.mkdir(parents=True, exist_ok=True)
     return private
+
+
+def _is_private(directory):
+    """Whether `directory` is in this worker's private folder already (a `worker_dir`'s subfolder)."""
+    return "root" in _scratch and directory.resolve().is_relative_to(_scratch["root"].resolve())
 
 
 # --- Input -----------------------------------------------------------------------------------
@@ -472,9 +480,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise RuntimeError("EpochCheckpoint.restore: call it outside strategy.scope()")
         chief = is_chief(self.strategy)
         state = self.load_state(self.directory) if chief else None
+        state = broadcast_json(self.strategy, state)
         epoch = state["epoch"] if state else 0
-        if multi_worker:
-            epoch = int(_broadcast_from_chief(self.strategy, [tf.constant(epoch, tf.int64)], chief)[0])
         self.history = list(state["history"]) if state else []
         if not epoch:
             return 0
@@ -485,10 +492,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             # Outside the scope: Keras's load_weights creates variables of its own (a reference
             # optimizer), which under the scope would be broadcasts the other workers do not join.
             model.load_weights(self.directory / state["weights"])
-        if multi_worker:
-            variables = model.weights + model.optimizer.variables
-            for variable, value in zip(variables, _broadcast_from_chief(self.strategy, variables, chief)):
-                variable.assign(value)
+        broadcast_variables(self.strategy, model.weights + model.optimizer.variables)
         return epoch
 
     def on_epoch_end(self, epoch, logs=None):
@@ -528,6 +532,31 @@ def _broadcast_from_chief(strategy, values, chief):
         return strategy.run(replica_fn)
 
     return [strategy.experimental_local_results(value)[0] for value in broadcast()]
+
+
+def broadcast_variables(strategy, variables):
+    """Gives `variables` the chief's values on every worker of a multi-worker `strategy` (after
+    the chief alone loaded them from its files); does nothing otherwise. Call it on every worker,
+    outside `strategy.scope()`."""
+    if not compat.is_multi_worker(strategy):
+        return
+    chief = is_chief(strategy)
+    for variable, value in zip(variables, _broadcast_from_chief(strategy, variables, chief)):
+        variable.assign(value)
+
+
+def broadcast_json(strategy, value):
+    """The chief's `value` (anything `json.dumps` takes) on every worker of a multi-worker
+    `strategy`, `value` itself otherwise: what the other workers cannot read themselves (the
+    chief's files) or must decide as the chief does. Call it on every worker, outside
+    `strategy.scope()`; the other workers' `value` is ignored."""
+    if not compat.is_multi_worker(strategy):
+        return value
+    chief = is_chief(strategy)
+    text = json.dumps(value).encode() if chief else b""
+    length = int(_broadcast_from_chief(strategy, [tf.constant(len(text), tf.int64)], chief)[0])
+    codes = tf.constant(list(text) if chief else [0] * length, tf.uint8, shape=[length])
+    return json.loads(bytes(_broadcast_from_chief(strategy, [codes], chief)[0].numpy().tolist()).decode())
 
 
 def write_json(path, value):
