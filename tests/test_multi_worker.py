@@ -161,7 +161,7 @@ def first_sentences(source, target, count):
 def recipe_runs(tmp_path_factory, data_file):
     folder = tmp_path_factory.mktemp("recipes")
     book = folder / "book.txt"
-    book.write_text(data_file("timemachine/timemachine.txt").read_text()[:8_000])
+    book.write_text(data_file("timemachine/timemachine.txt").read_text()[:6_000])
     ud = "ud_english_ewt/en_ewt-ud-{}.conllu"
     tagging_data = [
         "--data",

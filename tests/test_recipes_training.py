@@ -301,6 +301,21 @@ def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
         parse("--resume", tmp_path / "nothing")
 
 
+def test_resume_on_a_worker_that_cannot_see_the_chiefs_folder_keeps_its_flags(tmp_path, monkeypatch):
+    parser = flags.add_shared_flags(
+        argparse.ArgumentParser(), recipe="test", epochs=2, batch_size=4, learning_rate=1.0
+    )
+    run = tmp_path / "run"
+    argv = ["--resume", str(run), "--strategy", "multi-worker", "--epochs", "3"]
+    cluster = {"worker": ["localhost:23456", "localhost:23457"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    args = flags.parse_args(parser, argv)
+    assert (args.output_dir, args.epochs, args.batch_size) == (run, 3, 4)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(RecipeError, match="no run there"):
+        flags.parse_args(parser, argv)
+
+
 def test_split_cpu_after_initialisation_is_a_recipe_error():
     tf.constant(0)  # initialises the devices of this process
     with pytest.raises(RecipeError, match="before any other TensorFlow work"):

@@ -248,16 +248,24 @@ def mirrored_strategy(cpu_devices=0):
     """`MirroredStrategy` over every GPU, or over `cpu_devices` logical CPU devices without GPUs
     (which makes several replicas testable on one CPU).
 
+    One per process: later calls return the first one's strategy (two strategies over the same
+    devices would number their collectives alike, and TensorFlow would mix them up).
+
     Args:
         cpu_devices: with no GPU, split the CPU into this many logical devices (0 or 1: one).
             Must run before TensorFlow initialises its devices.
     """
+    if "mirrored" in _worker:
+        return _worker["mirrored"]
     _warn_if_unchecked_keras()
     if tf.config.list_physical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    if cpu_devices > 1:
-        split_cpu(cpu_devices)
-    return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+        _worker["mirrored"] = tf.distribute.MirroredStrategy()
+    else:
+        if cpu_devices > 1:
+            split_cpu(cpu_devices)
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        _worker["mirrored"] = tf.distribute.MirroredStrategy(devices)
+    return _worker["mirrored"]
 
 
 def split_cpu(count):
@@ -285,7 +293,8 @@ def _warn_if_unchecked_keras():
         )
 
 
-# The multi-worker strategy `strategy_from_env` made: TensorFlow configures one cluster per process.
+# The strategies this process made: "strategy" by `strategy_from_env` (TensorFlow configures one
+# cluster per process), "mirrored" by `mirrored_strategy`.
 _worker = {}
 
 
