@@ -294,7 +294,6 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
         print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
         return training.load_trained(run_args.output_dir, model_fn, next(iter(dataset))[0], strategy)
     run_args.output_dir.mkdir(parents=True, exist_ok=True)
-    training.resumable(run_args)
     print(
         f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs", flush=True
     )

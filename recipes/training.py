@@ -148,12 +148,14 @@ def load_trained(run_dir, model_fn, inputs, strategy):
     return model
 
 
-def resumable(run_args):
-    """Sets `run_args.resume` to a sub-run's own folder when it holds a checkpoint, so that
-    `run_training` continues it, or to None (a sub-run: an ensemble member, a pretraining run)."""
-    has_state = zoo.distribute.EpochCheckpoint.load_state(output_path(run_args, "checkpoints")) is not None
-    run_args.resume = run_args.output_dir if has_state else None
-    return run_args
+def run_epochs(run_dir, strategy):
+    """The per-epoch entries of the run in `run_dir` (`metrics.json`; the chief's, in a cluster)."""
+    epochs = (
+        json.loads((run_dir / "metrics.json").read_text())["epochs"]
+        if zoo.distribute.is_chief(strategy)
+        else None
+    )
+    return zoo.distribute.broadcast_json(strategy, epochs)
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -310,11 +312,10 @@ def run_ensemble_training(
             sample = next(iter(train_ds))[0]
             models.append(finish(load_trained(member_args.output_dir, model_fn, sample, strategy)))
         else:
-            resumable(member_args)
             print(f"member {index + 1} of {members} (seed {member_args.seed})", flush=True)
             keras.utils.set_random_seed(member_args.seed)
             models.append(finish(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0]))
-        member_epochs = json.loads((member_args.output_dir / "metrics.json").read_text())["epochs"]
+        member_epochs = run_epochs(member_args.output_dir, strategy)
         entries.extend({"member": index, **entry} for entry in member_epochs)
 
     ensemble = AveragedEnsemble(models, name="averaged_ensemble")
