@@ -199,7 +199,8 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
 
     Raises:
         SystemExit: a bad flag (argparse's usage and message, status 2).
-        RecipeError: `--resume DIR` where DIR holds no run.
+        RecipeError: `--resume DIR` where DIR holds no run (except on a worker of a cluster other
+            than the chief, which may not see the chief's folder and keeps its command line's flags).
     """
     if derived_defaults is not None:
         for _ in range(_DERIVED_DEFAULT_ROUNDS):
@@ -210,9 +211,12 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
     args = parser.parse_args(argv)
     if args.resume is not None:
         config_path = args.resume / "config.json"
-        if not config_path.is_file():
+        if config_path.is_file():
+            saved = json.loads(config_path.read_text())
+        elif _other_worker_of_a_cluster(args):
+            saved = {}  # the chief's folder is not on this machine: the command line has the flags
+        else:
             raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
-        saved = json.loads(config_path.read_text())
         # argparse converts string defaults with the flag's type, so saved paths become paths again.
         parser.set_defaults(
             **{
@@ -229,6 +233,18 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
         except FlagError as error:
             parser.error(str(error))
     return args
+
+
+def _other_worker_of_a_cluster(args):
+    """Whether this process is a worker of a `--strategy multi-worker` cluster other than its chief
+    (which writes the run's folder)."""
+    from zoo.distribute import ClusterConfigError, parse_tf_config
+
+    try:
+        cluster = parse_tf_config() if args.strategy == "multi-worker" else None
+    except ClusterConfigError:
+        return False  # the strategy reports it
+    return cluster is not None and not cluster.is_chief
 
 
 def data_set_file(relative, instead):

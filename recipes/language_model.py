@@ -46,7 +46,6 @@ import tensorflow as tf
 
 import zoo
 from recipes import flags, run_files, training
-from recipes.flags import FlagError
 from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import Perplexity
@@ -145,14 +144,6 @@ def build_parser():
         "--sample-tokens", type=flags.positive_int, default=50, help="tokens in each sample"
     )
     return parser
-
-
-def check(args):
-    if args.batching == "sequential" and args.strategy != "default":
-        raise FlagError(
-            "--batching sequential carries each batch row's state to the next batch, which needs "
-            "one fixed batch on one device; use --batching random with --strategy " + args.strategy
-        )
 
 
 # --- Data ------------------------------------------------------------------------------------
@@ -299,18 +290,16 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
     run_args = copy.copy(args)
     run_args.output_dir = run_files.output_path(args, "pretraining")
     run_args.epochs, run_args.lr_schedule = args.pretrain_epochs, "constant"
-    if training.finished_training(run_args.output_dir, run_args.epochs):
-        print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
-        with strategy.scope():
-            return keras.models.load_model(run_args.output_dir / "model.keras")
     try:
         dataset = zoo_text.language_model_batches(
             ids, args.batch_size, args.num_steps, args.batching, args.seed
         )
     except ValueError as error:
         raise RecipeError(f"--pretrain-data: {error}") from None
+    if training.finished_training(run_args.output_dir, run_args.epochs, strategy):
+        print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
+        return training.load_trained(run_args.output_dir, model_fn, next(iter(dataset))[0], strategy)
     run_args.output_dir.mkdir(parents=True, exist_ok=True)
-    training.resumable(run_args)
     print(
         f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs", flush=True
     )
@@ -333,7 +322,7 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
 
 @entry_point
 def main(argv=None):
-    args = flags.parse_args(build_parser(), argv, check=check)
+    args = flags.parse_args(build_parser(), argv)
     strategy = training.setup(args)
 
     ids, tokenizer, vocab = tokenize(args, read_corpus(args))

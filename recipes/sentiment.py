@@ -255,7 +255,9 @@ def main(argv=None):
         units_per_epoch=zoo.callbacks.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)),
     )
 
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    test_loss, test_accuracy = model.evaluate(
+        zoo.distribute.distribute_batches(strategy, lambda: test_ds), verbose=0
+    )
     print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples", flush=True)
 
     classifier = zoo.models.TextClassifier(model, tokenizer, vocab, label_names, args.max_length)

@@ -298,27 +298,6 @@ def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
     )
 
 
-def test_sequential_batching_is_refused_with_mirrored(slice_file, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        recipe.main(
-            [
-                "--data",
-                str(slice_file),
-                "--output-dir",
-                str(tmp_path / "run"),
-                "--batching",
-                "sequential",
-                "--strategy",
-                "mirrored",
-                *TINY,
-            ]
-        )
-    assert (
-        "error: --batching sequential carries each batch row's state to the next batch, which needs one "
-        "fixed batch on one device; use --batching random with --strategy mirrored"
-    ) in capsys.readouterr().err
-
-
 @pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch_finishes_the_same_epochs(time_machine, tmp_path, capsys):
     run = tmp_path / "run"
