@@ -14,7 +14,7 @@ from export_models import MODELS, VOCAB, sequential, token_ids
 
 import zoo
 import zoo.export
-from zoo.export import _compat
+from zoo import compat
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
@@ -23,7 +23,7 @@ FUSED = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 def operators(path):
     with open(path, "rb") as file:
-        return [name for _, name in _compat.litert_operators(file.read())]
+        return [name for _, name in compat.litert_operators(file.read())]
 
 
 def signature_runner(path, name=None):

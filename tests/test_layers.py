@@ -101,6 +101,23 @@ def test_keras_bidirectional_treats_ours_as_its_own(name):
     assert layer.forward_layer.implementation_used == "fused"
 
 
+@pytest.mark.parametrize("path", ["fused", "loop"])
+def test_a_forced_path_keeps_keras_bidirectional_off_cudnn(path):
+    layer = zoo.layers.LSTM(H, implementation=path)
+    assert layer.use_cudnn is False and layer.get_config()["use_cudnn"] == "auto"
+    wrapper = keras.layers.Bidirectional(layer)
+    wrapper.build((None, T, D))
+    assert not wrapper._can_attempt_fused_lstm(mask=None)
+    assert wrapper.backward_layer.implementation == path
+
+
+def test_export_keeps_keras_bidirectional_off_cudnn():
+    layer = zoo.layers.GRU(H)
+    assert layer.use_cudnn == "auto"
+    with zoo.export.portable_graph():
+        assert layer.use_cudnn is False
+
+
 def test_simple_rnn_has_no_use_cudnn_like_keras():
     assert not hasattr(keras.layers.SimpleRNN(H), "use_cudnn")
     assert not hasattr(zoo.layers.SimpleRNN(H), "use_cudnn")

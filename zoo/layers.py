@@ -22,8 +22,8 @@ steps instead; we post-process it to the rule above.) Masks must be right-padded
 cuDNN kernels; other masks run the loop.
 
 SavedModel export traces only portable ops (the loop), so an exported model runs in plain TensorFlow
-on any device: `model.export()`, `tf.saved_model.save` and `zoo.export.portable_graph()` are detected
-(`zoo.export.is_tracing_for_export`).
+on any device: `model.export()` (Keras's `ExportArchive`), `tf.saved_model.save` and
+`zoo.export.portable_graph()` are detected (`zoo.export.is_tracing_for_export`).
 """
 
 import inspect
@@ -31,11 +31,9 @@ import inspect
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.backend import AutocastScope
-from keras.src.backend.tensorflow import rnn as keras_tf_rnn
 
 import ops as zoo_ops
-from zoo import cells
+from zoo import cells, compat
 from zoo.export.portable import (
     current_sequence_override,
     is_tracing_for_export,
@@ -193,7 +191,7 @@ class RecurrentLayer(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.implementation = implementation
         if self.cudnn_sequence is not None:
-            self.use_cudnn = use_cudnn
+            self._use_cudnn = use_cudnn
         self.implementation_used = None
 
     # ------------------------------------------------------------------ validation
@@ -294,7 +292,7 @@ class RecurrentLayer(keras.layers.RNN):
         blockers = self.kernel_blockers()
         if not self.cell.use_bias:
             blockers.append("use_bias=False")
-        if self.use_cudnn is False:
+        if self._use_cudnn is False:
             blockers.append("use_cudnn=False")
         if not _is_gpu_available():
             blockers.append("no GPU is visible")
@@ -396,7 +394,7 @@ class RecurrentLayer(keras.layers.RNN):
         results in the compute dtype (what the loop path returns)."""
         kernel_dtype = _FUSED_DTYPES[self.compute_dtype]
         # The weights as stored (float32 under a mixed policy), not cast to the compute dtype.
-        with AutocastScope(None):
+        with compat.autocast_disabled():
             outputs, states = self.fused_sequence(
                 ops.cast(sequences, kernel_dtype),
                 [ops.cast(s, kernel_dtype) for s in initial_state],
@@ -428,7 +426,7 @@ class RecurrentLayer(keras.layers.RNN):
             cell_config.pop(key, None)
         config = {**config, **cell_config, "implementation": self.implementation}
         if self.cudnn_sequence is not None:
-            config["use_cudnn"] = self.use_cudnn
+            config["use_cudnn"] = self._use_cudnn
         return config
 
     @classmethod
@@ -478,17 +476,30 @@ def _gradient_may_be_taken(training):
     there after all is still right (the op's gradient runs the forward again)."""
     if tf.is_tensor(training) or training:
         return True
-    try:
-        from tensorflow.python.eager import record
-    except ImportError:  # a TensorFlow without this private module: always keep, never recompute
-        return True
-    return record.could_possibly_record()
+    return compat.gradient_tape_may_record()
 
 
 def _weights(cell, dtype):
     """The cell's kernel, recurrent kernel and bias (None without one) as tensors of `dtype`."""
     bias = ops.cast(cell.bias, dtype) if cell.use_bias else None
     return ops.cast(cell.kernel, dtype), ops.cast(cell.recurrent_kernel, dtype), bias
+
+
+class CudnnRecurrentLayer(RecurrentLayer):
+    """Base of `GRU` and `LSTM`, which have cuDNN kernels and so, as in Keras, `use_cudnn`."""
+
+    @property
+    def use_cudnn(self):
+        """The `use_cudnn` argument, or False where this layer takes no cuDNN path (a fused or loop
+        path is forced, or the trace is for export): Keras's `Bidirectional` reads it to run cuDNN
+        itself."""
+        if self.implementation in ("fused", "loop") or is_tracing_for_export():
+            return False
+        return self._use_cudnn
+
+    @use_cudnn.setter
+    def use_cudnn(self, value):
+        self._use_cudnn = value
 
 
 _LAYER_ARGS_DOC = """
@@ -553,7 +564,7 @@ class SimpleRNN(RecurrentLayer, keras.layers.SimpleRNN):
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class GRU(RecurrentLayer, keras.layers.GRU):
+class GRU(CudnnRecurrentLayer, keras.layers.GRU):
     __doc__ = (
         """Gated Recurrent Unit (Cho et al., 2014); drop-in for `keras.layers.GRU`.
 
@@ -598,7 +609,7 @@ class GRU(RecurrentLayer, keras.layers.GRU):
 
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
-        _, outputs, states = keras_tf_rnn.gru(
+        _, outputs, states = compat.cudnn_gru(
             sequences,
             initial_state[0],
             mask,
@@ -615,7 +626,7 @@ class GRU(RecurrentLayer, keras.layers.GRU):
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class LSTM(RecurrentLayer, keras.layers.LSTM):
+class LSTM(CudnnRecurrentLayer, keras.layers.LSTM):
     __doc__ = (
         """Long Short-Term Memory (Hochreiter & Schmidhuber, 1997); drop-in for `keras.layers.LSTM`.
 
@@ -655,7 +666,7 @@ class LSTM(RecurrentLayer, keras.layers.LSTM):
 
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
-        _, outputs, states = keras_tf_rnn.lstm(
+        _, outputs, states = compat.cudnn_lstm(
             sequences,
             initial_state[0],
             initial_state[1],
