@@ -52,6 +52,10 @@ for name in {SWAPPED_LAYERS!r}:
 '''
 
 
+class CannotRun(Exception):
+    """The suite could not run (no index, no tests collected): exit status 2."""
+
+
 def fetch_sdist(version, folder):
     """Downloads Keras `version`'s source distribution into `folder`; returns its path."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
@@ -59,7 +63,7 @@ def fetch_sdist(version, folder):
     result = subprocess.run(command, capture_output=True, text=True)
     archives = [name for name in os.listdir(folder) if name.endswith((".tar.gz", ".zip"))]
     if result.returncode != 0 or not archives:
-        raise SystemExit(
+        raise CannotRun(
             f"could not download Keras {version}'s source distribution from the package index "
             f"(pip said: {result.stderr.strip()[-500:]}); pass a copy with --sdist FILE"
         )
@@ -82,7 +86,7 @@ def extract_tests(sdist, folder):
                 found.add(path)
     missing = sorted(set(wanted) - found)
     if missing:
-        raise SystemExit(f"{sdist} lacks {missing}: has Keras moved its recurrent layers' tests?")
+        raise CannotRun(f"{sdist} lacks {missing}: has Keras moved its recurrent layers' tests?")
 
 
 def run_suite(folder, label, report):
@@ -93,7 +97,7 @@ def run_suite(folder, label, report):
     print(f"{label}: running Keras's tests ...", flush=True)
     result = subprocess.run(command + list(TEST_FILES), cwd=folder, env=env, capture_output=True, text=True)
     if not os.path.exists(report):
-        raise SystemExit(f"{label}: pytest did not run (exit {result.returncode}):\n{result.stdout[-3000:]}")
+        raise CannotRun(f"{label}: pytest did not run (exit {result.returncode}):\n{result.stdout[-3000:]}")
     outcomes = {}
     for case in ElementTree.parse(report).iter("testcase"):
         test = f"{case.get('classname')}::{case.get('name')}"
@@ -101,7 +105,7 @@ def run_suite(folder, label, report):
         outcome = "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed"
         outcomes[test] = outcome
     if not outcomes:
-        raise SystemExit(f"{label}: pytest collected no tests:\n{result.stdout[-3000:]}")
+        raise CannotRun(f"{label}: pytest collected no tests:\n{result.stdout[-3000:]}")
     return outcomes
 
 
@@ -118,6 +122,8 @@ def main(argv=None):
     parser.add_argument("--sdist", help="Keras's source distribution (default: download it)")
     args = parser.parse_args(argv)
     version = keras.version()
+    if args.sdist is not None and not os.path.isfile(args.sdist):
+        raise CannotRun(f"--sdist {args.sdist}: no such file")
     with tempfile.TemporaryDirectory(prefix="keras_suite_") as workspace:
         sdist = args.sdist or fetch_sdist(version, workspace)
         runs = {}
@@ -143,4 +149,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CannotRun as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
