@@ -14,7 +14,7 @@ from export_models import MODELS, VOCAB, sequential, token_ids
 
 import zoo
 import zoo.export
-from zoo.export import _compat
+from zoo import compat
 from zoo.models.tagger import build_tagger
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -24,7 +24,7 @@ FUSED = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 def operators(path):
     with open(path, "rb") as file:
-        return [name for _, name in _compat.litert_operators(file.read())]
+        return [name for _, name in compat.litert_operators(file.read())]
 
 
 def signature_runner(path, name=None):

@@ -27,8 +27,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from zoo import compat
 from zoo import layers as zoo_layers
-from zoo.export import _compat, portable, streaming
+from zoo.export import portable, streaming
 from zoo.export.litert_lstm import fused_lstm_graph, lstm_blockers
 
 QUANTIZATIONS = (None, "dynamic")
@@ -101,7 +102,7 @@ def tflite(
 def check_layers(model):
     """Raises a `ValueError` naming each layer of `model` that LiteRT export cannot convert."""
     problems = []
-    for layer in _compat.flatten_layers(model):
+    for layer in compat.flatten_layers(model):
         what = f"{type(layer).__name__} '{layer.name}'"
         if isinstance(layer, zoo_layers.RecurrentLayer):
             if layer.stateful:
@@ -159,7 +160,7 @@ def _input_specs(model, batch_size, input_signature):
     if inputs:
         return [
             tf.TensorSpec(
-                (batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=_compat.clean_name(tensor.name)
+                (batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=portable.clean_name(tensor.name)
             )
             for tensor in inputs
         ]
@@ -242,7 +243,7 @@ def _conversion_problem(error, count=12):
 
 
 def _check_operators(flatbuffer, lstm_layers):
-    operators = [name for _, name in _compat.litert_operators(flatbuffer)]
+    operators = [name for _, name in compat.litert_operators(flatbuffer)]
     foreign = sorted({name for name in operators if name.startswith("CUSTOM:")})
     if foreign:
         raise ValueError(f"the converted model holds custom or Flex operators {foreign}")
