@@ -101,6 +101,11 @@ LAYERS = {
 PARALLEL = ("min_gru", "min_lstm", "rg_lru", "mlstm")
 
 
+def parallel_if_any(kind):
+    """The layer's parallel path, or its loop (sLSTM has no parallel form)."""
+    return "parallel" if kind in PARALLEL else "loop"
+
+
 def randomised(layer, scale=0.5):
     """Random weights (not the initialisation) so that every gate matters."""
     layer.set_weights([RNG.normal(scale=scale, size=w.shape).astype(w.dtype) for w in layer.get_weights()])
@@ -213,7 +218,7 @@ def test_parallel_path_gives_the_loops_outputs_and_gradients(kind, case):
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_gradients_match_finite_differences_in_float64(kind):
-    layer = make_layer(kind, dtype="float64")
+    layer = make_layer(kind, dtype="float64", implementation=parallel_if_any(kind))
     x = RNG.normal(size=(2, 5, D))
     layer.build(x.shape)
     randomised(layer)
@@ -224,25 +229,24 @@ def test_gradients_match_finite_differences_in_float64(kind):
 
     theoretical, numerical = tf.test.compute_gradient(loss, [tf.constant(x)], delta=1e-5)
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-7)
-    assert layer.implementation_used == ("loop" if kind == "slstm" else "parallel")
+    assert layer.implementation_used == parallel_if_any(kind)
 
 
-@pytest.mark.parametrize("kind", PARALLEL)
-def test_auto_takes_the_parallel_form_and_slstm_the_loop(kind):
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_auto_runs_the_loop_on_cpu_and_says_why(kind):
     layer = make_layer(kind)
     layer(np.zeros((B, T, D), "float32"))
-    assert layer.implementation_used == "parallel"
-    slstm = make_layer("slstm")
-    slstm(np.zeros((B, T, D), "float32"))
-    assert slstm.implementation_used == "loop"
-    _, reasons = slstm.choose_implementation()
-    assert "no parallel form" in reasons[0]
+    assert layer.implementation_used == "loop"
+    _, reasons = layer.choose_implementation()
+    assert len(reasons) == 1 and reasons[0].startswith("parallel: ")
+    assert ("no parallel form" in reasons[0]) == (kind == "slstm")
+    assert ("on CPU the loop is faster" in reasons[0]) == (kind != "slstm")
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_stateful_layer_carries_its_states_across_batches(kind):
     x = RNG.normal(size=(B, T, D)).astype("float32")
-    whole = make_layer(kind)
+    whole = make_layer(kind, implementation=parallel_if_any(kind))
     whole.build(x.shape)
     randomised(whole)
     stateful = twin(whole, stateful=True)
@@ -256,7 +260,7 @@ def test_stateful_layer_carries_its_states_across_batches(kind):
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_mixed_precision_runs_in_half_and_follows_float32(kind):
     x = RNG.normal(size=(B, T, D)).astype("float32")
-    reference = make_layer(kind)
+    reference = make_layer(kind, implementation=parallel_if_any(kind))
     reference.build(x.shape)
     randomised(reference)
     mixed = twin(reference, dtype="mixed_float16")
@@ -336,7 +340,8 @@ def test_exported_models_run_in_plain_tensorflow(tmp_path):
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_bidirectional_wrapper_runs_both_directions(kind):
     cls, extra = LAYERS[kind]
-    layer = zoo.layers.Bidirectional(cls(UNITS, return_sequences=True, **extra), merge_mode="concat")
+    forward = cls(UNITS, return_sequences=True, implementation=parallel_if_any(kind), **extra)
+    layer = zoo.layers.Bidirectional(forward, merge_mode="concat")
     x = padded_batch()
     mask = np.any(x != 0, axis=-1)
     got = np.array(layer(x, mask=mask))

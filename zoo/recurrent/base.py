@@ -2,7 +2,9 @@
 the whole-sequence scans their parallel paths are built from.
 
 The layers run their cells step by step (`"loop"`, Keras's `tf.while_loop` as in `zoo.layers`) or in
-a parallel form over the whole sequence (`"parallel"`). Padded steps follow `zoo.layers`'s rule on
+a parallel form over the whole sequence (`"parallel"`); `"auto"` takes the parallel form on a GPU
+and the loop on CPU, where the loop's small steps train faster than the scans' large element-wise
+ops (`benchmarks/recurrent_layers.py`). Padded steps follow `zoo.layers`'s rule on
 both paths: the state is carried unchanged and the output repeats the previous valid output (zeros
 before the first), or is zero with `zero_output_for_mask=True`. The parallel forms handle any mask,
 not only right-padded ones.
@@ -185,14 +187,19 @@ class ScanRecurrentLayer(RecurrentLayer):
         if requested == "loop":
             return "loop", []
         why_not = self.parallel_blockers()
-        if not why_not:
-            return "parallel", []
         if requested == "parallel":
-            raise ValueError(
-                f"{self.__class__.__name__} '{self.name}': implementation='parallel' cannot run: "
-                + "; ".join(why_not)
-            )
-        return "loop", ["parallel: " + "; ".join(why_not)]
+            if why_not:
+                raise ValueError(
+                    f"{self.__class__.__name__} '{self.name}': implementation='parallel' cannot run: "
+                    + "; ".join(why_not)
+                )
+            return "parallel", []
+        if not why_not and not tf.config.list_logical_devices("GPU"):
+            # The scans' large element-wise ops lose to the loop's small steps on CPU in training.
+            why_not = ["on CPU the loop is faster (benchmarks/recurrent_layers.py)"]
+        if why_not:
+            return "loop", ["parallel: " + "; ".join(why_not)]
+        return "parallel", []
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):

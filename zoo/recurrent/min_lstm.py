@@ -62,7 +62,8 @@ class MinLSTM(ScanRecurrentLayer):
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes every
     step at once in log space (App. B: `normalised_log_gates`, log h̃_t = log g(k_h), then
-    `log_space_recurrence`); `"auto"` takes the parallel form when it applies.
+    `log_space_recurrence`); `"auto"` takes the parallel form on a GPU and the loop on CPU, where it
+    trains faster.
 
     Args:
         units: Dimensionality of the output and state.

@@ -81,7 +81,8 @@ class RGLRU(ScanRecurrentLayer):
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes the
     coefficients of every step at once and runs the linear recurrence h_t = a_t h_{t−1} + b_t as
-    an associative scan (`linear_recurrence`); `"auto"` takes the parallel form when it applies.
+    an associative scan (`linear_recurrence`); `"auto"` takes the parallel form on a GPU and the
+    loop on CPU, where it trains faster.
 
     Args:
         units: Dimensionality of the output and state.
