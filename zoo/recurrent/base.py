@@ -3,11 +3,11 @@ the whole-sequence scans their parallel paths are built from.
 
 The layers run their cells step by step (`"loop"`, Keras's `tf.while_loop` as in `zoo.layers`) or in
 a parallel form over the whole sequence (`"parallel"`); `"auto"` takes the parallel form on a GPU
-and the loop on CPU, where the loop's small steps train faster than the scans' large element-wise
-ops (`benchmarks/recurrent_layers.py`). Padded steps follow `zoo.layers`'s rule on
-both paths: the state is carried unchanged and the output repeats the previous valid output (zeros
-before the first), or is zero with `zero_output_for_mask=True`. The parallel forms handle any mask,
-not only right-padded ones.
+and, on CPU, whichever trains faster there (`benchmarks/recurrent_layers.py`): the loop for the
+element-wise recurrences, whose scans are made of large element-wise ops, the parallel form for
+mLSTM. Padded steps follow `zoo.layers`'s rule on both paths: the state is carried unchanged and
+the output repeats the previous valid output (zeros before the first), or is zero with
+`zero_output_for_mask=True`. The parallel forms handle any mask, not only right-padded ones.
 """
 
 import keras
@@ -156,6 +156,8 @@ class ScanRecurrentLayer(RecurrentLayer):
     """
 
     no_parallel_form = None
+    # Whether `"auto"` takes the parallel form on CPU too (measured by benchmarks/recurrent_layers.py).
+    parallel_trains_faster_on_cpu = False
 
     def __init__(self, units, implementation="auto", **kwargs):
         if implementation not in IMPLEMENTATIONS:
@@ -194,7 +196,7 @@ class ScanRecurrentLayer(RecurrentLayer):
                     + "; ".join(why_not)
                 )
             return "parallel", []
-        if not why_not and not tf.config.list_logical_devices("GPU"):
+        if not (why_not or self.parallel_trains_faster_on_cpu or tf.config.list_logical_devices("GPU")):
             # The scans' large element-wise ops lose to the loop's small steps on CPU in training.
             why_not = ["on CPU the loop is faster (benchmarks/recurrent_layers.py)"]
         if why_not:

@@ -104,8 +104,8 @@ class MLSTM(ScanRecurrentLayer):
     log D_ts = F_t − F_s + ĩ_s (s ≤ t), m_t = max(max_s log D_ts, F_t + m_0) and
     h̃_t = (Σ_s e^{log D_ts − m_t} (q_t·k_s) v_s + e^{F_t + m_0 − m_t} C_0 q_t) / max(|den_t|, e^{−m_t}),
     den_t the same sums with 1 for v_s and n_0 for C_0; it costs O(T²) per head and equals the loop
-    (m_t unrolled is exactly that maximum). `"auto"` takes the parallel form on a GPU and the loop
-    on CPU, where it trains faster.
+    (m_t unrolled is exactly that maximum). `"auto"` takes the parallel form, on CPU too: the loop
+    carries a d × d memory per head through every step and trains slower.
 
     Args:
         units: Dimensionality of the output (divisible by `num_heads`).
@@ -130,6 +130,7 @@ class MLSTM(ScanRecurrentLayer):
 
     cell_class = MLSTMCell
     cell_name = "mlstm_cell"
+    parallel_trains_faster_on_cpu = True
 
     def parallel_sequence(self, sequences, initial_state, mask):
         cell = self.cell
