@@ -14,6 +14,7 @@ from zoo import (
     losses,
     metrics,
     models,
+    recurrent,
     text,
 )
 from zoo.attention import AdditiveAttention, AttentionDecoderCell, attention_decoder_step_fn
@@ -35,6 +36,18 @@ from zoo.models import (
     TextGenerator,
     TextTagger,
     Translator,
+)
+from zoo.recurrent import (
+    MLSTM,
+    RGLRU,
+    SLSTM,
+    MinGRU,
+    MinGRUCell,
+    MinLSTM,
+    MinLSTMCell,
+    MLSTMCell,
+    RGLRUCell,
+    SLSTMCell,
 )
 from zoo.text import BPETokenizer, CharTokenizer, TokenEncoder, Vocab, WordTokenizer
 

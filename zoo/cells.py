@@ -489,3 +489,15 @@ class LayerNormLSTMCell(LSTMCell):
             "norm_gamma_initializer": initializers.serialize(self.norm_gamma_initializer),
             "norm_beta_initializer": initializers.serialize(self.norm_beta_initializer),
         }
+
+
+_MODERN_CELLS = ("MinGRUCell", "MinLSTMCell", "RGLRUCell", "SLSTMCell", "MLSTMCell")
+
+
+def __getattr__(name):
+    # The modern cells live in zoo.recurrent, which imports this module: re-exported on first use.
+    if name in _MODERN_CELLS:
+        import zoo.recurrent
+
+        return getattr(zoo.recurrent, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -877,3 +877,9 @@ class StackedRNN(keras.layers.Layer):
             "stateful": self.stateful,
             **self.layer_kwargs,
         }
+
+
+# The modern recurrent layers (zoo.recurrent builds on RecurrentLayer above).
+from zoo.recurrent import MLSTM, RGLRU, SLSTM, MinGRU, MinLSTM  # noqa: E402
+
+_RECURRENT_LAYERS.update(mingru=MinGRU, minlstm=MinLSTM, rglru=RGLRU, slstm=SLSTM, mlstm=MLSTM)
