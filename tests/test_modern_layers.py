@@ -365,6 +365,30 @@ def test_stacked_rnn_builds_deep_modern_layers(cell_type):
     assert loaded.rnn_layers[1].__class__ is stack.rnn_layers[1].__class__
 
 
+@pytest.mark.parametrize("cell_type", ["slstm", "mlstm"])
+def test_stacked_rnn_returns_and_takes_every_state_of_each_layer(cell_type):
+    stack = zoo.layers.StackedRNN(
+        cell_type, UNITS, num_layers=2, bidirectional=True, return_state=True, num_heads=2
+    )
+    x = padded_batch()
+    outputs, *states = stack(x)
+    per_layer = 2 * len(stack.rnn_layers[0].forward_layer.cell.state_size)
+    assert len(states) == 2 * per_layer
+    expected = stack.compute_output_shape(tuple(x.shape))[1:]
+    assert [tuple(state.shape) for state in states] == [tuple(shape) for shape in expected]
+    # The returned states start the same stack again: the second layer's backward state is its own.
+    again, *_ = stack(x, initial_state=states)
+    assert tuple(again.shape) == tuple(outputs.shape)
+    with pytest.raises(ValueError, match=f"expects {2 * per_layer} initial states"):
+        stack(x, initial_state=states[:-1])
+
+
+def test_integer_inputs_are_cast_as_keras_casts_them():
+    layer = zoo.layers.MinGRU(UNITS, return_sequences=True)
+    counts = np.random.default_rng(0).integers(0, 4, (B, T, D))
+    np.testing.assert_allclose(layer(counts.astype("int32")), layer(counts.astype("float32")), atol=0)
+
+
 def test_public_api_reexports_the_layers_and_cells():
     for name in ("MinGRU", "MinLSTM", "RGLRU", "SLSTM", "MLSTM"):
         assert getattr(zoo.layers, name) is getattr(zoo, name) is getattr(zoo.recurrent, name)
@@ -406,5 +430,5 @@ def test_rejections_name_the_problem():
     layer(x)
     with pytest.raises(ValueError, match="was built for 5 features per step; got 3"):
         layer(np.zeros((B, T, 3), "float32"))
-    with pytest.raises(TypeError, match="expects floating-point inputs"):
-        zoo.layers.MLSTM(UNITS)(np.zeros((B, T, D), "int32"))
+    with pytest.raises(TypeError, match="expects numeric inputs; got dtype complex64"):
+        zoo.layers.MLSTM(UNITS)(np.zeros((B, T, D), "complex64"))

@@ -808,7 +808,11 @@ class StackedRNN(keras.layers.Layer):
         self.between_layers = (
             [keras.layers.Dropout(dropout) for _ in range(num_layers - 1)] if dropout else []
         )
-        self.states_per_layer = (2 if cell_type == "lstm" else 1) * (2 if bidirectional else 1)
+        # Each layer's final states, in order: the cell's own (2 for an LSTM, 4 for an sLSTM, ...),
+        # forward then backward when bidirectional.
+        first = self.rnn_layers[0].forward_layer if bidirectional else self.rnn_layers[0]
+        self.state_sizes = list(tf.nest.flatten(first.cell.state_size)) * (2 if bidirectional else 1)
+        self.states_per_layer = len(self.state_sizes)
 
     def build(self, sequences_shape, initial_state_shape=None):
         shape = tuple(sequences_shape)
@@ -843,7 +847,7 @@ class StackedRNN(keras.layers.Layer):
         output_shape = (batch, time, width) if self.return_sequences else (batch, width)
         if not self.return_state:
             return output_shape
-        return [output_shape] + [(batch, self.units)] * (self.num_layers * self.states_per_layer)
+        return [output_shape] + [(batch, size) for size in self.state_sizes] * self.num_layers
 
     def compute_mask(self, _, mask):
         output_mask = mask if self.return_sequences else None
