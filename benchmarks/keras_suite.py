@@ -4,7 +4,7 @@
 distribution from the package index (`pip download --no-deps --no-binary :all: keras==VERSION`: the
 tests are not in the repository), takes the test files of `keras/src/layers/rnn` named in
 `TEST_FILES` into a temporary folder, and runs them with pytest (and Keras's own pytest settings)
-twice, each in its own process:
+twice, each in its own process, side by side:
 
 1. as they are, with Keras's layers;
 2. with a generated `conftest.py` that puts `zoo.layers.SimpleRNN`, `GRU` and `LSTM` in place of
@@ -89,15 +89,27 @@ def extract_tests(sdist, folder):
         raise CannotRun(f"{sdist} lacks {missing}: has Keras moved its recurrent layers' tests?")
 
 
-def run_suite(folder, label, report):
-    """Runs the test files in `folder` with pytest; returns {test id: outcome}."""
+def start_suite(folder, label, report):
+    """Starts pytest on the test files in `folder`; returns the running process."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPOSITORY, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
     print(f"{label}: running Keras's tests ...", flush=True)
-    result = subprocess.run(command + list(TEST_FILES), cwd=folder, env=env, capture_output=True, text=True)
+    return subprocess.Popen(
+        command + list(TEST_FILES),
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def suite_outcomes(process, label, report):
+    """Waits for a suite started by `start_suite`; returns {test id: outcome}."""
+    output, _ = process.communicate()
     if not os.path.exists(report):
-        raise CannotRun(f"{label}: pytest did not run (exit {result.returncode}):\n{result.stdout[-3000:]}")
+        raise CannotRun(f"{label}: pytest did not run (exit {process.returncode}):\n{output[-3000:]}")
     outcomes = {}
     for case in ElementTree.parse(report).iter("testcase"):
         test = f"{case.get('classname')}::{case.get('name')}"
@@ -105,7 +117,7 @@ def run_suite(folder, label, report):
         outcome = "failed" if kinds & {"failure", "error"} else "skipped" if "skipped" in kinds else "passed"
         outcomes[test] = outcome
     if not outcomes:
-        raise CannotRun(f"{label}: pytest collected no tests:\n{result.stdout[-3000:]}")
+        raise CannotRun(f"{label}: pytest collected no tests:\n{output[-3000:]}")
     return outcomes
 
 
@@ -126,7 +138,8 @@ def main(argv=None):
         raise CannotRun(f"--sdist {args.sdist}: no such file")
     with tempfile.TemporaryDirectory(prefix="keras_suite_") as workspace:
         sdist = args.sdist or fetch_sdist(version, workspace)
-        runs = {}
+        started = {}
+        # The two runs are independent processes: side by side, they share the machine's cores.
         for label, conftest in (("Keras's layers", None), ("zoo's layers", ZOO_CONFTEST)):
             folder = os.path.join(workspace, "keras" if conftest is None else "zoo")
             os.makedirs(folder)
@@ -134,7 +147,17 @@ def main(argv=None):
             if conftest is not None:
                 with open(os.path.join(folder, "conftest.py"), "w") as file:
                     file.write(conftest)
-            runs[label] = run_suite(folder, label, os.path.join(workspace, f"{os.path.basename(folder)}.xml"))
+            report = os.path.join(workspace, f"{os.path.basename(folder)}.xml")
+            started[label] = (start_suite(folder, label, report), report)
+        try:
+            runs = {
+                label: suite_outcomes(process, label, report) for label, (process, report) in started.items()
+            }
+        finally:
+            for process, _ in started.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
     keras_outcomes, zoo_outcomes = runs["Keras's layers"], runs["zoo's layers"]
     print(f"Keras {version}'s tests of its recurrent layers ({', '.join(TEST_FILES)}):")
     print(f"  with Keras's layers: {summary(keras_outcomes)}")
