@@ -155,10 +155,8 @@ def check(args):
 def read_corpus(args):
     """The text of `--data`, or The Time Machine downloaded (checked and cached)."""
     if args.data is not None:
-        try:
-            return zoo_text.read_text(args.data)
-        except (OSError, ValueError) as error:
-            raise RecipeError(f"--data {args.data}: {error}") from None
+        with flags.reading("--data", args.data):
+            return zoo_text.read_text(args.data, args.encoding)
     try:
         return zoo_text.load_time_machine()
     except (RuntimeError, ValueError) as error:
@@ -219,10 +217,8 @@ def pretraining_ids(args, tokenizer, vocab):
     mapped to its vocabulary."""
     ids = []
     for path in args.pretrain_data:
-        try:
-            text = zoo_text.read_text(path)
-        except (OSError, ValueError) as error:
-            raise RecipeError(f"--pretrain-data {path}: {error}") from None
+        with flags.reading("--pretrain-data", path):
+            text = zoo_text.read_text(path, args.encoding)
         if vocab is None:
             ids += [piece for line in tokenizer.tokenize(text.split("\n")) for piece in line]
         else:
