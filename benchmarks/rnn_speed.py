@@ -15,7 +15,11 @@ run: embedding, output layer, loss, update) plus the recurrent layer's arithmeti
 rate.
 
     python benchmarks/rnn_speed.py [--repeats 30] [--min-seconds 3] [--kinds lstm gru rnn]
-        [--clipnorm 1.0] [--dtype-policy mixed_bfloat16]
+        [--clipnorm 1.0] [--dtype-policy mixed_bfloat16] [--markdown]
+
+`--markdown` prints the table in Markdown, headed by the machine it ran on (CPU model, cores,
+AVX-512 and AMX, whether the fused products used AMX tiles) and the date: the table BUILD.md
+holds.
 """
 
 import argparse
@@ -24,6 +28,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import date
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -160,6 +165,53 @@ def torch_lstm_ms(batch, steps, units, repeats, clipnorm):
     return median_ms({"torch": step}, [], repeats)["torch"]
 
 
+def cpu_description():
+    """The CPU model and the instruction sets that decide the fused kernels' path, from
+    /proc/cpuinfo (Linux), with the number of cores."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+
+    def has(flag):
+        return "yes" if flag in flags else "no"
+
+    return (
+        f"{model}, {os.cpu_count()} cores; AVX2 {has('avx2')}, AVX-512 {has('avx512f')}, "
+        f"AMX {has('amx_tile')}"
+    )
+
+
+def markdown_table(rows, header, peak, tiles_on, args, torch_ms):
+    """The results as a Markdown table, with the machine, the date and the settings above it."""
+    if tiles_on:
+        path = "AMX tiles on (the default; run with `ZOO_AMX=0` for the float32 path)"
+    elif "AMX no" in cpu_description():
+        path = "AMX tiles off: this CPU has no AMX, so the default and `ZOO_AMX=0` are the same float32 path"
+    else:
+        path = "AMX tiles off (`ZOO_AMX=0`, or Linux does not grant tile data): the float32 path"
+    lines = [
+        f"Machine: {cpu_description()}. Large `tf.matmul`: {peak:.0f} GFLOP/s. {path}.",
+        "",
+        f"`python benchmarks/rnn_speed.py --repeats {args.repeats} --markdown`, {date.today()}; "
+        f"dtype policy {args.dtype_policy}, clipnorm {args.clipnorm:g}; median ms per step.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if torch_ms is not None:
+        lines += ["", f"PyTorch `nn.LSTM` training step, B=32 T=35 H=256: {torch_ms:.2f} ms."]
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="fewest timed rounds of each case")
@@ -189,20 +241,24 @@ def main():
         help="Keras dtype policy of all the models (mixed_bfloat16: Keras's layers "
         "compute in bfloat16, the fused ops in float32)",
     )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table headed by the machine and date"
+    )
     args = parser.parse_args()
     keras.config.set_dtype_policy(args.dtype_policy)
     if not ops.is_available():
         sys.exit(f"the op library is not loaded: {ops.load_error()}")
     peak = matmul_gflops(args.repeats)
-    tiles = "on" if ops.amx_tiles_enabled() else "off (ZOO_AMX=0 or no AMX)"
-    print(
-        f"machine: {os.cpu_count()} cores, large tf.matmul {peak:.0f} GFLOP/s, "
-        f"AMX tiles for the fused products: {tiles}, dtype policy {args.dtype_policy}"
-    )
-    print(
-        f"{'case':44s} {'keras ms':>9s} {'fused ms':>9s} {'speed-up':>9s} {'of peak':>8s} "
-        f"{'rest ms':>8s} {'ceiling':>8s}"
-    )
+    tiles_on = ops.amx_tiles_enabled()
+    header = ["case", "keras ms", "fused ms", "speed-up", "of peak", "rest ms", "ceiling"]
+    if not args.markdown:
+        tiles = "on" if tiles_on else "off (ZOO_AMX=0 or no AMX)"
+        print(
+            f"machine: {cpu_description()}, large tf.matmul {peak:.0f} GFLOP/s, "
+            f"AMX tiles for the fused products: {tiles}, dtype policy {args.dtype_policy}"
+        )
+        print(f"{header[0]:44s} " + " ".join(f"{name:>9s}" for name in header[1:]))
+    rows = []
     cases = [  # kind, mode, batch, steps, units
         ("lstm", "train", 32, 35, 256),
         ("gru", "train", 32, 35, 256),
@@ -233,17 +289,28 @@ def main():
         flops = recurrent_flops(kind, batch, steps, 32, units, mode == "train")
         achieved = flops / (timings["fused"] / 1000) / 1e9
         bound_ms = timings["rest"] + flops / (peak * 1e9) * 1000
-        label = f"{kind} {mode} B={batch} T={steps} H={units}"
-        print(
-            f"{label:44s} {timings['keras']:9.2f} {timings['fused']:9.2f} "
-            f"{timings['keras'] / timings['fused']:8.2f}x {achieved / peak:7.0%} "
-            f"{timings['rest']:8.2f} {timings['keras'] / bound_ms:7.2f}x"
-        )
+        row = [
+            f"{LAYER_NAMES[kind]} {mode} B={batch} T={steps} H={units}",
+            f"{timings['keras']:.2f}",
+            f"{timings['fused']:.2f}",
+            f"{timings['keras'] / timings['fused']:.2f}x",
+            f"{achieved / peak:.0%}",
+            f"{timings['rest']:.2f}",
+            f"{timings['keras'] / bound_ms:.2f}x",
+        ]
+        rows.append(row)
+        if not args.markdown:
+            print(f"{row[0]:44s} " + " ".join(f"{value:>9s}" for value in row[1:]), flush=True)
     try:
-        milliseconds = torch_lstm_ms(32, 35, 256, args.repeats, args.clipnorm)
-        print(f"torch nn.LSTM train B=32 T=35 H=256: {milliseconds:.2f} ms")
+        torch_ms = torch_lstm_ms(32, 35, 256, args.repeats, args.clipnorm)
     except ImportError:
+        torch_ms = None
+    if args.markdown:
+        print(markdown_table(rows, header, peak, tiles_on, args, torch_ms))
+    elif torch_ms is None:
         print("torch is not installed: no nn.LSTM timing")
+    else:
+        print(f"torch nn.LSTM train B=32 T=35 H=256: {torch_ms:.2f} ms")
 
 
 if __name__ == "__main__":

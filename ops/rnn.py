@@ -283,8 +283,8 @@ def lstm_sequence(
         zero_output_for_mask: zero outputs at padded steps instead of repeating the last output.
         keep_for_gradient: keep the activations that the gradient reads (time-major copies of
             the gates, the step inputs and the cell states). False, for inference, skips writing
-            them (at B=1024, H=32 a fifth of the forward's time); a gradient is still right, but
-            runs the forward a second time to get them.
+            them, which saves memory and time; a gradient is still right, but runs the forward a
+            second time to get them.
 
     Returns:
         `(outputs, final_h, final_c)`: `[batch, time, units]`, `[batch, units]`, `[batch, units]`.
@@ -351,10 +351,8 @@ def _weight_gradient(factors, d_projected):
 # The gradient ops sum the weight gradients themselves, block of rows by block of rows while the
 # pre-activation gradients are in cache, for weights of at most this many bytes: then the
 # [T, B, gates * H] gradients are never written out and read back for one large product and a
-# column sum (LSTM forward and gradient ops at B=1024, H=32: 19.8 -> 14.9 ms; at B=32, H=128:
-# 3.7 -> 3.1 ms). Larger weights' sums no longer share the L2 cache with the weights, and
-# TensorFlow's product is faster (at B=32, H=256: 10.4-12.2 ms, against 11.9-13.2 summed in the op).
-# BUILD.md, item 5.
+# column sum. Larger weights' sums no longer share the L2 cache with the weights, and TensorFlow's
+# one large product is faster (BUILD.md, "Weight gradients").
 _MAX_SUMMED_WEIGHT_BYTES = 512 * 1024
 
 
@@ -541,9 +539,9 @@ def _gru_sequence_gradient(op, d_outputs, d_final_h, *_):
     if sums:
         return [d_inputs, d_initial_h, d_kernel, d_recurrent_kernel, d_bias, None]
     # The inputs time-major, like d_projected. Small batches: only once the gradient op is done.
-    # An op that the executor would run beside the gradient op on the other core holds up one of
-    # its halves (the transpose made a B=32 training step a tenth slower, on an AMD EPYC); beside a
-    # large batch's long op the overlap helps.
+    # A small batch's gradient op runs on all cores in parts that meet at every step, and an op
+    # that the executor runs beside it holds up one of them; beside a large batch's long op, whose
+    # parts run apart, the overlap helps.
     batch = inputs.shape[0]
     if batch is None or batch <= _SMALL_BATCH_MAX_ROWS:
         with tf.control_dependencies([d_projected]):

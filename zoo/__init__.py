@@ -1,7 +1,21 @@
 """Recurrent networks for Keras 3: cells, sequence layers with fast paths, models, text pipeline,
 callbacks and export."""
 
-from zoo import attention, callbacks, cells, crf, decoding, export, layers, losses, metrics, models, text
+from zoo import (
+    attention,
+    callbacks,
+    cells,
+    compat,
+    crf,
+    decoding,
+    distribute,
+    export,
+    layers,
+    losses,
+    metrics,
+    models,
+    text,
+)
 from zoo.attention import AdditiveAttention, AttentionDecoderCell, attention_decoder_step_fn
 from zoo.cells import GRUCell, LayerNormLSTMCell, LSTMCell, PeepholeLSTMCell, SimpleRNNCell
 from zoo.crf import CRF, CRFTagger, crf_log_likelihood, crf_log_norm, crf_sequence_score, viterbi_decode

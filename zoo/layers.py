@@ -52,6 +52,80 @@ def _is_gpu_available():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def _outside_replicas_of_several():
+    """Whether this runs in the cross-replica context of a strategy with several replicas (e.g. a
+    call on the whole global batch inside `strategy.scope()`, not inside `strategy.run`)."""
+    return (
+        tf.distribute.has_strategy()
+        and tf.distribute.in_cross_replica_context()
+        and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    )
+
+
+class CarriedState(tf.Module):
+    """One state a stateful layer carries from batch to batch (an entry of `layer.states`).
+
+    Under a `tf.distribute` strategy each replica keeps its own copy (a variable synchronised on
+    read) holding the state of its own rows of the batch, so sequential batches split over
+    replicas carry every row's state as one device does. The copy takes the batch size of the
+    replica's batches: after `reset()` it holds zero rows, and the next batch starts from zeros.
+    A batch of another size than the carried state is an error. Calls outside the replicas of a
+    strategy with several (e.g. on a whole global batch to build the model) start from zeros and
+    leave the carried states alone: those rows belong to no replica.
+
+    A `tf.Module`, so that a SavedModel of a stateful model reaches its variables; Keras does not
+    count them among the layer's weights (as it does not count its own states).
+
+    Args:
+        size: the state's size per row.
+        dtype: its dtype.
+        name: the variable's name.
+    """
+
+    def __init__(self, size, dtype, name):
+        super().__init__()
+        self.size = size
+        self.dtype = tf.as_dtype(dtype)
+        per_replica = dict(
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        with tf.init_scope():  # the layer may be built while a function is traced
+            self.variable = tf.Variable(self._zeros(0), shape=[None, size], name=name, **per_replica)
+            # The rows the state holds, kept apart: Grappler infers a read's shape from the values
+            # assigned to the variable in the same graph, so a test on tf.shape(read) would be folded.
+            self.rows = tf.Variable(0, dtype=tf.int32, name=f"{name}_rows", **per_replica)
+
+    def read(self, batch_size, layer_name):
+        """The state for a batch of `batch_size` rows: the carried one, or zeros after a reset."""
+        zeros = self._zeros(batch_size)
+        if _outside_replicas_of_several():
+            return zeros
+        rows = tf.convert_to_tensor(self.rows)
+        carried = tf.convert_to_tensor(self.variable)
+        tf.debugging.assert_equal(
+            tf.logical_or(tf.equal(rows, 0), tf.equal(rows, tf.cast(batch_size, tf.int32))),
+            True,
+            message=f"stateful layer '{layer_name}' carries the state of a batch of another size than "
+            "this one: give every batch the same size (per replica), or call reset_state() between",
+        )
+        return tf.cond(tf.equal(rows, 0), lambda: zeros, lambda: tf.identity(carried))
+
+    def assign(self, value):
+        """Keeps `value` for the next batch (Keras's `RNN.call` calls this after each batch)."""
+        if not _outside_replicas_of_several():
+            self.variable.assign(value)
+            self.rows.assign(tf.shape(value, out_type=tf.int32)[0])
+
+    def reset(self):
+        self.variable.assign(self._zeros(0))
+        self.rows.assign(0)
+
+    def _zeros(self, rows):
+        return tf.zeros(tf.stack([rows, self.size]), self.dtype)
+
+
 class RecurrentLayer(keras.layers.RNN):
     """Base of `SimpleRNN`, `GRU` and `LSTM`: builds the cell from the layer's arguments, validates
     inputs and dispatches to a fast path. Subclasses set `cell_class` and `cell_name`, and may
@@ -150,7 +224,25 @@ class RecurrentLayer(keras.layers.RNN):
                     f"{self.__class__.__name__} '{self.name}': the mask must be bool; got {mask.dtype}"
                 )
         self._validate_call_inputs(sequences, mask)
+        if self.stateful and initial_state is None:
+            batch_size = ops.shape(sequences)[0]
+            initial_state = [state.read(batch_size, self.name) for state in self.states]
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
+    # ------------------------------------------------------------------ carried state
+    def build(self, sequences_shape, initial_state_shape=None):
+        if self.stateful and self.states is None:
+            # Keras's build needs a static batch size for its states; ours take each replica's.
+            self.states = [
+                CarriedState(size, self.variable_dtype, name=f"{self.name}_state_{index}")
+                for index, size in enumerate(tf.nest.flatten(self.cell.state_size))
+            ]
+        super().build(sequences_shape, initial_state_shape)
+
+    def reset_state(self):
+        """Forgets the carried states: the next batch starts from zeros (each replica's copy)."""
+        for state in self.states or ():
+            state.reset()
 
     # ------------------------------------------------------------------ dispatch
     def kernel_blockers(self):
@@ -387,7 +479,8 @@ _LAYER_ARGS_DOC = """
         return_sequences: Return the whole output sequence, or only the last output.
         return_state: Also return the final states.
         go_backwards: Process the sequence backwards (outputs in processing order, as Keras).
-        stateful: Carry the final states of batch i over as the initial states of batch i.
+        stateful: Carry the final states of batch i over as the initial states of batch i+1
+            (under a `tf.distribute` strategy, each replica its own rows': see `CarriedState`).
         unroll: Unroll the loop (forces the loop path).
         zero_output_for_mask: Output zeros at padded steps instead of repeating the last output.
         implementation: `"auto"` (fastest that applies), `"cudnn"`, `"fused"` or `"loop"`; a named

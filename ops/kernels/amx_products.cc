@@ -31,10 +31,10 @@ namespace {
 
 #define ZOO_AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw")))
 
-constexpr int kTileRows = 16;        // rows of a left-factor tile and of a result tile
-constexpr int kChunk = 64;           // k of one tile product (16 quads of int8)
-constexpr int kTileColumns = 16;     // int32 columns of a result tile
-constexpr int kTileBytes = 1024;     // bytes of a factor tile
+constexpr int kTileRows = 16;     // rows of a left-factor tile and of a result tile
+constexpr int kChunk = 64;        // k of one tile product (16 quads of int8)
+constexpr int kTileColumns = 16;  // int32 columns of a result tile
+constexpr int kTileBytes = 1024;  // bytes of a factor tile
 constexpr int kDigits = 3;
 // Chunks summed in int32 before their sums are scaled into float32: the sum of weight 1 grows by
 // at most 3 * 2^14 a row of k, so 512 chunks (32768 rows) stay below 2^31.
@@ -71,8 +71,8 @@ bool Supported() {
 // Largest magnitudes, lane by lane, as the bits of non-negative floats: integer order is float
 // order there, and NaN and infinity (above every finite value) stay once met.
 ZOO_AMX_TARGET inline __m512i MaxMagnitudeBits(__m512i bits, __m512 x) {
-  return _mm512_max_epi32(
-      bits, _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+  return _mm512_max_epi32(bits,
+                          _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
 }
 
 // Scale and unit (its inverse) of values whose largest magnitude has the bits `largest`: NaN as
@@ -83,8 +83,8 @@ struct Scale {
 ZOO_AMX_TARGET inline Scale ScaleFor(__m512i largest) {
   const __m512 magnitude = _mm512_castsi512_ps(largest);
   const __mmask16 finite = _mm512_cmplt_epi32_mask(largest, _mm512_set1_epi32(0x7f800000));
-  const __mmask16 scaled = finite & _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(kSmallest),
-                                                       _CMP_GE_OQ);
+  const __mmask16 scaled =
+      finite & _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(kSmallest), _CMP_GE_OQ);
   const __m512 range = _mm512_set1_ps(kRange);
   Scale s;
   s.scale = _mm512_maskz_div_ps(scaled, range, magnitude);
@@ -152,8 +152,8 @@ ZOO_AMX_TARGET void SplitColumns(const float* b, int64_t ldb, bool transpose,
           const Digits d = Split(LoadRow(b, ldb, k, n, transpose, kk, first_column), scale.scale);
           for (int p = 0; p < kDigits; ++p) {
             quads[p] = _mm512_or_si512(
-                quads[p], _mm512_slli_epi32(_mm512_and_si512(d.digit[p], _mm512_set1_epi32(255)),
-                                            8 * q));
+                quads[p],
+                _mm512_slli_epi32(_mm512_and_si512(d.digit[p], _mm512_set1_epi32(255)), 8 * q));
           }
         }
         for (int p = 0; p < kDigits; ++p) {
@@ -305,8 +305,8 @@ ZOO_AMX_TARGET inline __m512 RowAsFloats(const int32_t* sums) {
 // block (16 rows of kBlockColumns floats) += the result tiles' sums of one product, scaled
 // back: row r, column j gets (s0 2^16 + s1 2^8 + s2) row_units[r] column_units[j] 2^16, for
 // `group` column tiles.
-ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units,
-                                  const float* column_units, float* block) {
+ZOO_AMX_TARGET void AddScaledSums(int64_t group, const float* row_units, const float* column_units,
+                                  float* block) {
   alignas(64) int32_t sums[kDigits * SplitMatrix::kGroupTiles][kTileRows * kTileColumns];
   _tile_stored(0, sums[0], 64);
   _tile_stored(1, sums[1], 64);
@@ -355,9 +355,8 @@ ZOO_AMX_TARGET void AddRowTileProduct(const int8_t* a_rows, int64_t a_stride, in
 
 // Rows [0, rows) of c (row stride ldc, n columns) at the columns of the group that starts at
 // first_tile = block (+= with `accumulate`).
-ZOO_AMX_TARGET void StoreBlock(const float* block, int64_t rows, int64_t group,
-                               int64_t first_tile, int64_t n, float* c, int64_t ldc,
-                               bool accumulate) {
+ZOO_AMX_TARGET void StoreBlock(const float* block, int64_t rows, int64_t group, int64_t first_tile,
+                               int64_t n, float* c, int64_t ldc, bool accumulate) {
   for (int64_t g = 0; g < group; ++g) {
     const int64_t first_column = (first_tile + g) * kTileColumns;
     const __mmask16 mask = FirstLanes(n - first_column);
@@ -385,9 +384,8 @@ ZOO_AMX_TARGET void MultiplyTiles(const Source* sources, int count, const SplitR
       std::fill_n(block, kTileRows * kBlockColumns, 0.0f);
       for (int s = 0; s < count; ++s) {
         const SplitRows& a = split[s];
-        AddRowTileProduct(a.digits + first_row * a.k_padded, a.k_padded,
-                          a.DigitBytes(rows_padded), a.units + first_row, *sources[s].b,
-                          first_tile, group, block);
+        AddRowTileProduct(a.digits + first_row * a.k_padded, a.k_padded, a.DigitBytes(rows_padded),
+                          a.units + first_row, *sources[s].b, first_tile, group, block);
       }
       StoreBlock(block, std::min<int64_t>(kTileRows, m - first_row), group, first_tile, n,
                  c + first_row * ldc, ldc, accumulate);
@@ -405,7 +403,12 @@ bool Enabled() {
 }
 
 SplitMatrix::SplitMatrix(const float* b, int64_t ldb, int64_t k, int64_t n, bool transpose)
-    : b_(b), ldb_(ldb), transpose_(transpose), k_(k), n_(n), chunks_((k + kChunk - 1) / kChunk),
+    : b_(b),
+      ldb_(ldb),
+      transpose_(transpose),
+      k_(k),
+      n_(n),
+      chunks_((k + kChunk - 1) / kChunk),
       column_tiles_((n + kTileColumns - 1) / kTileColumns) {
   const size_t bytes =
       static_cast<size_t>(std::max<int64_t>(1, column_tiles_ * chunks_)) * kChunkBytes;
@@ -432,8 +435,8 @@ void Multiply(const Source* sources, int count, int64_t m, float* c, int64_t ldc
   char* buffer = SplitBuffer(bytes);
   SplitRows split[kMaxSources];
   for (int s = 0; s < count; ++s) {
-    split[s] = Split(sources[s].a, sources[s].lda, m, sources[s].b->k(), rows_padded, k_padded[s],
-                     buffer);
+    split[s] =
+        Split(sources[s].a, sources[s].lda, m, sources[s].b->k(), rows_padded, k_padded[s], buffer);
     buffer += SplitRows::Bytes(rows_padded, k_padded[s]);
   }
   MultiplyTiles(sources, count, split, rows_padded, m, c, ldc, accumulate);

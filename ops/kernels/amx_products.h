@@ -6,11 +6,10 @@
 // int32 tiles, one per power of 2^8, and the three sums are scaled back to float32. The error is
 // each value's rounding to 24 bits of its row's (column's) largest magnitude, and the dropped
 // digit products, 2^-23 of the largest magnitudes' product per term at most; there is no rounding
-// in the sums. On [16, 288] x [288, 1024] the largest error against float64 was 6.7e-7, against
-// 1.6e-6 for a float32 FMA loop (a row whose values span many orders of magnitude keeps the small
-// ones to 24 bits of the largest, not of their own). On this machine's Xeon that product took
-// 18.5 us, against 47 us for three bfloat16 terms on the same tiles and 55 us for PackedMatrix's
-// AVX-512 micro-kernel.
+// in the sums. On values of one range that is as accurate as a float32 FMA loop or more; a row
+// whose values span many orders of magnitude keeps its small ones to 24 bits of its largest, not
+// of their own. A TDPBSSD does twice the multiply-adds of a bfloat16 tile product, and a weight
+// takes 3 bytes, so these products outrun both a bfloat16 split and the AVX-512 panels.
 //
 // Tile data must be granted to the process by the kernel (Linux 5.16+): Enabled() asks once.
 #ifndef ZOO_OPS_KERNELS_AMX_PRODUCTS_H_
@@ -66,7 +65,8 @@ class SplitMatrix {
     return (group_first * chunks_ + chunk * group_size + tile - group_first) * kChunkBytes;
   }
   const int8_t* Tiles(int64_t tile, int64_t chunk) const { return data_ + TileOffset(tile, chunk); }
-  // Column j's value of one unit of its digits (the inverse of its scale), for j < ColumnTiles() * 16.
+  // Column j's value of one unit of its digits (the inverse of its scale), for j < ColumnTiles()
+  // * 16.
   const float* ColumnUnits() const { return units_; }
   int64_t Groups() const { return (column_tiles_ + kGroupTiles - 1) / kGroupTiles; }
   // Splits groups [first, end) of column tiles.

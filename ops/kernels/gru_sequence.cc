@@ -4,6 +4,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "dense_cell.h"
+#include "packed_products.h"
+#include "sequence_driver.h"
+
 namespace zoo {
 
 using rnn::ConstRow;
@@ -11,14 +15,16 @@ using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
 
-// The update and reset gates of units [first, first + count) of a block of rows: z and r =
-// sigmoid(x W + h U + biases), from the products x W and h U (without biases) into `gates`.
+// The update and reset gates of units [first, first + count) of a block of
+// rows: z and r = sigmoid(x W + h U + biases), from the products x W and h U
+// (without biases) into `gates`.
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias>
 void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
                         const InputBias& input_bias, const RecurrentBias& recurrent_bias,
                         int64_t units, int64_t first, int64_t count) {
-  // Biases broadcast in passes of their own: inside the activation's expression the broadcast
-  // kept Eigen from vectorising it. With all the units, z and r are one block of whole rows.
+  // Biases broadcast in passes of their own: inside the activation's expression
+  // the broadcast kept Eigen from vectorising it. With all the units, z and r
+  // are one block of whole rows.
   const int gates_per_pass = count == units ? 2 : 1;
   for (int k = 0; k < 2; k += gates_per_pass) {
     const int64_t column = k * units + first, columns = gates_per_pass * count;
@@ -31,8 +37,9 @@ void GruUpdateResetStep(GateRows gates, const Product& x, const Product& from_h,
 }
 
 // The rest of a reset_after GRU step for units [first, first + count), after
-// GruUpdateResetStep: the recurrent candidate h U_h + b_rec_h (kept in the gates' last block for
-// the backward pass), h~ = tanh(x W_h + b_in_h + r * that) and new_h = z * h + (1 - z) * h~.
+// GruUpdateResetStep: the recurrent candidate h U_h + b_rec_h (kept in the
+// gates' last block for the backward pass), h~ = tanh(x W_h + b_in_h + r *
+// that) and new_h = z * h + (1 - z) * h~.
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
@@ -52,10 +59,11 @@ void GruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
   new_h.array() = block(0) * h.array() + (Scalar(1) - block(0)) * candidate;
 }
 
-// GruUpdateResetStep and GruResetAfterStep for units [first, first + count) of float rows (h
-// and new_h hold those units only), one pass over each row with Eigen's packet functions, new_h
-// also written to the rows of `output` (`output_stride` apart) unless it is null: false where
-// it does not apply (count not a multiple of a packet).
+// GruUpdateResetStep and GruResetAfterStep for units [first, first + count) of
+// float rows (h and new_h hold those units only), one pass over each row with
+// Eigen's packet functions, new_h also written to the rows of `output`
+// (`output_stride` apart) unless it is null: false where it does not apply
+// (count not a multiple of a packet).
 template <typename GateRows, typename Product, typename InputBias, typename RecurrentBias,
           typename Hidden, typename HiddenOut>
 bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& from_h,
@@ -76,9 +84,9 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
     const auto pre_activation = [&](const float* x_row, const float* from_h_row, int64_t k,
                                     int64_t j) {
       const int64_t column = k * units + first + j;
-      return padd(padd(padd(Load(x_row + column), Load(from_h_row + column)),
-                       Load(input_b + column)),
-                  Load(recurrent_b + column));
+      return padd(
+          padd(padd(Load(x_row + column), Load(from_h_row + column)), Load(input_b + column)),
+          Load(recurrent_b + column));
     };
     for (int64_t r = 0; r < gates.rows(); ++r) {
       float* g = gates.data() + r * gates.outerStride();
@@ -109,17 +117,19 @@ bool FusedGruResetAfterStep(GateRows gates, const Product& x, const Product& fro
   }
 }
 
-// The element-wise part of a reset_after GRU's backward step for all the units of float rows,
-// one pass over each row: from the activated `gates` [n, 4H] (z, r, the candidate and the
-// recurrent candidate h U_h + b), h_prev [n, H] and the gradient reaching h, d_h [n, H], writes the
-// gradients of the input projections, dx [n, 3H], and of the recurrent ones, d_from_h [n, 3H]
-// (zero in rows that are not `valid`), and the part of the gradient reaching h_prev that does
-// not go through U, new_dh = d_h * z [n, H]. False where it does not apply (units not a multiple
-// of a packet); the caller then runs the same arithmetic as Eigen expressions.
+// The element-wise part of a reset_after GRU's backward step for all the units
+// of float rows, one pass over each row: from the activated `gates` [n, 4H] (z,
+// r, the candidate and the recurrent candidate h U_h + b), h_prev [n, H] and
+// the gradient reaching h, d_h [n, H], writes the gradients of the input
+// projections, dx [n, 3H], and of the recurrent ones, d_from_h [n, 3H] (zero in
+// rows that are not `valid`), and the part of the gradient reaching h_prev that
+// does not go through U, new_dh = d_h * z [n, H]. False where it does not apply
+// (units not a multiple of a packet); the caller then runs the same arithmetic
+// as Eigen expressions.
 template <typename T>
-bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx,
-                                T* d_from_h, T* new_dh, int64_t n, int64_t units,
-                                const char* valid, bool all_valid) {
+bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T* dx, T* d_from_h,
+                                T* new_dh, int64_t n, int64_t units, const char* valid,
+                                bool all_valid) {
   if constexpr (!std::is_same<T, float>::value) {
     return false;
   } else {
@@ -144,9 +154,9 @@ bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T
         const Float candidate = Load(g_row + 2 * units + j);
         const Float recurrent_candidate = Load(g_row + 3 * units + j);
         const Float d_h_value = Load(d_h + r * units + j);
-        const Float d_update = pmul(
-            pmul(pmul(d_h_value, psub(Load(h_prev + r * units + j), candidate)), update),
-            psub(one, update));
+        const Float d_update =
+            pmul(pmul(pmul(d_h_value, psub(Load(h_prev + r * units + j), candidate)), update),
+                 psub(one, update));
         const Float d_candidate =
             pmul(pmul(d_h_value, psub(one, update)), psub(one, pmul(candidate, candidate)));
         const Float d_reset =
@@ -164,288 +174,295 @@ bool FusedGruResetAfterGradient(const T* gates, const T* h_prev, const T* d_h, T
   }
 }
 
+// The GRU's forward step (sequence_driver.h): state h; kept the gates (z, r, h~
+// and, with reset_after, the recurrent candidate) and h_prev.
+template <typename T>
+class GruForwardCell {
+ public:
+  using Scalar = T;
+  static constexpr int kStates = 1, kKept = 2;
+  using Call = rnn::ForwardStep<T, kStates, kKept>;
+
+  // One thread's products of a step: x W and h U (with reset_after all three
+  // gates, else z and r), and without reset_after r * h and (r * h) U_h.
+  struct Scratch {
+    Scratch(const GruForwardCell& cell, int64_t rows)
+        : x(rows, 3 * cell.units_),
+          from_h(rows, (cell.reset_after_ ? 3 : 2) * cell.units_),
+          reset_h(rows, cell.units_),
+          candidate_from_h(rows, cell.units_) {}
+    RowMatrix<T> x, from_h, reset_h, candidate_from_h;
+  };
+
+  GruForwardCell(const rnn::Workers& workers, const RnnSizes& sizes, bool reset_after,
+                 const T* kernel, const T* recurrent_kernel, const T* bias)
+      : units_(sizes.units),
+        reset_after_(reset_after),
+        // Split by units only with reset_after: otherwise (r * h) U_h needs
+        // every unit of r.
+        plan_(rnn::PlanDenseForward<T>(workers, sizes, 3, sizes.time * units_ * 3 * units_,
+                                       reset_after, GruGateWidth(units_, reset_after))),
+        input_weights_(kernel, 3 * units_, sizes.input, 3 * units_, false, plan_.packing),
+        recurrent_from_h_(recurrent_kernel, 3 * units_, units_, (reset_after ? 3 : 2) * units_,
+                          false, plan_.packing),
+        recurrent_h_(recurrent_kernel + 2 * units_, 3 * units_, units_, reset_after ? 0 : units_,
+                     false, plan_.packing),
+        input_bias_(bias, 3 * units_),
+        // Without reset_after there is no recurrent bias; a zero row keeps one
+        // code path.
+        recurrent_bias_(reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(
+                                          ConstRow<T>(bias + 3 * units_, 3 * units_))
+                                    : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(3 * units_)) {}
+
+  const rnn::Split& split() const { return plan_.split; }
+  rnn::SharedSetup Setup() const {
+    return rnn::PrepareAll(input_weights_, recurrent_from_h_, recurrent_h_);
+  }
+
+  void Step(const Call& step, Scratch* scratch) const {
+    const int64_t units = units_, rows = step.rows, first = step.first, count = step.count;
+    const rnn::UnitRangeProducts<T> products(units, 3, first, count);
+    // x_t * W per step, into a block that stays in cache; a product of all
+    // steps at once, with its small inner dimension, would write and then read
+    // a B*T*3H buffer.
+    products.Multiply(input_weights_, step.x.data, step.x.stride, rows, scratch->x.data(),
+                      3 * units);
+    products.Multiply(recurrent_from_h_, step.state[0].data, step.state[0].stride, rows,
+                      scratch->from_h.data(), scratch->from_h.cols());
+    Rows<T> gates(step.kept[0], rows, GruGateWidth(units, reset_after_));
+    const auto x = scratch->x.topRows(rows);
+    const auto from_h = scratch->from_h.topRows(rows);
+    const auto h = rnn::Columns(step.state[0], rows, first, count);
+    auto next_h = rnn::Columns(step.next[0], rows, first, count);
+    T* output = step.output.data == nullptr ? nullptr : step.output.data + first;
+    if (reset_after_ &&
+        FusedGruResetAfterStep(gates, x, from_h, input_bias_, recurrent_bias_, units, first, count,
+                               h, next_h, output, step.output.stride)) {
+      return;
+    }
+    GruUpdateResetStep(gates, x, from_h, input_bias_, recurrent_bias_, units, first, count);
+    if (reset_after_) {
+      GruResetAfterStep(gates, x, from_h, input_bias_, recurrent_bias_, units, first, count, h,
+                        next_h);
+    } else {
+      const auto update = gates.leftCols(units).array();
+      const auto reset = gates.middleCols(units, units).array();
+      auto candidate = gates.middleCols(2 * units, units).array();
+      auto reset_h = scratch->reset_h.topRows(rows);
+      auto candidate_from_h = scratch->candidate_from_h.topRows(rows);
+      reset_h.array() = reset * h.array();
+      recurrent_h_.Multiply(reset_h.data(), units, rows, candidate_from_h.data(), units, false);
+      candidate = x.rightCols(units).array() + candidate_from_h.array();
+      candidate.rowwise() += input_bias_.tail(units);
+      candidate = candidate.tanh();
+      next_h.array() = update * h.array() + (T(1) - update) * candidate;
+    }
+    if (output != nullptr) rnn::Columns(step.output, rows, first, count) = next_h;
+  }
+
+ private:
+  const int64_t units_;
+  const bool reset_after_;
+  const rnn::DensePlan<T> plan_;
+  const rnn::PackedMatrix<T> input_weights_, recurrent_from_h_, recurrent_h_;
+  const ConstRow<T> input_bias_;
+  const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias_;
+};
+
 template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* outputs,
-                        T* final_h, T* gates, T* h_prev) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
-  const int64_t width = 3 * units;
-  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
-  const int64_t work_per_example = time * units * width;
-  const int64_t gate_width = GruGateWidth(units, reset_after);
-  // One sequence, or a few, split by units (whole panels) rather than by example. Only with
-  // reset_after: otherwise (r * h) U_h needs every unit of r at each step.
-  const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
-  const int parts = reset_after ? rnn::UnitParts(
-      workers, batch, units, panel, (input + units) * width * sizeof(T)) : 0;
-  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kInPlace
-                                 : rnn::PackedMatrix<T>::PackingFor(
-                                       rnn::BatchShardRows(workers, batch, work_per_example),
-                                       (input + units) * width);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
-  const ConstRow<T> input_bias(bias, width);
-  // Without reset_after there is no recurrent bias; a zero row keeps one code path.
-  const Eigen::Array<T, 1, Eigen::Dynamic> recurrent_bias =
-      reset_after ? Eigen::Array<T, 1, Eigen::Dynamic>(ConstRow<T>(bias + width, width))
-                  : Eigen::Array<T, 1, Eigen::Dynamic>::Zero(width);
-  // h * U (all three gates with reset_after, else z and r), and (r * h) * U_h without it.
-  const rnn::PackedMatrix<T> recurrent_from_h(recurrent_kernel, width, units,
-                                              reset_after ? width : 2 * units, false, packing);
-  const rnn::PackedMatrix<T> recurrent_h(recurrent_kernel + 2 * units, width, units,
-                                         reset_after ? 0 : units, false, packing);
-  const int64_t chunk_rows = rnn::StepChunkRows<T>(gate_width, (units + input) * width);
-  const rnn::StepLayout layout{time, units};
-  if (parts > 0) {
-    rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, gate_width);
-    // x W and h U of the step, each part writing its own columns.
-    RowMatrix<T> x(batch, width), from_h(batch, width);
-    const Eigen::OuterStride<> state_stride(units);
-    rnn::RunSequencesByUnits(
-        workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths, initial_h, layout, outputs, h_prev, units, final_h,
-        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
-            int64_t count, const T* h, T* h_next) {
-          for (int k = 0; k < 3; ++k) {
-            const int64_t first_panel = (k * units + first) / panel;
-            const int64_t end_panel = (k * units + first + count) / panel;
-            input_weights.MultiplyPanels(inputs + t * input, time * input, batch, x.data(), width,
-                                         first_panel, end_panel);
-            recurrent_from_h.MultiplyPanels(h, units, batch, from_h.data(), width, first_panel,
-                                            end_panel);
-          }
-          Rows<T> gate(step_gates.At(t), batch, gate_width);
-          const rnn::ConstStridedRows<T> h_units(h + first, batch, count, state_stride);
-          rnn::StridedRows<T> next_h_units(h_next + first, batch, count, state_stride);
-          if (!FusedGruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first,
-                                      count, h_units, next_h_units, nullptr, 0)) {
-            GruUpdateResetStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count);
-            GruResetAfterStep(gate, x, from_h, input_bias, recurrent_bias, units, first, count,
-                              h_units, next_h_units);
-          }
-          if (all_valid) return;
-          for (int64_t r = 0; r < batch; ++r) {
-            if (valid[r]) continue;
-            for (int k = 0; k < 4; ++k) gate.row(r).segment(k * units + first, count).setZero();
-          }
-        });
-  } else {
-    rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-      const int64_t rows = end - first;
-      const int64_t block_rows = std::min(chunk_rows, rows);
-      RowMatrix<T> x(block_rows, width), from_h(block_rows, reset_after ? width : 2 * units);
-      RowMatrix<T> reset_h(block_rows, units), candidate_from_h(block_rows, units);
-      rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, gate_width);
-      rnn::ShardStepRows<T> shard_h(h_prev, batch, first, rows, units);
-      const rnn::StepStates<T> h_states(&shard_h, 0, units, final_h + first * units, rows, units,
-                                        time, options.reverse);
-      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
-      const Eigen::OuterStride<> state_stride(units);
-      // The new state of a step where some rows are padded, before it is committed.
-      RowMatrix<T> new_h_block(rows, units);
-      rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
-      std::vector<char> valid(rows);
-      for (int64_t step = 0; step < time; ++step) {
-        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        const auto h = h_states.At(step);
-        auto next_h = h_states.At(step + 1);
-        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
-                                   Eigen::OuterStride<>(layout.RowStride()));
-        // The whole shard at once; padded rows are put right afterwards.
-        Rows<T> gate(shard_gates.At(t), rows, gate_width);
-        for (int64_t chunk = 0; chunk < rows; chunk += block_rows) {
-          const int64_t n = std::min(block_rows, rows - chunk);
-          auto gate_rows = gate.middleRows(chunk, n);
-          const auto h_rows = h.middleRows(chunk, n);
-          // A chunk's h is read by its own pass only, so the next h may take its place.
-          auto new_h_rows = all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
-          T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
-          // x_t * W per step, into a block that stays in cache (the input rows of a step are
-          // `time` rows apart in the batch-major inputs); a product of all steps at once, with
-          // its small inner dimension, wrote and then read a B*T*3H buffer.
-          input_weights.Multiply(inputs + ((first + chunk) * time + t) * input, time * input, n,
-                                 x.data(), width, false);
-          recurrent_from_h.Multiply(h_rows.data(), units, n, from_h.data(), from_h.cols(), false);
-          const auto x_rows = x.topRows(n);
-          const auto from_h_rows = from_h.topRows(n);
-          if (reset_after && FusedGruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias,
-                                                    recurrent_bias, units, 0, units, h_rows,
-                                                    new_h_rows, output_rows,
-                                                    output.outerStride())) {
-            continue;
-          }
-          GruUpdateResetStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units, 0,
-                             units);
-          if (reset_after) {
-            GruResetAfterStep(gate_rows, x_rows, from_h_rows, input_bias, recurrent_bias, units,
-                              0, units, h_rows, new_h_rows);
-          } else {
-            const auto update = gate_rows.leftCols(units).array();
-            const auto reset = gate_rows.middleCols(units, units).array();
-            auto candidate = gate_rows.middleCols(2 * units, units).array();
-            auto reset_h_rows = reset_h.topRows(n);
-            auto candidate_from_h_rows = candidate_from_h.topRows(n);
-            reset_h_rows.array() = reset * h_rows.array();
-            recurrent_h.Multiply(reset_h_rows.data(), units, n, candidate_from_h_rows.data(),
-                                 units, false);
-            candidate = x_rows.rightCols(units).array() + candidate_from_h_rows.array();
-            candidate.rowwise() += input_bias.tail(units);
-            candidate = candidate.tanh();
-            new_h_rows.array() = update * h_rows.array() + (T(1) - update) * candidate;
-          }
-          if (all_valid) output.middleRows(chunk, n) = new_h_rows;
-        }
-        if (all_valid) continue;
-        rnn::CommitPartlyValidStep(
-            valid, gate, output, step, options.zero_output_for_mask, layout,
-            [&](int64_t r) {
-              next_h.row(r) = new_h.row(r);
-              output.row(r) = new_h.row(r);
-            },
-            [&](int64_t r) { next_h.row(r) = h.row(r); });
-      }
-    }, rnn::PrepareAll(input_weights, recurrent_from_h, recurrent_h));
-  }
+                        const T* bias, const int32_t* lengths, T* outputs, T* final_h, T* gates,
+                        T* h_prev) {
+  const GruForwardCell<T> cell(workers, sizes, reset_after, kernel, recurrent_kernel, bias);
+  // h lives in h_prev.
+  rnn::RunForward(
+      workers, sizes, options,
+      rnn::ForwardBuffers<T, 1, 2>{inputs,
+                                   lengths,
+                                   outputs,
+                                   {initial_h},
+                                   {final_h},
+                                   {{{gates, GruGateWidth(sizes.units, reset_after), true, false},
+                                     {h_prev, sizes.units, false, false}}},
+                                   {{{1, 0}}}},
+      cell);
 }
+
+// The GRU's backward step: the gradients of the input and recurrent projections
+// of a block of rows, the gradient reaching h_prev (through z directly and
+// through U), d x_t, and the weight gradients' share of the block while it is
+// in cache.
+template <typename T>
+class GruBackwardCell {
+ public:
+  using Scalar = T;
+  static constexpr int kStates = 1;
+
+  GruBackwardCell(const rnn::Workers& workers, const RnnSizes& sizes, bool reset_after,
+                  const T* inputs, const T* kernel, const T* recurrent_kernel, const T* gates,
+                  const T* h_prev, T* d_projected, T* d_recurrent, T* d_kernel,
+                  T* d_recurrent_kernel, T* d_bias)
+      : sizes_(sizes),
+        reset_after_(reset_after),
+        plan_(rnn::PlanDenseBackward<T>(
+            workers, sizes, 3, sizes.time * sizes.units * 3 * sizes.units, 3 * sizes.units)),
+        // d * U^T (all three gates with reset_after, else z and r), and
+        // d_candidate * U_h^T without it.
+        recurrent_transposed_(recurrent_kernel, 3 * sizes.units,
+                              (reset_after ? 3 : 2) * sizes.units, sizes.units, true,
+                              plan_.packing),
+        recurrent_h_transposed_(recurrent_kernel + 2 * sizes.units, 3 * sizes.units,
+                                reset_after ? 0 : sizes.units, sizes.units, true, plan_.packing),
+        input_weights_transposed_(kernel, 3 * sizes.units, 3 * sizes.units, sizes.input, true,
+                                  plan_.packing),
+        inputs_(inputs),
+        gates_(gates),
+        h_prev_(h_prev),
+        d_projected_(d_projected),
+        d_recurrent_(d_recurrent),
+        d_bias_(d_bias),
+        // Outputs 0, 1, 2: d_kernel, d_recurrent_kernel, d_bias.
+        sums_(d_kernel != nullptr, {{d_kernel, sizes.input * 3 * sizes.units},
+                                    {d_recurrent_kernel, sizes.units * 3 * sizes.units},
+                                    {d_bias, (reset_after ? 2 : 1) * 3 * sizes.units}}) {}
+
+  const rnn::Split& split() const { return plan_.split; }
+  rnn::SharedSetup Setup() const {
+    return rnn::PrepareAll(recurrent_transposed_, recurrent_h_transposed_,
+                           input_weights_transposed_);
+  }
+
+  class Shard {
+   public:
+    Shard(GruBackwardCell* cell, int64_t rows)
+        : cell_(*cell),
+          sums_(cell->sums_.ForShard({rows * 3 * cell->sizes_.units,
+                                      rows * (cell->reset_after_ ? 3 : 1) * cell->sizes_.units})),
+          d_reset_h_(rows, cell->sizes_.units) {}
+
+    void Step(const rnn::BackwardStep<T, kStates>& step) {
+      const RnnSizes& sizes = cell_.sizes_;
+      const int64_t units = sizes.units, width = 3 * units, n = step.rows;
+      const int64_t gate_width = GruGateWidth(units, cell_.reset_after_);
+      const int64_t cell = step.t * sizes.batch + step.row;
+      const ConstRows<T> gate(cell_.gates_ + cell * gate_width, n, gate_width);
+      const auto update = gate.leftCols(units).array();
+      const auto reset = gate.middleCols(units, units).array();
+      const auto candidate = gate.middleCols(2 * units, units).array();
+      const T* const h_prev_rows = cell_.h_prev_ + cell * units;
+      const auto before = ConstRows<T>(h_prev_rows, n, units).array();
+      const auto d_h_rows = ConstRows<T>(step.d_state[0], n, units).array();
+      auto new_dh_rows = Rows<T>(step.d_previous[0], n, units).array();
+      Rows<T> dx(sums_.Block(0, Kept(cell_.d_projected_, cell * width)), n, width);
+      auto d_candidate = dx.rightCols(units).array();
+      // The block's rows of x_t in the batch-major inputs, `time` rows apart.
+      const T* const x_rows = cell_.inputs_ + (step.row * sizes.time + step.t) * sizes.input;
+      // The update gate's and the candidate's gradients, and d_h's part that
+      // skips U.
+      const auto gradients_beside_reset = [&] {
+        dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
+        d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
+        new_dh_rows = d_h_rows * update;
+      };
+      if (cell_.reset_after_) {
+        Rows<T> d_from_h(sums_.Block(1, Kept(cell_.d_recurrent_, cell * width)), n, width);
+        if (!FusedGruResetAfterGradient(gate.data(), h_prev_rows, step.d_state[0], dx.data(),
+                                        d_from_h.data(), step.d_previous[0], n, units, step.valid,
+                                        step.all_valid)) {
+          gradients_beside_reset();
+          dx.middleCols(units, units).array() =
+              d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
+          d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
+          d_from_h.rightCols(units).array() = d_candidate * reset;
+          rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
+          rnn::ClearPaddedRows(step.valid, step.all_valid, d_from_h);
+        }
+        cell_.recurrent_transposed_.Multiply(d_from_h.data(), width, n, step.d_previous[0], units,
+                                             true);
+        sums_.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width, n, width);
+        sums_.AddColumnSums(2, width, d_from_h.data(), width, n, width);
+      } else {
+        gradients_beside_reset();
+        // The reset gate acts before U_h: its gradient needs d(r * h_prev)
+        // first.
+        rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
+        auto d_reset_h_rows = d_reset_h_.topRows(n).array();
+        cell_.recurrent_h_transposed_.Multiply(dx.data() + 2 * units, width, n,
+                                               d_reset_h_rows.data(), units, false);
+        dx.middleCols(units, units).array() = d_reset_h_rows * before * reset * (T(1) - reset);
+        Rows<T> reset_h(sums_.Block(1, Kept(cell_.d_recurrent_, cell * units)), n, units);
+        reset_h.array() = reset * before;
+        new_dh_rows += d_reset_h_rows * reset;
+        rnn::ClearPaddedRows(step.valid, step.all_valid, dx);
+        rnn::ClearPaddedRows(step.valid, step.all_valid, reset_h);
+        cell_.recurrent_transposed_.Multiply(dx.data(), width, n, step.d_previous[0], units, true);
+        sums_.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n, 2 * units);
+        sums_.AddProduct(1, 2 * units, width, reset_h.data(), units, units, dx.data() + 2 * units,
+                         width, n, units);
+      }
+      sums_.AddProduct(0, 0, width, x_rows, sizes.time * sizes.input, sizes.input, dx.data(), width,
+                       n, width);
+      sums_.AddColumnSums(2, 0, dx.data(), width, n, width);
+      // d x_t = dx * W^T while dx is in cache, straight into the batch-major
+      // d_inputs.
+      cell_.input_weights_transposed_.Multiply(dx.data(), width, n, step.d_inputs.data,
+                                               step.d_inputs.stride, false);
+    }
+
+    void Finish() { cell_.sums_.Take(sums_); }
+
+   private:
+    // Rows `offset` of a factor the caller multiplies, or null where the kernel
+    // sums instead.
+    static T* Kept(T* factor, int64_t offset) {
+      return factor == nullptr ? nullptr : factor + offset;
+    }
+
+    GruBackwardCell& cell_;
+    typename rnn::GradientSums<T>::Shard sums_;
+    RowMatrix<T> d_reset_h_;
+  };
+
+  void Finish(const rnn::Workers& workers) {
+    if (sums_.enabled()) return;
+    const int64_t rows = sizes_.batch * sizes_.time, width = 3 * sizes_.units;
+    rnn::ParallelColumnSums(workers, d_projected_, rows, width, d_bias_);
+    if (reset_after_) rnn::ParallelColumnSums(workers, d_recurrent_, rows, width, d_bias_ + width);
+  }
+
+ private:
+  const RnnSizes sizes_;
+  const bool reset_after_;
+  const rnn::DensePlan<T> plan_;
+  const rnn::PackedMatrix<T> recurrent_transposed_, recurrent_h_transposed_,
+      input_weights_transposed_;
+  const T *const inputs_, *const gates_, *const h_prev_;
+  T *const d_projected_, *const d_recurrent_, *const d_bias_;
+  rnn::GradientSums<T> sums_;
+};
 
 template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
-                         const T* gates, const T* h_prev, const T* d_outputs,
-                         const T* d_final_h, T* d_inputs,
-                         T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
+                         const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
+                         T* d_inputs, T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
                          T* d_recurrent_kernel, T* d_bias) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
-  const int64_t width = 3 * units;
-  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
-  const int64_t work_per_example = time * units * width;
-  const int64_t gate_width = GruGateWidth(units, reset_after);
-  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, (units + input) * width);
-  const auto packing = rnn::PackedMatrix<T>::PackingFor(
-      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
-      (units + input) * width);
-  // d * U^T (all three gates with reset_after, else z and r), and d_candidate * U_h^T without it.
-  const rnn::PackedMatrix<T> recurrent_transposed(
-      recurrent_kernel, width, reset_after ? width : 2 * units, units, true, packing);
-  const rnn::PackedMatrix<T> recurrent_h_transposed(
-      recurrent_kernel + 2 * units, width, reset_after ? 0 : units, units, true, packing);
-  const rnn::PackedMatrix<T> input_weights_transposed(kernel, width, width, input, true, packing);
-  const rnn::StepLayout layout{time, units};
-  const int64_t recurrent_width = reset_after ? width : units;
-  // Outputs 0, 1, 2: d_kernel, d_recurrent_kernel, d_bias.
-  rnn::GradientSums<T> sums(d_kernel != nullptr,
-                            {{d_kernel, input * width},
-                             {d_recurrent_kernel, units * width},
-                             {d_bias, (reset_after ? 2 : 1) * width}});
-
-  rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-    const int64_t rows = end - first;
-    const int64_t block_rows = std::min(chunk_rows, rows);
-    auto shard_sums = sums.ForShard({block_rows * width, block_rows * recurrent_width});
-    RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
-    // Gradient reaching a padded step's output, which is the previous step's output.
-    rnn::CarriedGradient<T> carried(rows, units);
-    RowMatrix<T> d_h_total(rows, units), d_reset_h(rows, units), new_dh(rows, units);
-    std::vector<char> valid(rows);
-    for (int64_t step = time - 1; step >= 0; --step) {
-      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = t * batch + first;
-      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
-                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
-      for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
-        const int64_t n = std::min(chunk_rows, rows - chunk);
-        const int64_t chunk_cell = cell + chunk;
-        const ConstRows<T> gate(gates + chunk_cell * gate_width, n, gate_width);
-        const auto update = gate.leftCols(units).array();
-        const auto reset = gate.middleCols(units, units).array();
-        const auto candidate = gate.middleCols(2 * units, units).array();
-        const T* const h_prev_rows = h_prev + chunk_cell * units;
-        const auto before = ConstRows<T>(h_prev_rows, n, units).array();
-        const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
-        auto new_dh_rows = new_dh.middleRows(chunk, n).array();
-        Rows<T> dx(shard_sums.Block(0, d_projected + chunk_cell * width), n, width);
-        auto d_candidate = dx.rightCols(units).array();
-        // The chunk's rows of x_t and of d x_t in the batch-major inputs, `time` rows apart.
-        const int64_t input_offset = ((first + chunk) * time + t) * input;
-        // The update gate's and the candidate's gradients, and d_h's part that skips U.
-        const auto gradients_beside_reset = [&] {
-          dx.leftCols(units).array() = d_h_rows * (before - candidate) * update * (T(1) - update);
-          d_candidate = d_h_rows * (T(1) - update) * (T(1) - candidate * candidate);
-          new_dh_rows = d_h_rows * update;
-        };
-        const auto zero_padded_rows = [&](auto&&... kept) {
-          if (all_valid) return;
-          for (int64_t r = 0; r < n; ++r) {
-            if (!valid[chunk + r]) (kept.row(r).setZero(), ...);
-          }
-        };
-        if (reset_after) {
-          Rows<T> d_from_h(shard_sums.Block(1, d_recurrent + chunk_cell * width), n, width);
-          if (!FusedGruResetAfterGradient(gate.data(), h_prev_rows, d_h_rows.data(), dx.data(),
-                                          d_from_h.data(), new_dh_rows.data(), n, units,
-                                          valid.data() + chunk, all_valid)) {
-            gradients_beside_reset();
-            dx.middleCols(units, units).array() =
-                d_candidate * gate.rightCols(units).array() * reset * (T(1) - reset);
-            d_from_h.leftCols(2 * units) = dx.leftCols(2 * units);
-            d_from_h.rightCols(units).array() = d_candidate * reset;
-            zero_padded_rows(dx, d_from_h);
-          }
-          recurrent_transposed.Multiply(d_from_h.data(), width, n, new_dh_rows.data(), units,
-                                        true);
-          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, d_from_h.data(), width,
-                                n, width);
-          shard_sums.AddColumnSums(2, width, d_from_h.data(), width, n, width);
-        } else {
-          gradients_beside_reset();
-          // The reset gate acts before U_h: its gradient needs d(r * h_prev) first.
-          zero_padded_rows(dx);
-          auto d_reset_h_rows = d_reset_h.middleRows(chunk, n).array();
-          recurrent_h_transposed.Multiply(dx.data() + 2 * units, width, n, d_reset_h_rows.data(),
-                                          units, false);
-          dx.middleCols(units, units).array() = d_reset_h_rows * before * reset * (T(1) - reset);
-          Rows<T> reset_h(shard_sums.Block(1, d_recurrent + chunk_cell * units), n, units);
-          reset_h.array() = reset * before;
-          new_dh_rows += d_reset_h_rows * reset;
-          zero_padded_rows(dx, reset_h);
-          recurrent_transposed.Multiply(dx.data(), width, n, new_dh_rows.data(), units, true);
-          shard_sums.AddProduct(1, 0, width, h_prev_rows, units, units, dx.data(), width, n,
-                                2 * units);
-          shard_sums.AddProduct(1, 2 * units, width, reset_h.data(), units, units,
-                                dx.data() + 2 * units, width, n, units);
-        }
-        shard_sums.AddProduct(0, 0, width, inputs + input_offset, time * input, input, dx.data(),
-                              width, n, width);
-        shard_sums.AddColumnSums(2, 0, dx.data(), width, n, width);
-        // d x_t = dx * W^T while dx is in cache, straight into the batch-major d_inputs.
-        input_weights_transposed.Multiply(dx.data(), width, n, d_inputs + input_offset,
-                                          time * input, false);
-      }
-      rnn::TakeValidRows(all_valid, valid, &new_dh, &dh);
-    }
-    Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
-    sums.Take(shard_sums);
-  }, rnn::PrepareAll(recurrent_transposed, recurrent_h_transposed, input_weights_transposed));
-
-  if (sums.enabled()) return;
-  rnn::ParallelColumnSums(workers, d_projected, batch * time, width, d_bias);
-  if (reset_after) {
-    rnn::ParallelColumnSums(workers, d_recurrent, batch * time, width, d_bias + width);
-  }
+  GruBackwardCell<T> cell(workers, sizes, reset_after, inputs, kernel, recurrent_kernel, gates,
+                          h_prev, d_projected, d_recurrent, d_kernel, d_recurrent_kernel, d_bias);
+  rnn::RunBackward(workers, sizes, options, lengths, d_outputs, {d_final_h}, {d_initial_h},
+                   d_inputs, &cell);
 }
 
-#define ZOO_INSTANTIATE_GRU(T)                                                                   \
-  template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&,           \
-                                      const RnnOptions&, bool, const T*, const T*, const T*,     \
-                                      const T*, const T*, const int32_t*, T*, T*, T*, T*);       \
-  template void GruSequenceBackward<T>(const rnn::Workers&, const RnnSizes&,          \
-                                       const RnnOptions&, bool, const T*, const T*, const T*,    \
-                                       const int32_t*, const T*, const T*, const T*, const T*,   \
-                                       T*, T*, T*, T*, T*, T*, T*);
+#define ZOO_INSTANTIATE_GRU(T)                                                                     \
+  template void GruSequenceForward<T>(const rnn::Workers&, const RnnSizes&, const RnnOptions&,     \
+                                      bool, const T*, const T*, const T*, const T*, const T*,      \
+                                      const int32_t*, T*, T*, T*, T*);                             \
+  template void GruSequenceBackward<T>(                                                            \
+      const rnn::Workers&, const RnnSizes&, const RnnOptions&, bool, const T*, const T*, const T*, \
+      const int32_t*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_GRU(float)
 ZOO_INSTANTIATE_GRU(double)
 #undef ZOO_INSTANTIATE_GRU

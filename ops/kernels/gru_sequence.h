@@ -9,7 +9,6 @@
 #include <cstdint>
 
 #include "lstm_sequence.h"
-#include "rnn_math.h"
 
 namespace zoo {
 
@@ -28,8 +27,8 @@ template <typename T>
 void GruSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                         const RnnOptions& options, bool reset_after, const T* inputs,
                         const T* initial_h, const T* kernel, const T* recurrent_kernel,
-                        const T* bias, const int32_t* lengths, T* outputs,
-                        T* final_h, T* gates, T* h_prev);
+                        const T* bias, const int32_t* lengths, T* outputs, T* final_h, T* gates,
+                        T* h_prev);
 
 // Gradients through GruSequenceForward: d_inputs [B,T,D], d_initial_h [B,H], d_bias (shaped like
 // bias) and the weight gradients, which are products over all steps of these time-major factors
@@ -46,9 +45,8 @@ template <typename T>
 void GruSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, bool reset_after, const T* inputs,
                          const T* kernel, const T* recurrent_kernel, const int32_t* lengths,
-                         const T* gates, const T* h_prev, const T* d_outputs,
-                         const T* d_final_h, T* d_inputs,
-                         T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
+                         const T* gates, const T* h_prev, const T* d_outputs, const T* d_final_h,
+                         T* d_inputs, T* d_initial_h, T* d_projected, T* d_recurrent, T* d_kernel,
                          T* d_recurrent_kernel, T* d_bias);
 
 }  // namespace zoo

@@ -10,13 +10,11 @@
 
 namespace zoo {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
+using rnn::shapes::Sizes;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
-namespace shape_inference = tensorflow::shape_inference;
 
 REGISTER_OP("ZooGruSequence")
     .Input("inputs: T")
@@ -34,19 +32,10 @@ REGISTER_OP("ZooGruSequence")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("keep_for_gradient: bool = true")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 3, 3, &s));
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       bool reset_after;
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
-      shape_inference::DimensionHandle gate_width, kept_time;
-      TF_RETURN_IF_ERROR(c->Multiply(s.units, reset_after ? 4 : 3, &gate_width));
-      TF_RETURN_IF_ERROR(rnn::KeptTimeDim(c, s.time, &kept_time));
-      c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
-      c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({kept_time, s.batch, gate_width}));
-      c->set_output(3, c->MakeShape({kept_time, s.batch, s.units}));
-      return absl::OkStatus();
+      return rnn::shapes::SetForwardOutputs(c, 3, 3, 1, {{reset_after ? 4 : 3}, {1}});
     })
     .Doc(R"doc(
 A whole GRU sequence (Keras gate order z, r, h; tanh and sigmoid) over right-padded inputs of
@@ -76,19 +65,18 @@ REGISTER_OP("ZooGruSequenceGrad")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("sum_weight_gradients: bool = false")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 3, &s));
-      bool reset_after, sum_weight_gradients;
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      Sizes s;
+      bool sum_weight_gradients, reset_after;
+      TF_RETURN_IF_ERROR(rnn::shapes::SetGradientOutputs(c, 2, 3, 1, &s, &sum_weight_gradients));
       TF_RETURN_IF_ERROR(c->GetAttr("reset_after", &reset_after));
-      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
-      const auto factor_time = rnn::DimIf(c, !sum_weight_gradients, s.time);
-      c->set_output(0, c->input(0));
-      c->set_output(1, c->MakeShape({s.batch, s.units}));
+      const auto factor_time = rnn::shapes::DimIf(c, !sum_weight_gradients, s.time);
       c->set_output(2, c->MakeShape({factor_time, s.batch, s.gate_width}));
       c->set_output(3, c->MakeShape({factor_time, s.batch, reset_after ? s.gate_width : s.units}));
-      c->set_output(4, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, s.input), s.gate_width}));
-      c->set_output(5, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, s.units), s.gate_width}));
+      c->set_output(
+          4, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.input), s.gate_width}));
+      c->set_output(
+          5, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.units), s.gate_width}));
       c->set_output(6, reset_after ? c->MakeShape({2, s.gate_width}) : c->Vector(s.gate_width));
       return absl::OkStatus();
     })
@@ -105,38 +93,16 @@ d_projected and d_recurrent have no time steps; otherwise d_kernel and d_recurre
 rows.
 )doc");
 
-static absl::Status ReadGruSizes(const Tensor& inputs, const Tensor& recurrent_kernel,
-                                 RnnSizes* sizes) {
-  TF_RETURN_IF_ERROR(rnn::RequireRank(inputs, "inputs", 3));
-  TF_RETURN_IF_ERROR(rnn::RequireRank(recurrent_kernel, "recurrent_kernel", 2));
-  *sizes = {inputs.dim_size(0), inputs.dim_size(1), inputs.dim_size(2),
-            recurrent_kernel.dim_size(0)};
-  return rnn::RequireShape(recurrent_kernel, "recurrent_kernel",
-                           {sizes->units, 3 * sizes->units});
-}
-
 static TensorShape GruBiasShape(int64_t units, bool reset_after) {
   return reset_after ? TensorShape({2, 3 * units}) : TensorShape({3 * units});
 }
 
-// Attributes shared by both GRU kernels.
-struct GruAttributes {
-  RnnOptions options;
-  bool reset_after;
-
-  explicit GruAttributes(OpKernelConstruction* context) {
-    OP_REQUIRES_OK(context, context->GetAttr("reverse", &options.reverse));
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("zero_output_for_mask", &options.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after));
-  }
-};
-
 template <typename T>
-class GruSequenceOp : public OpKernel {
+class GruSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit GruSequenceOp(OpKernelConstruction* context) : OpKernel(context), attrs_(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("keep_for_gradient", &keep_for_gradient_));
+  explicit GruSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {
+    OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -147,50 +113,38 @@ class GruSequenceOp : public OpKernel {
     const Tensor& bias = context->input(4);
     const Tensor& lengths = context->input(5);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadGruSizes(inputs, recurrent_kernel, &s));
-    const int64_t width = 3 * s.units;
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 3, &s));
     OP_REQUIRES_OK(context, rnn::RequireShape(initial_h, "initial_h", {s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
-    const TensorShape bias_shape = GruBiasShape(s.units, attrs_.reset_after);
+    const TensorShape bias_shape = GruBiasShape(s.units, reset_after_);
     OP_REQUIRES(context, bias.shape() == bias_shape,
                 tensorflow::errors::InvalidArgument(
-                    "bias must have shape ", bias_shape.DebugString(), " (reset_after=",
-                    attrs_.reset_after, "), got ", bias.shape().DebugString()));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-
-    Tensor *outputs, *final_h, *gates, *h_prev;
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
-    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
-    OP_REQUIRES_OK(
-        context,
-        context->allocate_output(
-            2, TensorShape({kept_time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}),
-            &gates));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({kept_time, s.batch, s.units}), &h_prev));
-    GruSequenceForward<T>(rnn::KernelWorkers(context), s, attrs_.options,
-                          attrs_.reset_after, inputs.flat<T>().data(),
-                          initial_h.flat<T>().data(), kernel.flat<T>().data(),
-                          recurrent_kernel.flat<T>().data(), bias.flat<T>().data(),
-                          lengths.flat<int32_t>().data(), outputs->flat<T>().data(),
-                          final_h->flat<T>().data(),
-                          rnn::DataIf<T>(keep_for_gradient_, gates),
-                          rnn::DataIf<T>(keep_for_gradient_, h_prev));
+                    "bias must have shape ", bias_shape.DebugString(),
+                    " (reset_after=", reset_after_, "), got ", bias.shape().DebugString()));
+    const bool keep = produces_;  // keep_for_gradient
+    std::vector<T*> out;          // outputs, final_h, gates, h_prev
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
+                                context,
+                                {{{s.batch, s.time, s.units}},
+                                 {{s.batch, s.units}},
+                                 {{s.time, s.batch, GruGateWidth(s.units, reset_after_)}, keep},
+                                 {{s.time, s.batch, s.units}, keep}},
+                                &out));
+    GruSequenceForward<T>(rnn::KernelWorkers(context), s, options_, reset_after_,
+                          rnn::Data<T>(inputs), rnn::Data<T>(initial_h), rnn::Data<T>(kernel),
+                          rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
+                          rnn::Data<int32_t>(lengths), out[0], out[1], out[2], out[3]);
   }
 
  private:
-  GruAttributes attrs_;
-  bool keep_for_gradient_;
+  bool reset_after_;
 };
 
 template <typename T>
-class GruSequenceGradOp : public OpKernel {
+class GruSequenceGradOp : public rnn::SequenceKernel {
  public:
   explicit GruSequenceGradOp(OpKernelConstruction* context)
-      : OpKernel(context), attrs_(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
+      : SequenceKernel(context, "sum_weight_gradients") {
+    OP_REQUIRES_OK(context, context->GetAttr("reset_after", &reset_after_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -203,61 +157,45 @@ class GruSequenceGradOp : public OpKernel {
     const Tensor& d_outputs = context->input(6);
     const Tensor& d_final_h = context->input(7);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadGruSizes(inputs, recurrent_kernel, &s));
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 3, &s));
     const int64_t width = 3 * s.units;
-    OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
     OP_REQUIRES_OK(context,
-                   rnn::RequireShape(gates, "gates",
-                                     {s.time, s.batch, GruGateWidth(s.units, attrs_.reset_after)}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(h_prev, "h_prev", {s.time, s.batch, s.units}));
-    OP_REQUIRES_OK(context,
-                   rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
-
-    Tensor *d_inputs, *d_initial_h, *d_projected, *d_recurrent, *d_kernel, *d_recurrent_kernel,
-        *d_bias;
-    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
-    OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({factor_time, s.batch, width}),
-                                                     &d_projected));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       3, TensorShape({factor_time, s.batch, attrs_.reset_after ? width : s.units}),
-                       &d_recurrent));
-    const int64_t kernel_rows = rnn::SizeIf(sum_weight_gradients_, s.input);
-    const int64_t recurrent_rows = rnn::SizeIf(sum_weight_gradients_, s.units);
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(4, TensorShape({kernel_rows, width}), &d_kernel));
-    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({recurrent_rows, width}),
-                                                     &d_recurrent_kernel));
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                6, GruBiasShape(s.units, attrs_.reset_after), &d_bias));
+                   rnn::RequireShapes(
+                       {{gates, "gates", {s.time, s.batch, GruGateWidth(s.units, reset_after_)}},
+                        {h_prev, "h_prev", {s.time, s.batch, s.units}},
+                        {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                        {d_final_h, "d_final_h", {s.batch, s.units}}}));
+    const bool sums = produces_;  // sum_weight_gradients
+    // d_inputs, d_initial_h, d_projected, d_recurrent, d_kernel, d_recurrent_kernel, d_bias
+    std::vector<T*> out;
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(
+                                context,
+                                {{inputs.shape()},
+                                 {{s.batch, s.units}},
+                                 {{s.time, s.batch, width}, !sums},
+                                 {{s.time, s.batch, reset_after_ ? width : s.units}, !sums},
+                                 {{s.input, width}, sums},
+                                 {{s.units, width}, sums},
+                                 {GruBiasShape(s.units, reset_after_)}},
+                                &out));
     GruSequenceBackward<T>(
-        rnn::KernelWorkers(context), s, attrs_.options, attrs_.reset_after,
-        inputs.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
-        lengths.flat<int32_t>().data(), gates.flat<T>().data(), h_prev.flat<T>().data(),
-        d_outputs.flat<T>().data(), d_final_h.flat<T>().data(),
-        d_inputs->flat<T>().data(),
-        d_initial_h->flat<T>().data(),
-        rnn::DataIf<T>(!sum_weight_gradients_, d_projected),
-        rnn::DataIf<T>(!sum_weight_gradients_, d_recurrent),
-        rnn::DataIf<T>(sum_weight_gradients_, d_kernel),
-        rnn::DataIf<T>(sum_weight_gradients_, d_recurrent_kernel),
-        d_bias->flat<T>().data());
+        rnn::KernelWorkers(context), s, options_, reset_after_, rnn::Data<T>(inputs),
+        rnn::Data<T>(kernel), rnn::Data<T>(recurrent_kernel), rnn::Data<int32_t>(lengths),
+        rnn::Data<T>(gates), rnn::Data<T>(h_prev), rnn::Data<T>(d_outputs), rnn::Data<T>(d_final_h),
+        out[0], out[1], out[2], out[3], out[4], out[5], out[6]);
   }
 
  private:
-  GruAttributes attrs_;
-  bool sum_weight_gradients_;
+  bool reset_after_;
 };
 
-#define ZOO_REGISTER_GRU(T)                                                                   \
-  REGISTER_KERNEL_BUILDER(Name("ZooGruSequence").Device(DEVICE_CPU).TypeConstraint<T>("T"),  \
-                          GruSequenceOp<T>);                                                  \
-  REGISTER_KERNEL_BUILDER(Name("ZooGruSequenceGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
-                          GruSequenceGradOp<T>);
+#define ZOO_REGISTER_GRU(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("ZooGruSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      GruSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("ZooGruSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      GruSequenceGradOp<T>);
 ZOO_REGISTER_GRU(float)
 ZOO_REGISTER_GRU(double)
 #undef ZOO_REGISTER_GRU

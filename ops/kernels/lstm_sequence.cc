@@ -4,6 +4,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "dense_cell.h"
+#include "packed_products.h"
+#include "sequence_driver.h"
+
 namespace zoo {
 
 using rnn::ConstRow;
@@ -11,18 +15,19 @@ using rnn::ConstRows;
 using rnn::RowMatrix;
 using rnn::Rows;
 
-// One LSTM step for units [first, first + count) of a block of rows: `gates` (a [rows, 4H]
-// block) holds the pre-activations x W + h U without the bias; they are replaced by the
-// activated gates (i, f, o sigmoid, c~ tanh), and new_c = f * c + i * c~, new_h = o * tanh(new_c)
-// are written for those units. new_c may be c.
+// One LSTM step for units [first, first + count) of a block of rows: `gates` (a
+// [rows, 4H] block) holds the pre-activations x W + h U without the bias; they
+// are replaced by the activated gates (i, f, o sigmoid, c~ tanh), and new_c = f
+// * c + i * c~, new_h = o * tanh(new_c) are written for those units. new_c may
+// be c.
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first, int64_t count,
                   const CellIn& c, CellOut&& new_c, HiddenOut&& new_h) {
   const auto gate = [&](int k) { return gates.middleCols(k * units + first, count).array(); };
-  // The bias in a pass of its own: inside the activation's expression the broadcast kept Eigen
-  // from vectorising it (the forward step took a third longer). With all the units, each pass
-  // covers whole rows (i and f together): at H=32, passes over 32 columns at a time cost a fifth
-  // of the forward step.
+  // The bias in a pass of its own: inside the activation's expression the
+  // broadcast kept Eigen from vectorising it. With all the units, each pass
+  // covers whole rows (i and f together), so that small H does not make many
+  // short passes.
   if (count == units) {
     gates.array().rowwise() += bias;
     auto input_forget = gates.leftCols(2 * units).array();
@@ -37,10 +42,11 @@ void LstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first
   new_h.array() = gate(3) * new_c.array().tanh();
 }
 
-// LstmCellStep for units [first, first + count) of float rows (c, new_c and new_h hold those
-// units only), one pass over each row with Eigen's packet functions, new_h also written to the
-// rows of `output` (`output_stride` apart) unless it is null: false where it does not apply
-// (count not a multiple of a packet).
+// LstmCellStep for units [first, first + count) of float rows (c, new_c and
+// new_h hold those units only), one pass over each row with Eigen's packet
+// functions, new_h also written to the rows of `output` (`output_stride` apart)
+// unless it is null: false where it does not apply (count not a multiple of a
+// packet).
 template <typename GateRows, typename Bias, typename CellIn, typename CellOut, typename HiddenOut>
 bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t first,
                        int64_t count, const CellIn& c, CellOut&& new_c, HiddenOut&& new_h,
@@ -80,15 +86,17 @@ bool FusedLstmCellStep(GateRows gates, const Bias& bias, int64_t units, int64_t 
   }
 }
 
-// The element-wise part of a backward step for all the units of float rows (`gates` [n, 4H]
-// activated, c_prev [n, H], the gradient reaching h, d_h [n, H], and reaching c, dc [n, H],
-// all contiguous rows), one pass over each row: writes the pre-activation gradients d_pre
-// [n, 4H] (zero in rows that are not `valid`) and replaces dc with the gradient reaching the
-// previous step's c in the valid rows. False where it does not apply (units not a multiple of a
+// The element-wise part of a backward step for all the units of float rows
+// (`gates` [n, 4H] activated, c_prev [n, H], the gradient reaching h, d_h [n,
+// H], and reaching c, dc [n, H], all contiguous rows), one pass over each row:
+// writes the pre-activation gradients d_pre [n, 4H] (zero in rows that are not
+// `valid`) and, in the valid rows, the gradient reaching the previous step's c
+// into dc_previous. False where it does not apply (units not a multiple of a
 // packet); the caller then runs the same arithmetic as Eigen expressions.
 template <typename T>
-bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, T* dc, T* d_pre,
-                           int64_t n, int64_t units, const char* valid, bool all_valid) {
+bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, const T* dc,
+                           T* dc_previous, T* d_pre, int64_t n, int64_t units, const char* valid,
+                           bool all_valid) {
   if constexpr (!std::is_same<T, float>::value) {
     return false;
   } else {
@@ -117,260 +125,205 @@ bool FusedLstmCellGradient(const T* gates, const T* c_prev, const T* d_h, T* dc,
         Store(d_pre_row + units + j, pmul(pmul(pmul(d_c, c_before), f), psub(one, f)));
         Store(d_pre_row + 2 * units + j, pmul(pmul(d_c, i), psub(one, pmul(g, g))));
         Store(d_pre_row + 3 * units + j, pmul(pmul(pmul(d_h_value, tanh_c), o), psub(one, o)));
-        Store(dc + r * units + j, pmul(d_c, f));
+        Store(dc_previous + r * units + j, pmul(d_c, f));
       }
     }
     return true;
   }
 }
 
+// The LSTM's forward step (sequence_driver.h): states h, c; kept [x_t, h]
+// records (step_inputs), the activated gates and c_prev.
+template <typename T>
+class LstmForwardCell {
+ public:
+  using Scalar = T;
+  static constexpr int kStates = 2, kKept = 3;
+  using Call = rnn::ForwardStep<T, kStates, kKept>;
+  struct Scratch {
+    Scratch(const LstmForwardCell&, int64_t) {}
+  };
+
+  LstmForwardCell(const rnn::Workers& workers, const RnnSizes& sizes, const T* kernel,
+                  const T* recurrent_kernel, const T* bias)
+      : units_(sizes.units),
+        plan_(rnn::PlanDenseForward<T>(workers, sizes, 4, sizes.time * sizes.units * 4 * units_,
+                                       true, 4 * units_)),
+        bias_(bias, 4 * units_),
+        input_weights_(kernel, 4 * units_, sizes.input, 4 * units_, false, plan_.packing),
+        recurrent_(recurrent_kernel, 4 * units_, units_, 4 * units_, false, plan_.packing) {}
+
+  const rnn::Split& split() const { return plan_.split; }
+  rnn::SharedSetup Setup() const { return rnn::PrepareAll(input_weights_, recurrent_); }
+
+  void Step(const Call& step, Scratch*) const {
+    const int64_t units = units_, rows = step.rows, first = step.first, count = step.count;
+    // x_t * W + h * U in one pass, written where the step's gates then replace
+    // them.
+    Rows<T> gates(step.kept[1], rows, 4 * units);
+    rnn::UnitRangeProducts<T>(units, 4, first, count)
+        .MultiplySum(input_weights_, step.x.data, step.x.stride, recurrent_, step.state[0].data,
+                     step.state[0].stride, rows, gates.data(), 4 * units);
+    const auto c = rnn::Columns(step.state[1], rows, first, count);
+    auto next_c = rnn::Columns(step.next[1], rows, first, count);
+    auto next_h = rnn::Columns(step.next[0], rows, first, count);
+    T* output = step.output.data == nullptr ? nullptr : step.output.data + first;
+    if (!FusedLstmCellStep(gates, bias_, units, first, count, c, next_c, next_h, output,
+                           step.output.stride)) {
+      LstmCellStep(gates, bias_, units, first, count, c, next_c, next_h);
+      if (output != nullptr) rnn::Columns(step.output, rows, first, count) = next_h;
+    }
+  }
+
+ private:
+  const int64_t units_;
+  const rnn::DensePlan<T> plan_;
+  const ConstRow<T> bias_;
+  const rnn::PackedMatrix<T> input_weights_, recurrent_;
+};
+
 template <typename T>
 void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
-                         T* final_c, T* gates, T* step_inputs, T* c_prev) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
-  const int64_t width = 4 * units;
-  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
-  const int64_t work_per_example = time * units * width;
-  const int64_t step_width = input + units;
-  const ConstRow<T> bias_row(bias, width);
-  // One sequence, or a few, split by units (whole panels) rather than by example.
-  const int64_t panel = rnn::PackedMatrix<T>::PanelColumns(width);
-  const int parts = rnn::UnitParts(workers, batch, units, panel, step_width * width * sizeof(T));
-  const auto packing = parts > 0 ? rnn::PackedMatrix<T>::Packing::kInPlace
-                                 : rnn::PackedMatrix<T>::PackingFor(
-                                       rnn::BatchShardRows(workers, batch, work_per_example),
-                                       step_width * width);
-  const rnn::PackedMatrix<T> input_weights(kernel, width, input, width, false, packing);
-  const rnn::PackedMatrix<T> recurrent(recurrent_kernel, width, units, width, false, packing);
-  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, step_width * width);
-  const rnn::StepLayout layout{time, units};
-  if (parts > 0) {
-    rnn::ShardStepRows<T> step_gates(gates, batch, 0, batch, width);
-    if (step_inputs != nullptr) {
-      rnn::KeepStepInputs(inputs, batch, time, input, step_width, step_inputs);
-    }
-    std::copy_n(initial_c, batch * units, final_c);  // c, updated in place
-    RowMatrix<T> new_c(batch, units);  // for rows padded at a step, which keep their c
-    const Eigen::OuterStride<> state_stride(units);
-    rnn::RunSequencesByUnits(
-        workers, batch, time, units, panel, parts, options.reverse, options.zero_output_for_mask,
-        lengths, initial_h, layout, outputs,
-        step_inputs == nullptr ? nullptr : step_inputs + input, step_width, final_h,
-        [&](int64_t t, const std::vector<char>& valid, bool all_valid, int64_t first,
-            int64_t count, const T* h, T* h_next) {
-          rnn::StridedRows<T> c(final_c + first, batch, count, state_stride);
-          if (c_prev != nullptr) {
-            rnn::StridedRows<T>(c_prev + t * batch * units + first, batch, count, state_stride) = c;
-          }
-          Rows<T> gate(step_gates.At(t), batch, width);
-          for (int k = 0; k < 4; ++k) {
-            const int64_t column = k * units + first;
-            input_weights.MultiplySumPanels(inputs + t * input, time * input, recurrent, h, units,
-                                            batch, gate.data(), width, column / panel,
-                                            (column + count) / panel);
-          }
-          rnn::StridedRows<T> next_h(h_next + first, batch, count, state_stride);
-          // Rows padded at this step keep their c: their new one goes aside.
-          rnn::StridedRows<T> next_c(all_valid ? c.data() : new_c.data() + first, batch, count,
-                                     state_stride);
-          if (!FusedLstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h, nullptr,
-                                 0)) {
-            LstmCellStep(gate, bias_row, units, first, count, c, next_c, next_h);
-          }
-          if (all_valid) return;
-          for (int64_t r = 0; r < batch; ++r) {
-            if (valid[r]) {
-              c.row(r) = next_c.row(r);
-            } else {
-              for (int k = 0; k < 4; ++k) gate.row(r).segment(k * units + first, count).setZero();
-            }
-          }
-        });
-  } else {
-    rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-      const int64_t rows = end - first;
-      rnn::ShardStepRows<T> shard_gates(gates, batch, first, rows, width);
-      rnn::ShardStepRows<T> shard_step_inputs(step_inputs, batch, first, rows, step_width);
-      rnn::ShardStepRows<T> shard_c(c_prev, batch, first, rows, units);
-      // h in the steps' [x_t, h] rows, c in c_prev.
-      const rnn::StepStates<T> h_states(&shard_step_inputs, input, step_width,
-                                        final_h + first * units, rows, units, time,
-                                        options.reverse);
-      const rnn::StepStates<T> c_states(&shard_c, 0, units, final_c + first * units, rows, units,
-                                        time, options.reverse);
-      h_states.At(0) = ConstRows<T>(initial_h + first * units, rows, units);
-      c_states.At(0) = ConstRows<T>(initial_c + first * units, rows, units);
-      const Eigen::OuterStride<> state_stride(units), step_stride(step_width);
-      // The new states of a step where some rows are padded, before they are committed.
-      RowMatrix<T> new_h_block(rows, units), new_c_block(rows, units);
-      rnn::StridedRows<T> new_h(new_h_block.data(), rows, units, state_stride);
-      rnn::StridedRows<T> new_c(new_c_block.data(), rows, units, state_stride);
-      std::vector<char> valid(rows);
-      for (int64_t step = 0; step < time; ++step) {
-        const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-        const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-        // [x_t, h] of each row: the left factor of both weight gradients (one product over all
-        // steps), and of this step's pre-activations. The input rows of a step are `time` rows
-        // apart in the batch-major inputs.
-        T* step_rows = shard_step_inputs.At(t);
-        rnn::StridedRows<T>(step_rows, rows, input, step_stride) =
-            rnn::ConstStridedRows<T>(inputs + (first * time + t) * input, rows, input,
-                                     Eigen::OuterStride<>(time * input));
-        const auto h = h_states.At(step), c = c_states.At(step);
-        auto next_h = h_states.At(step + 1), next_c = c_states.At(step + 1);
-        rnn::StridedRows<T> output(outputs + layout.Offset(step, first), rows, units,
-                                   Eigen::OuterStride<>(layout.RowStride()));
-        // The whole shard at once; padded rows are put right afterwards.
-        Rows<T> gate(shard_gates.At(t), rows, width);
-        // x_t * W + h * U in one pass, written where the step's gates then replace them (a
-        // product of all steps at once, with its small inner dimension, streamed the whole gate
-        // buffer one more time).
-        for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
-          const int64_t n = std::min(chunk_rows, rows - chunk);
-          input_weights.MultiplySum(step_rows + chunk * step_width, step_width, recurrent,
-                                    step_rows + chunk * step_width + input, step_width, n,
-                                    gate.data() + chunk * width, width);
-          // A chunk's h is read by its product only, so the next h may take its place.
-          auto cell_out = all_valid ? next_c.middleRows(chunk, n) : new_c.middleRows(chunk, n);
-          auto hidden_out = all_valid ? next_h.middleRows(chunk, n) : new_h.middleRows(chunk, n);
-          T* output_rows = all_valid ? output.row(chunk).data() : nullptr;
-          if (!FusedLstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units,
-                                 c.middleRows(chunk, n), cell_out, hidden_out, output_rows,
-                                 output.outerStride())) {
-            LstmCellStep(gate.middleRows(chunk, n), bias_row, units, 0, units,
-                         c.middleRows(chunk, n), cell_out, hidden_out);
-            if (all_valid) output.middleRows(chunk, n) = hidden_out;
-          }
-        }
-        if (all_valid) continue;
-        rnn::CommitPartlyValidStep(
-            valid, gate, output, step, options.zero_output_for_mask, layout,
-            [&](int64_t r) {
-              next_c.row(r) = new_c.row(r);
-              next_h.row(r) = new_h.row(r);
-              output.row(r) = new_h.row(r);
-            },
-            [&](int64_t r) {
-              next_c.row(r) = c.row(r);
-              next_h.row(r) = h.row(r);
-            });
-      }
-    }, rnn::PrepareAll(input_weights, recurrent));
-  }
+                         const T* bias, const int32_t* lengths, T* outputs, T* final_h, T* final_c,
+                         T* gates, T* step_inputs, T* c_prev) {
+  const int64_t units = sizes.units, step_width = sizes.input + units;
+  const LstmForwardCell<T> cell(workers, sizes, kernel, recurrent_kernel, bias);
+  // h lives in the step's [x_t, h] records (the left factor of its products and
+  // of the weight gradients), c in c_prev.
+  rnn::RunForward(workers, sizes, options,
+                  rnn::ForwardBuffers<T, 2, 3>{inputs,
+                                               lengths,
+                                               outputs,
+                                               {initial_h, initial_c},
+                                               {final_h, final_c},
+                                               {{{step_inputs, step_width, false, true},
+                                                 {gates, 4 * units, true, false},
+                                                 {c_prev, units, false, false}}},
+                                               {{{0, sizes.input}, {2, 0}}}},
+                  cell);
 }
+
+// The LSTM's backward step: the pre-activation gradients d_pre of a block of
+// rows, then d_pre U^T (through the recurrence) and d_pre W^T (d x_t) in one
+// product, and the weight gradients' share of the block (step_inputs^T d_pre)
+// while it is in cache.
+template <typename T>
+class LstmBackwardCell {
+ public:
+  using Scalar = T;
+  static constexpr int kStates = 2;
+
+  LstmBackwardCell(const rnn::Workers& workers, const RnnSizes& sizes, const T* kernel,
+                   const T* recurrent_kernel, const T* gates, const T* c_prev, const T* step_inputs,
+                   T* pre_activation_grads, T* d_weights, T* d_bias)
+      : sizes_(sizes),
+        plan_(rnn::PlanDenseBackward<T>(
+            workers, sizes, 4, sizes.time * sizes.units * 4 * sizes.units, 4 * sizes.units)),
+        weights_transposed_(recurrent_kernel, sizes.units, kernel, sizes.input, 4 * sizes.units,
+                            plan_.packing),
+        gates_(gates),
+        c_prev_(c_prev),
+        step_inputs_(step_inputs),
+        pre_activation_grads_(pre_activation_grads),
+        d_bias_(d_bias),
+        sums_(d_weights != nullptr, {{d_weights, (sizes.input + sizes.units) * 4 * sizes.units},
+                                     {d_bias, 4 * sizes.units}}) {}
+
+  const rnn::Split& split() const { return plan_.split; }
+  rnn::SharedSetup Setup() const { return rnn::PrepareAll(weights_transposed_); }
+
+  class Shard {
+   public:
+    Shard(LstmBackwardCell* cell, int64_t rows)
+        : cell_(*cell),
+          sums_(cell->sums_.ForShard({rows * 4 * cell->sizes_.units})),
+          tanh_c_(rows, cell->sizes_.units),
+          d_c_(rows, cell->sizes_.units),
+          product_scratch_(cell->weights_transposed_.ScratchElements(rows)) {}
+
+    void Step(const rnn::BackwardStep<T, kStates>& step) {
+      const int64_t units = cell_.sizes_.units, width = 4 * units, n = step.rows;
+      const int64_t step_width = cell_.sizes_.input + units;
+      const int64_t cell = step.t * cell_.sizes_.batch + step.row;
+      const T* gate_rows = cell_.gates_ + cell * width;
+      const T* c_before_rows = cell_.c_prev_ + cell * units;
+      Rows<T> d_pre(sums_.Block(0, cell_.pre_activation_grads_ == nullptr
+                                       ? nullptr
+                                       : cell_.pre_activation_grads_ + cell * width),
+                    n, width);
+      if (!FusedLstmCellGradient(gate_rows, c_before_rows, step.d_state[0], step.d_state[1],
+                                 step.d_previous[1], d_pre.data(), n, units, step.valid,
+                                 step.all_valid)) {
+        const ConstRows<T> gate(gate_rows, n, width);
+        const auto i = gate.leftCols(units).array();
+        const auto f = gate.middleCols(units, units).array();
+        const auto g = gate.middleCols(2 * units, units).array();
+        const auto o = gate.rightCols(units).array();
+        const auto c_before = ConstRows<T>(c_before_rows, n, units).array();
+        const auto d_h = ConstRows<T>(step.d_state[0], n, units).array();
+        const auto dc = ConstRows<T>(step.d_state[1], n, units).array();
+        auto tanh_c = tanh_c_.topRows(n).array();
+        auto d_c = d_c_.topRows(n).array();
+        tanh_c = (f * c_before + i * g).tanh();
+        d_c = dc + d_h * o * (T(1) - tanh_c * tanh_c);
+        d_pre.leftCols(units).array() = d_c * g * i * (T(1) - i);
+        d_pre.middleCols(units, units).array() = d_c * c_before * f * (T(1) - f);
+        d_pre.middleCols(2 * units, units).array() = d_c * i * (T(1) - g * g);
+        d_pre.rightCols(units).array() = d_h * tanh_c * o * (T(1) - o);
+        Rows<T>(step.d_previous[1], n, units).array() = d_c * f;
+        rnn::ClearPaddedRows(step.valid, step.all_valid, d_pre);
+      }
+      rnn::BackpropagateRecords(cell_.weights_transposed_, d_pre.data(), width, step, units,
+                                cell_.step_inputs_ + cell * step_width, step_width, &sums_,
+                                product_scratch_.data());
+    }
+
+    void Finish() { cell_.sums_.Take(sums_); }
+
+   private:
+    LstmBackwardCell& cell_;
+    typename rnn::GradientSums<T>::Shard sums_;
+    RowMatrix<T> tanh_c_, d_c_;  // for the Eigen expressions
+    Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch_;
+  };
+
+  void Finish(const rnn::Workers& workers) {
+    if (sums_.enabled()) return;
+    rnn::ParallelColumnSums(workers, pre_activation_grads_, sizes_.batch * sizes_.time,
+                            4 * sizes_.units, d_bias_);
+  }
+
+ private:
+  const RnnSizes sizes_;
+  const rnn::DensePlan<T> plan_;
+  const rnn::TransposedWeights<T> weights_transposed_;
+  const T *const gates_, *const c_prev_, *const step_inputs_;
+  T *const pre_activation_grads_, *const d_bias_;
+  rnn::GradientSums<T> sums_;
+};
 
 template <typename T>
 void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* step_inputs, const T* d_outputs, const T* d_final_h,
-                          const T* d_final_c, T* d_inputs,
-                          T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
-                          T* d_bias) {
-  const int64_t batch = sizes.batch, time = sizes.time, units = sizes.units, input = sizes.input;
-  const int64_t width = 4 * units;
-  // Multiply-adds per example: what ForEachBatchShard shares out, and so the rows of a block.
-  const int64_t work_per_example = time * units * width;
-  const int64_t chunk_rows = rnn::StepChunkRows<T>(width, (units + input) * width);
-  const auto packing = rnn::PackedMatrix<T>::PackingFor(
-      std::min(chunk_rows, rnn::BatchShardRows(workers, batch, work_per_example)),
-      (units + input) * width);
-  const rnn::TransposedWeights<T> weights_transposed(recurrent_kernel, units, kernel, input, width,
-                                                    packing);
-  const rnn::StepLayout layout{time, units};
-  const int64_t step_width = input + units;
-  rnn::GradientSums<T> sums(d_weights != nullptr,
-                            {{d_weights, step_width * width}, {d_bias, width}});
-
-  rnn::ForEachBatchShard(workers, batch, work_per_example, [&](int64_t first, int64_t end) {
-    const int64_t rows = end - first;
-    const int64_t block_rows = std::min(chunk_rows, rows);
-    auto shard_sums = sums.ForShard({block_rows * width});
-    RowMatrix<T> dh = Eigen::Map<const RowMatrix<T>>(d_final_h + first * units, rows, units);
-    RowMatrix<T> dc = Eigen::Map<const RowMatrix<T>>(d_final_c + first * units, rows, units);
-    // Gradient reaching a padded step's output, which is the previous step's output.
-    rnn::CarriedGradient<T> carried(rows, units);
-    RowMatrix<T> d_h_total(rows, units), tanh_c(rows, units), d_c_total(rows, units);
-    RowMatrix<T> through_recurrence(rows, units);
-    Eigen::Matrix<T, Eigen::Dynamic, 1> product_scratch(
-        weights_transposed.ScratchElements(block_rows));
-    std::vector<char> valid(rows);
-    for (int64_t step = time - 1; step >= 0; --step) {
-      const int64_t t = rnn::TimeIndex(step, time, options.reverse);
-      const bool all_valid = rnn::MarkValidRows(lengths, first, rows, t, &valid);
-      const int64_t cell = t * batch + first;
-      rnn::GradientReachingState(d_outputs, layout, step, first, valid, all_valid,
-                                 options.zero_output_for_mask, dh, &carried, &d_h_total);
-      for (int64_t chunk = 0; chunk < rows; chunk += chunk_rows) {
-        const int64_t n = std::min(chunk_rows, rows - chunk);
-        const T* gate_rows = gates + (cell + chunk) * width;
-        const T* c_before_rows = c_prev + (cell + chunk) * units;
-        Rows<T> d_pre(shard_sums.Block(0, pre_activation_grads + (cell + chunk) * width), n,
-                      width);
-        if (!FusedLstmCellGradient(gate_rows, c_before_rows, d_h_total.data() + chunk * units,
-                                   dc.data() + chunk * units, d_pre.data(), n, units,
-                                   valid.data() + chunk, all_valid)) {
-          const ConstRows<T> gate(gate_rows, n, width);
-          const auto i = gate.leftCols(units).array();
-          const auto f = gate.middleCols(units, units).array();
-          const auto g = gate.middleCols(2 * units, units).array();
-          const auto o = gate.rightCols(units).array();
-          const auto c_before = ConstRows<T>(c_before_rows, n, units).array();
-          auto tanh_c_rows = tanh_c.middleRows(chunk, n).array();
-          auto d_c_rows = d_c_total.middleRows(chunk, n).array();
-          const auto d_h_rows = d_h_total.middleRows(chunk, n).array();
-          auto dc_rows = dc.middleRows(chunk, n).array();
-          tanh_c_rows = (f * c_before + i * g).tanh();
-          d_c_rows = dc_rows + d_h_rows * o * (T(1) - tanh_c_rows * tanh_c_rows);
-          d_pre.leftCols(units).array() = d_c_rows * g * i * (T(1) - i);
-          d_pre.middleCols(units, units).array() = d_c_rows * c_before * f * (T(1) - f);
-          d_pre.middleCols(2 * units, units).array() = d_c_rows * i * (T(1) - g * g);
-          d_pre.rightCols(units).array() = d_h_rows * tanh_c_rows * o * (T(1) - o);
-          if (all_valid) {
-            dc_rows = d_c_rows * f;
-          } else {
-            for (int64_t r = 0; r < n; ++r) {
-              if (valid[chunk + r]) {
-                dc_rows.row(r) = d_c_rows.row(r) * f.row(r);
-              } else {
-                d_pre.row(r).setZero();
-              }
-            }
-          }
-        }
-        // d x_t = d_pre * W^T while d_pre is in cache, straight into the batch-major d_inputs.
-        weights_transposed.Multiply(d_pre.data(), width, n,
-                                    through_recurrence.data() + chunk * units, units,
-                                    d_inputs + ((first + chunk) * time + t) * input, time * input,
-                                    product_scratch.data());
-        shard_sums.AddProduct(0, 0, width, step_inputs + (cell + chunk) * step_width, step_width,
-                              step_width, d_pre.data(), width, n, width);
-        shard_sums.AddColumnSums(1, 0, d_pre.data(), width, n, width);
-      }
-      rnn::TakeValidRows(all_valid, valid, &through_recurrence, &dh);
-    }
-    Eigen::Map<RowMatrix<T>>(d_initial_h + first * units, rows, units) = dh;
-    Eigen::Map<RowMatrix<T>>(d_initial_c + first * units, rows, units) = dc;
-    sums.Take(shard_sums);
-  }, rnn::PrepareAll(weights_transposed));
-
-  if (!sums.enabled()) {
-    rnn::ParallelColumnSums(workers, pre_activation_grads, batch * time, width, d_bias);
-  }
+                          const T* d_final_c, T* d_inputs, T* d_initial_h, T* d_initial_c,
+                          T* pre_activation_grads, T* d_weights, T* d_bias) {
+  LstmBackwardCell<T> cell(workers, sizes, kernel, recurrent_kernel, gates, c_prev, step_inputs,
+                           pre_activation_grads, d_weights, d_bias);
+  rnn::RunBackward(workers, sizes, options, lengths, d_outputs, {d_final_h, d_final_c},
+                   {d_initial_h, d_initial_c}, d_inputs, &cell);
 }
 
-#define ZOO_INSTANTIATE_LSTM(T)                                                                  \
-  template void LstmSequenceForward<T>(const rnn::Workers&, const RnnSizes&,          \
-                                       const RnnOptions&, const T*, const T*, const T*, const T*, \
-                                       const T*, const T*, const int32_t*, T*, T*, T*, T*, T*,   \
-                                       T*);                                                      \
-  template void LstmSequenceBackward<T>(                                                         \
-      const rnn::Workers&, const RnnSizes&, const RnnOptions&, const T*, const T*,    \
-      const int32_t*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, \
-      T*, T*);
+#define ZOO_INSTANTIATE_LSTM(T)                                                                    \
+  template void LstmSequenceForward<T>(const rnn::Workers&, const RnnSizes&, const RnnOptions&,    \
+                                       const T*, const T*, const T*, const T*, const T*, const T*, \
+                                       const int32_t*, T*, T*, T*, T*, T*, T*);                    \
+  template void LstmSequenceBackward<T>(                                                           \
+      const rnn::Workers&, const RnnSizes&, const RnnOptions&, const T*, const T*, const int32_t*, \
+      const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*);
 ZOO_INSTANTIATE_LSTM(float)
 ZOO_INSTANTIATE_LSTM(double)
 #undef ZOO_INSTANTIATE_LSTM

@@ -8,21 +8,10 @@
 
 #include <cstdint>
 
-#include "rnn_math.h"
+#include "sequence_driver.h"
+#include "workers.h"
 
 namespace zoo {
-
-struct RnnSizes {
-  int64_t batch;
-  int64_t time;
-  int64_t input;
-  int64_t units;
-};
-
-struct RnnOptions {
-  bool reverse;
-  bool zero_output_for_mask;
-};
 
 // Shapes: inputs [B,T,D], initial_h/initial_c [B,H], kernel [D,4H], recurrent_kernel [H,4H],
 // bias [4H], lengths [B] (each in [0, T]). Writes outputs [B,T,H], final_h/final_c [B,H] and,
@@ -35,8 +24,8 @@ template <typename T>
 void LstmSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                          const RnnOptions& options, const T* inputs, const T* initial_h,
                          const T* initial_c, const T* kernel, const T* recurrent_kernel,
-                         const T* bias, const int32_t* lengths, T* outputs, T* final_h,
-                         T* final_c, T* gates, T* step_inputs, T* c_prev);
+                         const T* bias, const int32_t* lengths, T* outputs, T* final_h, T* final_c,
+                         T* gates, T* step_inputs, T* c_prev);
 
 // Gradients of a loss through LstmSequenceForward, given the gradients of its outputs, final_h
 // and final_c: d_inputs [B,T,D], d_initial_h/d_initial_c [B,H] and d_bias [4H]. The weight
@@ -51,9 +40,8 @@ void LstmSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                           const RnnOptions& options, const T* kernel, const T* recurrent_kernel,
                           const int32_t* lengths, const T* gates, const T* c_prev,
                           const T* step_inputs, const T* d_outputs, const T* d_final_h,
-                          const T* d_final_c, T* d_inputs,
-                          T* d_initial_h, T* d_initial_c, T* pre_activation_grads, T* d_weights,
-                          T* d_bias);
+                          const T* d_final_c, T* d_inputs, T* d_initial_h, T* d_initial_c,
+                          T* pre_activation_grads, T* d_weights, T* d_bias);
 
 }  // namespace zoo
 

@@ -10,13 +10,10 @@
 
 namespace zoo {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
+using rnn::shapes::Sizes;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace shape_inference = tensorflow::shape_inference;
 
 REGISTER_OP("ZooLstmSequence")
     .Input("inputs: T")
@@ -36,20 +33,8 @@ REGISTER_OP("ZooLstmSequence")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("keep_for_gradient: bool = true")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 4, 4, &s));
-      auto state = c->MakeShape({s.batch, s.units});
-      shape_inference::DimensionHandle step_width, kept_time;
-      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
-      TF_RETURN_IF_ERROR(rnn::KeptTimeDim(c, s.time, &kept_time));
-      c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
-      c->set_output(1, state);
-      c->set_output(2, state);
-      c->set_output(3, c->MakeShape({kept_time, s.batch, s.gate_width}));
-      c->set_output(4, c->MakeShape({kept_time, s.batch, step_width}));
-      c->set_output(5, c->MakeShape({kept_time, s.batch, s.units}));
-      return absl::OkStatus();
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      return rnn::shapes::SetForwardOutputs(c, 4, 4, 2, {{4}, {1, true}, {1}});
     })
     .Doc(R"doc(
 A whole LSTM sequence (Keras gate order i, f, c, o; tanh and sigmoid) over right-padded inputs
@@ -79,20 +64,13 @@ REGISTER_OP("ZooLstmSequenceGrad")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("sum_weight_gradients: bool = false")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 4, &s));
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      Sizes s;
       bool sum_weight_gradients;
-      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
-      auto state = c->MakeShape({s.batch, s.units});
-      shape_inference::DimensionHandle step_width;
-      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
-      c->set_output(0, c->input(0));
-      c->set_output(1, state);
-      c->set_output(2, state);
-      c->set_output(3, c->MakeShape({rnn::DimIf(c, !sum_weight_gradients, s.time), s.batch,
+      TF_RETURN_IF_ERROR(rnn::shapes::SetGradientOutputs(c, 2, 4, 2, &s, &sum_weight_gradients));
+      c->set_output(3, c->MakeShape({rnn::shapes::DimIf(c, !sum_weight_gradients, s.time), s.batch,
                                      s.gate_width}));
-      c->set_output(4, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, step_width),
+      c->set_output(4, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.step_width),
                                      s.gate_width}));
       c->set_output(5, c->Vector(s.gate_width));
       return absl::OkStatus();
@@ -106,26 +84,11 @@ by block while the gradients are in cache (d_weights; d_gates has no time steps)
 returns d_gates for the caller to form it as one large matrix product (d_weights has no rows).
 )doc");
 
-// Reads and checks the sizes shared by both LSTM kernels from inputs and recurrent_kernel.
-static absl::Status ReadLstmSizes(const Tensor& inputs, const Tensor& recurrent_kernel,
-                                  RnnSizes* sizes) {
-  TF_RETURN_IF_ERROR(rnn::RequireRank(inputs, "inputs", 3));
-  TF_RETURN_IF_ERROR(rnn::RequireRank(recurrent_kernel, "recurrent_kernel", 2));
-  *sizes = {inputs.dim_size(0), inputs.dim_size(1), inputs.dim_size(2),
-            recurrent_kernel.dim_size(0)};
-  return rnn::RequireShape(recurrent_kernel, "recurrent_kernel",
-                           {sizes->units, 4 * sizes->units});
-}
-
 template <typename T>
-class LstmSequenceOp : public OpKernel {
+class LstmSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit LstmSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr("keep_for_gradient", &keep_for_gradient_));
-  }
+  explicit LstmSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -136,51 +99,34 @@ class LstmSequenceOp : public OpKernel {
     const Tensor& bias = context->input(5);
     const Tensor& lengths = context->input(6);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadLstmSizes(inputs, recurrent_kernel, &s));
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 4, &s));
     const int64_t width = 4 * s.units;
-    OP_REQUIRES_OK(context, rnn::RequireShape(initial_h, "initial_h", {s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(initial_c, "initial_c", {s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(bias, "bias", {width}));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-
-    Tensor *outputs, *final_h, *final_c, *gates, *step_inputs, *c_prev;
-    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, initial_c.shape(), &final_c));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({kept_time, s.batch, width}), &gates));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       4, TensorShape({kept_time, s.batch, s.input + s.units}), &step_inputs));
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                5, TensorShape({kept_time, s.batch, s.units}), &c_prev));
-    LstmSequenceForward<T>(
-        rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
-        initial_h.flat<T>().data(), initial_c.flat<T>().data(), kernel.flat<T>().data(),
-        recurrent_kernel.flat<T>().data(), bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        outputs->flat<T>().data(), final_h->flat<T>().data(),
-        final_c->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, gates),
-        rnn::DataIf<T>(keep_for_gradient_, step_inputs),
-        rnn::DataIf<T>(keep_for_gradient_, c_prev));
+    OP_REQUIRES_OK(context, rnn::RequireShapes({{initial_h, "initial_h", {s.batch, s.units}},
+                                                {initial_c, "initial_c", {s.batch, s.units}},
+                                                {bias, "bias", {width}}}));
+    const bool keep = produces_;  // keep_for_gradient
+    std::vector<T*> out;          // outputs, final_h, final_c, gates, step_inputs, c_prev
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{{s.batch, s.time, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, width}, keep},
+                                                     {{s.time, s.batch, s.input + s.units}, keep},
+                                                     {{s.time, s.batch, s.units}, keep}},
+                                                    &out));
+    LstmSequenceForward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(inputs),
+                           rnn::Data<T>(initial_h), rnn::Data<T>(initial_c), rnn::Data<T>(kernel),
+                           rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
+                           rnn::Data<int32_t>(lengths), out[0], out[1], out[2], out[3], out[4],
+                           out[5]);
   }
-
- private:
-  RnnOptions options_;
-  bool keep_for_gradient_;
 };
 
 template <typename T>
-class LstmSequenceGradOp : public OpKernel {
+class LstmSequenceGradOp : public rnn::SequenceKernel {
  public:
-  explicit LstmSequenceGradOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
-  }
+  explicit LstmSequenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "sum_weight_gradients") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -194,51 +140,41 @@ class LstmSequenceGradOp : public OpKernel {
     const Tensor& d_final_h = context->input(8);
     const Tensor& d_final_c = context->input(9);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadLstmSizes(inputs, recurrent_kernel, &s));
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 4, &s));
     const int64_t width = 4 * s.units;
-    OP_REQUIRES_OK(context, rnn::RequireShape(kernel, "kernel", {s.input, width}));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-    OP_REQUIRES_OK(context, rnn::RequireShape(gates, "gates", {s.time, s.batch, width}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(c_prev, "c_prev", {s.time, s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(step_inputs, "step_inputs",
-                                              {s.time, s.batch, s.input + s.units}));
-    OP_REQUIRES_OK(context,
-                   rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(d_final_c, "d_final_c", {s.batch, s.units}));
-
-    Tensor *d_inputs, *d_initial_h, *d_initial_c, *d_gates, *d_weights, *d_bias;
-    OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    OP_REQUIRES_OK(context, context->allocate_output(2, d_final_c.shape(), &d_initial_c));
-    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
-    const int64_t weight_rows = rnn::SizeIf(sum_weight_gradients_, s.input + s.units);
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                3, TensorShape({factor_time, s.batch, width}), &d_gates));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(4, TensorShape({weight_rows, width}), &d_weights));
-    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({width}), &d_bias));
-    LstmSequenceBackward<T>(
-        rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
-        recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
-        gates.flat<T>().data(), c_prev.flat<T>().data(), step_inputs.flat<T>().data(),
-        d_outputs.flat<T>().data(), d_final_h.flat<T>().data(), d_final_c.flat<T>().data(),
-        d_inputs->flat<T>().data(),
-        d_initial_h->flat<T>().data(), d_initial_c->flat<T>().data(),
-        rnn::DataIf<T>(!sum_weight_gradients_, d_gates),
-        rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());
+    OP_REQUIRES_OK(context, rnn::RequireShapes(
+                                {{gates, "gates", {s.time, s.batch, width}},
+                                 {c_prev, "c_prev", {s.time, s.batch, s.units}},
+                                 {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
+                                 {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                                 {d_final_h, "d_final_h", {s.batch, s.units}},
+                                 {d_final_c, "d_final_c", {s.batch, s.units}}}));
+    const bool sums = produces_;  // sum_weight_gradients
+    std::vector<T*> out;          // d_inputs, d_initial_h, d_initial_c, d_gates, d_weights, d_bias
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{inputs.shape()},
+                                                     {{s.batch, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, width}, !sums},
+                                                     {{s.input + s.units, width}, sums},
+                                                     {{width}}},
+                                                    &out));
+    LstmSequenceBackward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(kernel),
+                            rnn::Data<T>(recurrent_kernel), rnn::Data<int32_t>(lengths),
+                            rnn::Data<T>(gates), rnn::Data<T>(c_prev), rnn::Data<T>(step_inputs),
+                            rnn::Data<T>(d_outputs), rnn::Data<T>(d_final_h),
+                            rnn::Data<T>(d_final_c), out[0], out[1], out[2], out[3], out[4],
+                            out[5]);
   }
-
- private:
-  RnnOptions options_;
-  bool sum_weight_gradients_;
 };
 
-#define ZOO_REGISTER_LSTM(T)                                                                \
-  REGISTER_KERNEL_BUILDER(                                                                  \
-      Name("ZooLstmSequence").Device(DEVICE_CPU).TypeConstraint<T>("T"), LstmSequenceOp<T>); \
-  REGISTER_KERNEL_BUILDER(Name("ZooLstmSequenceGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
-                          LstmSequenceGradOp<T>);
+#define ZOO_REGISTER_LSTM(T)                                                             \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("ZooLstmSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      LstmSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("ZooLstmSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      LstmSequenceGradOp<T>);
 ZOO_REGISTER_LSTM(float)
 ZOO_REGISTER_LSTM(double)
 #undef ZOO_REGISTER_LSTM

@@ -50,8 +50,8 @@ class MaskToLengthsOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({batch}), &lengths));
     Tensor* right_padded = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &right_padded));
-    right_padded->scalar<bool>()() = MaskToLengths(mask.flat<bool>().data(), batch, time,
-                                                   lengths->flat<int32_t>().data());
+    right_padded->scalar<bool>()() =
+        MaskToLengths(mask.flat<bool>().data(), batch, time, lengths->flat<int32_t>().data());
   }
 };
 

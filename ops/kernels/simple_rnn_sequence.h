@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #include "lstm_sequence.h"
-#include "rnn_math.h"
 
 namespace zoo {
 
@@ -21,8 +20,8 @@ template <typename T>
 void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes,
                               const RnnOptions& options, const T* inputs, const T* initial_h,
                               const T* kernel, const T* recurrent_kernel, const T* bias,
-                              const int32_t* lengths, T* outputs,
-                              T* final_h, T* states, T* step_inputs);
+                              const int32_t* lengths, T* outputs, T* final_h, T* states,
+                              T* step_inputs);
 
 // Gradients through SimpleRnnSequenceForward, given the gradients of its outputs and final_h:
 // d_inputs [B,T,D], d_initial_h [B,H] and d_bias [H]. The weight gradients are the product
@@ -33,10 +32,9 @@ void SimpleRnnSequenceForward(const rnn::Workers& workers, const RnnSizes& sizes
 template <typename T>
 void SimpleRnnSequenceBackward(const rnn::Workers& workers, const RnnSizes& sizes,
                                const RnnOptions& options, const T* kernel,
-                               const T* recurrent_kernel, const int32_t* lengths,
-                               const T* states, const T* step_inputs, const T* d_outputs,
-                               const T* d_final_h, T* d_inputs,
-                               T* d_initial_h, T* d_pre, T* d_weights, T* d_bias);
+                               const T* recurrent_kernel, const int32_t* lengths, const T* states,
+                               const T* step_inputs, const T* d_outputs, const T* d_final_h,
+                               T* d_inputs, T* d_initial_h, T* d_pre, T* d_weights, T* d_bias);
 
 }  // namespace zoo
 

@@ -10,13 +10,10 @@
 
 namespace zoo {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
+using rnn::shapes::Sizes;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace shape_inference = tensorflow::shape_inference;
 
 REGISTER_OP("ZooSimpleRnnSequence")
     .Input("inputs: T")
@@ -33,17 +30,8 @@ REGISTER_OP("ZooSimpleRnnSequence")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("keep_for_gradient: bool = true")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 3, 1, &s));
-      shape_inference::DimensionHandle step_width, kept_time;
-      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
-      TF_RETURN_IF_ERROR(rnn::KeptTimeDim(c, s.time, &kept_time));
-      c->set_output(0, c->MakeShape({s.batch, s.time, s.units}));
-      c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({kept_time, s.batch, s.units}));
-      c->set_output(3, c->MakeShape({kept_time, s.batch, step_width}));
-      return absl::OkStatus();
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      return rnn::shapes::SetForwardOutputs(c, 3, 1, 1, {{1}, {1, true}});
     })
     .Doc(R"doc(
 A whole fully connected RNN sequence, h_t = tanh(x_t W + h_{t-1} U + b), over right-padded
@@ -71,18 +59,14 @@ REGISTER_OP("ZooSimpleRnnSequenceGrad")
     .Attr("reverse: bool = false")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("sum_weight_gradients: bool = false")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      rnn::InferredSizes s;
-      TF_RETURN_IF_ERROR(rnn::InferSizes(c, 0, 2, 1, &s));
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      Sizes s;
       bool sum_weight_gradients;
-      TF_RETURN_IF_ERROR(c->GetAttr("sum_weight_gradients", &sum_weight_gradients));
-      shape_inference::DimensionHandle step_width;
-      TF_RETURN_IF_ERROR(c->Add(s.input, s.units, &step_width));
-      c->set_output(0, c->input(0));
-      c->set_output(1, c->MakeShape({s.batch, s.units}));
-      c->set_output(2, c->MakeShape({rnn::DimIf(c, !sum_weight_gradients, s.time), s.batch,
+      TF_RETURN_IF_ERROR(rnn::shapes::SetGradientOutputs(c, 2, 1, 1, &s, &sum_weight_gradients));
+      c->set_output(2, c->MakeShape({rnn::shapes::DimIf(c, !sum_weight_gradients, s.time), s.batch,
                                      s.units}));
-      c->set_output(3, c->MakeShape({rnn::DimIf(c, sum_weight_gradients, step_width), s.units}));
+      c->set_output(
+          3, c->MakeShape({rnn::shapes::DimIf(c, sum_weight_gradients, s.step_width), s.units}));
       c->set_output(4, c->Vector(s.units));
       return absl::OkStatus();
     })
@@ -96,28 +80,11 @@ d_pre_activations has no time steps); otherwise it returns d_pre_activations for
 form it as one large matrix product (d_weights has no rows).
 )doc");
 
-// Reads and checks the sizes shared by both SimpleRNN kernels from inputs, kernel and
-// recurrent_kernel.
-static absl::Status ReadSimpleRnnSizes(const Tensor& inputs, const Tensor& kernel,
-                                       const Tensor& recurrent_kernel, RnnSizes* sizes) {
-  TF_RETURN_IF_ERROR(rnn::RequireRank(inputs, "inputs", 3));
-  TF_RETURN_IF_ERROR(rnn::RequireRank(recurrent_kernel, "recurrent_kernel", 2));
-  *sizes = {inputs.dim_size(0), inputs.dim_size(1), inputs.dim_size(2),
-            recurrent_kernel.dim_size(0)};
-  TF_RETURN_IF_ERROR(
-      rnn::RequireShape(recurrent_kernel, "recurrent_kernel", {sizes->units, sizes->units}));
-  return rnn::RequireShape(kernel, "kernel", {sizes->input, sizes->units});
-}
-
 template <typename T>
-class SimpleRnnSequenceOp : public OpKernel {
+class SimpleRnnSequenceOp : public rnn::SequenceKernel {
  public:
-  explicit SimpleRnnSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr("keep_for_gradient", &keep_for_gradient_));
-  }
+  explicit SimpleRnnSequenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "keep_for_gradient") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -127,44 +94,29 @@ class SimpleRnnSequenceOp : public OpKernel {
     const Tensor& bias = context->input(4);
     const Tensor& lengths = context->input(5);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadSimpleRnnSizes(inputs, kernel, recurrent_kernel, &s));
-    OP_REQUIRES_OK(context, rnn::RequireShape(initial_h, "initial_h", {s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(bias, "bias", {s.units}));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-
-    Tensor *outputs, *final_h, *states, *step_inputs;
-    const int64_t kept_time = rnn::SizeIf(keep_for_gradient_, s.time);
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(0, TensorShape({s.batch, s.time, s.units}), &outputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, initial_h.shape(), &final_h));
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                2, TensorShape({kept_time, s.batch, s.units}), &states));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(
-                       3, TensorShape({kept_time, s.batch, s.input + s.units}), &step_inputs));
-    SimpleRnnSequenceForward<T>(
-        rnn::KernelWorkers(context), s, options_, inputs.flat<T>().data(),
-        initial_h.flat<T>().data(), kernel.flat<T>().data(), recurrent_kernel.flat<T>().data(),
-        bias.flat<T>().data(), lengths.flat<int32_t>().data(),
-        outputs->flat<T>().data(),
-        final_h->flat<T>().data(), rnn::DataIf<T>(keep_for_gradient_, states),
-        rnn::DataIf<T>(keep_for_gradient_, step_inputs));
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 1, &s));
+    OP_REQUIRES_OK(context, rnn::RequireShapes({{initial_h, "initial_h", {s.batch, s.units}},
+                                                {bias, "bias", {s.units}}}));
+    const bool keep = produces_;  // keep_for_gradient
+    std::vector<T*> out;          // outputs, final_h, states, step_inputs
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{{s.batch, s.time, s.units}},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, s.units}, keep},
+                                                     {{s.time, s.batch, s.input + s.units}, keep}},
+                                                    &out));
+    SimpleRnnSequenceForward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(inputs),
+                                rnn::Data<T>(initial_h), rnn::Data<T>(kernel),
+                                rnn::Data<T>(recurrent_kernel), rnn::Data<T>(bias),
+                                rnn::Data<int32_t>(lengths), out[0], out[1], out[2], out[3]);
   }
-
- private:
-  RnnOptions options_;
-  bool keep_for_gradient_;
 };
 
 template <typename T>
-class SimpleRnnSequenceGradOp : public OpKernel {
+class SimpleRnnSequenceGradOp : public rnn::SequenceKernel {
  public:
-  explicit SimpleRnnSequenceGradOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr("sum_weight_gradients", &sum_weight_gradients_));
-  }
+  explicit SimpleRnnSequenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, "sum_weight_gradients") {}
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -176,45 +128,35 @@ class SimpleRnnSequenceGradOp : public OpKernel {
     const Tensor& d_outputs = context->input(6);
     const Tensor& d_final_h = context->input(7);
     RnnSizes s;
-    OP_REQUIRES_OK(context, ReadSimpleRnnSizes(inputs, kernel, recurrent_kernel, &s));
-    OP_REQUIRES_OK(context, rnn::ValidateLengths(lengths, s.batch, s.time));
-    OP_REQUIRES_OK(context, rnn::RequireShape(states, "states", {s.time, s.batch, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(step_inputs, "step_inputs",
-                                              {s.time, s.batch, s.input + s.units}));
-    OP_REQUIRES_OK(context,
-                   rnn::RequireShape(d_outputs, "d_outputs", {s.batch, s.time, s.units}));
-    OP_REQUIRES_OK(context, rnn::RequireShape(d_final_h, "d_final_h", {s.batch, s.units}));
-
-    Tensor *d_inputs, *d_initial_h, *d_pre, *d_weights, *d_bias;
-    OP_REQUIRES_OK(context, context->allocate_output(0, inputs.shape(), &d_inputs));
-    OP_REQUIRES_OK(context, context->allocate_output(1, d_final_h.shape(), &d_initial_h));
-    const int64_t factor_time = rnn::SizeIf(!sum_weight_gradients_, s.time);
-    const int64_t weight_rows = rnn::SizeIf(sum_weight_gradients_, s.input + s.units);
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                2, TensorShape({factor_time, s.batch, s.units}), &d_pre));
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(3, TensorShape({weight_rows, s.units}), &d_weights));
-    OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({s.units}), &d_bias));
-    SimpleRnnSequenceBackward<T>(
-        rnn::KernelWorkers(context), s, options_, kernel.flat<T>().data(),
-        recurrent_kernel.flat<T>().data(), lengths.flat<int32_t>().data(),
-        states.flat<T>().data(), step_inputs.flat<T>().data(), d_outputs.flat<T>().data(),
-        d_final_h.flat<T>().data(), d_inputs->flat<T>().data(), d_initial_h->flat<T>().data(),
-        rnn::DataIf<T>(!sum_weight_gradients_, d_pre),
-        rnn::DataIf<T>(sum_weight_gradients_, d_weights), d_bias->flat<T>().data());
+    OP_REQUIRES_OK(context, rnn::ReadSizes(inputs, kernel, recurrent_kernel, lengths, 1, &s));
+    OP_REQUIRES_OK(context, rnn::RequireShapes(
+                                {{states, "states", {s.time, s.batch, s.units}},
+                                 {step_inputs, "step_inputs", {s.time, s.batch, s.input + s.units}},
+                                 {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                                 {d_final_h, "d_final_h", {s.batch, s.units}}}));
+    const bool sums = produces_;  // sum_weight_gradients
+    std::vector<T*> out;          // d_inputs, d_initial_h, d_pre_activations, d_weights, d_bias
+    OP_REQUIRES_OK(context, rnn::AllocateOutputs<T>(context,
+                                                    {{inputs.shape()},
+                                                     {{s.batch, s.units}},
+                                                     {{s.time, s.batch, s.units}, !sums},
+                                                     {{s.input + s.units, s.units}, sums},
+                                                     {{s.units}}},
+                                                    &out));
+    SimpleRnnSequenceBackward<T>(rnn::KernelWorkers(context), s, options_, rnn::Data<T>(kernel),
+                                 rnn::Data<T>(recurrent_kernel), rnn::Data<int32_t>(lengths),
+                                 rnn::Data<T>(states), rnn::Data<T>(step_inputs),
+                                 rnn::Data<T>(d_outputs), rnn::Data<T>(d_final_h), out[0], out[1],
+                                 out[2], out[3], out[4]);
   }
-
- private:
-  RnnOptions options_;
-  bool sum_weight_gradients_;
 };
 
-#define ZOO_REGISTER_SIMPLE_RNN(T)                                                           \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ZooSimpleRnnSequence").Device(DEVICE_CPU).TypeConstraint<T>("T"),                \
-      SimpleRnnSequenceOp<T>);                                                               \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ZooSimpleRnnSequenceGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),            \
+#define ZOO_REGISTER_SIMPLE_RNN(T)                                                            \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("ZooSimpleRnnSequence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      SimpleRnnSequenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                                    \
+      Name("ZooSimpleRnnSequenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
       SimpleRnnSequenceGradOp<T>);
 ZOO_REGISTER_SIMPLE_RNN(float)
 ZOO_REGISTER_SIMPLE_RNN(double)

@@ -47,8 +47,9 @@ class LanguageModel(keras.Model):
         bidirectional: Bidirectional recurrent layers. Such a model scores text (it sees both sides
             of each position, so with inputs equal to targets it is not a language model of the
             future) and refuses to generate.
-        stateful: Carry the recurrent state from one batch to the next (sequential partitioning).
-            Needs a fixed batch size, taken from the first batch the model is built on.
+        stateful: Carry the recurrent state from one batch to the next (sequential partitioning):
+            every batch must have the same size until `reset_state()`. Under a `tf.distribute`
+            strategy each replica carries the state of its own rows (see `zoo.layers.CarriedState`).
         implementation: The recurrent layers' `implementation` (`"auto"`, `"fused"`, `"cudnn"`,
             `"loop"`).
         recurrent_layer_kwargs: Other keyword arguments of the recurrent layers (e.g.
