@@ -217,6 +217,14 @@ def _rows(path, reader, header, delimiter):
     for row in reader:
         if not row or row == [""]:
             continue
+        line = delimiter.join(row)  # as in the file when no field is quoted
+        if line.lstrip().startswith("{") and _is_json_object(line):
+            raise DataFormatError(
+                path,
+                f"a JSON object in a {_SEPARATOR_NAMES[delimiter]}-separated file: {quoted(line)}",
+                line=reader.line_num,
+                advice="a mixed-format file? keep to one format a file",
+            )
         if len(row) != len(header):
             separator = _SEPARATOR_NAMES[delimiter]
             if delimiter == "\t":
@@ -230,6 +238,13 @@ def _rows(path, reader, header, delimiter):
                 advice=advice,
             )
         yield row
+
+
+def _is_json_object(line):
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _find_columns(path, header, line, text_column, label_column):
