@@ -252,3 +252,18 @@ def test_folder_mistakes(tmp_path):
         read_labelled_texts(path, format="xlsx")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_labelled_texts(tmp_path / "missing.csv")
+
+
+def test_a_spreadsheet_saved_as_utf16_is_named_with_the_encoding_to_pass(tmp_path):
+    path = write(
+        tmp_path / "r.txt", "\ufeffreview\tsentiment\nCaf\u00e9\tpositive\nBad\tnegative\n", "utf-16-le"
+    )
+    with pytest.raises(
+        DataFormatError,
+        match=re.escape(
+            f"{path}, line 1: not UTF-8 text (byte 0xff at character 1), and the file starts with a UTF-16 "
+            "byte-order mark: pass encoding='utf-16'"
+        ),
+    ):
+        read_labelled_texts(path)
+    assert read_labelled_texts(path, encoding="utf-16") == (["Caf\u00e9", "Bad"], ["positive", "negative"])
