@@ -261,8 +261,8 @@ def entity_f1(true_seqs, pred_seqs):
     """Entity-level precision, recall and F1 (exact span and type match), as conlleval/seqeval.
 
     Args:
-        true_seqs: Sequence of reference BIO tag sequences.
-        pred_seqs: Sequence of predicted BIO tag sequences, aligned token by token.
+        true_seqs: Sequence of reference BIO or BIOES tag sequences.
+        pred_seqs: Sequence of predicted tag sequences, aligned token by token.
 
     Returns:
         Dict with micro-averaged `"precision"`, `"recall"`, `"f1"`, `"support"` (number of true
