@@ -269,6 +269,22 @@ def test_tagging_data_without_dev_holds_out_its_own_dev_set_not_the_corpus_file(
     assert str(corpus_data_dir) not in out
 
 
+def test_tagging_wnut17_defaults_on_own_data_name_their_auxiliary_corpus(tmp_path, no_data_dir, capsys):
+    """`--corpus wnut17` brings `--auxiliary ud-ewt`, a corpus file: without `$ZOO_DATA_DIR` the run
+    says so before training, and names the flags that do without it."""
+    data = write_conll(tmp_path / "my_ner.conll", sentences(20))
+    line = error_line(
+        capsys,
+        tagging.main,
+        ["--corpus", "wnut17", "--data", str(data), "--output-dir", str(tmp_path / "run")],
+    )
+    assert line == (
+        "error: pass --auxiliary FILE or --auxiliary none (--auxiliary ud-ewt reads "
+        "$ZOO_DATA_DIR/ud_english_ewt/en_ewt-ud-train.subset.conllu) or set ZOO_DATA_DIR (the folder of the "
+        "data sets)"
+    )
+
+
 @pytest.mark.parametrize(
     "writer, format",
     [
