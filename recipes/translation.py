@@ -199,8 +199,8 @@ def load_pairs(args):
     return train, validation, test
 
 
-def batches(args, strategy, pairs, source_vocab, target_vocab, shuffle):
-    dataset = seq2seq_batches(
+def batches(args, pairs, source_vocab, target_vocab, shuffle):
+    return seq2seq_batches(
         pairs.sources,
         pairs.targets,
         args.batch_size,
@@ -210,11 +210,6 @@ def batches(args, strategy, pairs, source_vocab, target_vocab, shuffle):
         shuffle_buffer=len(pairs.sources) if shuffle else None,
         seed=args.seed,
     )
-    if strategy.num_replicas_in_sync > 1:
-        # Keras's fit under MirroredStrategy fails on a last batch that splits unevenly across
-        # replicas (AddN of per-replica [8, T] and [7, T]): leave the partial batch out.
-        dataset = dataset.filter(lambda inputs, targets, mask: tf.shape(targets)[0] == args.batch_size)
-    return dataset
 
 
 # --- Model ----------------------------------------------------------------------------------
@@ -288,11 +283,9 @@ def main(argv=None):
     source_vocab.save(run_files.output_path(args, "source_vocab.txt"))
     target_vocab.save(run_files.output_path(args, "target_vocab.txt"))
     print(f"vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words", flush=True)
-    train_ds = batches(args, strategy, train, source_vocab, target_vocab, shuffle=True)
+    train_ds = batches(args, train, source_vocab, target_vocab, shuffle=True)
     val_ds = (
-        batches(args, strategy, validation, source_vocab, target_vocab, shuffle=False)
-        if validation.sources
-        else None
+        batches(args, validation, source_vocab, target_vocab, shuffle=False) if validation.sources else None
     )
 
     # One translator for every epoch's report, so its graph is traced once.
