@@ -33,7 +33,7 @@ def main():
     config = json.loads((args.run / "config.json").read_text())
     sources, targets = read_sentence_pairs(config["data"], max_pairs=config["max_pairs"])
     _, validation, test = split_by_source(
-        sources, config["test_fraction"], config["val_fraction"], config["split_seed"]
+        sources, config["test_fraction"], config["validation_fraction"], config["split_seed"]
     )
     model = keras.models.load_model(args.run / "model.keras")
     source_vocab = Vocab.load(args.run / "source_vocab.txt", SEQUENCE_RESERVED)

@@ -14,11 +14,14 @@ raises `FlagError`:
 """
 
 import argparse
+import codecs
+import contextlib
 import json
 import os
 import pathlib
 
 from recipes.recipe import RecipeError
+from zoo.text.data_errors import DataFormatError
 
 DATA_ENV = "ZOO_DATA_DIR"
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -78,6 +81,17 @@ def positive_fraction(text):
     return value
 
 
+def encoding_name(text):
+    """The argparse type of a text encoding Python knows (`utf-8`, `cp1252`, ...)."""
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(
+            f"unknown encoding {text!r} (e.g. utf-8, cp1252, latin-1, utf-16)"
+        ) from None
+    return text
+
+
 # --- The shared flags -----------------------------------------------------------------------
 
 
@@ -109,6 +123,12 @@ def add_shared_flags(
     group = parser.add_argument_group("training (shared by all recipes)")
     group.add_argument(
         "--data", type=pathlib.Path, default=None, help="a local data file or folder, instead of the default"
+    )
+    group.add_argument(
+        "--encoding",
+        type=encoding_name,
+        default="utf-8",
+        help="the encoding of the data files (e.g. cp1252, latin-1, utf-16)",
     )
     group.add_argument("--epochs", type=positive_int, default=epochs)
     group.add_argument(
@@ -261,6 +281,31 @@ def data_set_file(relative, instead):
     if not root:
         raise RecipeError(f"{instead} or set {DATA_ENV} (the folder of the data sets)")
     return pathlib.Path(root) / relative
+
+
+@contextlib.contextmanager
+def reading(flag, path):
+    """Reads a data file in the block: a file that does not read as its format
+    (`zoo.text.DataFormatError`) or is missing becomes a `RecipeError` whose one line names the flag,
+    the file, the line, what was found there and the flags that read it.
+
+    Args:
+        flag: the flag that named the file (`"--dev"`), or None for a default data file.
+        path: the file.
+
+    Example:
+    >>> with reading("--dev", args.dev):
+    ...     texts, labels = zoo.text.read_labelled_texts(args.dev, encoding=args.encoding)
+    """
+    prefix = f"{flag} " if flag else ""
+    try:
+        yield
+    except DataFormatError as error:
+        inside = pathlib.Path(error.path) != pathlib.Path(path)  # a file in a folder
+        raise RecipeError(prefix + (f"{path}: " if inside and flag else "") + error.command_line()) from None
+    except FileNotFoundError:
+        found = "a folder, not a file" if pathlib.Path(path).is_dir() else "no such file or folder"
+        raise RecipeError(f"{prefix}{path}: {found}") from None
 
 
 def to_json(args):

@@ -152,10 +152,8 @@ def build_parser():
 def read_corpus(args):
     """The text of `--data`, or The Time Machine (the copy the zoo ships)."""
     if args.data is not None:
-        try:
-            return zoo_text.read_text(args.data)
-        except (OSError, ValueError) as error:
-            raise RecipeError(f"--data {args.data}: {error}") from None
+        with flags.reading("--data", args.data):
+            return zoo_text.read_text(args.data, args.encoding)
     return zoo_text.load_time_machine()
 
 
@@ -211,10 +209,8 @@ def pretraining_ids(args, tokenizer, vocab):
     mapped to its vocabulary."""
     ids = []
     for path in args.pretrain_data:
-        try:
-            text = zoo_text.read_text(path)
-        except (OSError, ValueError) as error:
-            raise RecipeError(f"--pretrain-data {path}: {error}") from None
+        with flags.reading("--pretrain-data", path):
+            text = zoo_text.read_text(path, args.encoding)
         if vocab is None:
             ids += [piece for line in tokenizer.tokenize(text.split("\n")) for piece in line]
         else:

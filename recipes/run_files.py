@@ -3,7 +3,8 @@
 - `config.json`: the flags (`write_config`), read again by `--resume`.
 - `metrics.json`: `{"config", "epochs", "final"}`: the flags, one entry per epoch, and the final
   figures (`write_metrics` after training, `finish_run` adds what the recipe measured after it).
-- `curves.png`: a panel per metric, training and validation by epoch (`plot_curves`).
+- `curves.png`: a panel per metric, training (solid) and validation (dashed) by epoch, a colour per
+  ensemble member (`plot_curves`).
 
 `checkpoints/` and `model.keras` are written by `recipes.training`, `logs/` by TensorBoard,
 `model.tflite` (and `model_int8.tflite`) by `write_litert`, and `saved_model/` and the tokenizer and
@@ -83,11 +84,18 @@ def write_litert(args, model, **options):
 
 
 def plot_curves(path, epochs):
-    """Saves a PNG with one panel per metric, its training and validation values by epoch (one pair of
-    lines per member for an ensemble's entries, which name their `member`)."""
+    """Saves `curves_figure(epochs)` as a PNG."""
+    curves_figure(epochs).savefig(path)
+
+
+def curves_figure(epochs):
+    """A figure with one panel per metric, its training (solid) and validation (dashed) values by
+    epoch: one colour per member for an ensemble's entries (which name their `member`), and one
+    legend beside the panels, outside the data."""
     # The object API with the Agg canvas: no pyplot, no global backend state, no display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     values_by_name = by_name(epochs)
@@ -98,22 +106,38 @@ def plot_curves(path, epochs):
     runs = {}
     for entry in epochs:
         runs.setdefault(entry.get("member"), []).append(entry)
-    figure = Figure(figsize=(4.5 * max(len(names), 1), 3.5), layout="constrained")
+    colours = {member: f"C{index % 10}" for index, member in enumerate(runs)}
+    styles = {"training": "-", "validation": "--"}
+    figure = Figure(figsize=(4.5 * max(len(names), 1) + 1.5, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
+    drawn = set()
     for index, name in enumerate(names):
         axes = figure.add_subplot(1, len(names), index + 1)
         for member, entries in runs.items():
             epoch_numbers = [entry["epoch"] for entry in entries]
             values = by_name(entries)
-            for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            for key, kind in ((name, "training"), (f"val_{name}", "validation")):
                 if key in values:
-                    suffix = "" if member is None else f" (member {member})"
-                    axes.plot(epoch_numbers, values[key], marker="o", label=label + suffix)
+                    axes.plot(
+                        epoch_numbers, values[key], marker="o", color=colours[member], linestyle=styles[kind]
+                    )
+                    drawn.add(kind)
         axes.set_title(name)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend()
-    figure.savefig(path)
+    handles = [
+        Line2D([], [], color="black", linestyle=style, label=kind)
+        for kind, style in styles.items()
+        if kind in drawn
+    ]
+    if len(runs) > 1:
+        handles += [
+            Line2D([], [], color=colour, marker="o", label=f"member {member}")
+            for member, colour in colours.items()
+        ]
+    if handles:
+        figure.legend(handles=handles, loc="outside right upper")
+    return figure
 
 
 def by_name(epochs):

@@ -1,13 +1,17 @@
 """Sentiment analysis (many-to-one): a bidirectional RNN classifies a review as positive or negative.
 
 `python -m recipes.sentiment` trains `zoo.models.SequenceClassifier` on the IMDb subset
-(`$ZOO_DATA_DIR/imdb_subset/train.tsv`), on any TSV/CSV (`--data FILE --text-column ... --label-column
-...`), or on TFDS `imdb_reviews` (`--tfds`, needs a network the first time).
+(`$ZOO_DATA_DIR/imdb_subset/train.tsv`), on your own labelled texts (`--data FILE|FOLDER`), or on
+TFDS `imdb_reviews` (`--tfds`, needs a network the first time). Your data may be TSV or CSV with a
+header, JSON Lines, or a folder per class (`keras.utils.text_dataset_from_directory`'s layout), told
+from the file (`--format` to say it); the text and label columns are found by their names (text,
+review, sentence, ...; label, sentiment, class, ...) or named by `--text-column` and `--label-column`.
+Labels are class names or numbers, two classes or more (`zoo.text.read_labelled_texts`).
 
 A fixed share of the examples (`--test-fraction`, drawn with `--split-seed`, independent of the
 training `--seed`) is held out and never trained on; its accuracy is the figure the run reports. A
 validation split is carved from the rest for the per-epoch validation and early stopping, which keeps
-the epoch of the best validation accuracy.
+the epoch of the best validation accuracy. `--test FILE` and `--dev FILE` are those sets instead.
 
 The defaults train `--ensemble 5` models (seeds `--seed` to `--seed + 4`), each a 1-layer BiLSTM over
 word embeddings with mean and max pooling plus the mean embedding, and average their class
@@ -22,8 +26,8 @@ LiteRT (`--quantize dynamic`: `model_int8.tflite` too): `token_ids` (int32 `[1, 
 """
 
 import argparse
-import csv
 import pathlib
+import typing
 
 import keras
 import numpy as np
@@ -38,7 +42,6 @@ from zoo.models.classifier import POOLING_MODES, SequenceClassifier
 # --- Config ---------------------------------------------------------------------------------
 
 DEFAULT_DATA = pathlib.Path("imdb_subset") / "train.tsv"
-DELIMITERS = {"tab": "\t", "comma": ","}
 
 
 def build_parser():
@@ -48,22 +51,51 @@ def build_parser():
     data = parser.add_argument_group("data")
     data.add_argument("--tfds", action="store_true", help="train on TFDS imdb_reviews instead of a file")
     data.add_argument("--tfds-split", default="train", help="the TFDS split to read (e.g. 'train[:10%%]')")
-    data.add_argument("--text-column", default="text", help="header name of the text column (files)")
-    data.add_argument("--label-column", default="label", help="header name of the label column (files)")
     data.add_argument(
-        "--delimiter",
-        choices=sorted(DELIMITERS),
+        "--format",
+        choices=zoo_text.LABELLED_TEXT_FORMATS,
         default=None,
-        help="field separator (default: comma for .csv files, tab otherwise)",
+        help="of --data, --dev and --test (default: told from the file: a folder, a first line "
+        "starting with '{', holding a tab, or a comma)",
     )
     data.add_argument(
-        "--test-fraction", type=flags.positive_fraction, default=0.2, help="held out, never trained on"
+        "--text-column",
+        default=None,
+        metavar="NAME",
+        help=f"header name (JSON key) of the text (default: the first of {', '.join(zoo_text.TEXT_COLUMNS)})",
+    )
+    data.add_argument(
+        "--label-column",
+        default=None,
+        metavar="NAME",
+        help=f"header name (JSON key) of the label (default: the first of "
+        f"{', '.join(zoo_text.LABEL_COLUMNS)})",
+    )
+    data.add_argument(
+        "--dev",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE|FOLDER",
+        help="the validation examples (default: --validation-fraction of --data)",
+    )
+    data.add_argument(
+        "--test",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE|FOLDER",
+        help="the held-out examples, never trained on (default: --test-fraction of --data)",
+    )
+    data.add_argument(
+        "--test-fraction",
+        type=flags.positive_fraction,
+        default=0.2,
+        help="without --test: the share of --data held out, never trained on",
     )
     data.add_argument(
         "--validation-fraction",
         type=flags.positive_fraction,
         default=0.15,
-        help="share of the remaining examples used for validation and early stopping",
+        help="without --dev: the share of the rest of --data used for validation and early stopping",
     )
     data.add_argument("--split-seed", type=int, default=0, help="seed of the held-out and validation split")
     data.add_argument("--tokenizer", choices=("word", "bpe"), default="word")
@@ -112,8 +144,19 @@ def build_parser():
 # --- Data -----------------------------------------------------------------------------------
 
 
+class Examples(typing.NamedTuple):
+    """Texts, their class ids, the class names, and the indices of the three parts."""
+
+    texts: list
+    class_ids: list
+    label_names: list
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
 def load_examples(args):
-    """`(texts, label_names_per_example)` from `--tfds`, `--data` or the default IMDb subset."""
+    """`(texts, labels)` of `--tfds`, `--data` or the default IMDb subset."""
     if args.tfds:
         try:
             dataset = zoo_text.load_tfds("imdb_reviews", split=args.tfds_split)
@@ -126,22 +169,71 @@ def load_examples(args):
         if not texts:
             raise RecipeError(f"--tfds: split {args.tfds_split!r} of imdb_reviews is empty")
         return texts, labels
-    path = args.data or flags.data_set_file(DEFAULT_DATA, "pass --data FILE or --tfds")
-    if path.is_dir():
-        raise RecipeError(f"--data {path} is a folder; pass the TSV/CSV file")
-    delimiter = DELIMITERS[args.delimiter or ("comma" if path.suffix.lower() == ".csv" else "tab")]
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    if args.data is None:
+        return read_examples(args, None, flags.data_set_file(DEFAULT_DATA, "pass --data FILE or --tfds"))
+    return read_examples(args, "--data", args.data)
+
+
+def read_examples(args, flag, path, known_labels=None):
+    """`(texts, labels)` of a file (or folder) of labelled texts, in `--format` or the format it is
+    in, with the labels of `known_labels` only (None: any)."""
+    format = args.format
+    with flags.reading(flag, path):
+        format = format or zoo_text.labelled_text_format(path, args.encoding)
+        if format == "folders" and (args.text_column or args.label_column):
+            raise RecipeError(
+                f"{flag} {path} is a folder per class, which has no columns: leave out --text-column "
+                "and --label-column"
+            )
+        texts, labels = zoo_text.read_labelled_texts(
+            path, format, args.text_column, args.label_column, args.encoding, known_labels
+        )
+    print(f"{flag or 'data'} {path}: {format}, {len(texts)} examples", flush=True)
+    return texts, labels
+
+
+def load_data(args):
+    """The `Examples` of `--data` (or `--tfds`, or the default), `--dev` and `--test`: a part without
+    a file of its own is a seeded random share of `--data`, never trained on."""
+    texts, labels = load_examples(args)
+    label_names, class_ids = label_vocabulary(labels)
+    fractions = [0.0 if args.test else args.test_fraction, 0.0 if args.dev else args.validation_fraction]
     try:
-        return zoo_text.read_delimited(path, args.text_column, args.label_column, delimiter, quoting)
-    except (OSError, ValueError) as error:
-        raise RecipeError(str(error)) from error
+        train, test, validation = zoo_text.split_held_out(len(texts), fractions, args.split_seed)
+    except ValueError as error:
+        raise RecipeError(
+            f"{error}: pass a smaller --test-fraction or --validation-fraction, or --test and --dev files"
+        ) from None
+    parts = {"--dev": validation, "--test": test}
+    origins = {
+        "--dev": f"--validation-fraction {args.validation_fraction:g}",
+        "--test": f"--test-fraction {args.test_fraction:g}",
+    }
+    class_of = {name: index for index, name in enumerate(label_names)}
+    for flag, path in (("--dev", args.dev), ("--test", args.test)):
+        if path is not None:
+            part_texts, part_labels = read_examples(args, flag, path, known_labels=set(label_names))
+            parts[flag] = np.arange(len(texts), len(texts) + len(part_texts))
+            texts += part_texts
+            class_ids += [class_of[label] for label in part_labels]
+            origins[flag] = flag
+    print(
+        f"{len(label_names)} classes ({', '.join(label_names)}): {len(train)} train, "
+        f"{len(parts['--dev'])} validation ({origins['--dev']}), {len(parts['--test'])} test "
+        f"({origins['--test']}); split seed {args.split_seed}",
+        flush=True,
+    )
+    return Examples(texts, class_ids, label_names, train, parts["--dev"], parts["--test"])
 
 
 def label_vocabulary(labels):
     """Sorted distinct labels (numerically when they are all integers) and each example's class id."""
     names = sorted(set(labels), key=lambda name: (0, int(name), "") if _is_int(name) else (1, 0, name))
     if len(names) < 2:
-        raise RecipeError(f"the data has {len(names)} distinct label(s); classification needs 2 or more")
+        raise RecipeError(
+            f"every example of the training data has the label {names[0]!r}: classification needs 2 "
+            "classes or more (is --label-column the label?)"
+        )
     index = {name: position for position, name in enumerate(names)}
     return names, [index[label] for label in labels]
 
@@ -152,17 +244,6 @@ def _is_int(text):
     except ValueError:
         return False
     return True
-
-
-def split_indices(count, test_fraction, validation_fraction, seed):
-    """Disjoint `(train, validation, test)` index arrays from one seeded permutation."""
-    order = np.random.default_rng(seed).permutation(count)
-    test_size = int(round(count * test_fraction))
-    validation_size = int(round((count - test_size) * validation_fraction))
-    if min(test_size, validation_size, count - test_size - validation_size) < 1:
-        raise RecipeError(f"{count} examples are too few to split into train, validation and test")
-    test, rest = order[:test_size], order[test_size:]
-    return rest[validation_size:], rest[:validation_size], test
 
 
 def build_tokenizer(args, train_texts):
@@ -207,16 +288,7 @@ def main(argv=None):
     args = flags.parse_args(build_parser(), argv)
     strategy = training.setup(args)
 
-    texts, labels = load_examples(args)
-    label_names, class_ids = label_vocabulary(labels)
-    train, validation, test = split_indices(
-        len(texts), args.test_fraction, args.validation_fraction, args.split_seed
-    )
-    print(
-        f"{len(texts)} examples, {len(label_names)} classes: {len(train)} train, "
-        f"{len(validation)} validation, {len(test)} held out",
-        flush=True,
-    )
+    texts, class_ids, label_names, train, validation, test = load_data(args)
     tokenizer, vocab = build_tokenizer(args, [texts[i] for i in train])
     vocab_size = len(vocab) if vocab is not None else tokenizer.tokenizer.vocab_size
     print(f"{args.tokenizer} vocabulary: {vocab_size} ids", flush=True)

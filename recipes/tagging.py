@@ -7,13 +7,17 @@ character-CNN word features) with a softmax or a CRF output (`--output`) on
   `$ZOO_DATA_DIR/ud_english_ewt/en_ewt-ud-train.subset.conllu`, evaluate on `en_ewt-ud-dev.conllu`;
 - `--corpus wnut17`: WNUT-17 named entities, `token<TAB>BIO-tag`; `wnut17/wnut17train.conll` and
   `emerging.dev.conll`;
-- or your own files: `--data TRAIN --dev DEV --format conllu|conll`.
+- or your own files, `--data TRAIN [--dev DEV]`: CoNLL (`token<TAB>tag`, or more columns, or columns
+  split on spaces, the tag last) or CoNLL-U (`--tag-column upos|xpos`), told from the file
+  (`--format` to say it; `zoo.text.read_tagged_sentences`). Without `--dev`, `--dev-fraction` of
+  `--data` is held out as the dev set; a file of yours is never paired with a corpus's.
 
 A validation split (`--validation-fraction` of the training sentences) drives the per-epoch
-validation and early stopping, which keeps the best epoch: by validation entity F1 for BIO tags (most
-tokens are `O`, so token accuracy says little about entities), by token accuracy otherwise. The dev
-file is only evaluated at the end: token accuracy, and for BIO tags entity-level precision, recall and
-F1 (exact spans, as conlleval). `--word-shape` (the default for `--corpus wnut17`) gives the character
+validation and early stopping, which keeps the best epoch: by validation entity F1 for BIO and BIOES
+tags (most tokens are `O`, so token accuracy says little about entities), by token accuracy otherwise.
+The dev set is only evaluated at the end: token accuracy, and for BIO and BIOES tags entity-level
+precision, recall and F1 (exact spans, as conlleval). A tag the training data lacks stops the run
+with the dev file's line. `--word-shape` (the default for `--corpus wnut17`) gives the character
 CNN each word's shape (capitalised, all caps, handle, URL, number) as an extra leading character.
 `--entity-weight` (5 for `--corpus wnut17`) weighs entities up in training, for recall where they are rare.
 With `--output softmax`, `--ensemble N` trains N taggers from different seeds and averages their tag
@@ -38,26 +42,21 @@ import pathlib
 import typing
 
 import keras
-import numpy as np
 
 import zoo
 from recipes import flags, run_files, training
 from recipes.flags import FlagError
 from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
-from zoo.metrics import is_bio, tagging_scores
+from zoo.metrics import entity_scheme, tagging_scores
 from zoo.models.multitask_tagger import AUXILIARY_OUTPUT, MAIN_OUTPUT, MultiTaskTagger, multitask_batches
 from zoo.models.tagger import build_tagger
 
 # --- Config ---------------------------------------------------------------------------------
 
-CORPORA = {  # name: (format, training file, dev file) under $ZOO_DATA_DIR
-    "ud-ewt": (
-        "conllu",
-        "ud_english_ewt/en_ewt-ud-train.subset.conllu",
-        "ud_english_ewt/en_ewt-ud-dev.conllu",
-    ),
-    "wnut17": ("conll", "wnut17/wnut17train.conll", "wnut17/emerging.dev.conll"),
+CORPORA = {  # name: (training file, dev file) under $ZOO_DATA_DIR
+    "ud-ewt": ("ud_english_ewt/en_ewt-ud-train.subset.conllu", "ud_english_ewt/en_ewt-ud-dev.conllu"),
+    "wnut17": ("wnut17/wnut17train.conll", "wnut17/emerging.dev.conll"),
 }
 # Flag defaults of one corpus that differ from the shared ones (flags given on the command line win).
 CORPUS_DEFAULTS = {
@@ -81,18 +80,38 @@ def build_parser():
         "--corpus",
         choices=sorted(CORPORA),
         default="ud-ewt",
-        help=f"default files under ${flags.DATA_ENV} (--data/--dev/--format override them) and "
-        "defaults of other flags (wnut17: --word-shape --entity-weight 5)",
+        help=f"default files under ${flags.DATA_ENV}, read when --data is not given, and defaults of "
+        "other flags (wnut17: --word-shape --entity-weight 5)",
     )
-    data.add_argument("--dev", type=pathlib.Path, default=None, help="the evaluation file")
+    data.add_argument(
+        "--dev",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE",
+        help="the evaluation file (default: the corpus's, or with --data, --dev-fraction of it)",
+    )
     data.add_argument(
         "--format",
-        choices=("conllu", "conll"),
+        choices=zoo_text.TAGGING_FORMATS,
         default=None,
-        help="conllu: CoNLL-U (UPOS/XPOS column); conll: token<TAB>tag",
+        help="of --data and --dev: conll (token<TAB>tag, or columns split on spaces, the tag last) or "
+        "conllu (CoNLL-U, --tag-column) (default: told from the file)",
     )
-    data.add_argument("--tag-column", choices=("upos", "xpos"), default="upos", help="CoNLL-U tag column")
-    data.add_argument("--validation-fraction", type=flags.positive_fraction, default=0.1)
+    data.add_argument(
+        "--tag-column", choices=tuple(zoo_text.CONLLU_TAG_COLUMNS), default="upos", help="CoNLL-U tag column"
+    )
+    data.add_argument(
+        "--dev-fraction",
+        type=flags.positive_fraction,
+        default=0.1,
+        help="--data without --dev: the share of its sentences held out as the dev set, never trained on",
+    )
+    data.add_argument(
+        "--validation-fraction",
+        type=flags.positive_fraction,
+        default=0.1,
+        help="the share of the training sentences used for validation and early stopping",
+    )
     data.add_argument("--split-seed", type=int, default=0)
     data.add_argument("--min-freq", type=flags.positive_int, default=2, help="rarer words map to <unk>")
     data.add_argument(
@@ -105,8 +124,8 @@ def build_parser():
         "--entity-weight",
         type=flags.positive_float,
         default=1.0,
-        help="BIO tags, training: weight of the entity tokens (softmax) or of the sentences holding "
-        "an entity (CRF), relative to 1",
+        help="entity (BIO, BIOES) tags, training: weight of the entity tokens (softmax) or of the "
+        "sentences holding an entity (CRF), relative to 1",
     )
     data.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     data.add_argument("--max-chars", type=flags.positive_int, default=20)
@@ -125,9 +144,8 @@ def build_parser():
         default=NO_AUXILIARY,
         metavar="CORPUS|FILE",
         help=f"multi-task training: also train the encoder on the tags of this corpus "
-        f"({', '.join(sorted(CORPORA))}: its training file) or file (CoNLL-U if it ends in "
-        f".conllu, else CoNLL), through a second output layer (softmax output; "
-        f"'{NO_AUXILIARY}': no auxiliary task)",
+        f"({', '.join(sorted(CORPORA))}: its training file) or file (CoNLL or CoNLL-U, told from the "
+        f"file), through a second output layer (softmax output; '{NO_AUXILIARY}': no auxiliary task)",
     )
     data.add_argument(
         "--auxiliary-weight",
@@ -160,7 +178,7 @@ def build_parser():
         type=flags.non_negative_int,
         default=5,
         help="stop after this many epochs without a better validation figure (entity F1 for BIO "
-        "tags, token accuracy otherwise) and keep the best epoch (0: never stop)",
+        "and BIOES tags, token accuracy otherwise) and keep the best epoch (0: never stop)",
     )
     return parser
 
@@ -198,82 +216,88 @@ class Tagged(typing.NamedTuple):
     tags: list
 
 
-def format_of(path):
-    return "conllu" if path.suffix == ".conllu" else "conll"
-
-
 def resolve_files(args):
-    """`(format, train path, dev path)` from the flags and `--corpus` defaults."""
-    corpus_format, train_name, dev_name = CORPORA[args.corpus]
-    train = args.data or flags.data_set_file(train_name, "pass --data FILE")
-    dev = args.dev or flags.data_set_file(dev_name, "pass --dev FILE")
-    file_format = args.format or (corpus_format if args.data is None else format_of(train))
-    return file_format, train, dev
+    """`(training file, dev file or None)`: `--data` and `--dev`; without `--data`, the `--corpus`
+    files (its dev file unless `--dev`). A `--data` file is never paired with a corpus's dev file."""
+    if args.data is not None:
+        return args.data, args.dev
+    train_name, dev_name = CORPORA[args.corpus]
+    train = flags.data_set_file(train_name, "pass --data FILE")
+    return train, args.dev or flags.data_set_file(dev_name, "pass --dev FILE")
 
 
 def resolve_auxiliary(args):
-    """`(format, path)` of the `--auxiliary` training file, or None."""
+    """The `--auxiliary` training file, or None."""
     if args.auxiliary == NO_AUXILIARY:
         return None
     if args.auxiliary in CORPORA:
-        corpus_format, train_name, _ = CORPORA[args.auxiliary]
-        return corpus_format, flags.data_set_file(
+        train_name, _ = CORPORA[args.auxiliary]
+        return flags.data_set_file(
             train_name,
             f"pass --auxiliary FILE or --auxiliary {NO_AUXILIARY} (--auxiliary {args.auxiliary} "
             f"reads ${flags.DATA_ENV}/{train_name})",
         )
-    path = pathlib.Path(args.auxiliary)
-    return format_of(path), path
+    return pathlib.Path(args.auxiliary)
 
 
-def read_tagged(path, file_format, tag_column):
-    try:
-        if file_format == "conllu":
-            return Tagged(*zoo_text.read_conllu(path, tag_column))
-        return Tagged(*zoo_text.read_conll(path))
-    except (OSError, ValueError) as error:
-        raise RecipeError(str(error)) from error
+def read_tagged(args, flag, path, file_format=None, known_tags=None):
+    """The `Tagged` sentences of a CoNLL or CoNLL-U file (`file_format`, or told from the file), with
+    the tags of `known_tags` only (None: any); prints what was read."""
+    with flags.reading(flag, path):
+        file_format = file_format or zoo_text.tagging_format(path, args.encoding)
+        data = Tagged(
+            *zoo_text.read_tagged_sentences(path, file_format, args.tag_column, args.encoding, known_tags)
+        )
+    print(f"{flag or 'data'} {path}: {file_format}, {len(data.sentences)} sentences", flush=True)
+    return data
 
 
 def read_data(args):
     """`(train, validation, dev, auxiliary, tag_vocab)`: the training file split into training and
-    validation sentences, the dev file, the `--auxiliary` sentences (none without one) and the tags."""
-    file_format, train_path, dev_path = resolve_files(args)
-    labelled = read_tagged(train_path, file_format, args.tag_column)
-    train, validation = split_validation(labelled, args.validation_fraction, args.split_seed)
-    dev = read_tagged(dev_path, file_format, args.tag_column)
+    validation sentences (and without a dev file, the dev sentences), the dev file, the `--auxiliary`
+    sentences (none without one) and the tags of the training file."""
+    train_path, dev_path = resolve_files(args)
+    train_flag = "--data" if args.data is not None else None
+    labelled = read_tagged(args, train_flag, train_path, args.format)
+    fractions = [0.0 if dev_path else args.dev_fraction, args.validation_fraction]
+    try:
+        train, held_out_dev, validation = zoo_text.split_held_out(
+            len(labelled.sentences), fractions, args.split_seed
+        )
+    except ValueError as error:
+        raise RecipeError(
+            f"{train_path}: {error}: pass a smaller --validation-fraction"
+            + ("" if dev_path else " or --dev-fraction, or a --dev file")
+        ) from None
+    # The tag set is the training file's: a tag only a dev file has is a mistake the reader names.
+    tag_vocab = tag_vocabulary(labelled.tags)
+    if dev_path:
+        dev = read_tagged(
+            args, "--dev" if args.dev else None, dev_path, args.format, set(tag_vocab.idx_to_token)
+        )
+        dev_origin = "--dev" if args.dev else "the corpus's dev file"
+    else:
+        dev, dev_origin = part(labelled, held_out_dev), f"--dev-fraction {args.dev_fraction:g}"
+    train, validation = part(labelled, train), part(labelled, validation)
     print(
-        f"{file_format} {train_path}: {len(train.sentences)} training and {len(validation.sentences)} "
-        f"validation sentences; dev {dev_path}: {len(dev.sentences)} sentences",
+        f"{len(train.sentences)} training, {len(validation.sentences)} validation (--validation-fraction "
+        f"{args.validation_fraction:g}), {len(dev.sentences)} dev ({dev_origin}) sentences; split seed "
+        f"{args.split_seed}",
         flush=True,
     )
     auxiliary = Tagged([], [])
-    auxiliary_file = resolve_auxiliary(args)
-    if auxiliary_file:
-        auxiliary_format, auxiliary_path = auxiliary_file
-        auxiliary = read_tagged(auxiliary_path, auxiliary_format, args.tag_column)
-        print(
-            f"auxiliary task: {auxiliary_format} {auxiliary_path}, {len(auxiliary.sentences)} sentences",
-            flush=True,
-        )
-    # The tag set is the task's label inventory: a tag only the dev file has still gets an id.
-    tag_vocab = tag_vocabulary(labelled.tags + dev.tags)
-    if args.entity_weight != 1.0 and not is_bio(tag_vocab.idx_to_token):
-        raise RecipeError("--entity-weight needs BIO tags (entities and O)")
+    auxiliary_path = resolve_auxiliary(args)
+    if auxiliary_path:
+        auxiliary = read_tagged(args, "--auxiliary", auxiliary_path)
+    scheme = entity_scheme(tag_vocab.idx_to_token)
+    if args.entity_weight != 1.0 and scheme is None:
+        raise RecipeError("--entity-weight needs entity tags (BIO or BIOES: B-TYPE, I-TYPE, ..., O)")
     return train, validation, dev, auxiliary, tag_vocab
 
 
-def split_validation(data, fraction, seed):
-    """`(train, validation)`: a seeded random `fraction` of the sentences for validation."""
-    order = np.random.default_rng(seed).permutation(len(data.sentences))
-    size = int(round(len(data.sentences) * fraction))
-    if not 1 <= size < len(data.sentences):
-        raise RecipeError(f"{len(data.sentences)} sentences are too few for --validation-fraction {fraction}")
-
-    def part(indices):
-        return Tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
-
-    return part(order[size:]), part(order[:size])
+def part(data, indices):
+    """The `Tagged` sentences of `data` at `indices`."""
+    return Tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
 
 
 def build_encoder(args, sentences):
@@ -346,7 +370,8 @@ def compile_arguments(args, multitask):
 
 def best_epoch_callbacks(patience, tag_names, validation, accuracy_monitor="val_accuracy"):
     """The callbacks that choose the epoch to keep: early stopping that restores the best epoch, on
-    validation entity F1 for BIO tags, on validation token accuracy otherwise; `[]` when `patience` is 0.
+    validation entity F1 for entity (BIO, BIOES) tags, on validation token accuracy otherwise; `[]` when
+    `patience` is 0.
 
     Args:
         patience: epochs without a better figure before training stops.
@@ -356,7 +381,7 @@ def best_epoch_callbacks(patience, tag_names, validation, accuracy_monitor="val_
     """
     if not patience:
         return []
-    if not is_bio(tag_names):
+    if entity_scheme(tag_names) is None:
         return [
             keras.callbacks.EarlyStopping(
                 monitor=accuracy_monitor, mode="max", patience=patience, restore_best_weights=True
@@ -383,7 +408,8 @@ def main(argv=None):
     # The auxiliary sentences train the words and characters too.
     encoder = build_encoder(args, train.sentences + auxiliary.sentences)
     print(
-        f"{len(tag_vocab)} tags, {len(encoder.word_vocab)} words"
+        f"{len(tag_vocab)} tags ({entity_scheme(tag_vocab.idx_to_token) or 'not entities'}), "
+        f"{len(encoder.word_vocab)} words"
         + (f", {len(encoder.char_vocab)} characters" if encoder.char_vocab is not None else ""),
         flush=True,
     )

@@ -3,12 +3,14 @@
     python -m recipes.translation                       # $ZOO_DATA_DIR/fra-eng/fra.txt
     python -m recipes.translation --data fra.txt --attention --epochs 10
 
-Data: tab-separated sentence pairs (`English<TAB>French`, extra columns ignored), preprocessed as the
-course does (`zoo.text.preprocess_nmt`) and split on spaces. A fixed 5% of the English sentences
-(`--split-seed`), with all their translations, is held out as the test set and never trained on;
-another 5% validates each epoch (`zoo.text.split_by_source`). Word vocabularies (`--min-freq`) come
-from the training pairs only. Test BLEU is corpus BLEU against all of a sentence's translations, and,
-for comparison, against each pair's one reference (`zoo.models.score_translations`).
+Data: tab-separated sentence pairs (`English<TAB>French`, with or without Tatoeba's attribution
+column: columns after the second are ignored), preprocessed as the course does
+(`zoo.text.preprocess_nmt`) and split on spaces. A fixed 5% of the English sentences (`--split-seed`),
+with all their translations, is held out as the test set and never trained on; another 5% validates
+each epoch (`zoo.text.split_by_source`). `--test FILE` and `--dev FILE` are those sets instead. Word
+vocabularies (`--min-freq`) come from the training pairs only. Test BLEU is corpus BLEU against all
+of a sentence's translations, and, for comparison, against each pair's one reference
+(`zoo.models.score_translations`).
 
 Defaults: the course's 2-layer GRU (embedding and hidden 256, dropout 0.2, batch 128, 10 tokens per
 sequence, Adam 0.005, clipping 1), label smoothing 0.1 (`--label-smoothing`), the learning rate
@@ -90,8 +92,33 @@ def build_parser():
     )
     group.add_argument("--cell", choices=("gru", "lstm"), default="gru")
     group.add_argument("--attention", action="store_true", help="additive (Bahdanau) attention decoder")
-    group.add_argument("--test-fraction", type=flags.positive_fraction, default=0.05)
-    group.add_argument("--val-fraction", type=flags.fraction, default=0.05)
+    group.add_argument(
+        "--dev",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE",
+        help="the validation pairs (default: --validation-fraction of --data's sentences)",
+    )
+    group.add_argument(
+        "--test",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE",
+        help="the held-out test pairs (default: --test-fraction of --data's sentences)",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=flags.positive_fraction,
+        default=0.05,
+        help="without --test: the share of --data's source sentences held out, never trained on",
+    )
+    group.add_argument(
+        "--validation-fraction",
+        "--val-fraction",
+        type=flags.fraction,
+        default=0.05,
+        help="without --dev: the share of --data's source sentences used for validation",
+    )
     group.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
     group.add_argument("--beam-size", type=flags.non_negative_int, default=8, help="0: greedy decoding")
     group.add_argument(
@@ -115,22 +142,14 @@ def build_parser():
 def check(args):
     if args.attention and args.cell != "gru":
         raise FlagError("--attention needs --cell gru (the attention decoder is a GRU stack)")
-    if args.test_fraction + args.val_fraction >= 1:
+    if args.test_fraction + args.validation_fraction >= 1:
         raise FlagError(
-            f"--test-fraction {args.test_fraction} and --val-fraction {args.val_fraction} leave no pairs "
-            "to train on"
+            f"--test-fraction {args.test_fraction} and --validation-fraction {args.validation_fraction} "
+            "leave no pairs to train on"
         )
 
 
 # --- Data -----------------------------------------------------------------------------------
-
-
-def read_pairs(args):
-    path = args.data or flags.data_set_file(DEFAULT_DATA, "pass --data FILE")
-    try:
-        return read_sentence_pairs(path, max_pairs=args.max_pairs)
-    except (OSError, ValueError) as error:
-        raise RecipeError(f"cannot read sentence pairs from {path}: {error}") from None
 
 
 class Pairs(typing.NamedTuple):
@@ -140,13 +159,44 @@ class Pairs(typing.NamedTuple):
     targets: list
 
 
-def split_pairs(args, sources, targets):
-    """`(train, validation, test)` `Pairs`: a split by source sentence (`zoo.text.split_by_source`)."""
+def read_pairs(args, flag, path):
+    """The `Pairs` of a file of tab-separated sentence pairs (`--max-pairs` of them)."""
+    with flags.reading(flag, path):
+        pairs = Pairs(*read_sentence_pairs(path, max_pairs=args.max_pairs, encoding=args.encoding))
+    print(f"{flag or 'data'} {path}: {len(pairs.sources)} pairs", flush=True)
+    return pairs
+
+
+def load_pairs(args):
+    """`(train, validation, test)` `Pairs`: `--dev` and `--test`, or a split of `--data` by source
+    sentence (`zoo.text.split_by_source`) for the sets without a file of their own."""
+    if args.data is None:
+        data = read_pairs(args, None, flags.data_set_file(DEFAULT_DATA, "pass --data FILE"))
+    else:
+        data = read_pairs(args, "--data", args.data)
+    test_fraction = 0.0 if args.test else args.test_fraction
+    validation_fraction = 0.0 if args.dev else args.validation_fraction
     try:
-        parts = zoo.text.split_by_source(sources, args.test_fraction, args.val_fraction, args.split_seed)
+        parts = zoo.text.split_by_source(data.sources, test_fraction, validation_fraction, args.split_seed)
     except ValueError as error:
         raise RecipeError(str(error)) from None
-    return [Pairs([sources[i] for i in part], [targets[i] for i in part]) for part in parts]
+    train, validation, test = (
+        Pairs([data.sources[i] for i in p], [data.targets[i] for i in p]) for p in parts
+    )
+    origins = {
+        "validation": f"--validation-fraction {args.validation_fraction:g}",
+        "test": f"--test-fraction {args.test_fraction:g}",
+    }
+    if args.dev:
+        validation, origins["validation"] = read_pairs(args, "--dev", args.dev), "--dev"
+    if args.test:
+        test, origins["test"] = read_pairs(args, "--test", args.test), "--test"
+    print(
+        f"{len(train.sources)} training, {len(validation.sources)} validation ({origins['validation']}), "
+        f"{len(test.sources)} test ({origins['test']}) pairs; split seed {args.split_seed}",
+        flush=True,
+    )
+    return train, validation, test
 
 
 def batches(args, pairs, source_vocab, target_vocab, shuffle):
@@ -227,16 +277,12 @@ def main(argv=None):
     args = flags.parse_args(build_parser(), argv, check=check)
     strategy = training.setup(args)
 
-    train, validation, test = split_pairs(args, *read_pairs(args))
+    train, validation, test = load_pairs(args)
     source_vocab = Vocab([s.split() for s in train.sources], args.min_freq, SEQUENCE_RESERVED)
     target_vocab = Vocab([t.split() for t in train.targets], args.min_freq, SEQUENCE_RESERVED)
     source_vocab.save(run_files.output_path(args, "source_vocab.txt"))
     target_vocab.save(run_files.output_path(args, "target_vocab.txt"))
-    print(
-        f"{len(train.sources)} training, {len(validation.sources)} validation, {len(test.sources)} test "
-        f"pairs; vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words",
-        flush=True,
-    )
+    print(f"vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words", flush=True)
     train_ds = batches(args, train, source_vocab, target_vocab, shuffle=True)
     val_ds = (
         batches(args, validation, source_vocab, target_vocab, shuffle=False) if validation.sources else None

@@ -1,4 +1,5 @@
-"""Perplexity against NumPy, BLEU and entity F1 against hand-computed cases."""
+"""Perplexity against NumPy, BLEU and entity F1 against hand-computed cases, BIOES entities against
+the same entities in BIO tags."""
 
 import math
 
@@ -11,7 +12,9 @@ from zoo.metrics import (
     bleu,
     corpus_bleu,
     entity_f1,
+    entity_scheme,
     entity_spans,
+    tagging_scores,
     token_accuracy,
 )
 
@@ -174,9 +177,61 @@ def test_entity_spans_follow_conlleval():
     assert entity_spans(["B-PER", "B-PER", "I-PER"]) == [("PER", 0, 1), ("PER", 1, 3)]
     assert entity_spans(["O", "O"]) == []
     assert entity_spans([]) == []
-    for bad in ("X-PER", "B-", "E-PER", "per"):
-        with pytest.raises(ValueError, match="BIO tag"):
+    for bad in ("X-PER", "B-", "B", "per"):
+        with pytest.raises(ValueError, match="not a BIO or BIOES tag"):
             entity_spans(["O", bad])
+
+
+def bio_to_bioes(tags):
+    """BIO tags rewritten in BIOES: the last tag of a span E- (S- when it is alone)."""
+    spans = entity_spans(tags)
+    bioes = ["O"] * len(tags)
+    for entity_type, start, end in spans:
+        if end - start == 1:
+            bioes[start] = f"S-{entity_type}"
+        else:
+            bioes[start : end - 1] = [f"B-{entity_type}"] + [f"I-{entity_type}"] * (end - start - 2)
+            bioes[end - 1] = f"E-{entity_type}"
+    return bioes
+
+
+def test_bioes_entities_are_the_bio_entities_of_the_same_spans():
+    rng = np.random.default_rng(0)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    for _ in range(300):
+        bio = [tags[i] for i in rng.integers(0, len(tags), size=rng.integers(0, 12))]
+        assert entity_spans(bio_to_bioes(bio)) == entity_spans(bio), bio
+    assert bio_to_bioes(["B-PER", "I-PER", "O", "I-LOC"]) == ["B-PER", "E-PER", "O", "S-LOC"]
+
+
+def test_malformed_bioes_is_read_as_conlleval_reads_it():
+    # An entity ends after E- and S-: an I- or E- tag after them starts a new one.
+    assert entity_spans(["I-PER", "E-PER", "E-PER"]) == [("PER", 0, 2), ("PER", 2, 3)]
+    assert entity_spans(["S-PER", "I-PER", "E-PER"]) == [("PER", 0, 1), ("PER", 1, 3)]
+    # S- ends the open entity; so does a change of type at an E- tag.
+    assert entity_spans(["B-PER", "I-PER", "S-PER"]) == [("PER", 0, 2), ("PER", 2, 3)]
+    assert entity_spans(["B-PER", "E-LOC"]) == [("PER", 0, 1), ("LOC", 1, 2)]
+    # An entity left open at the end of the sentence ends there.
+    assert entity_spans(["O", "B-ORG", "I-ORG"]) == [("ORG", 1, 3)]
+
+
+def test_entity_scheme_and_the_figures_it_brings():
+    assert entity_scheme(["O", "B-PER", "I-PER"]) == "BIO"
+    assert entity_scheme(["O", "B-PER", "I-PER", "E-PER", "S-LOC"]) == "BIOES"
+    assert entity_scheme(["O", "S-PER"]) == "BIOES"
+    for not_entities in (["NOUN", "VERB", "PROPN"], ["O", "B-PER", "X"], ["B-", "O"], ["O", "U-PER"]):
+        assert entity_scheme(not_entities) is None, not_entities
+    bioes = tagging_scores([["S-PER", "O", "B-LOC", "E-LOC"]], [["S-PER", "O", "S-LOC", "O"]])
+    assert bioes == pytest.approx(
+        {
+            "token_accuracy": 0.5,
+            "entity_precision": 0.5,
+            "entity_recall": 0.5,
+            "entity_f1": 0.5,
+            "entity_support": 2,
+        }
+    )
+    assert tagging_scores([["NOUN", "VERB"]], [["NOUN", "NOUN"]]) == {"token_accuracy": 0.5}
 
 
 def test_entity_f1_hand_computed():

@@ -287,8 +287,7 @@ def test_missing_pretrain_file_is_a_clear_error(slice_file, tmp_path, capsys):
             ]
         )
     assert (
-        capsys.readouterr().err
-        == f"error: --pretrain-data {tmp_path / 'nope.txt'}: no such file: {tmp_path / 'nope.txt'}\n"
+        capsys.readouterr().err == f"error: --pretrain-data {tmp_path / 'nope.txt'}: no such file or folder\n"
     )
 
 

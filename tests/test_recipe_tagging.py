@@ -240,7 +240,9 @@ def test_missing_auxiliary_file_is_a_one_line_error(data_file, tmp_path, capsys)
             ]
         )
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: no such file: {tmp_path / 'none.conllu'}\n"
+    assert (
+        capsys.readouterr().err == f"error: --auxiliary {tmp_path / 'none.conllu'}: no such file or folder\n"
+    )
 
 
 def test_ensemble_needs_softmax(tmp_path, capsys):

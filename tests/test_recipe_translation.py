@@ -156,7 +156,7 @@ def test_saved_model_runs_without_zoo_and_survives_bad_input(finished_run):
         ),
         (
             ["--test-fraction", "0.5", "--val-fraction", "0.5"],
-            "error: --test-fraction 0.5 and --val-fraction 0.5 leave no pairs",
+            "error: --test-fraction 0.5 and --validation-fraction 0.5 leave no pairs",
         ),
     ],
 )

@@ -7,6 +7,7 @@ import keras
 import pytest
 
 from zoo.text import (
+    DataFormatError,
     load_tfds,
     load_time_machine,
     preprocess_nmt,
@@ -43,11 +44,16 @@ def test_read_text_errors_and_bad_bytes(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         read_text(tmp_path / "empty.txt")
     bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"caf\xe9 and na\xefve\n")
+    bad.write_bytes(b"fine\ncaf\xe9 and na\xefve\n")
+    with pytest.raises(
+        DataFormatError, match=r"bad.txt, line 2: not UTF-8 text \(byte 0xe9 at character 4\)"
+    ):
+        read_text(bad)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert read_text(bad) == "caf\ufffd and na\ufffdve\n"
+        assert read_text(bad, errors="replace") == "fine\ncaf\ufffd and na\ufffdve\n"
     assert len(caught) == 1 and "bad.txt" in str(caught[0].message)
+    assert read_text(bad, encoding="latin-1") == "fine\ncafé and naïve\n"
 
 
 def test_imdb_subset(data_file):
@@ -71,7 +77,7 @@ def test_delimited_splits_on_newline_only(tmp_path):
     with pytest.raises(ValueError, match="no column"):
         read_delimited(path, "review")
     (tmp_path / "ragged.tsv").write_text("text\tlabel\nonly-one-field\n")
-    with pytest.raises(ValueError, match="row 2"):
+    with pytest.raises(ValueError, match="line 2: 1 tab-separated fields, the header has 2"):
         read_delimited(tmp_path / "ragged.tsv", "text", "label")
 
 

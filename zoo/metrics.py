@@ -199,39 +199,53 @@ def corpus_bleu(predictions, references, max_n=4):
     return math.exp(brevity_penalty + log_precision)
 
 
+ENTITY_PREFIXES = {"BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
+
+
 def _split_tag(tag):
     if tag == "O":
         return "O", ""
     prefix, dash, entity_type = tag.partition("-")
-    if prefix not in ("B", "I") or (dash and not entity_type):
-        raise ValueError(f"not a BIO tag: {tag!r} (expected 'O', 'B-TYPE' or 'I-TYPE')")
+    if prefix not in ENTITY_PREFIXES["BIOES"] or not dash or not entity_type:
+        raise ValueError(
+            f"not a BIO or BIOES tag: {tag!r} (expected 'O', or B-, I-, E- or S- and a type, e.g. 'B-PER')"
+        )
     return prefix, entity_type
 
 
 def entity_spans(tags):
-    """Entities in one BIO tag sequence, as conlleval and seqeval (default mode) read them.
+    """Entities in one BIO or BIOES tag sequence, as conlleval and seqeval (default mode) read them.
 
-    An entity starts at every B- tag, at an I- tag after O (no preceding B-), and at an I- tag
-    whose type differs from the previous tag's; it ends before O, B- or a change of type.
+    An entity starts at a B- or S- tag, at an I- or E- tag after O, E- or S-, and at a tag whose type
+    differs from the previous tag's; it ends after an E- or S- tag, and before O, B-, S- or a change
+    of type. In BIO tags (no E- or S-): an entity starts at every B- tag, at an I- tag after O (no
+    preceding B-), and at an I- tag of another type.
 
     Args:
-        tags: Sequence of tag strings such as `["B-PER", "I-PER", "O"]`.
+        tags: Sequence of tag strings such as `["B-PER", "I-PER", "O"]` or `["B-PER", "E-PER", "S-LOC"]`.
 
     Returns:
         List of `(type, start, end)` tuples with `end` exclusive, in order.
+
+    Example:
+    >>> entity_spans(["B-PER", "E-PER", "O", "S-LOC"])
+    [('PER', 0, 2), ('LOC', 3, 4)]
     """
     if isinstance(tags, str):
         raise TypeError("entity_spans takes a sequence of tags, not a single string")
     spans = []
-    current = None  # [type, start] of the open entity
+    current = None  # [type, start] of the open entity: after a B- or I- tag
     for position, tag in enumerate(tags):
         prefix, entity_type = _split_tag(tag)
-        continues = prefix == "I" and current is not None and current[0] == entity_type
+        continues = prefix in ("I", "E") and current is not None and current[0] == entity_type
         if current is not None and not continues:
             spans.append((current[0], current[1], position))
             current = None
         if prefix != "O" and not continues:
             current = [entity_type, position]
+        if prefix in ("E", "S"):
+            spans.append((current[0], current[1], position + 1))
+            current = None
     if current is not None:
         spans.append((current[0], current[1], len(tags)))
     return spans
@@ -248,8 +262,8 @@ def entity_f1(true_seqs, pred_seqs):
     """Entity-level precision, recall and F1 (exact span and type match), as conlleval/seqeval.
 
     Args:
-        true_seqs: Sequence of reference BIO tag sequences.
-        pred_seqs: Sequence of predicted BIO tag sequences, aligned token by token.
+        true_seqs: Sequence of reference BIO or BIOES tag sequences.
+        pred_seqs: Sequence of predicted tag sequences, aligned token by token.
 
     Returns:
         Dict with micro-averaged `"precision"`, `"recall"`, `"f1"`, `"support"` (number of true
@@ -306,29 +320,43 @@ def token_accuracy(true_seqs, pred_seqs, mask=None):
     return correct / total if total else 0.0
 
 
-def is_bio(tag_names):
-    """Whether every tag is `O`, `B-...` or `I-...`: a tag set of entities, scored by `entity_f1`."""
-    return all(tag == "O" or tag[:2] in ("B-", "I-") for tag in tag_names)
+def entity_scheme(tag_names):
+    """The entity tag scheme of a tag set: `"BIO"` (every tag `O`, `B-TYPE` or `I-TYPE`), `"BIOES"` (also
+    `E-TYPE` and `S-TYPE`, with at least one of them), or None (tags of another kind, e.g. parts of
+    speech). Both are scored by `entity_f1`.
+
+    Example:
+    >>> entity_scheme(["O", "B-PER", "I-PER", "E-PER", "S-PER"]), entity_scheme(["NOUN", "VERB"])
+    ('BIOES', None)
+    """
+    prefixes = {tag.partition("-")[0] for tag in tag_names if tag != "O"}
+    if not all(tag == "O" or (tag[1:2] == "-" and len(tag) > 2) for tag in tag_names):
+        return None
+    for scheme, allowed in ENTITY_PREFIXES.items():
+        if prefixes <= set(allowed):
+            return scheme
+    return None
 
 
 def tagging_scores(true_seqs, pred_seqs, tag_names=None):
-    """The figures of a tagger: token accuracy, and for BIO tags entity precision, recall and F1.
+    """The figures of a tagger: token accuracy, and for BIO or BIOES tags entity precision, recall and F1.
 
     Args:
         true_seqs: reference tag sequences.
         pred_seqs: predicted tag sequences, aligned token by token.
-        tag_names: the tag set, to tell whether the tags are BIO tags; None: the reference tags.
+        tag_names: the tag set, to tell whether the tags are entity tags (`entity_scheme`); None: the
+            reference tags.
 
     Returns:
         `{"token_accuracy"}`, plus `"entity_precision"`, `"entity_recall"`, `"entity_f1"` and
-        `"entity_support"` (see `entity_f1`) when the tags are BIO tags.
+        `"entity_support"` (see `entity_f1`) when the tags are BIO or BIOES tags.
 
     Example:
     >>> tagging_scores([["B-PER", "O"]], [["B-PER", "B-LOC"]])["entity_precision"]
     0.5
     """
     figures = {"token_accuracy": token_accuracy(true_seqs, pred_seqs)}
-    if is_bio(tag_names if tag_names is not None else [tag for tags in true_seqs for tag in tags]):
+    if entity_scheme(tag_names if tag_names is not None else {tag for tags in true_seqs for tag in tags}):
         entities = entity_f1(true_seqs, pred_seqs)
         figures.update({f"entity_{key}": entities[key] for key in ("precision", "recall", "f1", "support")})
     return figures

@@ -1,4 +1,5 @@
-"""Text pipeline: tokenizers (char, word, BPE), vocabulary, corpus readers, in-graph cleaning and
+"""Text pipeline: tokenizers (char, word, BPE), vocabulary, readers of the formats people keep their
+data in (labelled texts, tagged sentences, sentence pairs) and of the corpora, in-graph cleaning and
 encoders, held-out splits and tf.data batching."""
 
 from zoo.text.bpe import BPETokenizer
@@ -10,13 +11,19 @@ from zoo.text.corpora import (
     load_tfds,
     load_time_machine,
     preprocess_nmt,
-    read_conll,
-    read_conllu,
-    read_delimited,
-    read_imdb_tsv,
     read_lines,
     read_sentence_pairs,
     read_text,
+)
+from zoo.text.data_errors import DataFormatError
+from zoo.text.labelled_texts import (
+    LABEL_COLUMNS,
+    LABELLED_TEXT_FORMATS,
+    TEXT_COLUMNS,
+    labelled_text_format,
+    read_delimited,
+    read_imdb_tsv,
+    read_labelled_texts,
 )
 from zoo.text.lm_batches import (
     BATCHING_SCHEMES,
@@ -27,7 +34,15 @@ from zoo.text.lm_batches import (
     split_stream,
 )
 from zoo.text.padded_batches import classification_batches, seq2seq_batches, tagging_batches
-from zoo.text.splits import split_by_source
+from zoo.text.splits import split_by_source, split_held_out
+from zoo.text.tagged_sentences import (
+    CONLLU_TAG_COLUMNS,
+    TAGGING_FORMATS,
+    read_conll,
+    read_conllu,
+    read_tagged_sentences,
+    tagging_format,
+)
 from zoo.text.tagger_batches import tagger_batches
 from zoo.text.token_encoder import TokenEncoder
 from zoo.text.tokenizers import CharTokenizer, WordTokenizer, course_clean
@@ -37,14 +52,20 @@ from zoo.text.word_shapes import SHAPE_TOKENS, WORD_SHAPES, word_shapes
 __all__ = [
     "BATCHING_SCHEMES",
     "BOS",
+    "CONLLU_TAG_COLUMNS",
     "BPETokenizer",
     "COURSE_RESERVED",
     "CharTokenizer",
     "CleaningTokenizer",
+    "DataFormatError",
     "EOS",
+    "LABELLED_TEXT_FORMATS",
+    "LABEL_COLUMNS",
     "PAD",
     "SEQUENCE_RESERVED",
     "SHAPE_TOKENS",
+    "TAGGING_FORMATS",
+    "TEXT_COLUMNS",
     "TIME_MACHINE_SHA1",
     "TIME_MACHINE_URL",
     "TokenEncoder",
@@ -56,6 +77,7 @@ __all__ = [
     "classification_batches",
     "clean_markup",
     "course_clean",
+    "labelled_text_format",
     "language_model_batches",
     "learn_bpe_merges",
     "load_tfds",
@@ -68,14 +90,18 @@ __all__ = [
     "read_conllu",
     "read_delimited",
     "read_imdb_tsv",
+    "read_labelled_texts",
     "read_lines",
     "read_sentence_pairs",
+    "read_tagged_sentences",
     "read_text",
     "seq2seq_batches",
     "sequential_partition_batches",
     "split_by_source",
+    "split_held_out",
     "split_stream",
     "tagger_batches",
     "tagging_batches",
+    "tagging_format",
     "word_shapes",
 ]

@@ -1,57 +1,128 @@
-"""Readers for the corpora the recipes use: plain text, TSV/CSV, CoNLL, CoNLL-U, sentence pairs, TFDS.
+"""Readers of plain text, sentence pairs and The Time Machine, and TFDS by name; the text files every
+reader of `zoo.text` opens through `read_text`.
 
-Every reader decodes UTF-8; undecodable bytes are replaced by U+FFFD with one warning per file. A missing
-file raises `FileNotFoundError` naming it; a file with no usable content raises `ValueError`.
+Every reader decodes UTF-8 unless told another `encoding` (a UTF-8 byte-order mark is dropped, Windows
+line ends are read as '\\n'). A missing file raises `FileNotFoundError` naming it; a file that does not
+read as its format, `zoo.text.DataFormatError` (a `ValueError`) naming the line, what was found there
+and what to pass: bytes that do not decode, an empty file, a line without its columns.
+
+The readers of labelled texts (TSV/CSV, JSON Lines, a folder per class) are in
+`zoo.text.labelled_texts`, those of tagged sentences (CoNLL, CoNLL-U) in `zoo.text.tagged_sentences`.
 """
 
-import csv
+import codecs
 import gzip
 import hashlib
-import io
 import os
 import warnings
+
+from zoo.text.data_errors import DataFormatError, quoted
 
 TIME_MACHINE_URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 _NO_SPACE_BEFORE = ",.!?"
 
 
-def read_text(path):
-    """Reads a UTF-8 text file, replacing undecodable bytes (U+FFFD) with one warning.
+def read_text(path, encoding="utf-8", errors="strict"):
+    """Reads a text file; a UTF-8 byte-order mark (as spreadsheet programs write) is dropped.
 
     Args:
         path: the file (str or path-like).
+        encoding: the file's encoding, any Python codec name (`"utf-8"`, `"cp1252"`, `"utf-16"`).
+        errors: `"strict"`: bytes that do not decode raise `DataFormatError` naming their line;
+            `"replace"`: they become U+FFFD, with one warning.
 
     Returns:
         The text (str), newlines as in the file.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: the file is empty.
+        FileNotFoundError: no such file. DataFormatError: bytes that do not decode (strict), or an
+        empty file. LookupError: an unknown encoding.
+
+    Example:
+    >>> read_text("reviews.csv", encoding="cp1252")
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{path} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        if errors == "strict":
+            raise _undecodable(path, data, encoding, error) from None
+        text = data.decode(encoding, errors="replace")
+        warnings.warn(
+            f"{path} is not valid {error.encoding} (first bad byte at offset {error.start}); undecodable "
+            "bytes were replaced by U+FFFD",
+            UnicodeWarning,
+            stacklevel=2,
+        )
+    if not text.strip():
+        raise DataFormatError(path, "the file is empty")
+    return text
+
+
+def _undecodable(path, data, encoding, error):
+    """The `DataFormatError` of a file whose bytes do not decode: where, and which encoding to pass."""
+    before = data[: error.start].decode(encoding)
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    name = "UTF-8" if codecs.lookup(encoding).name.startswith("utf-8") else encoding
+    problem = f"not {name} text (byte 0x{data[error.start]:02x} at character {column})"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return DataFormatError(
+            path,
+            problem + ", and the file starts with a UTF-16 byte-order mark",
+            line=line,
+            options={"encoding": "utf-16"},
+        )
+    return DataFormatError(
+        path,
+        problem,
+        line=line,
+        options={"encoding": "ENCODING"},
+        advice="(e.g. cp1252 or latin-1), or save the file as UTF-8",
+    )
+
+
+def read_lines(path, encoding="utf-8"):
+    """The lines of a text file (`read_text`), split on '\\n' only (not on U+0085 or other Unicode
+    breaks), without the '\\r' of Windows line ends."""
+    text = read_text(path, encoding)
+    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def head_lines(path, encoding="utf-8", size=1 << 16):
+    """The complete lines in the first `size` bytes of a file (for telling its format), without a
+    byte-order mark or '\\r' line ends; bytes that do not decode are replaced (reading the whole file
+    says where they are).
+
+    Raises:
+        FileNotFoundError: no such file. DataFormatError: the file holds only whitespace.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     with open(path, "rb") as file:
-        data = file.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        text = data.decode("utf-8", errors="replace")
-        warnings.warn(
-            f"{path} is not valid UTF-8 (first bad byte at offset {error.start}); undecodable bytes "
-            "were replaced by U+FFFD",
-            UnicodeWarning,
-            stacklevel=2,
-        )
+        data = file.read(size + 1)
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    text = data[:size].decode(encoding, errors="replace")
     if not text.strip():
-        raise ValueError(f"{path} is empty")
-    return text
-
-
-def read_lines(path):
-    """The lines of a text file, split on '\\n' only (not on U+0085 or other Unicode breaks)."""
-    text = read_text(path)
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+        raise DataFormatError(path, "the file is empty")
+    lines = text.split("\n")
+    if len(data) > size and len(lines) > 1:
+        lines = lines[:-1]  # cut off in the middle
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def load_time_machine(path=None):
@@ -92,117 +163,6 @@ def load_time_machine(path=None):
     return data.decode("utf-8")
 
 
-def read_delimited(path, text_column, label_column=None, delimiter="\t", quoting=csv.QUOTE_NONE):
-    """Reads a delimited file with a header row: a text column and, optionally, a label column.
-
-    Lines end at '\\n' only, so text holding U+0085 (as 13 IMDb reviews do) stays in one field.
-
-    Args:
-        path: the file.
-        text_column: the header name of the text column.
-        label_column: the header name of the label column, or `None`.
-        delimiter: `"\\t"` for TSV, `","` for CSV.
-        quoting: a `csv` quoting constant: `csv.QUOTE_NONE` (TSV as in the data sets here) or
-            `csv.QUOTE_MINIMAL` (ordinary CSV with quoted fields).
-
-    Returns:
-        `(texts, labels)`: lists of str (`labels` is `None` without `label_column`).
-    """
-    text = read_text(path)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting))
-    header, body = rows[0], [row for row in rows[1:] if row]
-    missing = [name for name in (text_column, label_column) if name is not None and name not in header]
-    if missing:
-        raise ValueError(f"{path}: no column {missing} in the header {header}")
-    text_index = header.index(text_column)
-    label_index = None if label_column is None else header.index(label_column)
-    texts, labels = [], []
-    for line_number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path}, row {line_number}: {len(row)} fields, the header has {len(header)}")
-        texts.append(row[text_index])
-        if label_index is not None:
-            labels.append(row[label_index])
-    if not texts:
-        raise ValueError(f"{path} has a header but no rows")
-    return texts, (labels if label_column is not None else None)
-
-
-def read_imdb_tsv(path):
-    """Reads the IMDb subset (`label<TAB>rating<TAB>source_file<TAB>text`).
-
-    Returns:
-        `(texts, labels)`: the reviews verbatim (with their `<br />` tags) and int labels (1 positive).
-    """
-    texts, labels = read_delimited(path, "text", "label")
-    return texts, [int(label) for label in labels]
-
-
-def _sentences_of(path, lines, parse):
-    sentences, tags = [], []
-    words, word_tags = [], []
-    for line_number, line in enumerate(lines + [""], start=1):
-        if not line.strip():
-            if words:
-                sentences.append(words)
-                tags.append(word_tags)
-                words, word_tags = [], []
-            continue
-        parsed = parse(line, line_number)
-        if parsed is not None:
-            words.append(parsed[0])
-            word_tags.append(parsed[1])
-    if not sentences:
-        raise ValueError(f"{path} holds no sentences")
-    return sentences, tags
-
-
-def read_conll(path):
-    """Reads `token<TAB>tag` lines, a blank line between sentences (WNUT-17 style).
-
-    Returns:
-        `(sentences, tags)`: lists of token lists and of tag lists, aligned.
-    """
-
-    def parse(line, line_number):
-        fields = line.split("\t")
-        if len(fields) < 2:
-            raise ValueError(f"{path}, line {line_number}: expected token<TAB>tag, got {line!r}")
-        return fields[0], fields[-1]
-
-    return _sentences_of(path, read_lines(path), parse)
-
-
-def read_conllu(path, tag_column="upos"):
-    """Reads CoNLL-U: one (form, tag) per syntactic word.
-
-    Comments (`#`), multiword-token lines (`n-m`) and empty nodes (`n.m`) are skipped.
-
-    Args:
-        path: the file.
-        tag_column: `"upos"` (column 4) or `"xpos"` (column 5).
-
-    Returns:
-        `(sentences, tags)`: lists of word lists and of tag lists, aligned.
-    """
-    columns = {"upos": 3, "xpos": 4}
-    if tag_column not in columns:
-        raise ValueError(f"tag_column must be one of {sorted(columns)}, got {tag_column!r}")
-    tag_index = columns[tag_column]
-
-    def parse(line, line_number):
-        if line.startswith("#"):
-            return None
-        fields = line.split("\t")
-        if len(fields) != 10:
-            raise ValueError(f"{path}, line {line_number}: CoNLL-U needs 10 columns, got {len(fields)}")
-        if "-" in fields[0] or "." in fields[0]:
-            return None
-        return fields[1], fields[tag_index]
-
-    return _sentences_of(path, read_lines(path), parse)
-
-
 def preprocess_nmt(text):
     """The course's fra-eng preprocessing: U+202F/U+00A0 → space, lowercase, space before `, . ! ?`.
 
@@ -217,33 +177,51 @@ def preprocess_nmt(text):
     )
 
 
-def read_sentence_pairs(path, max_pairs=None, preprocess=True):
-    """Reads tab-separated sentence pairs (`source<TAB>target[<TAB>...]`, extra columns ignored).
+def read_sentence_pairs(path, max_pairs=None, preprocess=True, encoding="utf-8"):
+    """Reads tab-separated sentence pairs, one a line: `source<TAB>target`, or with more columns, which
+    are ignored (as Tatoeba's attribution column, `CC-BY 2.0 (France) Attribution: tatoeba.org ...`).
 
     Args:
         path: the file (e.g. fra-eng's `fra.txt`).
         max_pairs: keep the first pairs only.
         preprocess: apply `preprocess_nmt` (the course's preprocessing) to both sides.
+        encoding: the file's encoding.
 
     Returns:
         `(sources, targets)`: lists of str; split them with `str.split()` for the course's tokens.
+
+    Raises:
+        DataFormatError: a line without a tab or with an empty side, an empty file.
+
+    Example:
+    >>> sources, targets = read_sentence_pairs("fra.txt", max_pairs=1000)
+    >>> sources[0], targets[0]
+    ('go .', 'va !')
     """
     sources, targets = [], []
-    for line_number, line in enumerate(read_lines(path), start=1):
+    for line_number, line in enumerate(read_lines(path, encoding), start=1):
         if max_pairs is not None and len(sources) >= max_pairs:
             break
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2:
-            raise ValueError(f"{path}, line {line_number}: expected source<TAB>target, got {line!r}")
+            raise DataFormatError(
+                path,
+                f"no tab in {quoted(line)}",
+                line=line_number,
+                advice="a line holds source<TAB>target (more columns, as Tatoeba's attribution, are ignored)",
+            )
         source, target = fields[0], fields[1]
+        if not source.strip() or not target.strip():
+            side = "source" if not source.strip() else "target"
+            raise DataFormatError(path, f"the {side} sentence is empty in {quoted(line)}", line=line_number)
         if preprocess:
             source, target = preprocess_nmt(source), preprocess_nmt(target)
         sources.append(source)
         targets.append(target)
     if not sources:
-        raise ValueError(f"{path} holds no sentence pairs")
+        raise DataFormatError(path, "the file holds no sentence pairs")
     return sources, targets
 
 
