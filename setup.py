@@ -174,7 +174,7 @@ setup(
     description="Recurrent networks for Keras 3: fused CPU kernels, text pipeline, models and recipes",
     python_requires=">=3.10",
     packages=find_packages(include=["zoo", "zoo.*", "ops", "ops.*", "recipes", "recipes.*"]),
-    package_data={"ops": ["kernels/*.cc", "kernels/*.h"]},
+    package_data={"ops": ["kernels/*.cc", "kernels/*.h"], "zoo.text": ["data/*.gz"]},
     ext_modules=[Extension(OPS_LIBRARY, sources=kernel_sources(), language="c++")],
     cmdclass={"build_ext": BuildTensorFlowOps, "kernel_tests": KernelTests},
     install_requires=[

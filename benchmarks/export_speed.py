@@ -1,7 +1,8 @@
 """Deployment: streaming latency, file sizes and int8 accuracy of `zoo.export` in one run.
 
 1. A language model of the LM recipe's default shape (char-level, embedding 64, 3 LSTM layers of
-   256, dropout 0.4) trained on the first 90% of The Time Machine for `--train-minutes`, then:
+   256, dropout 0.4) trained on the first 90% of The Time Machine for `--train-minutes`, or the
+   model of an LM recipe run on the book (`--lm-run DIR`: its `model.keras` and `vocab.txt`), then:
    - per-token latency of its streaming step at batch 1 (one token and the states in, logits and
      states out), fed `--tokens` tokens, median of `--repeats` runs: LiteRT float32 and int8
      (`zoo.export.tflite(..., streaming_step=True)`, the `step` signature, `--litert-threads`), the
@@ -15,8 +16,11 @@
    (never trained on) in Keras and in LiteRT float32 and int8, one review at a time (batch 1).
 
 Goal (issue 25): the LiteRT step is the fastest; int8 costs at most 0.01 accuracy and 2% perplexity.
+`--markdown` prints the tables as Markdown.
 
     ZOO_DATA_DIR=../shared/data python benchmarks/export_speed.py [--train-minutes 4]
+    python -m recipes.language_model --epochs 10 --output-dir runs/lm && \
+        ZOO_DATA_DIR=../shared/data python benchmarks/export_speed.py --lm-run runs/lm --markdown
 """
 
 import argparse
@@ -48,6 +52,22 @@ class TimeLimit(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() > self.deadline:
             self.model.stop_training = True
+
+
+def print_table(args, title, header, rows):
+    """Prints `rows` (lists of cells, as `header`) under `title`: aligned text, or Markdown."""
+    print()
+    if args.markdown:
+        print(f"**{title}**\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    print(title + ":")
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
 
 
 def directory_size(path):
@@ -120,33 +140,43 @@ def litert_sequence(path):
     return lambda ids: next(iter(runner(**{input_name: np.asarray(ids, np.int32)}).values()))
 
 
-def language_model_part(args, out):
+def trained_language_model(args):
+    """`(model, validation ids)`: the `--lm-run` recipe's model, or one trained here for
+    `--train-minutes`, and the last 10% of The Time Machine in its vocabulary."""
     text = zoo_text.read_text(args.data_dir / "timemachine" / "timemachine.txt")
-    tokenizer = zoo_text.CharTokenizer()
-    tokens = tokenizer.tokenize(text)
-    vocab = zoo_text.Vocab(tokens)
+    tokens = zoo_text.CharTokenizer().tokenize(text)
+    if args.lm_run is not None:
+        vocab = zoo_text.Vocab.load(args.lm_run / "vocab.txt")
+        model = keras.models.load_model(args.lm_run / "model.keras")
+        model = model.stateless_copy() if model.stateful else model
+        print(f"LM of {args.lm_run}", flush=True)
+    else:
+        vocab = zoo_text.Vocab(tokens)
+        model = zoo.models.LanguageModel(
+            len(vocab), "lstm", units=256, num_layers=3, embedding_dim=64, dropout=0.4
+        )
     train_ids, val_ids = zoo_text.split_stream(np.asarray(vocab.to_ids(tokens), np.int32), 0.1)
-    model = zoo.models.LanguageModel(
-        len(vocab), "lstm", units=256, num_layers=3, embedding_dim=64, dropout=0.4
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3, global_clipnorm=1.0),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    batches = zoo_text.random_sampling_batches(train_ids, 32, 64, seed=0)
-    start = time.monotonic()
-    model.fit(batches, epochs=1000, callbacks=[TimeLimit(args.train_minutes * 60)], verbose=2)
-    print(f"LM trained {(time.monotonic() - start) / 60:.1f} minutes", flush=True)
+    if args.lm_run is None:
+        model.compile(
+            optimizer=keras.optimizers.Adam(2e-3, global_clipnorm=1.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        batches = zoo_text.random_sampling_batches(train_ids, 32, 64, seed=0)
+        start = time.monotonic()
+        model.fit(batches, epochs=1000, callbacks=[TimeLimit(args.train_minutes * 60)], verbose=2)
+        print(f"LM trained {(time.monotonic() - start) / 60:.1f} minutes", flush=True)
+    return model, val_ids
 
+
+def language_model_part(args, out):
+    model, val_ids = trained_language_model(args)
     paths = {"float": out / "lm.tflite", "int8": out / "lm_int8.tflite"}
     zoo.export.tflite(model, paths["float"], streaming_step=True)
     zoo.export.tflite(model, paths["int8"], streaming_step=True, quantize="dynamic")
     saved_model = out / "lm_saved_model"
     module = tf.Module()
-    module.model_variables = list(model.variables)
-    with zoo.layers.portable_graph():
-        step_signature = streaming.step_function(model, batch_size=1).get_concrete_function()
-    tf.saved_model.save(module, str(saved_model), signatures={streaming.STEP_SIGNATURE: step_signature})
+    module.model = model
+    zoo.export.saved_model(module, saved_model, {}, streaming_step=model)
 
     shapes = [(1,) + tuple(state.shape[1:]) for state in model.initial_state(1)]
     keras_function = streaming.step_function(model, batch_size=1)
@@ -169,20 +199,25 @@ def language_model_part(args, out):
         name: per_token_seconds(step, shapes, args.tokens, args.repeats) for name, step in steps.items()
     }
     fastest = latency["LiteRT float32"]
-    print(f"\nPer-token streaming step, batch 1 ({args.tokens} tokens, median of {args.repeats} runs):")
-    for name, seconds in latency.items():
-        print(f"  {name:18s} {seconds * 1e3:8.3f} ms/token  {seconds / fastest:6.2f}x LiteRT float32")
+    print_table(
+        args,
+        f"Per-token streaming step, batch 1 ({args.tokens} tokens, median of {args.repeats} runs)",
+        ["path", "ms/token", "vs LiteRT float32"],
+        [[name, f"{seconds * 1e3:.3f}", f"{seconds / fastest:.2f}x"] for name, seconds in latency.items()],
+    )
 
-    print("\nFile sizes:")
     sizes = {
         "LiteRT float32 (sequence + step)": os.path.getsize(paths["float"]),
         "LiteRT int8 (sequence + step)": os.path.getsize(paths["int8"]),
-        "SavedModel (step)": directory_size(saved_model),
+        "SavedModel (generation step)": directory_size(saved_model),
     }
-    for name, size in sizes.items():
-        print(f"  {name:34s} {size / 1e6:7.2f} MB")
-    float_size, int8_size = sizes["LiteRT float32 (sequence + step)"], sizes["LiteRT int8 (sequence + step)"]
-    print(f"  float32 / int8: {float_size / int8_size:.2f}x")
+    float_size = sizes["LiteRT float32 (sequence + step)"]
+    print_table(
+        args,
+        "File sizes",
+        ["file", "MB", "vs LiteRT float32"],
+        [[name, f"{size / 1e6:.2f}", f"{size / float_size:.2f}x"] for name, size in sizes.items()],
+    )
 
     pieces = windows(val_ids, args.window)
     figures = {
@@ -190,9 +225,15 @@ def language_model_part(args, out):
         "LiteRT float32": perplexity(litert_sequence(paths["float"]), pieces),
         "LiteRT int8": perplexity(litert_sequence(paths["int8"]), pieces),
     }
-    print(f"\nValidation perplexity ({len(pieces)} windows of {args.window} characters from zero states):")
-    for name, value in figures.items():
-        print(f"  {name:16s} {value:.4f}  ({100 * (value / figures['Keras'] - 1):+.2f}% against Keras)")
+    print_table(
+        args,
+        f"Validation perplexity ({len(pieces)} windows of {args.window} characters from zero states)",
+        ["model", "perplexity", "vs Keras"],
+        [
+            [name, f"{value:.4f}", f"{100 * (value / figures['Keras'] - 1):+.2f}%"]
+            for name, value in figures.items()
+        ],
+    )
 
 
 def classifier_part(args, out):
@@ -239,18 +280,30 @@ def classifier_part(args, out):
         "LiteRT float32": accuracy(litert_sequence(paths["float"])),
         "LiteRT int8": accuracy(litert_sequence(paths["int8"])),
     }
-    print(f"\nSentiment accuracy on {len(held_out)} held-out reviews (batch 1):")
-    for name, value in figures.items():
-        print(f"  {name:16s} {value:.4f}  ({value - figures['Keras']:+.4f} against Keras)")
-    print(
-        f"  sizes: float32 {os.path.getsize(paths['float']) / 1e6:.2f} MB, "
-        f"int8 {os.path.getsize(paths['int8']) / 1e6:.2f} MB"
+    sizes = {"Keras": None, "LiteRT float32": paths["float"], "LiteRT int8": paths["int8"]}
+    print_table(
+        args,
+        f"Sentiment accuracy on {len(held_out)} held-out reviews (batch 1)",
+        ["model", "accuracy", "vs Keras", "file MB"],
+        [
+            [
+                name,
+                f"{value:.4f}",
+                f"{value - figures['Keras']:+.4f}",
+                "" if sizes[name] is None else f"{os.path.getsize(sizes[name]) / 1e6:.2f}",
+            ]
+            for name, value in figures.items()
+        ],
     )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-minutes", type=float, default=4.0)
+    parser.add_argument(
+        "--lm-run", type=pathlib.Path, default=None, metavar="DIR", help="an LM recipe run on the book"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--classifier-epochs", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=300, help="words kept per review")
     parser.add_argument("--window", type=int, default=64, help="characters per perplexity window")

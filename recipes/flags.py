@@ -24,6 +24,7 @@ DATA_ENV = "ZOO_DATA_DIR"
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
+QUANTIZATIONS = ("none", "dynamic")
 # Flags that name where a run lives rather than how it trains: a resumed run keeps its own.
 _RUN_LOCATION_FLAGS = ("resume", "output_dir")
 # Rounds of `derived_defaults`: one per flag whose default depends on another flag's default.
@@ -166,6 +167,18 @@ def add_shared_flags(
     return parser
 
 
+def add_export_flags(parser):
+    """Adds `--quantize`, for the recipes that write `model.tflite` (`run_files.write_litert`)."""
+    group = parser.add_argument_group("export")
+    group.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="dynamic: also write model_int8.tflite (int8 weights, float activations)",
+    )
+    return parser
+
+
 # --- Reading the command line ---------------------------------------------------------------
 
 
@@ -186,7 +199,8 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
 
     Raises:
         SystemExit: a bad flag (argparse's usage and message, status 2).
-        RecipeError: `--resume DIR` where DIR holds no run.
+        RecipeError: `--resume DIR` where DIR holds no run (except on a worker of a cluster other
+            than the chief, which may not see the chief's folder and keeps its command line's flags).
     """
     if derived_defaults is not None:
         for _ in range(_DERIVED_DEFAULT_ROUNDS):
@@ -197,9 +211,12 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
     args = parser.parse_args(argv)
     if args.resume is not None:
         config_path = args.resume / "config.json"
-        if not config_path.is_file():
+        if config_path.is_file():
+            saved = json.loads(config_path.read_text())
+        elif _other_worker_of_a_cluster(args):
+            saved = {}  # the chief's folder is not on this machine: the command line has the flags
+        else:
             raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
-        saved = json.loads(config_path.read_text())
         # argparse converts string defaults with the flag's type, so saved paths become paths again.
         parser.set_defaults(
             **{
@@ -216,6 +233,18 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
         except FlagError as error:
             parser.error(str(error))
     return args
+
+
+def _other_worker_of_a_cluster(args):
+    """Whether this process is a worker of a `--strategy multi-worker` cluster other than its chief
+    (which writes the run's folder)."""
+    from zoo.distribute import ClusterConfigError, parse_tf_config
+
+    try:
+        cluster = parse_tf_config() if args.strategy == "multi-worker" else None
+    except ClusterConfigError:
+        return False  # the strategy reports it
+    return cluster is not None and not cluster.is_chief
 
 
 def data_set_file(relative, instead):

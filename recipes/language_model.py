@@ -12,13 +12,18 @@ and validation perplexity, tokens/s and a greedy continuation of "time traveller
 
 The run's folder (`--output-dir`, default `runs/language_model-<time>`) ends with `model.keras`,
 `metrics.json`, `curves.png`, `checkpoints/` (resume with `--resume DIR`), TensorBoard `logs/`, the
-tokenizer files and `saved_model/` (`zoo.models.TextGenerator`), which plain TensorFlow loads without
-this library:
+tokenizer files, `saved_model/` (`zoo.models.TextGenerator`), which plain TensorFlow loads without
+this library, and `model.tflite` for LiteRT (`--quantize dynamic`: `model_int8.tflite` too):
 
     lm = tf.saved_model.load("runs/.../saved_model")   # BPE models: `import tensorflow_text` first
     lm.generate(tf.constant(["time traveller"]))                       # greedy, 100 tokens
     lm.generate(tf.constant(["time traveller"]), num_tokens=50, temperature=0.8, seed=1)
     lm.signatures["generate"](prefix=tf.constant(["time traveller"]))["text"]
+
+Both have a `step` signature for streaming (`zoo.export.streaming`; the README's "Deploy"): token
+ids `[batch, 1]` and the states `state_0`, `state_1`, ... in, `logits` and the new states out (LiteRT:
+batch 1, the ids of `vocab.txt` or `bpe.model`). `model.tflite`'s `serving_default` scores a whole
+sequence.
 
 Examples:
 
@@ -41,7 +46,6 @@ import tensorflow as tf
 
 import zoo
 from recipes import flags, run_files, training
-from recipes.flags import FlagError
 from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import Perplexity
@@ -67,6 +71,7 @@ def build_parser():
         clip_norm=1.0,
         lr_schedule="cosine",
     )
+    flags.add_export_flags(parser)
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
     model.add_argument("--layers", type=flags.positive_int, default=3, help="stacked recurrent layers")
@@ -141,30 +146,17 @@ def build_parser():
     return parser
 
 
-def check(args):
-    if args.batching == "sequential" and args.strategy != "default":
-        raise FlagError(
-            "--batching sequential carries each batch row's state to the next batch, which needs "
-            "one fixed batch on one device; use --batching random with --strategy " + args.strategy
-        )
-
-
 # --- Data ------------------------------------------------------------------------------------
 
 
 def read_corpus(args):
-    """The text of `--data`, or The Time Machine downloaded (checked and cached)."""
+    """The text of `--data`, or The Time Machine (the copy the zoo ships)."""
     if args.data is not None:
         try:
             return zoo_text.read_text(args.data)
         except (OSError, ValueError) as error:
             raise RecipeError(f"--data {args.data}: {error}") from None
-    try:
-        return zoo_text.load_time_machine()
-    except (RuntimeError, ValueError) as error:
-        raise RecipeError(
-            f"could not get The Time Machine ({error}). Offline? Pass a local copy: --data FILE"
-        ) from None
+    return zoo_text.load_time_machine()
 
 
 def tokenize(args, text):
@@ -293,18 +285,16 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
     run_args = copy.copy(args)
     run_args.output_dir = run_files.output_path(args, "pretraining")
     run_args.epochs, run_args.lr_schedule = args.pretrain_epochs, "constant"
-    if training.finished_training(run_args.output_dir, run_args.epochs):
-        print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
-        with strategy.scope():
-            return keras.models.load_model(run_args.output_dir / "model.keras")
     try:
         dataset = zoo_text.language_model_batches(
             ids, args.batch_size, args.num_steps, args.batching, args.seed
         )
     except ValueError as error:
         raise RecipeError(f"--pretrain-data: {error}") from None
+    if training.finished_training(run_args.output_dir, run_args.epochs, strategy):
+        print(f"pretraining: finished before, loading {run_args.output_dir / 'model.keras'}", flush=True)
+        return training.load_trained(run_args.output_dir, model_fn, next(iter(dataset))[0], strategy)
     run_args.output_dir.mkdir(parents=True, exist_ok=True)
-    training.resumable(run_args)
     print(
         f"pretraining on {len(ids):,} tokens of --pretrain-data for {args.pretrain_epochs} epochs", flush=True
     )
@@ -327,7 +317,7 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
 
 @entry_point
 def main(argv=None):
-    args = flags.parse_args(build_parser(), argv, check=check)
+    args = flags.parse_args(build_parser(), argv)
     strategy = training.setup(args)
 
     ids, tokenizer, vocab = tokenize(args, read_corpus(args))
@@ -387,16 +377,27 @@ def main(argv=None):
         # Keras numbers the epochs of a resumed fit from the first one, as the history does.
         final["best_epoch"] = best_epoch.best_epoch + 1
         final["val_perplexity"] = history["val_perplexity"][best_epoch.best_epoch]
+    # LiteRT has no stateful layers: the streaming step carries the states instead.
+    final.update(
+        run_files.write_litert(
+            args,
+            model.stateless_copy() if model.stateful else model,
+            streaming_step=not args.bidirectional,
+        )
+    )
     if args.bidirectional:
         print(f"no sample and no saved_model/: {BIDIRECTIONAL_GENERATION_ERROR}", flush=True)
     else:
         generator = TextGenerator(model, tokenizer, vocab)
         final["sample"] = generator(args.prefix, args.sample_tokens)
         path = zoo.export.saved_model(
-            generator, run_files.output_path(args, "saved_model"), {"generate": generator.serve}
+            generator,
+            run_files.output_path(args, "saved_model"),
+            {"generate": generator.serve},
+            streaming_step=model,
         )
         print(
-            f"saved {path} (generate signature; "
+            f"saved {path} (generate and step signatures; "
             + ("load it after `import tensorflow_text`" if vocab is None else "plain TensorFlow")
             + ")",
             flush=True,

@@ -5,8 +5,9 @@
   figures (`write_metrics` after training, `finish_run` adds what the recipe measured after it).
 - `curves.png`: a panel per metric, training and validation by epoch (`plot_curves`).
 
-`checkpoints/` and `model.keras` are written by `recipes.training`, `logs/` by TensorBoard, and
-`saved_model/` and the tokenizer files by the recipe.
+`checkpoints/` and `model.keras` are written by `recipes.training`, `logs/` by TensorBoard,
+`model.tflite` (and `model_int8.tflite`) by `write_litert`, and `saved_model/` and the tokenizer and
+vocabulary files by the recipe.
 """
 
 import json
@@ -15,6 +16,7 @@ import numbers
 import os
 import pathlib
 
+import zoo.export
 from recipes.flags import to_json
 from recipes.recipe import Run
 
@@ -60,6 +62,24 @@ def finish_run(args, model, **figures):
         history=by_name(metrics["epochs"]),
         final=metrics["final"],
     )
+
+
+def write_litert(args, model, **options):
+    """Writes `model.tflite` (`zoo.export.tflite(model, path, **options)`: ids in, the vocabulary
+    files beside it) and, with `--quantize dynamic`, `model_int8.tflite` (int8 weights).
+
+    Returns:
+        The sizes written, `{"litert_bytes": ..., "litert_int8_bytes": ...}`, for `finish_run`.
+    """
+    files = {"litert_bytes": ("model.tflite", None)}
+    if args.quantize == "dynamic":
+        files["litert_int8_bytes"] = ("model_int8.tflite", "dynamic")
+    sizes = {}
+    for key, (name, quantize) in files.items():
+        path = zoo.export.tflite(model, output_path(args, name), quantize=quantize, **options)
+        sizes[key] = os.path.getsize(path)
+        print(f"saved {path} ({sizes[key] / 1e6:.2f} MB)", flush=True)
+    return sizes
 
 
 def plot_curves(path, epochs):

@@ -16,7 +16,9 @@ probabilities (`zoo.models.AveragedEnsemble`); `--ensemble 1` trains one.
 The run's `saved_model/` has a `classify` signature (`zoo.models.TextClassifier`): a batch of raw
 strings in, class probabilities and label names out. It runs in plain TensorFlow
 (`tf.saved_model.load`), without this project; with `--tokenizer bpe` the loading process must
-`import tensorflow_text` first (it registers the sentencepiece op).
+`import tensorflow_text` first (it registers the sentencepiece op). `model.tflite` is the model for
+LiteRT (`--quantize dynamic`: `model_int8.tflite` too): `token_ids` (int32 `[1, length]`, the ids of
+`vocab.txt` or `bpe.model`) in, the class probabilities out.
 """
 
 import argparse
@@ -42,6 +44,7 @@ DELIMITERS = {"tab": "\t", "comma": ","}
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.sentiment", description=__doc__.split("\n")[0])
     flags.add_shared_flags(parser, recipe="sentiment", epochs=15, batch_size=32, learning_rate=2e-3)
+    flags.add_export_flags(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--tfds", action="store_true", help="train on TFDS imdb_reviews instead of a file")
     data.add_argument("--tfds-split", default="train", help="the TFDS split to read (e.g. 'train[:10%%]')")
@@ -252,7 +255,9 @@ def main(argv=None):
         units_per_epoch=zoo.callbacks.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)),
     )
 
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    test_loss, test_accuracy = model.evaluate(
+        zoo.distribute.distribute_batches(strategy, lambda: test_ds), verbose=0
+    )
     print(f"held-out accuracy: {test_accuracy:.4f} on {len(test)} examples", flush=True)
 
     classifier = zoo.models.TextClassifier(model, tokenizer, vocab, label_names, args.max_length)
@@ -260,9 +265,15 @@ def main(argv=None):
         classifier, run_files.output_path(args, "saved_model"), {"classify": classifier.classify}
     )
     print(f"saved {path}", flush=True)
+    if vocab is None:
+        tokenizer.tokenizer.save(run_files.output_path(args, "bpe.model"))
+    else:
+        vocab.save(run_files.output_path(args, "vocab.txt"))
+    litert_sizes = run_files.write_litert(args, model)
     return run_files.finish_run(
         args,
         model,
+        **litert_sizes,
         test_accuracy=test_accuracy,
         test_loss=test_loss,
         test_examples=len(test),

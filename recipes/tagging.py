@@ -26,7 +26,11 @@ tagger, no auxiliary task).
 
 The run's `saved_model/` has a `tag` signature (`zoo.models.TextTagger`): sentences (tokens separated
 by whitespace, as in the training data) in, their `tokens` and `tags` out (padded with ""). It runs
-in plain TensorFlow.
+in plain TensorFlow. `model.tflite` is the tagger for LiteRT (`--quantize dynamic`:
+`model_int8.tflite` too): ids in (`token_ids`, int32 `[1, length]`, of `word_vocab.txt`; with
+`--chars`, `word_ids` and `char_ids` `[1, length, characters]` of `char_vocab.txt`, as
+`zoo.text.TokenEncoder` makes them), the tag ids of `tags.txt` (`--output crf`) or their probabilities
+out.
 """
 
 import argparse
@@ -71,6 +75,7 @@ def build_parser():
     flags.add_shared_flags(
         parser, recipe="tagging", epochs=30, batch_size=32, learning_rate=2e-3, clip_norm=5.0
     )
+    flags.add_export_flags(parser)
     data = parser.add_argument_group("data")
     data.add_argument(
         "--corpus",
@@ -420,9 +425,15 @@ def main(argv=None):
     tagger = zoo.models.TextTagger(model, encoder, tag_vocab, args.max_tokens)
     path = zoo.export.saved_model(tagger, run_files.output_path(args, "saved_model"), {"tag": tagger.tag})
     print(f"saved {path}", flush=True)
+    encoder.word_vocab.save(run_files.output_path(args, "word_vocab.txt"))
+    if encoder.char_vocab is not None:
+        encoder.char_vocab.save(run_files.output_path(args, "char_vocab.txt"))
+    tag_vocab.save(run_files.output_path(args, "tags.txt"))
+    litert_sizes = run_files.write_litert(args, model)
     return run_files.finish_run(
         args,
         model,
+        **litert_sizes,
         **{f"dev_{key}": value for key, value in figures.items()},
         tag_names=tag_vocab.idx_to_token,
     )

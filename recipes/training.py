@@ -2,9 +2,11 @@
 loop with its callbacks, checkpoints and resume.
 
 - `setup(args)`: before any other TensorFlow work; splits the CPU, makes the strategy (the one
-  place a strategy is made: `make_strategy`), seeds, and creates the output folder.
-- `run_training(model_fn, train_ds, val_ds, args, ...)`: the one place `fit` runs: checkpoints every
-  epoch, resumes with `--resume`, and writes `model.keras`, `metrics.json` and `curves.png`.
+  place a strategy is made: `make_strategy`), seeds, and creates the output folder (on a worker
+  of a cluster other than the chief, a private temporary one: `zoo.distribute.worker_dir`).
+- `run_training(model_fn, train_ds, val_ds, args, ...)`: the one place `fit` runs: splits each
+  global batch over the replicas, checkpoints every epoch, resumes with `--resume`, and writes
+  `model.keras`, `metrics.json` and `curves.png`.
 - `run_ensemble_training(...)`: several models by `run_training`, one after another, averaged.
 
 Example (a recipe's train section):
@@ -24,16 +26,15 @@ import time
 import keras
 import tensorflow as tf
 
+import zoo.distribute
 from recipes.flags import STRATEGIES
 from recipes.recipe import RecipeError
 from recipes.run_files import (
     by_name,
-    json_number,
     last_epoch_figures,
     output_path,
     plot_curves,
     write_config,
-    write_json,
     write_metrics,
 )
 from zoo.callbacks import Throughput, count_units
@@ -49,45 +50,30 @@ _RUN_FOLDERS = ("checkpoints", "members", "pretraining")
 def split_cpu(count):
     """Splits the first physical CPU into `count` logical devices, so that `MirroredStrategy`
     can be exercised on one machine. Must run before TensorFlow initialises its devices."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
     try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-        )
+        zoo.distribute.split_cpu(count)
     except RuntimeError as error:
-        raise RecipeError(
-            f"cannot split the CPU into {count} devices: TensorFlow already initialised its "
-            f"devices ({error}); call setup(args) before any other TensorFlow work"
-        ) from None
+        raise RecipeError(f"{error} (call setup(args) first)") from None
 
 
 def make_strategy(name):
     """The `tf.distribute` strategy named by `--strategy`.
 
     `mirrored` replicates over all GPUs; without GPUs, over all logical CPU devices (see
-    `split_cpu`). `multi-worker` is `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`;
-    Keras 3.15's `fit` fails with it across more than one worker (keras-team/keras#20585,
-    `_maybe_symbolic_build` reduces a `PerReplica` batch), so a cluster of several workers is
-    refused with that reason rather than left to crash inside Keras.
+    `split_cpu`). `multi-worker` is `MultiWorkerMirroredStrategy` over the workers `TF_CONFIG`
+    names (`zoo.distribute.strategy_from_env`; one process when it is unset). With the zoo's
+    fixes to Keras (`zoo.compat`) either trains the model one device trains on the same global
+    batches.
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        if tf.config.list_logical_devices("GPU"):
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.MirroredStrategy(
-            [device.name for device in tf.config.list_logical_devices("CPU")]
-        )
+        return zoo.distribute.mirrored_strategy()
     if name == "multi-worker":
-        cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
-        workers = sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker"))
-        if workers > 1:
-            raise RecipeError(
-                f"--strategy multi-worker: TF_CONFIG names {workers} workers, and Keras "
-                f"{keras.__version__}'s fit() fails with MultiWorkerMirroredStrategy across "
-                "workers (keras-team/keras#20585); train on one machine with --strategy mirrored"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return zoo.distribute.strategy_from_env()
+        except zoo.distribute.ClusterConfigError as error:
+            raise RecipeError(f"--strategy multi-worker: {error}") from None
     raise RecipeError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
@@ -96,7 +82,10 @@ def setup(args):
     generator (`--seed`), checks `--data`, creates the output folder and saves the flags to
     `config.json`. Call it right after `parse_args`, before any other TensorFlow work.
 
-    Sets `args.output_dir` (a `pathlib.Path`) when it was left to its default.
+    Sets `args.output_dir` (a `pathlib.Path`) when it was left to its default. On a worker of a
+    cluster other than the chief, `args.output_dir` becomes a private temporary folder
+    (`zoo.distribute.worker_dir`): every worker runs the whole recipe, saving included, and only
+    the chief's files land in the output folder.
 
     Returns:
         The `tf.distribute.Strategy` to pass to `run_training`.
@@ -115,7 +104,7 @@ def setup(args):
             f"--output-dir {args.output_dir} already holds a run: pass --resume "
             f"{args.output_dir} to continue it, or choose another folder"
         )
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+    args.output_dir = zoo.distribute.worker_dir(args.output_dir, strategy)
     write_config(args)
     return strategy
 
@@ -137,64 +126,36 @@ def cosine_learning_rate(base, epochs):
 # --- Checkpoints ----------------------------------------------------------------------------
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Checkpoints the training state after every epoch, so a killed run can resume.
-
-    Each epoch writes `epoch-<N>.weights.h5` (model and optimizer variables, including the
-    optimizer's step count), then commits it by atomically replacing `state.json`, which names
-    that file and holds the per-epoch history. A run killed at any moment therefore finds a
-    consistent state: the last committed epoch and exactly the history up to it.
-
-    Args:
-        directory: the checkpoint folder.
-        history: the per-epoch entries (dicts with `epoch`, counted from 1, and the epoch's
-            logs) committed before this fit started; new epochs are appended.
-    """
-
-    STATE = "state.json"
-
-    def __init__(self, directory, history=()):
-        super().__init__()
-        self.directory = pathlib.Path(directory)
-        self.history = list(history)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        weights = f"epoch-{epoch + 1:04d}.weights.h5"
-        self.model.save_weights(self.directory / weights)
-        self.history.append(
-            {"epoch": epoch + 1, **{key: json_number(value) for key, value in (logs or {}).items()}}
-        )
-        write_json(
-            self.directory / self.STATE, {"epoch": epoch + 1, "weights": weights, "history": self.history}
-        )
-        for stale in self.directory.glob("epoch-*.weights.h5"):
-            if stale.name != weights:
-                stale.unlink()
-
-    @classmethod
-    def load_state(cls, directory):
-        """The committed state (`{"epoch", "weights", "history"}`) in `directory`, or None."""
-        path = pathlib.Path(directory) / cls.STATE
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
-
-
-def finished_training(run_dir, epochs):
+def finished_training(run_dir, epochs, strategy=None):
     """Whether the run in `run_dir` ended (it saved `model.keras`) after training for `epochs` or more
-    (an early stop under the same `--epochs` counts as finished)."""
-    if not (run_dir / "model.keras").is_file():
-        return False
-    return json.loads((run_dir / "metrics.json").read_text())["config"]["epochs"] >= epochs
+    (an early stop under the same `--epochs` counts as finished). In a cluster, the chief's answer
+    (from its folder) on every worker."""
+    finished = (run_dir / "model.keras").is_file() and (
+        json.loads((run_dir / "metrics.json").read_text())["config"]["epochs"] >= epochs
+    )
+    return finished if strategy is None else zoo.distribute.broadcast_json(strategy, finished)
 
 
-def resumable(run_args):
-    """Sets `run_args.resume` to a sub-run's own folder when it holds a checkpoint, so that
-    `run_training` continues it, or to None (a sub-run: an ensemble member, a pretraining run)."""
-    has_state = EpochCheckpoint.load_state(output_path(run_args, "checkpoints")) is not None
-    run_args.resume = run_args.output_dir if has_state else None
-    return run_args
+def load_trained(run_dir, model_fn, inputs, strategy):
+    """The model a finished run saved in `run_dir/model.keras`, in `strategy.scope()`: `model_fn()`
+    called on `inputs`, with the saved weights (the chief's, in a cluster, on every worker)."""
+    with strategy.scope():
+        model = model_fn()
+        model(inputs)
+    if zoo.distribute.is_chief(strategy):
+        model.load_weights(run_dir / "model.keras")
+    zoo.distribute.broadcast_variables(strategy, model.weights)
+    return model
+
+
+def run_epochs(run_dir, strategy):
+    """The per-epoch entries of the run in `run_dir` (`metrics.json`; the chief's, in a cluster)."""
+    epochs = (
+        json.loads((run_dir / "metrics.json").read_text())["epochs"]
+        if zoo.distribute.is_chief(strategy)
+        else None
+    )
+    return zoo.distribute.broadcast_json(strategy, epochs)
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -219,10 +180,12 @@ def run_training(
     Inside `strategy.scope()`: `model_fn()` builds the model (it is called on one batch of
     `train_ds` if it is not built yet), compiled with `args.optimizer` at `args.learning_rate`,
     `global_clipnorm=args.clip_norm`, and `loss` / `metrics`; `--lr-schedule cosine` decays the
-    learning rate with `cosine_learning_rate`. With `--resume`, the weights, optimizer state and
-    history of the last finished epoch are restored and training goes on to `args.epochs` epochs in
-    all. Then `model.keras`, `metrics.json` (with `train_seconds`, the time `fit` took) and
-    `curves.png` are written.
+    learning rate with `cosine_learning_rate`. Each replica trains on its rows of every global
+    batch (`zoo.distribute.distribute_batches`). When the output folder holds a checkpoint (with
+    `--resume`), the weights, optimizer state and history of the last finished epoch are restored
+    (`zoo.distribute.EpochCheckpoint`, the chief's on every worker of a cluster) and training goes
+    on to `args.epochs` epochs in all. Then `model.keras`, `metrics.json` (with `train_seconds`,
+    the time `fit` took) and `curves.png` are written.
 
     Args:
         model_fn: `() -> keras.Model`, not compiled.
@@ -243,8 +206,6 @@ def run_training(
         `val_loss`, `<unit>_per_sec`, ...) to its values for every epoch of the run, resumed
         epochs included.
     """
-    checkpoints = output_path(args, "checkpoints")
-    state = EpochCheckpoint.load_state(checkpoints) if args.resume is not None else None
     if units_per_epoch is None:
         units_per_epoch, unit = count_units(train_ds), "examples"
 
@@ -258,15 +219,11 @@ def run_training(
             metrics=list(metrics),
             **(compile_kwargs or {}),
         )
-        if state is not None:
-            model.optimizer.build(model.trainable_variables)
-            model.load_weights(checkpoints / state["weights"])
 
-    history = state["history"] if state is not None else []
-    initial_epoch = state["epoch"] if state is not None else 0
+    checkpoint = zoo.distribute.EpochCheckpoint(output_path(args, "checkpoints"), strategy)
+    initial_epoch = checkpoint.restore(model)
     if initial_epoch:
-        print(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}", flush=True)
-    checkpoint = EpochCheckpoint(checkpoints, history)
+        print(f"resuming {args.output_dir} after epoch {initial_epoch} of {args.epochs}", flush=True)
     if args.lr_schedule == "cosine":
         callbacks = [
             keras.callbacks.LearningRateScheduler(cosine_learning_rate(args.learning_rate, args.epochs)),
@@ -277,8 +234,10 @@ def run_training(
     )
     started = time.perf_counter()
     model.fit(
-        train_ds,
-        validation_data=val_ds,
+        zoo.distribute.distribute_batches(strategy, lambda: train_ds),
+        validation_data=None
+        if val_ds is None
+        else zoo.distribute.distribute_batches(strategy, lambda: val_ds),
         epochs=args.epochs,
         initial_epoch=initial_epoch,
         shuffle=False,  # datasets shuffle themselves; Keras only warns otherwise
@@ -348,16 +307,15 @@ def run_ensemble_training(
         member_args.output_dir = output_path(args, f"members/{index}")
         member_args.seed = args.seed + index
         member_args.output_dir.mkdir(parents=True, exist_ok=True)
-        if finished_training(member_args.output_dir, args.epochs):
+        if finished_training(member_args.output_dir, args.epochs, strategy):
             print(f"member {index + 1} of {members}: finished before, loading it", flush=True)
-            with strategy.scope():
-                models.append(finish(keras.models.load_model(member_args.output_dir / "model.keras")))
+            sample = next(iter(train_ds))[0]
+            models.append(finish(load_trained(member_args.output_dir, model_fn, sample, strategy)))
         else:
-            resumable(member_args)
             print(f"member {index + 1} of {members} (seed {member_args.seed})", flush=True)
             keras.utils.set_random_seed(member_args.seed)
             models.append(finish(run_training(model_fn, train_ds, val_ds, member_args, **shared)[0]))
-        member_epochs = json.loads((member_args.output_dir / "metrics.json").read_text())["epochs"]
+        member_epochs = run_epochs(member_args.output_dir, strategy)
         entries.extend({"member": index, **entry} for entry in member_epochs)
 
     ensemble = AveragedEnsemble(models, name="averaged_ensemble")

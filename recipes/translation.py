@@ -149,8 +149,8 @@ def split_pairs(args, sources, targets):
     return [Pairs([sources[i] for i in part], [targets[i] for i in part]) for part in parts]
 
 
-def batches(args, strategy, pairs, source_vocab, target_vocab, shuffle):
-    dataset = seq2seq_batches(
+def batches(args, pairs, source_vocab, target_vocab, shuffle):
+    return seq2seq_batches(
         pairs.sources,
         pairs.targets,
         args.batch_size,
@@ -160,11 +160,6 @@ def batches(args, strategy, pairs, source_vocab, target_vocab, shuffle):
         shuffle_buffer=len(pairs.sources) if shuffle else None,
         seed=args.seed,
     )
-    if strategy.num_replicas_in_sync > 1:
-        # Keras's fit under MirroredStrategy fails on a last batch that splits unevenly across
-        # replicas (AddN of per-replica [8, T] and [7, T]): leave the partial batch out.
-        dataset = dataset.filter(lambda inputs, targets, mask: tf.shape(targets)[0] == args.batch_size)
-    return dataset
 
 
 # --- Model ----------------------------------------------------------------------------------
@@ -242,11 +237,9 @@ def main(argv=None):
         f"pairs; vocabularies: {len(source_vocab)} source, {len(target_vocab)} target words",
         flush=True,
     )
-    train_ds = batches(args, strategy, train, source_vocab, target_vocab, shuffle=True)
+    train_ds = batches(args, train, source_vocab, target_vocab, shuffle=True)
     val_ds = (
-        batches(args, strategy, validation, source_vocab, target_vocab, shuffle=False)
-        if validation.sources
-        else None
+        batches(args, validation, source_vocab, target_vocab, shuffle=False) if validation.sources else None
     )
 
     # One translator for every epoch's report, so its graph is traced once.

@@ -1,5 +1,6 @@
-"""Runs `distributed_job.py` processes for the distributed tests: one process, or a cluster of
-workers on 127.0.0.1 with free ports, each under a timeout and killed by its PID if it outlives it."""
+"""Runs `distributed_job.py` (or `distributed_recipes.py`) processes for the distributed tests: one
+process, or a cluster of workers on 127.0.0.1 with free ports, each under a timeout and killed by its
+PID if it outlives it."""
 
 import contextlib
 import json
@@ -13,6 +14,8 @@ import sys
 import numpy as np
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
+RECIPES = pathlib.Path(__file__).with_name("distributed_recipes.py")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = 900  # seconds a process may run; generous, as the machine may be busy
 
 
@@ -36,21 +39,29 @@ def tf_config(ports, index):
     )
 
 
-def start(config, log, tf_config_value=None):
-    """Starts one job process; its stdout and stderr go to `log`."""
+def start(config, log, tf_config_value=None, script=JOB):
+    """Starts one process of `script` (in the repository's folder); its stdout and stderr go to `log`."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if tf_config_value is not None:
         env["TF_CONFIG"] = tf_config_value
     with open(log, "w") as output:
         return subprocess.Popen(
-            [sys.executable, str(JOB), json.dumps(config)], env=env, stdout=output, stderr=subprocess.STDOUT
+            [sys.executable, str(script), json.dumps(config)],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
 
 
-def start_cluster(config, log_prefix, workers=2):
+def start_cluster(config, log_prefix, workers=2, script=JOB):
     ports = free_ports(workers)
-    return [start(config, f"{log_prefix}-{index}.log", tf_config(ports, index)) for index in range(workers)]
+    return [
+        start(config, f"{log_prefix}-{index}.log", tf_config(ports, index), script)
+        for index in range(workers)
+    ]
 
 
 @contextlib.contextmanager
@@ -114,3 +125,23 @@ def largest_difference(got, want):
         for a, b in zip(got["weights"], want["weights"])
     )
     return max(losses, weights)
+
+
+def recipe_results(run_dir):
+    """A recipe run's per-epoch training and validation losses (`metrics.json`) and the model's
+    variables in its last checkpoint."""
+    import h5py
+
+    run_dir = pathlib.Path(run_dir)
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    weights = []
+
+    def keep(name, item):
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer"):
+            weights.append(item[()].tolist())
+
+    with h5py.File(run_dir / "checkpoints" / state["weights"], "r") as file:
+        file.visititems(keep)
+    losses = [entry[key] for entry in epochs for key in ("loss", "val_loss") if key in entry]
+    return {"losses": losses, "weights": weights}

@@ -14,7 +14,8 @@ from export_models import MODELS, VOCAB, sequential, token_ids
 
 import zoo
 import zoo.export
-from zoo.export import _compat
+from zoo import compat
+from zoo.models.tagger import build_tagger
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
@@ -23,7 +24,7 @@ FUSED = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 def operators(path):
     with open(path, "rb") as file:
-        return [name for _, name in _compat.litert_operators(file.read())]
+        return [name for _, name in compat.litert_operators(file.read())]
 
 
 def signature_runner(path, name=None):
@@ -164,3 +165,109 @@ def test_subclassed_model_takes_an_input_signature(tmp_path):
     assert operators(tmp_path / "model.tflite").count(FUSED) == 1
     output = signature_runner(tmp_path / "model.tflite")(features=inputs)["output"]
     np.testing.assert_allclose(output, expected, atol=1e-5)
+
+
+def char_ids(batch, time, chars, lengths, seed=1):
+    ids = np.random.default_rng(seed).integers(1, 12, size=(batch, time, chars)).astype("int32")
+    ids[:, :, chars - 2 :] = 0  # short words: padded characters
+    for row, length in enumerate(lengths):
+        ids[row, length:] = 0
+    return ids
+
+
+def char_tagger(output, seed):
+    keras.utils.set_random_seed(seed)
+    return build_tagger(
+        output,
+        vocab_size=VOCAB,
+        num_tags=5,
+        embedding_dim=6,
+        units=5,
+        char_vocab_size=12,
+        char_embedding_dim=3,
+        char_filters=4,
+    )
+
+
+@pytest.mark.parametrize(
+    "make_model, fused",
+    [
+        (lambda: char_tagger("crf", 0), 2),
+        (lambda: zoo.models.AveragedEnsemble([char_tagger("softmax", seed) for seed in (1, 2)]), 4),
+    ],
+)
+def test_taggers_with_character_features(make_model, fused, tmp_path):
+    """The recipe's taggers: word and character ids in (right-padded in both), CRF tags or tag
+    probabilities out."""
+    model = make_model()
+    lengths = [7, 4]
+    inputs = {"word_ids": token_ids(2, 7, lengths=lengths), "char_ids": char_ids(2, 7, 5, lengths)}
+    expected = np.array(model((inputs["word_ids"], inputs["char_ids"])))
+    path = tmp_path / "tagger.tflite"
+    zoo.export.tflite(model, path, batch_size=2)
+    assert operators(path).count(FUSED) == fused
+    output = signature_runner(path)(**inputs)["output"]
+    np.testing.assert_allclose(output, expected, atol=1e-5)
+
+
+def translator(attention, beam_size):
+    model = zoo.models.Seq2Seq(
+        VOCAB, VOCAB + 3, embedding_dim=6, units=8, num_layers=2, attention=attention, unk_id=1
+    )
+    model((token_ids(1, 4), token_ids(1, 3)))
+    source = zoo.text.Vocab([[str(i) for i in range(VOCAB)]], reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    target = zoo.text.Vocab([[str(i) for i in range(VOCAB + 3)]], reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    return zoo.models.Translator(
+        model,
+        source,
+        target,
+        max_source_length=6,
+        max_output_length=7,
+        beam_size=beam_size,
+        length_penalty=1.0 if beam_size else 0.0,
+    )
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_translator_beam_search_as_a_signature(attention, tmp_path):
+    serving = translator(attention, beam_size=3)
+    signature = serving.ids_signature()
+    path = tmp_path / "translate.tflite"
+    zoo.export.tflite(serving.model, path, signatures={"translate": signature})
+    translate = signature_runner(path, "translate")
+    for length in (1, 3, 5):
+        source = np.zeros((1, 6), "int32")
+        source[0, :length] = token_ids(1, length, seed=length)[0]
+        source[0, length] = serving.source_eos
+        expected = signature(tf.constant(source))
+        outputs = translate(source_ids=source)
+        np.testing.assert_array_equal(outputs["token_ids"], expected["token_ids"])
+        np.testing.assert_array_equal(outputs["lengths"], expected["lengths"])
+
+
+def test_converter_failures_name_the_ops_and_where(tmp_path):
+    """Greedy decoding grows a TensorArray, which LiteRT cannot lower without Flex ops."""
+    serving = translator(attention=False, beam_size=None)
+    with pytest.raises(ValueError, match=r"cannot lower a TensorArray .*while"):
+        zoo.export.tflite(
+            serving.model, tmp_path / "m.tflite", signatures={"translate": serving.ids_signature()}
+        )
+    assert not (tmp_path / "m.tflite").exists()
+    with pytest.raises(ValueError, match="signature 'translate' needs a tf.function with an input_signature"):
+        zoo.export.tflite(serving.model, tmp_path / "m.tflite", signatures={"translate": tf.function(len)})
+
+
+class NewAxis(keras.Model):
+    """Adds an axis by slicing a tensor of two unknown dimensions, which LiteRT's builtin slice lacks."""
+
+    def call(self, inputs):
+        return tf.reduce_sum(tf.cast(tf.not_equal(inputs, 0.0), inputs.dtype)[:, :, :, None], axis=-1)
+
+
+def test_an_op_litert_lacks_is_named_with_its_layer(tmp_path):
+    model = NewAxis(name="new_axis")
+    model(np.ones((1, 2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"LiteRT has no builtin op for tf\.StridedSlice at new_axis"):
+        zoo.export.tflite(
+            model, tmp_path / "m.tflite", input_signature=[tf.TensorSpec([None, None], tf.float32)]
+        )

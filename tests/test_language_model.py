@@ -178,6 +178,22 @@ def test_stateful_model_carries_state_across_batches_and_resets():
     assert not np.allclose(stateless(second).numpy(), whole[:, 6:], atol=1e-4)
 
 
+def test_stateless_copy_has_the_weights_and_no_carried_state():
+    rng = np.random.default_rng(2)
+    first, second = rng.integers(0, 9, (2, 6)), rng.integers(0, 9, (2, 6))
+    stateful = built(LanguageModel(9, "gru", 8, num_layers=2, embedding_dim=4, stateful=True), batch=2)
+    stateful(first)  # leaves a carried state behind
+    copy = stateful.stateless_copy()
+    assert not copy.stateful and stateful.stateful
+    assert copy.get_config() == {**stateful.get_config(), "stateful": False}
+    stateful.reset_state()
+    np.testing.assert_allclose(copy(second).numpy(), stateful(second).numpy(), rtol=1e-5, atol=1e-6)
+    # Any batch size, each call from zero states.
+    np.testing.assert_allclose(copy(second[:1]).numpy(), copy(second).numpy()[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="build the model"):
+        LanguageModel(9, units=4, stateful=True).stateless_copy()
+
+
 def test_fit_with_random_batches_lowers_perplexity():
     _, vocab, ids = char_setup()
     model = LanguageModel(len(vocab), "lstm", 32, embedding_dim=16)

@@ -71,6 +71,82 @@ def test_matches_keras_with_right_padded_mask(name, path, options):
     assert_same_outputs(ours(x, mask=mask), theirs(x, mask=mask))
 
 
+@pytest.mark.parametrize("name, path", LAYERS_AND_PATHS)
+def test_integer_and_boolean_inputs_are_cast_as_keras_casts_them(name, path):
+    theirs, ours = twins(name, path, return_sequences=True)
+    for x in (RNG.integers(-3, 4, size=(B, T, D)), RNG.integers(0, 2, size=(B, T, D)).astype(bool)):
+        assert_same_outputs(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_layers_are_instances_of_keras_layers(name):
+    layer = getattr(zoo.layers, name)(H)
+    assert isinstance(layer, getattr(keras.layers, name))
+    assert isinstance(layer, zoo.layers.RecurrentLayer)
+
+
+@pytest.mark.parametrize("name", ["GRU", "LSTM"])
+def test_keras_bidirectional_treats_ours_as_its_own(name):
+    # Keras's wrapper takes its fused two-direction path only for its own LSTM and GRU (isinstance);
+    # on CPU that path is unavailable and it calls the two layers.
+    layer = keras.layers.Bidirectional(getattr(zoo.layers, name)(H, use_cudnn=False))
+    assert layer.forward_layer.use_cudnn is False and layer.backward_layer.use_cudnn is False
+    layer.build((None, T, D))
+    eligible = getattr(layer, f"_can_attempt_fused_{name.lower()}")
+    assert not eligible(mask=None)
+    layer = keras.layers.Bidirectional(getattr(zoo.layers, name)(H))
+    layer.build((None, T, D))
+    assert eligible.__func__(layer, mask=None)
+    assert layer(inputs()).shape == (B, 2 * H)
+    assert layer.forward_layer.implementation_used == "fused"
+
+
+@pytest.mark.parametrize("path", ["fused", "loop"])
+def test_a_forced_path_keeps_keras_bidirectional_off_cudnn(path):
+    layer = zoo.layers.LSTM(H, implementation=path)
+    assert layer.use_cudnn is False and layer.get_config()["use_cudnn"] == "auto"
+    wrapper = keras.layers.Bidirectional(layer)
+    wrapper.build((None, T, D))
+    assert not wrapper._can_attempt_fused_lstm(mask=None)
+    assert wrapper.backward_layer.implementation == path
+
+
+def test_export_keeps_keras_bidirectional_off_cudnn():
+    layer = zoo.layers.GRU(H)
+    assert layer.use_cudnn == "auto"
+    with zoo.export.portable_graph():
+        assert layer.use_cudnn is False
+
+
+def test_simple_rnn_has_no_use_cudnn_like_keras():
+    assert not hasattr(keras.layers.SimpleRNN(H), "use_cudnn")
+    assert not hasattr(zoo.layers.SimpleRNN(H), "use_cudnn")
+    assert "use_cudnn" not in zoo.layers.SimpleRNN(H).get_config()
+    with pytest.raises(ValueError, match="use_cudnn"):
+        zoo.layers.SimpleRNN(H, use_cudnn=False)
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("legacy", [0, 1, 2])
+def test_legacy_integer_implementation_loads_as_auto(name, legacy):
+    layer = getattr(zoo.layers, name)(H)
+    layer(inputs())
+    config = {**layer.get_config(), "implementation": legacy}
+    loaded = getattr(zoo.layers, name).from_config(config)
+    assert loaded.implementation == "auto"
+    loaded(inputs())
+    loaded.set_weights(layer.get_weights())
+    x = inputs()
+    assert_same_outputs(loaded(x), layer(x))
+
+
+@pytest.mark.parametrize("path", ["auto", "cudnn", "fused", "loop"])
+def test_get_config_round_trips_the_path_choice(path):
+    layer = zoo.layers.GRU(H, implementation=path, use_cudnn=path == "cudnn" or "auto")
+    loaded = zoo.layers.GRU.from_config(layer.get_config())
+    assert (loaded.implementation, loaded.use_cudnn) == (layer.implementation, layer.use_cudnn)
+
+
 @pytest.mark.parametrize("name", LAYER_NAMES)
 def test_left_padded_mask_falls_back_to_the_loop_in_auto_mode(name):
     theirs, ours = twins(name, "auto", return_sequences=True, return_state=True)
@@ -350,7 +426,7 @@ def test_auto_reports_the_loop_when_the_configuration_needs_it():
     [
         (np.zeros((B, D), "float32"), None, ValueError, "expected ndim=3"),
         (np.zeros((B, T, D + 2), "float32"), None, ValueError, "built for 5 features"),
-        (np.zeros((B, T, D), "int32"), None, TypeError, "floating-point"),
+        (np.zeros((B, T, D), "complex64"), None, TypeError, "expects numeric inputs; got dtype complex64"),
         (np.zeros((B, T, D), "float32"), np.ones((B, T + 1), bool), ValueError, "mask must have shape"),
         (np.zeros((B, T, D), "float32"), np.ones((B, T), "float32"), TypeError, "mask must be bool"),
         (np.zeros((B, 0, D), "float32"), None, ValueError, "zero time steps"),

@@ -101,6 +101,15 @@ def test_recipe_end_to_end_and_exported_classify(imdb_slice, tmp_path):
     assert isinstance(ensemble, AveragedEnsemble) and len(ensemble.members) == 2
     check_classify(output_dir / "saved_model", "word")
 
+    # model.tflite, fed the ids of vocab.txt, gives the ensemble's probabilities.
+    from ai_edge_litert.interpreter import Interpreter
+
+    vocab = zoo.text.Vocab.load(output_dir / "vocab.txt", reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    ids = np.asarray([vocab.to_ids("a wonderful film i loved it".split())], np.int32)
+    classify = Interpreter(model_path=str(output_dir / "model.tflite")).get_signature_runner()
+    np.testing.assert_allclose(classify(token_ids=ids)["output"], ensemble(ids), atol=1e-5)
+    assert final["litert_bytes"] == (output_dir / "model.tflite").stat().st_size
+
 
 @pytest.mark.slow
 def test_ensemble_resume_keeps_finished_members_and_continues_the_interrupted_one(imdb_slice, tmp_path):

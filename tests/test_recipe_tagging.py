@@ -9,8 +9,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from recipes import flags, tagging
+from zoo import text as zoo_text
 from zoo.callbacks import ValidationEntityF1
 from zoo.models import MultiTaskTagger, SequenceTagger
 
@@ -106,6 +108,26 @@ def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
     assert set(tags[1]) == {""}  # empty sentence: no token, no tag
     assert sum(tag != "" for tag in tags[2]) == 1000  # cut to --max-tokens
     assert all(tag in upos for tag in tags[3][:2]) and all(tag in upos for tag in tags[4][:3])
+    check_litert(output_dir, run.model, "The cat sat on the mat .")
+
+
+def check_litert(output_dir, model, sentence):
+    """`model.tflite`, fed the ids of the vocabulary files beside it, tags as the trained model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    encoder = zoo_text.TokenEncoder(
+        zoo_text.Vocab.load(output_dir / "word_vocab.txt", reserved_tokens=zoo_text.SEQUENCE_RESERVED),
+        zoo_text.Vocab.load(output_dir / "char_vocab.txt", reserved_tokens=zoo_text.SEQUENCE_RESERVED),
+        lowercase=True,
+        max_chars=20,
+    )
+    (word_ids, char_ids), _ = encoder(tf.ragged.constant([sentence.split()]))
+    expected = np.asarray(model((word_ids, char_ids)))
+    tag = Interpreter(model_path=str(output_dir / "model.tflite")).get_signature_runner()
+    output = tag(word_ids=word_ids.numpy().astype(np.int32), char_ids=char_ids.numpy().astype(np.int32))
+    np.testing.assert_allclose(output["output"], expected, atol=1e-5)
+    tag_names = (output_dir / "tags.txt").read_text().split("\n")[:-1]
+    assert json.loads((output_dir / "metrics.json").read_text())["final"]["tag_names"] == tag_names
 
 
 @pytest.mark.slow

@@ -273,10 +273,10 @@ def test_strategies_train(tiny_recipe, tmp_path, strategy, cpu_devices, replicas
     assert np.isfinite(loss)
 
 
-def test_multi_worker_cluster_is_refused_with_the_reason(monkeypatch):
+def test_malformed_tf_config_is_a_recipe_error(monkeypatch):
     cluster = {"worker": ["localhost:23456", "localhost:23457"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(RecipeError, match="2 workers.*keras-team/keras#20585"):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 2}}))
+    with pytest.raises(RecipeError, match="--strategy multi-worker: TF_CONFIG: task index 2 is out of range"):
         training.make_strategy("multi-worker")
 
 
@@ -301,6 +301,21 @@ def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
         parse("--resume", tmp_path / "nothing")
 
 
+def test_resume_on_a_worker_that_cannot_see_the_chiefs_folder_keeps_its_flags(tmp_path, monkeypatch):
+    parser = flags.add_shared_flags(
+        argparse.ArgumentParser(), recipe="test", epochs=2, batch_size=4, learning_rate=1.0
+    )
+    run = tmp_path / "run"
+    argv = ["--resume", str(run), "--strategy", "multi-worker", "--epochs", "3"]
+    cluster = {"worker": ["localhost:23456", "localhost:23457"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    args = flags.parse_args(parser, argv)
+    assert (args.output_dir, args.epochs, args.batch_size) == (run, 3, 4)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(RecipeError, match="no run there"):
+        flags.parse_args(parser, argv)
+
+
 def test_split_cpu_after_initialisation_is_a_recipe_error():
     tf.constant(0)  # initialises the devices of this process
     with pytest.raises(RecipeError, match="before any other TensorFlow work"):
@@ -314,6 +329,21 @@ def test_global_clip_norm_rescales_all_gradients_together():
     # Global norm 5 > 1: every gradient is scaled by 1/5.
     np.testing.assert_allclose([first.numpy()[0], second.numpy()[0]], [-0.6, -0.8], rtol=1e-6)
     assert training.make_optimizer("adam", 1e-3, 0).global_clipnorm is None
+
+
+def test_load_trained_gives_a_new_model_the_saved_weights(tmp_path):
+    def build():
+        return keras.Sequential([keras.layers.Embedding(10, 4), keras.layers.GRU(3), keras.layers.Dense(2)])
+
+    ids = np.array([[1, 2, 3]])
+    saved = build()
+    saved(ids)
+    saved.compile("adam", "mse")
+    saved.save(tmp_path / "model.keras")
+    loaded = training.load_trained(tmp_path, build, ids, tf.distribute.get_strategy())
+    assert loaded is not saved
+    for got, want in zip(loaded.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 @keras.saving.register_keras_serializable(package="test_recipes_training")

@@ -1,9 +1,13 @@
 """Streaming inference: LanguageModel's one-token step, fed token by token from zero states, against
 the model on the whole sequence, in Keras, in LiteRT's `step` signature and in a SavedModel's."""
 
+import os
+import pathlib
+import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -80,10 +84,8 @@ def test_saved_model_step_runs_in_plain_tensorflow(tmp_path):
     """A server's SavedModel with the `step` signature, loaded where zoo and ops were never imported."""
     model, ids, expected = language_model("lstm")
     module = tf.Module()
-    module.model_variables = list(model.variables)
-    with zoo.export.portable_graph():
-        signatures = {streaming.STEP_SIGNATURE: streaming.step_function(model).get_concrete_function()}
-    tf.saved_model.save(module, str(tmp_path / "saved_model"), signatures=signatures)
+    module.model = model
+    zoo.export.saved_model(module, tmp_path / "saved_model", {}, streaming_step=model)
     np.save(tmp_path / "ids.npy", ids)
     script = f"""
 import sys
@@ -106,6 +108,17 @@ assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo o
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-4)
 
 
+def test_saved_model_keeps_the_step_name_for_the_streaming_step(tmp_path):
+    model, _, _ = language_model("gru", num_layers=1)
+    module = tf.Module()
+    module.model = model
+    named_step = tf.function(lambda text: text, input_signature=[tf.TensorSpec([None], tf.string)])
+    with pytest.raises(ValueError, match="signature 'step' is the streaming step's"):
+        zoo.export.saved_model(module, tmp_path / "sm", {"step": named_step}, streaming_step=model)
+    with pytest.raises(ValueError, match="needs at least one signature"):
+        zoo.export.saved_model(module, tmp_path / "sm", {})
+
+
 def test_streaming_step_rejects_bad_input():
     model, _, _ = language_model("lstm")
     states = model.initial_state(2)
@@ -122,3 +135,41 @@ def test_bidirectional_model_has_no_streaming_step():
         streaming.step_function(model)
     with pytest.raises(TypeError, match="has no streaming step"):
         streaming.step_function(zoo.models.SequenceClassifier(VOCAB, num_classes=2))
+
+
+def readme_deploy_code():
+    """The Python block of the README's "Deploy" section."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Deploy", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_greedy_loop_over_the_litert_step(tmp_path):
+    """The README's loop, run with LiteRT and NumPy only in a run folder of model.tflite and vocab.txt,
+    generates what greedy decoding of the Keras model on the whole sequence generates."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    vocab = zoo.text.Vocab(list("time traveller and the psychologist"))
+    keras.utils.set_random_seed(4)
+    model = zoo.models.LanguageModel(len(vocab), "lstm", units=16, num_layers=2, embedding_dim=8)
+    ids = list(vocab.to_ids(list("time traveller")))
+    model(np.array([ids]))
+    zoo.export.tflite(model, tmp_path / "model.tflite", streaming_step=True)
+    vocab.save(tmp_path / "vocab.txt")
+    for _ in range(50):
+        ids.append(int(np.asarray(model(np.array([ids])))[0, -1].argmax()))
+    expected = "time traveller" + "".join(vocab.idx_to_token[i] for i in ids[len("time traveller") :])
+
+    script = readme_deploy_code() + (
+        "import sys\nassert not [m for m in sys.modules if m.split('.')[0] in ('zoo', 'ops', 'tensorflow')]\n"
+    )
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().split("\n")[-1] == expected

@@ -8,10 +8,7 @@ Gate order: GRU z, r, h; LSTM i, f, c, o.
 import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
-# Keras's RNN layer pre-computes dropout masks for cells that mix this in, so that one mask is
-# used for every time step of a batch even inside a `tf.while_loop`. It is not public API, and
-# keras is pinned to 3.15 (setup.py).
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+from zoo import compat
 
 _SERIALIZATION_PACKAGE = "zoo"
 
@@ -29,7 +26,9 @@ def _validate_step_input(cell, inputs, expected_dim):
         )
 
 
-class RecurrentCell(keras.layers.Layer, DropoutRNNCell):
+# Keras's RNN layer pre-computes dropout masks for cells that mix in `DropoutRNNCell`, so that one
+# mask is used for every time step of a batch even inside a `tf.while_loop`.
+class RecurrentCell(keras.layers.Layer, compat.DropoutRNNCell):
     """Base of the zoo's cells: arguments, weights and config shared by every gated cell.
 
     Subclasses set `gates` (how many blocks of `units` the kernels hold) and implement `call`.

@@ -1,11 +1,35 @@
 """The zoo's one module for private Keras and TensorFlow internals.
 
-Everything here reaches into `keras.src` or `tensorflow.python`, names what it touches and the
-versions it was checked against (Keras 3.15.1, TensorFlow 2.21.0). Nothing else in the zoo imports
-those internals for distributed training. `tests/test_distribute.py` (2 replicas on one process)
-and `tests/test_multi_worker.py` (2 workers) run Keras with each replacement below switched off
-and check that it still fails or trains another model as described, so a release that fixes one
-fails a test that names the entry to revisit.
+Everything here reaches into `keras.src`, `tensorflow.python` or private attributes, names what it
+touches and the versions it was checked against (Keras 3.15.1, TensorFlow 2.21.0,
+`KERAS_VERSIONS_CHECKED`). Nothing else in the zoo imports those internals. `tests/test_compat.py`
+checks that each one is still where and what this module expects, so a release that moves one fails
+a test that names the entry to revisit. For the distributed-training replacements,
+`tests/test_distribute.py` (2 replicas on one process) and `tests/test_multi_worker.py` (2 workers)
+also run Keras with each switched off and check that it still fails or trains another model as
+described.
+
+Layers, metrics and export
+--------------------------
+- `DropoutRNNCell` (`keras/src/layers/rnn/dropout_rnn_cell.py`): Keras's RNN makes one dropout mask
+  per sequence for cells that derive from it; the zoo's cells do.
+- `autocast_disabled()` (`keras.src.backend.AutocastScope`): inside a mixed-precision layer's call,
+  reads variables as stored (float32) rather than cast to the compute dtype.
+- `cudnn_gru`, `cudnn_lstm` (`keras/src/backend/tensorflow/rnn.py: gru, lstm`): Keras's cuDNN
+  sequence kernels; they raise `NotImplementedError` where cuDNN cannot run.
+- `gradient_tape_may_record()` (`tensorflow.python.eager.record.could_possibly_record`).
+- `keras_mask(tensor)` (`keras.src.backend.get_keras_mask`): the mask Keras attached to a layer's
+  output.
+- `in_save_context()` (`tensorflow.python.saved_model.save_context`): inside `tf.saved_model.save`.
+- `install_export_tracing()`: Keras's `ExportArchive` (behind `model.export()` in every format)
+  makes each endpoint's `tf.function` in `TFExportArchive._backend_add_endpoint` and may trace it
+  before it opens a save context; the replacement makes the function trace inside
+  `zoo.export.portable_graph()`.
+- `flatten_layers`, `functional_graph`, `run_functional`: walking a model's layers and its
+  functional graph (`Layer._flatten_layers`, `Sequential._functional`, `Functional`,
+  `Functional._run_through_graph`), for the exporters.
+- `litert_operators(flatbuffer)`: LiteRT's flatbuffer schema
+  (`tensorflow.lite.python.schema_py_generated`), to list a converted model's operators.
 
 Distributed training: `install_distribution_fixes()`
 ----------------------------------------------------
@@ -60,9 +84,11 @@ configures it first, with bounded heartbeat, registration and shutdown timeouts
 
 import contextlib
 import functools
+import importlib
 
 import keras
 import tensorflow as tf
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401  (the zoo's cells derive from it)
 
 KERAS_VERSIONS_CHECKED = ("3.15",)
 _REDUCTIONS_BY_COUNT = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
@@ -319,3 +345,140 @@ def configure_coordination_service(cluster_spec, heartbeat_timeout, register_tim
         cluster_register_timeout_in_ms=int(register_timeout * 1000),
         shutdown_barrier_timeout_in_ms=int(shutdown_timeout * 1000),
     )
+
+
+# --- Layers, metrics and export ----------------------------------------------------------------
+
+
+def autocast_disabled():
+    """A context in which Keras variables read as stored, not autocast to a layer's compute dtype."""
+    from keras.src.backend import AutocastScope
+
+    return AutocastScope(None)
+
+
+def _keras_tensorflow_rnn():
+    # The package `keras.src.backend.tensorflow` exports a function `rnn` under the module's name.
+    return importlib.import_module("keras.src.backend.tensorflow.rnn")
+
+
+def cudnn_gru(*args, **kwargs):
+    """Keras's cuDNN GRU over a whole sequence: `(last_output, outputs, states)`; raises
+    `NotImplementedError` where cuDNN cannot run it."""
+    return _keras_tensorflow_rnn().gru(*args, **kwargs)
+
+
+def cudnn_lstm(*args, **kwargs):
+    """Keras's cuDNN LSTM over a whole sequence, as `cudnn_gru`."""
+    return _keras_tensorflow_rnn().lstm(*args, **kwargs)
+
+
+def gradient_tape_may_record():
+    """Whether a `tf.GradientTape` (or forward accumulator) may record what runs now; True when
+    TensorFlow no longer has the private function (then always assume a gradient may be taken)."""
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:
+        return True
+    return record.could_possibly_record()
+
+
+def keras_mask(tensor):
+    """The mask Keras attached to `tensor` (a layer's output), or None."""
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(tensor)
+
+
+def in_save_context():
+    """Whether this runs inside `tf.saved_model.save` (tracing the functions it saves)."""
+    from tensorflow.python.saved_model import save_context
+
+    return save_context.in_save_context()
+
+
+def install_export_tracing(portable_graph):
+    """Makes the functions of Keras's `ExportArchive` endpoints trace inside `portable_graph()`
+    (once; later calls do nothing).
+
+    Args:
+        portable_graph: the context manager of `zoo.export.portable`.
+
+    Raises:
+        RuntimeError: Keras's TensorFlow export archive no longer has `_backend_add_endpoint`.
+    """
+    from keras.src.backend.tensorflow.export import TFExportArchive
+
+    original = vars(TFExportArchive).get("_backend_add_endpoint")
+    if original is None:
+        raise RuntimeError(
+            "keras.src.backend.tensorflow.export.TFExportArchive has no _backend_add_endpoint (checked "
+            f"with Keras {', '.join(KERAS_VERSIONS_CHECKED)}; this is Keras {keras.version()}): "
+            "zoo.compat.install_export_tracing needs revisiting"
+        )
+    if getattr(original, "zoo_portable", False):
+        return
+
+    @functools.wraps(original)
+    def backend_add_endpoint(self, name, fn, input_signature, **kwargs):
+        @functools.wraps(fn)
+        def traced_portably(*args, **fn_kwargs):
+            with portable_graph():
+                return fn(*args, **fn_kwargs)
+
+        return original(self, name, traced_portably, input_signature, **kwargs)
+
+    backend_add_endpoint.zoo_portable = True
+    TFExportArchive._backend_add_endpoint = backend_add_endpoint
+
+
+def flatten_layers(model):
+    """Every layer inside `model` (nested ones too, wrappers' inner layers included), not `model`."""
+    return model._flatten_layers(include_self=False, recursive=True)
+
+
+def functional_graph(model):
+    """The functional graph of a functional or sequential model; None for a subclassed model (or a
+    sequential one built without an input shape)."""
+    from keras.src.models.functional import Functional
+
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    if isinstance(model, Functional):
+        return model
+    return None
+
+
+def run_functional(functional, inputs, call):
+    """Walks a functional graph from `inputs`, computing each node as `call(layer, *args, **kwargs)`
+    (the node's arguments with its input tensors replaced by what `call` returned for them)."""
+    return functional._run_through_graph(inputs, operation_fn=lambda operation: operation, call_fn=call)
+
+
+def litert_operators(flatbuffer):
+    """The operators of a LiteRT flatbuffer: a list of `(subgraph_name, operator_name)` pairs.
+
+    Builtin operators are named as in LiteRT's schema (`"UNIDIRECTIONAL_SEQUENCE_LSTM"`); a
+    custom or Flex operator by its custom code, prefixed with `"CUSTOM:"`.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    builtin_names = {
+        code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+    }
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    names = []
+    for code in model.operatorCodes:
+        # Schema v3 keeps codes below 127 in the deprecated byte and newer ones in `builtinCode`.
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            names.append(f"CUSTOM:{custom}")
+        else:
+            names.append(builtin_names.get(builtin, str(builtin)))
+    operators = []
+    for subgraph in model.subgraphs:
+        subgraph_name = subgraph.name.decode() if isinstance(subgraph.name, bytes) else subgraph.name
+        for operator in subgraph.operators or []:
+            operators.append((subgraph_name or "", names[operator.opcodeIndex]))
+    return operators

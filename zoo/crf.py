@@ -21,7 +21,8 @@ minimise the negative log-likelihood; compiled metrics see the decoded tags with
 
 import keras
 import tensorflow as tf
-from keras.src.backend import get_keras_mask
+
+from zoo import compat
 
 
 def _check_emissions(emissions):
@@ -418,6 +419,13 @@ class CRFTagger(keras.Model):
             raise TypeError(f"crf must be a zoo CRF layer, got {type(crf).__name__}")
         self.emission_model = emission_model
         self.crf = crf
+        # The CRF's own steps compute the loss, so they track it themselves (Keras's tracker is
+        # updated only by Keras's own train and test steps).
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker] + [metric for metric in super().metrics if metric.name != "loss"]
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None, **kwargs):
         if loss is not None:
@@ -443,7 +451,7 @@ class CRFTagger(keras.Model):
     def _loss_and_tags(self, x, y, sample_weight, training):
         emissions = self.emission_model(x, training=training)
         # Keras attaches the emission model's output mask to its output tensor.
-        mask = get_keras_mask(emissions)
+        mask = compat.keras_mask(emissions)
         if mask is None:
             mask = tf.ones(tf.shape(emissions)[:2], dtype=tf.bool)
         nll = -self.crf.log_likelihood(emissions, y, mask)
@@ -464,9 +472,9 @@ class CRFTagger(keras.Model):
         return loss, tags, token_weight
 
     def _track_loss(self, loss, x):
-        # Same bookkeeping as Keras's own TensorFlow train/test steps.
+        # Weighted by batch size, as Keras's own TensorFlow train/test steps track theirs.
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss, sample_weight=batch_size)
+        self.loss_tracker.update_state(loss, sample_weight=batch_size)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -207,7 +207,8 @@ def strategy_from_env(
     """The strategy `TF_CONFIG` asks for: `MultiWorkerMirroredStrategy` over its workers, or the
     default (one-device) strategy when it is unset.
 
-    Call it first, before other TensorFlow work (TensorFlow configures the cluster once).
+    Call it first, before other TensorFlow work (TensorFlow configures the cluster once); later
+    calls return the strategy the first one made.
 
     Args:
         peer_timeout: seconds without a heartbeat after which a worker counts as dead and every
@@ -224,6 +225,8 @@ def strategy_from_env(
     cluster = parse_tf_config()
     if cluster is None:
         return tf.distribute.get_strategy()
+    if "strategy" in _worker:
+        return _worker["strategy"]
     _warn_if_unchecked_keras()
     if cluster.num_workers > 1:
         compat.configure_coordination_service(
@@ -232,27 +235,37 @@ def strategy_from_env(
             register_timeout=join_timeout,
             shutdown_timeout=peer_timeout,
         )
-    return tf.distribute.MultiWorkerMirroredStrategy(
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=collective_timeout
         )
     )
+    _worker["strategy"] = strategy
+    return strategy
 
 
 def mirrored_strategy(cpu_devices=0):
     """`MirroredStrategy` over every GPU, or over `cpu_devices` logical CPU devices without GPUs
     (which makes several replicas testable on one CPU).
 
+    One per process: later calls return the first one's strategy (two strategies over the same
+    devices would number their collectives alike, and TensorFlow would mix them up).
+
     Args:
         cpu_devices: with no GPU, split the CPU into this many logical devices (0 or 1: one).
             Must run before TensorFlow initialises its devices.
     """
+    if "mirrored" in _worker:
+        return _worker["mirrored"]
     _warn_if_unchecked_keras()
     if tf.config.list_physical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    if cpu_devices > 1:
-        split_cpu(cpu_devices)
-    return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+        _worker["mirrored"] = tf.distribute.MirroredStrategy()
+    else:
+        if cpu_devices > 1:
+            split_cpu(cpu_devices)
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        _worker["mirrored"] = tf.distribute.MirroredStrategy(devices)
+    return _worker["mirrored"]
 
 
 def split_cpu(count):
@@ -280,9 +293,25 @@ def _warn_if_unchecked_keras():
         )
 
 
+# The strategies this process made: "strategy" by `strategy_from_env` (TensorFlow configures one
+# cluster per process), "mirrored" by `mirrored_strategy`.
+_worker = {}
+
+
+def this_worker_strategy(strategy=None):
+    """`strategy`; without one, the current strategy inside a scope, else the multi-worker strategy
+    `strategy_from_env` made in this process (a worker program's own), else the default strategy."""
+    if strategy is not None:
+        return strategy
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    return _worker.get("strategy") or tf.distribute.get_strategy()
+
+
 def cluster_of(strategy=None):
-    """The `Cluster` a multi-worker `strategy` (default: the current one) trains in, or None."""
-    strategy = strategy or tf.distribute.get_strategy()
+    """The `Cluster` a multi-worker `strategy` trains in, or None (default: `this_worker_strategy()`,
+    so outside any scope a worker program gets its own cluster)."""
+    strategy = this_worker_strategy(strategy)
     if not compat.is_multi_worker(strategy):
         return None
     resolver = strategy.cluster_resolver
@@ -310,7 +339,7 @@ def worker_dir(directory, strategy=None):
     """
     directory = pathlib.Path(directory)
     cluster = cluster_of(strategy)
-    if cluster is None or cluster.is_chief:
+    if cluster is None or cluster.is_chief or _is_private(directory):
         directory.mkdir(parents=True, exist_ok=True)
         return directory
     if "root" not in _scratch:
@@ -320,6 +349,11 @@ def worker_dir(directory, strategy=None):
     private = _scratch["root"] / directory.resolve().relative_to(directory.resolve().anchor)
     private.mkdir(parents=True, exist_ok=True)
     return private
+
+
+def _is_private(directory):
+    """Whether `directory` is in this worker's private folder already (a `worker_dir`'s subfolder)."""
+    return "root" in _scratch and directory.resolve().is_relative_to(_scratch["root"].resolve())
 
 
 # --- Input -----------------------------------------------------------------------------------
@@ -455,9 +489,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise RuntimeError("EpochCheckpoint.restore: call it outside strategy.scope()")
         chief = is_chief(self.strategy)
         state = self.load_state(self.directory) if chief else None
+        state = broadcast_json(self.strategy, state)
         epoch = state["epoch"] if state else 0
-        if multi_worker:
-            epoch = int(_broadcast_from_chief(self.strategy, [tf.constant(epoch, tf.int64)], chief)[0])
         self.history = list(state["history"]) if state else []
         if not epoch:
             return 0
@@ -468,10 +501,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             # Outside the scope: Keras's load_weights creates variables of its own (a reference
             # optimizer), which under the scope would be broadcasts the other workers do not join.
             model.load_weights(self.directory / state["weights"])
-        if multi_worker:
-            variables = model.weights + model.optimizer.variables
-            for variable, value in zip(variables, _broadcast_from_chief(self.strategy, variables, chief)):
-                variable.assign(value)
+        broadcast_variables(self.strategy, model.weights + model.optimizer.variables)
         return epoch
 
     def on_epoch_end(self, epoch, logs=None):
@@ -511,6 +541,31 @@ def _broadcast_from_chief(strategy, values, chief):
         return strategy.run(replica_fn)
 
     return [strategy.experimental_local_results(value)[0] for value in broadcast()]
+
+
+def broadcast_variables(strategy, variables):
+    """Gives `variables` the chief's values on every worker of a multi-worker `strategy` (after
+    the chief alone loaded them from its files); does nothing otherwise. Call it on every worker,
+    outside `strategy.scope()`."""
+    if not compat.is_multi_worker(strategy):
+        return
+    chief = is_chief(strategy)
+    for variable, value in zip(variables, _broadcast_from_chief(strategy, variables, chief)):
+        variable.assign(value)
+
+
+def broadcast_json(strategy, value):
+    """The chief's `value` (anything `json.dumps` takes) on every worker of a multi-worker
+    `strategy`, `value` itself otherwise: what the other workers cannot read themselves (the
+    chief's files) or must decide as the chief does. Call it on every worker, outside
+    `strategy.scope()`; the other workers' `value` is ignored."""
+    if not compat.is_multi_worker(strategy):
+        return value
+    chief = is_chief(strategy)
+    text = json.dumps(value).encode() if chief else b""
+    length = int(_broadcast_from_chief(strategy, [tf.constant(len(text), tf.int64)], chief)[0])
+    codes = tf.constant(list(text) if chief else [0] * length, tf.uint8, shape=[length])
+    return json.loads(bytes(_broadcast_from_chief(strategy, [codes], chief)[0].numpy().tolist()).decode())
 
 
 def write_json(path, value):

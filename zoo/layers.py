@@ -1,7 +1,9 @@
 """Sequence layers: drop-in replacements for `keras.layers.SimpleRNN/GRU/LSTM` with fast-path dispatch.
 
-Each layer is a `keras.layers.RNN` over a cell from `zoo.cells`, with Keras's constructor arguments,
-weight names and config, and chooses how to run the whole sequence when it is traced:
+Each layer is an instance of Keras's layer of the same name (so Keras's wrappers and third-party tools
+that look for `keras.layers.LSTM` treat it as one), runs as a `keras.layers.RNN` over a cell from
+`zoo.cells`, with Keras's constructor arguments, weight names and config, and chooses how to run the
+whole sequence when it is traced:
 
 - `"cudnn"`: on a GPU, Keras's own cuDNN kernels (`CudnnRNNV3`).
 - `"fused"`: on CPU, the zoo's fused C++ sequence kernels from `ops` (one op for the whole sequence,
@@ -20,8 +22,8 @@ steps instead; we post-process it to the rule above.) Masks must be right-padded
 cuDNN kernels; other masks run the loop.
 
 SavedModel export traces only portable ops (the loop), so an exported model runs in plain TensorFlow
-on any device: `model.export()`, `tf.saved_model.save` and `zoo.export.portable_graph()` are detected
-(`zoo.export.is_tracing_for_export`).
+on any device: `model.export()` (Keras's `ExportArchive`), `tf.saved_model.save` and
+`zoo.export.portable_graph()` are detected (`zoo.export.is_tracing_for_export`).
 """
 
 import inspect
@@ -29,11 +31,9 @@ import inspect
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.backend import AutocastScope
-from keras.src.backend.tensorflow import rnn as keras_tf_rnn
 
 import ops as zoo_ops
-from zoo import cells
+from zoo import cells, compat
 from zoo.export.portable import (
     current_sequence_override,
     is_tracing_for_export,
@@ -128,8 +128,9 @@ class CarriedState(tf.Module):
 
 class RecurrentLayer(keras.layers.RNN):
     """Base of `SimpleRNN`, `GRU` and `LSTM`: builds the cell from the layer's arguments, validates
-    inputs and dispatches to a fast path. Subclasses set `cell_class` and `cell_name`, and may
-    implement `fused_sequence` and `cudnn_sequence`.
+    inputs and dispatches to a fast path. Subclasses set `cell_class` and `cell_name`, may implement
+    `fused_sequence` and `cudnn_sequence`, and also derive from Keras's layer of the same name, whose
+    methods this class's replace (it calls `keras.layers.RNN`'s own).
     """
 
     cell_class = None
@@ -145,19 +146,25 @@ class RecurrentLayer(keras.layers.RNN):
         unroll=False,
         zero_output_for_mask=False,
         implementation="auto",
-        use_cudnn="auto",
         activity_regularizer=None,
         **kwargs,
     ):
-        if implementation in (1, 2):
-            # Keras's legacy values select an equivalent way to write the same maths.
+        if isinstance(implementation, int) and not isinstance(implementation, bool):
+            # Keras's legacy integers (0, 1, 2: older Keras saved them in configs) select
+            # equivalent ways to write the same maths.
             implementation = "auto"
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}; got {implementation!r}")
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"`use_cudnn` must be 'auto', True or False; got {use_cudnn!r}")
-        if use_cudnn is True and implementation not in ("auto", "cudnn"):
-            raise ValueError(f"use_cudnn=True contradicts implementation={implementation!r}")
+        if self.cudnn_sequence is not None:
+            # Only the layers with a cuDNN kernel take `use_cudnn`, as in Keras (whose wrappers
+            # look for the attribute).
+            use_cudnn = kwargs.pop("use_cudnn", "auto")
+            if use_cudnn not in ("auto", True, False):
+                raise ValueError(f"`use_cudnn` must be 'auto', True or False; got {use_cudnn!r}")
+            if use_cudnn is True and implementation not in ("auto", "cudnn"):
+                raise ValueError(f"use_cudnn=True contradicts implementation={implementation!r}")
+            if use_cudnn is True:
+                implementation = "cudnn"
         cell_kwargs = {
             name: kwargs.pop(name) for name in list(kwargs) if name in _cell_argument_names(self.cell_class)
         }
@@ -168,7 +175,9 @@ class RecurrentLayer(keras.layers.RNN):
             name=self.cell_name,
             **cell_kwargs,
         )
-        super().__init__(
+        # Keras's own layer (a base class, for isinstance) would build a Keras cell: go to the RNN.
+        keras.layers.RNN.__init__(
+            self,
             cell,
             return_sequences=return_sequences,
             return_state=return_state,
@@ -180,8 +189,9 @@ class RecurrentLayer(keras.layers.RNN):
             **kwargs,
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
-        self.implementation = "cudnn" if use_cudnn is True else implementation
-        self.use_cudnn = use_cudnn
+        self.implementation = implementation
+        if self.cudnn_sequence is not None:
+            self._use_cudnn = use_cudnn
         self.implementation_used = None
 
     # ------------------------------------------------------------------ validation
@@ -194,8 +204,8 @@ class RecurrentLayer(keras.layers.RNN):
             )
         if not sequences.dtype.is_floating:
             raise TypeError(
-                f"{self.__class__.__name__} '{self.name}' expects floating-point inputs; got dtype "
-                f"{sequences.dtype.name} (embed integer ids first, e.g. with keras.layers.Embedding)"
+                f"{self.__class__.__name__} '{self.name}' expects numeric inputs; got dtype "
+                f"{sequences.dtype.name}"
             )
         if shape[1] == 0:
             raise ValueError(f"{self.__class__.__name__} '{self.name}' got a sequence of zero time steps")
@@ -217,6 +227,9 @@ class RecurrentLayer(keras.layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         sequences = ops.convert_to_tensor(sequences)
+        if sequences.dtype.is_integer or sequences.dtype.is_bool:
+            # Values, as Keras's layers take them (its ops cast them).
+            sequences = ops.cast(sequences, self.compute_dtype)
         if mask is not None:
             mask = ops.convert_to_tensor(mask)
             if mask.dtype != "bool":
@@ -227,7 +240,9 @@ class RecurrentLayer(keras.layers.RNN):
         if self.stateful and initial_state is None:
             batch_size = ops.shape(sequences)[0]
             initial_state = [state.read(batch_size, self.name) for state in self.states]
-        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        return keras.layers.RNN.call(
+            self, sequences, initial_state=initial_state, mask=mask, training=training
+        )
 
     # ------------------------------------------------------------------ carried state
     def build(self, sequences_shape, initial_state_shape=None):
@@ -237,7 +252,7 @@ class RecurrentLayer(keras.layers.RNN):
                 CarriedState(size, self.variable_dtype, name=f"{self.name}_state_{index}")
                 for index, size in enumerate(tf.nest.flatten(self.cell.state_size))
             ]
-        super().build(sequences_shape, initial_state_shape)
+        keras.layers.RNN.build(self, sequences_shape, initial_state_shape)
 
     def reset_state(self):
         """Forgets the carried states: the next batch starts from zeros (each replica's copy)."""
@@ -272,12 +287,12 @@ class RecurrentLayer(keras.layers.RNN):
         return blockers
 
     def cudnn_blockers(self):
-        blockers = self.kernel_blockers()
         if self.cudnn_sequence is None:
-            blockers.append(f"cuDNN has no kernel for {self.__class__.__name__}")
+            return [f"cuDNN has no kernel for {self.__class__.__name__}"]
+        blockers = self.kernel_blockers()
         if not self.cell.use_bias:
             blockers.append("use_bias=False")
-        if self.use_cudnn is False:
+        if self._use_cudnn is False:
             blockers.append("use_cudnn=False")
         if not _is_gpu_available():
             blockers.append("no GPU is visible")
@@ -320,7 +335,7 @@ class RecurrentLayer(keras.layers.RNN):
         path, _ = self.choose_implementation()
         self.implementation_used = path
         if path == "loop":
-            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+            return keras.layers.RNN.inner_loop(self, sequences, initial_state, mask=mask, training=training)
 
         if training and self.cell.dropout:
             # One input dropout mask per sequence, as the cell applies it at every step.
@@ -379,7 +394,7 @@ class RecurrentLayer(keras.layers.RNN):
         results in the compute dtype (what the loop path returns)."""
         kernel_dtype = _FUSED_DTYPES[self.compute_dtype]
         # The weights as stored (float32 under a mixed policy), not cast to the compute dtype.
-        with AutocastScope(None):
+        with compat.autocast_disabled():
             outputs, states = self.fused_sequence(
                 ops.cast(sequences, kernel_dtype),
                 [ops.cast(s, kernel_dtype) for s in initial_state],
@@ -405,11 +420,14 @@ class RecurrentLayer(keras.layers.RNN):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
-        config = super().get_config()
+        config = keras.layers.RNN.get_config(self)
         cell_config = config.pop("cell")["config"]
         for key in ("name", "trainable", "dtype"):
             cell_config.pop(key, None)
-        return {**config, **cell_config, "implementation": self.implementation, "use_cudnn": self.use_cudnn}
+        config = {**config, **cell_config, "implementation": self.implementation}
+        if self.cudnn_sequence is not None:
+            config["use_cudnn"] = self._use_cudnn
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -458,17 +476,30 @@ def _gradient_may_be_taken(training):
     there after all is still right (the op's gradient runs the forward again)."""
     if tf.is_tensor(training) or training:
         return True
-    try:
-        from tensorflow.python.eager import record
-    except ImportError:  # a TensorFlow without this private module: always keep, never recompute
-        return True
-    return record.could_possibly_record()
+    return compat.gradient_tape_may_record()
 
 
 def _weights(cell, dtype):
     """The cell's kernel, recurrent kernel and bias (None without one) as tensors of `dtype`."""
     bias = ops.cast(cell.bias, dtype) if cell.use_bias else None
     return ops.cast(cell.kernel, dtype), ops.cast(cell.recurrent_kernel, dtype), bias
+
+
+class CudnnRecurrentLayer(RecurrentLayer):
+    """Base of `GRU` and `LSTM`, which have cuDNN kernels and so, as in Keras, `use_cudnn`."""
+
+    @property
+    def use_cudnn(self):
+        """The `use_cudnn` argument, or False where this layer takes no cuDNN path (a fused or loop
+        path is forced, or the trace is for export): Keras's `Bidirectional` reads it to run cuDNN
+        itself."""
+        if self.implementation in ("fused", "loop") or is_tracing_for_export():
+            return False
+        return self._use_cudnn
+
+    @use_cudnn.setter
+    def use_cudnn(self, value):
+        self._use_cudnn = value
 
 
 _LAYER_ARGS_DOC = """
@@ -484,11 +515,14 @@ _LAYER_ARGS_DOC = """
         unroll: Unroll the loop (forces the loop path).
         zero_output_for_mask: Output zeros at padded steps instead of repeating the last output.
         implementation: `"auto"` (fastest that applies), `"cudnn"`, `"fused"` or `"loop"`; a named
-            path that cannot apply raises a `ValueError` saying why. Keras's legacy 1 and 2 mean `"auto"`.
-        use_cudnn: As in Keras: `"auto"`, `True` (same as implementation="cudnn") or `False`.
+            path that cannot apply raises a `ValueError` saying why. Keras's legacy integers (0, 1,
+            2) mean `"auto"`.
+        use_cudnn: GRU and LSTM only, as in Keras: `"auto"`, `True` (same as
+            implementation="cudnn") or `False`.
 
     Call arguments:
-        sequences: A 3D float tensor `(batch, time, features)`.
+        sequences: A 3D tensor `(batch, time, features)`; integer or boolean values are cast to
+            the layer's compute dtype, as Keras's layers take them.
         initial_state: List of initial state tensors (optional, zeros by default).
         mask: Boolean tensor `(batch, time)`, True at valid steps (optional).
         training: Whether dropout applies.
@@ -496,7 +530,7 @@ _LAYER_ARGS_DOC = """
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class SimpleRNN(RecurrentLayer):
+class SimpleRNN(RecurrentLayer, keras.layers.SimpleRNN):
     __doc__ = (
         """Fully connected RNN, H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h); drop-in for Keras's SimpleRNN.
 """
@@ -530,7 +564,7 @@ class SimpleRNN(RecurrentLayer):
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class GRU(RecurrentLayer):
+class GRU(CudnnRecurrentLayer, keras.layers.GRU):
     __doc__ = (
         """Gated Recurrent Unit (Cho et al., 2014); drop-in for `keras.layers.GRU`.
 
@@ -575,7 +609,7 @@ class GRU(RecurrentLayer):
 
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
-        _, outputs, states = keras_tf_rnn.gru(
+        _, outputs, states = compat.cudnn_gru(
             sequences,
             initial_state[0],
             mask,
@@ -592,7 +626,7 @@ class GRU(RecurrentLayer):
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class LSTM(RecurrentLayer):
+class LSTM(CudnnRecurrentLayer, keras.layers.LSTM):
     __doc__ = (
         """Long Short-Term Memory (Hochreiter & Schmidhuber, 1997); drop-in for `keras.layers.LSTM`.
 
@@ -632,7 +666,7 @@ class LSTM(RecurrentLayer):
 
     def cudnn_sequence(self, sequences, initial_state, lengths, mask):
         cell = self.cell
-        _, outputs, states = keras_tf_rnn.lstm(
+        _, outputs, states = compat.cudnn_lstm(
             sequences,
             initial_state[0],
             initial_state[1],

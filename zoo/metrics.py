@@ -11,7 +11,8 @@ import math
 import keras
 import numpy as np
 from keras import ops
-from keras.src.backend import get_keras_mask
+
+from zoo import compat
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -55,7 +56,7 @@ class Perplexity(keras.metrics.Metric):
         self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        mask = get_keras_mask(y_pred)
+        mask = compat.keras_mask(y_pred)
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
         y_true = ops.convert_to_tensor(y_true)
         target_dtype = np.dtype(keras.backend.standardize_dtype(y_true.dtype))

@@ -22,8 +22,9 @@ recurrent layer becomes one node rather than a `Loop`:
 import keras
 import numpy as np
 
+from zoo import compat
 from zoo import layers as zoo_layers
-from zoo.export import _compat
+from zoo.export.portable import clean_name
 
 OPSET = 17
 _ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
@@ -135,7 +136,7 @@ def _convert_model(graph, model, batch_size):
         output = token_model(graph, ids)
         name = "logits" if _is_language_model(model) else "output"
         return [("token_ids", "int32", [batch_size or "batch", "time"])], [_output(graph, output, name)]
-    functional = _compat.functional_graph(model)
+    functional = compat.functional_graph(model)
     if functional is None:
         raise ValueError(
             f"cannot export {type(model).__name__} '{model.name}' to ONNX: only functional and sequential "
@@ -143,7 +144,7 @@ def _convert_model(graph, model, batch_size):
         )
     specs, values = [], []
     for tensor in functional.inputs:
-        name = _compat.clean_name(tensor.name)
+        name = clean_name(tensor.name)
         dtype = "int32" if "int" in str(tensor.dtype) else "float32"
         specs.append(
             (
@@ -154,7 +155,7 @@ def _convert_model(graph, model, batch_size):
             )
         )
         values.append(_input(graph, name))
-    results = _compat.run_functional(
+    results = compat.run_functional(
         functional, values, lambda layer, *args, **kwargs: _layer(graph, layer, *args, **kwargs)
     )
     results = results if isinstance(results, (list, tuple)) else [results]

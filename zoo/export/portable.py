@@ -5,9 +5,10 @@ kernels on CPU, cuDNN on a GPU. Neither belongs in an exported graph: the fused 
 op library, which the process that loads the export does not have, and a cuDNN graph does not run on a
 CPU. While a trace is for export, the layers run the cell loop, built from core TensorFlow ops only.
 
-A trace is for export inside `portable_graph()`, inside `tf.saved_model.save`, and inside Keras's
-`model.export()` (detected by walking the call stack: Keras traces its endpoints before it opens a
-save context).
+A trace is for export inside `portable_graph()`, inside `tf.saved_model.save`, and in the endpoints
+of Keras's `ExportArchive` (behind `model.export()` in every format: importing this module makes
+their functions trace inside `portable_graph()`, see `zoo.compat.install_export_tracing`; Keras may
+trace them before it opens a save context).
 
 Example:
 
@@ -16,15 +17,12 @@ Example:
 """
 
 import contextlib
-import sys
 import threading
 
-from tensorflow.python.saved_model import save_context
+from zoo import compat
 
 _portable_state = threading.local()
 _sequence_override = threading.local()
-# Keras's export module: the frames of its tracing code name it as their module.
-_KERAS_EXPORT_MODULE = "keras.src.export"
 
 
 @contextlib.contextmanager
@@ -52,17 +50,10 @@ def is_tracing_for_export():
     """Whether the current trace will be exported.
 
     Returns:
-        True inside `portable_graph()`, inside a `tf.saved_model.save` and inside Keras's
-        `model.export()`; False otherwise.
+        True inside `portable_graph()` (which Keras's `ExportArchive` endpoints trace in) and inside
+        a `tf.saved_model.save`; False otherwise.
     """
-    if getattr(_portable_state, "active", False) or save_context.in_save_context():
-        return True
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_KERAS_EXPORT_MODULE):
-            return True
-        frame = frame.f_back
-    return False
+    return getattr(_portable_state, "active", False) or compat.in_save_context()
 
 
 @contextlib.contextmanager
@@ -85,3 +76,11 @@ def sequence_override(run_sequence):
 def current_sequence_override():
     """The `run_sequence` of the innermost `sequence_override` context, or None outside one."""
     return getattr(_sequence_override, "run_sequence", None)
+
+
+def clean_name(name):
+    """`name` as a signature or graph input name: letters, digits and underscores."""
+    return "".join(character if character.isalnum() else "_" for character in name)
+
+
+compat.install_export_tracing(portable_graph)

@@ -1,6 +1,6 @@
 """The streaming step of a language model as a function with named inputs and outputs.
 
-`step_function(model)` is what LiteRT's `step` signature (`zoo.export.tflite(..., streaming=True)`)
+`step_function(model)` is what LiteRT's `step` signature (`zoo.export.tflite(..., streaming_step=True)`)
 and a SavedModel's `step` signature run: `token_ids` (int32 `[batch, 1]`) and `state_0`,
 `state_1`, ... in (the states in the order `LanguageModel` returns them: per layer, h then c for an
 LSTM), `logits` (`[batch, 1, vocab_size]`) and the same `state_*` names out. Fed one token at a
@@ -22,12 +22,11 @@ Example (greedy generation on a phone: LiteRT only, ids in and out, the vocabula
 ...     next_token, states = feed(next_token, states)
 ...     generated.append(next_token)
 
-Example (a server's SavedModel):
+Example (a server's SavedModel, beside the `generate` signature of text):
 
->>> module = tf.Module()
->>> module.model_variables = model.variables
->>> step = zoo.export.streaming.step_function(model)
->>> tf.saved_model.save(module, "saved_model", signatures={"step": step})
+>>> generator = zoo.models.TextGenerator(model, tokenizer, vocab)
+>>> zoo.export.saved_model(generator, "saved_model", {"generate": generator.serve}, streaming_step=model)
+>>> step = tf.saved_model.load("saved_model").signatures["step"]
 """
 
 import tensorflow as tf

@@ -9,9 +9,10 @@ What converts to what:
 - `zoo.layers.GRU`, `zoo.layers.SimpleRNN`, and recurrent layers over the zoo's other cells: their
   loop, a `WHILE` op over builtin ops.
 - Keras's embedding, dense, dropout, normalisation and other layers whose ops LiteRT has: builtin ops.
-- The zoo's token-id models (`LanguageModel`, `SequenceClassifier`, `SequenceTagger` without
-  characters, an `AveragedEnsemble` of them) take `token_ids`; other subclassed models need an
-  `input_signature`.
+- The zoo's token-id models (`LanguageModel`, `SequenceClassifier`, `SequenceTagger`, a
+  `zoo.crf.CRFTagger` over one, an `AveragedEnsemble` of them) take `token_ids` (a tagger with
+  character features: `word_ids` and `char_ids`); other subclassed models need an `input_signature`,
+  or `signatures` of their own (e.g. a `Seq2Seq`'s beam search, `zoo.models.Translator`).
 - Anything else (Keras's own LSTM, stateful layers, layers not in float32, ops LiteRT lacks) raises
   a `ValueError` naming the layer. The file never holds Flex (`SELECT_TF_OPS`) or custom ops.
 
@@ -20,21 +21,28 @@ float, the fused LSTM runs its hybrid kernel).
 """
 
 import os
+import re
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from zoo import compat
 from zoo import layers as zoo_layers
-from zoo.export import _compat, portable, streaming
+from zoo.export import portable, streaming
 from zoo.export.litert_lstm import fused_lstm_graph, lstm_blockers
 
 QUANTIZATIONS = (None, "dynamic")
 SERVING_SIGNATURE = "serving_default"
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+# The inputs of a tagger with character features.
+WORD_IDS = "word_ids"
+CHAR_IDS = "char_ids"
 
 
-def tflite(model, path, *, quantize=None, batch_size=1, streaming_step=False, input_signature=None):
+def tflite(
+    model, path, *, quantize=None, batch_size=1, streaming_step=False, input_signature=None, signatures=None
+):
     """Writes `model` as a LiteRT flatbuffer (`.tflite`).
 
     Args:
@@ -48,10 +56,14 @@ def tflite(model, path, *, quantize=None, batch_size=1, streaming_step=False, in
         input_signature: a list of `tf.TensorSpec` without the batch size (e.g.
             `[tf.TensorSpec([None], tf.int32, name="token_ids")]`) for a subclassed model that is not
             one of the zoo's token-id models; functional and sequential models need none.
+        signatures: `{name: tf.function}` to write instead of the model's call: functions of the
+            model's layers with a full `input_signature` (batch size included), returning a dict of
+            tensors, e.g. `{"translate": translator.translate_ids}` (`zoo.models.Translator`).
 
     Returns:
-        The path written. The flatbuffer's `serving_default` signature takes the model's inputs
-        and returns its outputs; each `invoke()` starts from the model's zero states.
+        The path written. The flatbuffer's `serving_default` signature (unless `signatures` is
+        given) takes the model's inputs and returns its outputs; each `invoke()` starts from the
+        model's zero states.
 
     Example:
 
@@ -65,24 +77,20 @@ def tflite(model, path, *, quantize=None, batch_size=1, streaming_step=False, in
     if not model.built:
         raise ValueError("build the model (call it on a batch or load trained weights) before exporting it")
     check_layers(model)
-    specs = _input_specs(model, batch_size, input_signature)
-
-    def serve(*inputs):
-        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-        return _named_outputs(model, outputs)
+    functions = _signature_functions(model, batch_size, input_signature, signatures)
 
     # The weights enter the graphs as constants: LiteRT's converter fuses an LSTM only when its
     # weights arrive as tensors, and the file holds no variables.
     weights = keras.StatelessScope(state_mapping=[(v, tf.constant(v.numpy())) for v in model.variables])
     with weights, fused_lstm_graph() as trace:
-        signatures = {SERVING_SIGNATURE: tf.function(serve, input_signature=specs).get_concrete_function()}
+        concrete = {name: function.get_concrete_function() for name, function in functions.items()}
     lstm_layers = list(trace.traced)
     if streaming_step:
         with weights, portable.portable_graph():
             step = streaming.step_function(model, batch_size)
-            signatures[streaming.STEP_SIGNATURE] = step.get_concrete_function()
+            concrete[streaming.STEP_SIGNATURE] = step.get_concrete_function()
 
-    flatbuffer = _convert(signatures, quantize)
+    flatbuffer = _convert(concrete, quantize)
     _check_operators(flatbuffer, lstm_layers)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -94,7 +102,7 @@ def tflite(model, path, *, quantize=None, batch_size=1, streaming_step=False, in
 def check_layers(model):
     """Raises a `ValueError` naming each layer of `model` that LiteRT export cannot convert."""
     problems = []
-    for layer in _compat.flatten_layers(model):
+    for layer in compat.flatten_layers(model):
         what = f"{type(layer).__name__} '{layer.name}'"
         if isinstance(layer, zoo_layers.RecurrentLayer):
             if layer.stateful:
@@ -115,7 +123,31 @@ def check_layers(model):
         raise ValueError("cannot export to LiteRT:\n  " + "\n  ".join(problems))
 
 
+def _signature_functions(model, batch_size, input_signature, signatures):
+    """`{name: tf.function}` to trace: the model's call as `serving_default`, or `signatures`."""
+    if signatures is None:
+        specs = _input_specs(model, batch_size, input_signature)
+
+        def serve(*inputs):
+            outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+            return _named_outputs(model, outputs)
+
+        return {SERVING_SIGNATURE: tf.function(serve, input_signature=specs)}
+    if not signatures:
+        raise ValueError("signatures must name at least one function (or be None: the model's call)")
+    functions = {}
+    for name, function in signatures.items():
+        spec = getattr(function, "input_signature", None)
+        if spec is None:
+            raise ValueError(f"signature {name!r} needs a tf.function with an input_signature")
+        # A fresh trace: the exporter's context decides how the layers trace (fused LSTM functions).
+        functions[name] = tf.function(function.python_function, input_signature=spec)
+    return functions
+
+
 def _input_specs(model, batch_size, input_signature):
+    if input_signature is None:
+        input_signature = _zoo_model_inputs(model)
     if input_signature is not None:
         return [
             tf.TensorSpec([batch_size] + list(spec.shape), spec.dtype, name=spec.name)
@@ -128,27 +160,36 @@ def _input_specs(model, batch_size, input_signature):
     if inputs:
         return [
             tf.TensorSpec(
-                (batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=_compat.clean_name(tensor.name)
+                (batch_size,) + tuple(tensor.shape[1:]), tensor.dtype, name=portable.clean_name(tensor.name)
             )
             for tensor in inputs
         ]
-    if _takes_token_ids(model):
-        return [tf.TensorSpec([batch_size, None], tf.int32, name=streaming.TOKEN_IDS)]
     raise ValueError(
         f"cannot tell the inputs of {type(model).__name__} '{model.name}': pass input_signature, "
         "a list of tf.TensorSpec without the batch axis"
     )
 
 
-def _takes_token_ids(model):
-    """Whether `model` is one of the zoo's models of int32 token ids [batch, time]."""
+def _zoo_model_inputs(model):
+    """The inputs of the zoo's models of token ids, without the batch axis (a list of
+    `tf.TensorSpec`), or None for another model: `token_ids` [time]; a tagger with character
+    features takes `word_ids` [time] and `char_ids` [time, characters]."""
+    from zoo.crf import CRFTagger
     from zoo.models import AveragedEnsemble, LanguageModel, SequenceClassifier, SequenceTagger
 
     if isinstance(model, AveragedEnsemble):
-        return all(_takes_token_ids(member) for member in model.members)
-    if isinstance(model, SequenceTagger):
-        return not model.uses_chars
-    return isinstance(model, (LanguageModel, SequenceClassifier))
+        members = [_zoo_model_inputs(member) for member in model.members]
+        return members[0] if all(inputs is not None and inputs == members[0] for inputs in members) else None
+    if isinstance(model, CRFTagger):
+        return _zoo_model_inputs(model.emission_model)
+    if isinstance(model, SequenceTagger) and model.uses_chars:
+        return [
+            tf.TensorSpec([None], tf.int32, name=WORD_IDS),
+            tf.TensorSpec([None, None], tf.int32, name=CHAR_IDS),
+        ]
+    if isinstance(model, (LanguageModel, SequenceClassifier, SequenceTagger)):
+        return [tf.TensorSpec([None], tf.int32, name=streaming.TOKEN_IDS)]
+    return None
 
 
 def _named_outputs(model, outputs):
@@ -175,17 +216,34 @@ def _convert(signatures, quantize):
             return converter.convert()
         except Exception as error:  # the converter raises its own ConverterError
             raise ValueError(
-                f"LiteRT's converter cannot convert this model: {_first_lines(error)}"
+                f"LiteRT's converter cannot convert this model: {_conversion_problem(error)}"
             ) from error
 
 
-def _first_lines(error, count=12):
-    lines = [line for line in str(error).splitlines() if line.strip()]
+# An op without a builtin LiteRT kernel, in the converter's message: its node's name (the Keras
+# layer's name scope first) and its TensorFlow op.
+_MISSING_OP = re.compile(
+    r"""fused\["\w+:", "([^"@]+)@[^"]*"\].*'tf\.(\w+)' op is neither a custom op nor a flex op"""
+)
+_TENSOR_LIST_NODE = re.compile(r"""fused\["\w+:", "([^"@]+)@([^"]*)"\]\):( error:)? failed to legalize""")
+
+
+def _conversion_problem(error, count=12):
+    """What the converter could not do, in a line when it says which ops (and where), else its first
+    lines."""
+    text = str(error)
+    missing = dict.fromkeys(f"tf.{op} at {node}" for node, op in _MISSING_OP.findall(text))
+    if missing:
+        return "LiteRT has no builtin op for " + "; ".join(missing)
+    if "Lowering tensor list ops is failed" in text:
+        nodes = dict.fromkeys(f"{node} in {body}" for node, body, _ in _TENSOR_LIST_NODE.findall(text))
+        return "LiteRT cannot lower a TensorArray of this graph to builtin ops (" + "; ".join(nodes) + ")"
+    lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[:count])
 
 
 def _check_operators(flatbuffer, lstm_layers):
-    operators = [name for _, name in _compat.litert_operators(flatbuffer)]
+    operators = [name for _, name in compat.litert_operators(flatbuffer)]
     foreign = sorted({name for name in operators if name.startswith("CUSTOM:")})
     if foreign:
         raise ValueError(f"the converted model holds custom or Flex operators {foreign}")

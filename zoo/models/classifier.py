@@ -36,7 +36,9 @@ def masked_pooling(sequences, mask, mode):
     if mask is None:
         mask = tf.ones(tf.shape(sequences)[:2], dtype=tf.bool)
     mask = tf.cast(mask, tf.bool)
-    weights = tf.cast(mask, sequences.dtype)[:, :, None]
+    # expand_dims, not [:, :, None]: LiteRT has no builtin slice that adds an axis to a tensor of two
+    # unknown dimensions.
+    weights = tf.expand_dims(tf.cast(mask, sequences.dtype), -1)
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     has_tokens = tf.cast(lengths > 0, sequences.dtype)[:, None]
     if mode == "first_last":
@@ -47,7 +49,7 @@ def masked_pooling(sequences, mask, mode):
     if mode == "mean":
         return mean
     lowest = tf.constant(sequences.dtype.min, sequences.dtype)
-    maximum = tf.reduce_max(tf.where(mask[:, :, None], sequences, lowest), axis=1) * has_tokens
+    maximum = tf.reduce_max(tf.where(tf.expand_dims(mask, -1), sequences, lowest), axis=1) * has_tokens
     if mode == "max":
         return maximum
     return tf.concat([mean, maximum], axis=-1)

@@ -180,6 +180,19 @@ class LanguageModel(keras.Model):
         """Zeros the carried state of a stateful model (at the start of each epoch)."""
         self.rnn.reset_state()
 
+    def stateless_copy(self):
+        """A new model of this configuration with `stateful=False` and this model's weights.
+
+        What the exports take from a model trained with `stateful=True` (LiteRT refuses stateful
+        layers): the caller carries the states instead, through `streaming_step`.
+        """
+        if not self.built:
+            raise ValueError("build the model (call it on a batch or load trained weights) before copying it")
+        copy = type(self).from_config({**self.get_config(), "stateful": False})
+        copy.build((None, None))
+        copy.set_weights(self.get_weights())
+        return copy
+
     @property
     def implementation_used(self):
         """The path each recurrent layer took on its last trace."""

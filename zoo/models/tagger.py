@@ -172,7 +172,9 @@ class SequenceTagger(keras.Model):
         shape = tf.shape(char_ids)
         flat_ids = tf.reshape(char_ids, [-1, shape[2]])
         char_mask = tf.not_equal(flat_ids, 0)
-        embedded = self.char_embedding(flat_ids) * tf.cast(char_mask, self.compute_dtype)[:, :, None]
+        # expand_dims, not [:, :, None]: LiteRT has no builtin slice that adds an axis to a tensor of
+        # two unknown dimensions (words times characters).
+        embedded = self.char_embedding(flat_ids) * tf.expand_dims(tf.cast(char_mask, self.compute_dtype), -1)
         convolved = self.char_convolution(embedded)
         pooled = masked_pooling(convolved, char_mask, "max")
         return tf.reshape(pooled, tf.concat([shape[:2], [self.char_filters]], axis=0))

@@ -81,6 +81,32 @@ class Translator(tf.Module):
         words = tf.ragged.boolean_mask(generated, tf.not_equal(generated, self.target_eos))
         return tf.strings.reduce_join(self.target_vocab.to_tokens(words), axis=-1, separator=" ")
 
+    def ids_signature(self, batch_size=1):
+        """Translation of token ids, for runtimes without text ops (LiteRT: `zoo.export.tflite(model,
+        path, signatures={"translate": translator.ids_signature()})`).
+
+        Returns:
+            A `tf.function` from `source_ids`, int32 `[batch_size, max_source_length]` (the source's
+            ids as `translate` makes them: its first `max_source_length - 1` tokens, `<eos>`, then
+            `pad_id` up to the fixed length), to `token_ids`, int32 `[batch_size, max_output_length]`
+            (`<eos>` kept, then `pad_id`), and `lengths`, int32 `[batch_size]` (up to and including
+            `<eos>`).
+        """
+
+        def translate_ids(source_ids):
+            token_ids, lengths = self.model.translate(
+                source_ids,
+                self.max_output_length,
+                beam_size=self.beam_size,
+                length_penalty=self.length_penalty,
+            )
+            return {"token_ids": token_ids, "lengths": lengths}
+
+        # A static source length: beam search fixes the shape of what it repeats along the beam
+        # (the attention decoder's encoder outputs), which LiteRT can only do on a known shape.
+        spec = tf.TensorSpec([batch_size, self.max_source_length], tf.int32, name="source_ids")
+        return tf.function(translate_ids, input_signature=[spec])
+
     def __call__(self, sentences):
         """Translates a list of Python strings in batches; returns a list of strings."""
         results = []

@@ -5,12 +5,11 @@ file raises `FileNotFoundError` naming it; a file with no usable content raises 
 """
 
 import csv
+import gzip
 import hashlib
 import io
 import os
 import warnings
-
-import keras
 
 TIME_MACHINE_URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
@@ -55,16 +54,11 @@ def read_lines(path):
     return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
 
 
-def _sha1(path):
-    digest = hashlib.sha1()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def load_time_machine(path=None):
+    """The Time Machine (H. G. Wells, public domain), D2L's copy, checked against its SHA-1.
 
-
-def load_time_machine(path=None, cache_dir=None):
-    """The Time Machine (H. G. Wells), D2L's copy, checked against its SHA-1.
+    The zoo ships it, gzip-compressed, in `zoo/text/data/timemachine.txt.gz` (D2L serves it at
+    `TIME_MACHINE_URL`), so it loads without a network.
 
     The course's cleaning of the whole text, `CharTokenizer("course").tokenize(text)`, gives D2L 1.0's
     corpus: 173,427 characters over 28 ids with the default `Vocab` (D2L 1.0 keeps one more, a
@@ -72,39 +66,30 @@ def load_time_machine(path=None, cache_dir=None):
     CharTokenizer("course").tokenize(text.split("\\n")) for c in line]`: 170,580 characters.
 
     Args:
-        path: a local copy. `None`: download it once from D2L's data hub (cached by
-            `keras.utils.get_file` in `cache_dir`, default `~/.keras/datasets`).
-        cache_dir: where the download is cached.
+        path: another copy of the plain text. `None`: the copy the zoo ships.
 
     Returns:
         The text (str).
 
     Raises:
-        ValueError: the file's SHA-1 is not D2L's. RuntimeError: the download failed (pass `path`).
+        FileNotFoundError: no such file. ValueError: the text's SHA-1 is not D2L's.
     """
     if path is None:
-        try:
-            path = keras.utils.get_file("timemachine.txt", origin=TIME_MACHINE_URL, cache_dir=cache_dir)
-        except Exception as error:
-            raise RuntimeError(
-                f"could not download the Time Machine from {TIME_MACHINE_URL} ({error}); download it "
-                "yourself and pass its path: load_time_machine(path=...)"
-            ) from error
-        downloaded = True
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "timemachine.txt.gz")
+        with gzip.open(path, "rb") as file:
+            data = file.read()
     else:
-        downloaded = False
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    digest = _sha1(path)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        with open(path, "rb") as file:
+            data = file.read()
+    digest = hashlib.sha1(data).hexdigest()
     if digest != TIME_MACHINE_SHA1:
-        if downloaded:
-            # A corrupt cached download would otherwise be served again on every call.
-            os.remove(path)
         raise ValueError(
             f"{path} has SHA-1 {digest}, not the Time Machine's {TIME_MACHINE_SHA1}: wrong or corrupt file"
         )
-    return read_text(path)
+    return data.decode("utf-8")
 
 
 def read_delimited(path, text_column, label_column=None, delimiter="\t", quoting=csv.QUOTE_NONE):
