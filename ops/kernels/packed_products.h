@@ -3,10 +3,10 @@
 //
 // A step multiplies a few rows (a block of the batch, or one sequence) by the same weights, time
 // after time. Eigen's GEMM repacks its right factor on every call; here the weights are laid out
-// once per op call instead (PackedMatrix: k-major panels of 32 or 64 columns, zero-padded, or the
-// weights' own rows where they are already laid out so) and a register-blocked micro-kernel keeps
-// a block of rows by one panel of sums in vector registers over the whole of k. Where the CPU has
-// AMX-INT8 tiles, the same calls run on them instead (amx_products.h). The backward pass's two
+// once per op call instead (PackedMatrix: k-major panels of a few vectors of columns, zero-padded,
+// or the weights' own rows where they are already laid out so) and a register-blocked micro-kernel
+// keeps a block of rows by one panel of sums in vector registers over the whole of k. Where the CPU
+// has AMX-INT8 tiles, the same calls run on them instead (amx_products.h). The backward pass's two
 // products of a step's gradients, by U^T and by W^T, are one product by the stacked [U; W]^T
 // (TransposedWeights), and the weight gradients of small layers are summed while each block of
 // gradients is in cache (TransposedProduct, GradientSums).
@@ -35,6 +35,29 @@
 
 namespace zoo {
 namespace rnn {
+
+// The register blocks of the products, from the target's vector registers at compile time. A
+// block's sums, the row of the right factor it multiplies and a broadcast left value must fit in
+// the registers together: a block any larger keeps its sums on the stack and reloads them at
+// every multiply-add. With AVX-512, 32 registers of 64 bytes; otherwise the width of Eigen's float
+// packets (32 bytes with AVX2, 16 with SSE) and 16 registers.
+namespace blocks {
+#if defined(__AVX512F__)
+inline constexpr int kVectorBytes = 64;
+// PackedMatrix: panels of 4 vectors with 6 rows of sums (24 registers), or of 2 vectors with 8
+// rows (16; more rows left too few registers for the loads) where that pads fewer columns.
+inline constexpr int kWidePanelVectors = 4, kWidePanelRows = 6;
+inline constexpr int kNarrowPanelVectors = 2, kNarrowPanelRows = 8;
+// TransposedProduct: 6 rows of c by up to 4 vectors of columns.
+inline constexpr int kTransposedRows = 6, kTransposedVectors = 4;
+#else
+inline constexpr int kVectorBytes = static_cast<int>(packets::kLanes * sizeof(float));
+// Panels of 2 vectors with 6 rows of sums (12 registers, 2 for the panel row, 1 broadcast).
+inline constexpr int kWidePanelVectors = 2, kWidePanelRows = 6;
+inline constexpr int kNarrowPanelVectors = kWidePanelVectors, kNarrowPanelRows = kWidePanelRows;
+inline constexpr int kTransposedRows = 6, kTransposedVectors = 2;
+#endif
+}  // namespace blocks
 
 // The right-hand matrix B of the products repeated at every time step (h * U, d * U^T), laid out
 // once per op call as panels of columns, each stored k-major and zero-padded, so that every step
@@ -151,8 +174,8 @@ class PackedMatrix {
   static int64_t PanelColumns(int64_t n) { return PanelVectors(n) * kLanes; }
 
  private:
-  typedef T Vector __attribute__((vector_size(64)));
-  static constexpr int kLanes = 64 / sizeof(T);
+  typedef T Vector __attribute__((vector_size(blocks::kVectorBytes)));
+  static constexpr int kLanes = blocks::kVectorBytes / sizeof(T);
 
   // Packs panel p.
   void Pack(int64_t p) {
@@ -179,10 +202,13 @@ class PackedMatrix {
     }
   }
 
-  // Panels of 4 vectors, or of 2 where that pads fewer columns (n = 32 or 96 floats).
+  // Wide panels, or narrow ones where that pads fewer columns (with AVX-512, n = 32 or 96 floats).
   static int PanelVectors(int64_t n) {
     const auto padding = [n](int64_t panel) { return (n + panel - 1) / panel * panel - n; };
-    return padding(4 * kLanes) <= padding(2 * kLanes) ? 4 : 2;
+    return padding(blocks::kWidePanelVectors * kLanes) <=
+                   padding(blocks::kNarrowPanelVectors * kLanes)
+               ? blocks::kWidePanelVectors
+               : blocks::kNarrowPanelVectors;
   }
 
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
@@ -196,16 +222,17 @@ class PackedMatrix {
         return;
       }
     }
-    if (panel_vectors_ == 4) {
-      Run<4, 6>(a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
+    if (panel_vectors_ == blocks::kWidePanelVectors) {
+      Run<blocks::kWidePanelVectors, blocks::kWidePanelRows>(a, lda, b2, a2, lda2, m, c, ldc,
+                                                             accumulate, first_panel, end_panel);
     } else {
-      Run<2, 8>(a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
+      Run<blocks::kNarrowPanelVectors, blocks::kNarrowPanelRows>(
+          a, lda, b2, a2, lda2, m, c, ldc, accumulate, first_panel, end_panel);
     }
   }
 
-  // kRows rows x kVectors vectors of accumulators, sized for the 32 vector registers of AVX-512,
-  // with a panel row; the remaining rows go in blocks of 8, 4, 2, 1. Two-vector panels take 8 rows
-  // (more left too few registers for the loads).
+  // kRows rows x kVectors vectors of accumulators (blocks::) with a panel row; the remaining rows
+  // go in blocks of 4, 2, 1.
   template <int kVectors, int kRows>
   void Run(const T* a, int64_t lda, const PackedMatrix* b2, const T* a2, int64_t lda2, int64_t m,
            T* c, int64_t ldc, bool accumulate, int64_t first_panel, int64_t end_panel) const {
@@ -225,7 +252,6 @@ class PackedMatrix {
         r += kBlockRows;
       };
       while (r + kRows <= m) block(std::integral_constant<int, kRows>());
-      if (kRows > 8 && r + 8 <= m) block(std::integral_constant<int, 8>());
       if (r + 4 <= m) block(std::integral_constant<int, 4>());
       if (r + 2 <= m) block(std::integral_constant<int, 2>());
       if (r < m) block(std::integral_constant<int, 1>());
@@ -245,7 +271,7 @@ class PackedMatrix {
   };
 
   // Whether B's rows can serve as the panels' rows where they lie: not transposed, n whole panels
-  // (no padding to add), and every panel row 64-byte aligned, as the micro-kernel loads them.
+  // (no padding to add), and every panel row vector-aligned, as the micro-kernel loads them.
   static bool ReadableInPlace(const T* b, int64_t ldb, int64_t n, int64_t panel, bool transpose) {
     constexpr uintptr_t kAlignment = sizeof(Vector);
     return !transpose && n % panel == 0 && reinterpret_cast<uintptr_t>(b) % kAlignment == 0 &&
@@ -375,18 +401,19 @@ class TransposedWeights {
 
 // c += a^T b for a [rows, k] (row stride lda), b [rows, n] (row stride ldb) and c [k, n] (row
 // stride ldc): a block of rows' share of a weight gradient, added while the block is in cache.
-// Blocks of 6 rows of c by 4 vectors of columns (then 4, 2, 1 rows; 2, 1 vectors) stay in
-// registers over all the rows.
+// Blocks of 6 rows of c by blocks::kTransposedVectors vectors of columns (then 4, 2, 1 rows;
+// 2, 1 vectors) stay in registers over all the rows.
 template <typename T>
 class TransposedProduct {
  public:
   static void Add(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t rows, int64_t k,
                   int64_t n, T* c, int64_t ldc) {
+    constexpr int kVectors = blocks::kTransposedVectors;
     int64_t column = 0;
-    for (; column + 4 * kLanes <= n; column += 4 * kLanes) {
-      Columns<4>(a, lda, b + column, ldb, rows, k, c + column, ldc);
+    for (; column + kVectors * kLanes <= n; column += kVectors * kLanes) {
+      Columns<kVectors>(a, lda, b + column, ldb, rows, k, c + column, ldc);
     }
-    if (column + 2 * kLanes <= n) {
+    if (kVectors > 2 && column + 2 * kLanes <= n) {
       Columns<2>(a, lda, b + column, ldb, rows, k, c + column, ldc);
       column += 2 * kLanes;
     }
@@ -404,8 +431,8 @@ class TransposedProduct {
   }
 
  private:
-  typedef T Vector __attribute__((vector_size(64)));
-  static constexpr int kLanes = 64 / sizeof(T);
+  typedef T Vector __attribute__((vector_size(blocks::kVectorBytes)));
+  static constexpr int kLanes = blocks::kVectorBytes / sizeof(T);
 
   // The rows of b and c are not vector-aligned. A vector at a time, so that the sums stay in
   // registers (loaded into an array of vectors, they went back to the stack at every row).
@@ -418,12 +445,15 @@ class TransposedProduct {
   template <int kVectors>
   static void Columns(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t rows, int64_t k,
                       T* c, int64_t ldc) {
+    constexpr int kRows = blocks::kTransposedRows;
     int64_t i = 0;
-    for (; i + 6 <= k; i += 6) Block<6, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
-    const auto block = [&](auto rows_tag) {
-      constexpr int kRows = decltype(rows_tag)::value;
+    for (; i + kRows <= k; i += kRows) {
       Block<kRows, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
-      i += kRows;
+    }
+    const auto block = [&](auto rows_tag) {
+      constexpr int kBlockRows = decltype(rows_tag)::value;
+      Block<kBlockRows, kVectors>(a + i, lda, b, ldb, rows, c + i * ldc, ldc);
+      i += kBlockRows;
     };
     if (i + 4 <= k) block(std::integral_constant<int, 4>());
     if (i + 2 <= k) block(std::integral_constant<int, 2>());
