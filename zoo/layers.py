@@ -336,7 +336,11 @@ class RecurrentLayer(keras.layers.RNN):
         self.implementation_used = path
         if path == "loop":
             return keras.layers.RNN.inner_loop(self, sequences, initial_state, mask=mask, training=training)
+        return self.fast_path_sequence(path, sequences, initial_state, mask, training)
 
+    def fast_path_sequence(self, path, sequences, initial_state, mask, training):
+        """Runs `path` (a kernel: "fused" or "cudnn") over the sequence; returns what Keras's
+        `RNN.inner_loop` returns: `(last_output, outputs, final_states)`."""
         if training and self.cell.dropout:
             # One input dropout mask per sequence, as the cell applies it at every step.
             step_mask = ops.expand_dims(self.cell.get_dropout_mask(sequences[:, 0, :]), axis=1)

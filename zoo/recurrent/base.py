@@ -19,7 +19,7 @@ from keras import initializers, ops
 from keras.src.backend import AutocastScope
 
 from zoo.cells import _validate_step_input
-from zoo.export.portable import current_sequence_override, is_tracing_for_export
+from zoo.export.portable import is_tracing_for_export
 from zoo.layers import RecurrentLayer
 
 _SERIALIZATION_PACKAGE = "zoo"
@@ -203,19 +203,8 @@ class ScanRecurrentLayer(RecurrentLayer):
             return "loop", ["parallel: " + "; ".join(why_not)]
         return "parallel", []
 
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        run_sequence = current_sequence_override()
-        if run_sequence is not None:
-            result = run_sequence(self, sequences, initial_state, mask)
-            if result is not None:
-                self.implementation_used = "export"
-                return result
-        path, _ = self.choose_implementation()
-        self.implementation_used = path
-        if path == "loop":
-            return keras.layers.RNN.inner_loop(self, sequences, initial_state, mask=mask, training=training)
+    def fast_path_sequence(self, path, sequences, initial_state, mask, training):
+        """Runs the parallel form over the sequence (the only path here besides the loop)."""
         if self.go_backwards:
             sequences = tf.reverse(sequences, axis=[1])
             mask = None if mask is None else tf.reverse(mask, axis=[1])
