@@ -10,7 +10,7 @@ One scenario (a module fixture, to start as few processes as possible), checked 
 2. Worker 1 is killed with SIGKILL; worker 0 must exit with the peer-failure message.
 3. The cluster is started again and resumes the tagger after epoch 2.
 
-The recipes (`recipe_runs`): the language model (sequential and random batching) and the tagger,
+The recipes (`recipe_runs`): the language model (sequential and random batching),
 each trained by one process, by `--strategy mirrored --cpu-devices 2` and by a 2-worker cluster
 (`--strategy multi-worker`), with odd global batches (uneven splits over the replicas) and the
 default clipping, end alike. `killed_recipe`: a worker of the language model's cluster is killed
@@ -145,17 +145,8 @@ def test_restarted_cluster_resumes_after_the_last_finished_epoch(scenario, rank)
 
 LM_FLAGS = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--dropout", "0"]
 LM_FLAGS += ["--epochs", "2", "--batch-size", "15", "--num-steps", "16", "--sample-tokens", "4"]
-TAGGER_FLAGS = ["--output", "softmax", "--ensemble", "1", "--dropout", "0", "--epochs", "2"]
-TAGGER_FLAGS += ["--batch-size", "15", "--embedding-dim", "8", "--units", "8", "--num-layers", "1"]
-TAGGER_FLAGS += ["--char-embedding-dim", "4", "--char-filters", "4"]
-RECIPE_RUNS = ("lm-sequential", "lm-random", "tagger")
+RECIPE_RUNS = ("lm-sequential", "lm-random")
 KILLED_RUN_EPOCHS = 4
-
-
-def first_sentences(source, target, count):
-    blocks = source.read_text(encoding="utf-8").split("\n\n")[:count]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return str(target)
 
 
 @pytest.fixture(scope="module")
@@ -163,17 +154,9 @@ def recipe_runs(tmp_path_factory, data_file):
     folder = tmp_path_factory.mktemp("recipes")
     book = folder / "book.txt"
     book.write_text(data_file("timemachine/timemachine.txt").read_text()[:6_000])
-    ud = "ud_english_ewt/en_ewt-ud-{}.conllu"
-    tagging_data = [
-        "--data",
-        first_sentences(data_file(ud.format("train.subset")), folder / "train.conllu", 61),
-        "--dev",
-        first_sentences(data_file(ud.format("dev")), folder / "dev.conllu", 20),
-    ]
     runs = {
         "lm-sequential": ["language_model", "--data", str(book), "--batching", "sequential", *LM_FLAGS],
         "lm-random": ["language_model", "--data", str(book), "--batching", "random", *LM_FLAGS],
-        "tagger": ["tagging", *tagging_data, *TAGGER_FLAGS],
     }
     script = distributed_runs.RECIPES
     one_machine = {"runs": runs, "strategies": ["default", "mirrored"], "output": str(folder)}

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conllu_slices import first_sentences
 
 from recipes import flags, tagging
 from zoo import text as zoo_text
@@ -60,19 +61,14 @@ def tag_in_subprocess(saved_model):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def first_sentences(source, target, count):
-    """Copies the first `count` blank-line-separated sentences of a CoNLL(-U) file."""
-    blocks = source.read_text(encoding="utf-8").split("\n\n")[:count]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return target
-
-
 @pytest.mark.slow
 def test_conllu_softmax_end_to_end_and_exported_tag(data_file, tmp_path):
     train = first_sentences(
         data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60
     )
-    dev = first_sentences(data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20)
+    dev = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20, known_tags_from=train
+    )
     output_dir = tmp_path / "run"
     run = tagging.main(
         [
