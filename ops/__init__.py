@@ -5,6 +5,7 @@ used when it loads (see BUILD.md).
 """
 
 from ops._library import amx_tiles_enabled, is_available, load_error
+from ops.linear_recurrence import linear_recurrence
 from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
 
@@ -12,6 +13,7 @@ __all__ = [
     "amx_tiles_enabled",
     "gru_sequence",
     "is_available",
+    "linear_recurrence",
     "load_error",
     "lstm_sequence",
     "mask_to_lengths",

@@ -23,15 +23,16 @@ _SMALL_BATCH_MAX_ROWS = 32
 
 
 def _as_float_tensors(op_name, **tensors):
-    """Converts the float arguments to tensors of one float dtype, or raises TypeError."""
+    """Converts the float arguments to tensors of the first one's float dtype, or raises TypeError."""
     converted = {name: tf.convert_to_tensor(value) for name, value in tensors.items()}
-    dtype = converted["inputs"].dtype
+    first = next(iter(converted))
+    dtype = converted[first].dtype
     if dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{op_name} expects float32 or float64 inputs, got {dtype.name}")
+        raise TypeError(f"{op_name} expects float32 or float64 {first}, got {dtype.name}")
     for name, tensor in converted.items():
         if tensor.dtype != dtype:
             raise TypeError(
-                f"{op_name}: {name} has dtype {tensor.dtype.name}, expected {dtype.name} like inputs"
+                f"{op_name}: {name} has dtype {tensor.dtype.name}, expected {dtype.name} like {first}"
             )
     return converted
 

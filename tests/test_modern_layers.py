@@ -1,6 +1,6 @@
 """The modern recurrent layers (zoo.recurrent): each cell against NumPy equations of its paper, the
-parallel paths against the loop (outputs, states and gradients, masks included), float64 numerical
-gradients, round trips, wrappers and rejections."""
+parallel and fused paths against the loop (outputs, states and gradients, masks included), float64
+numerical gradients, round trips, wrappers and rejections."""
 
 import json
 import os
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import ops
 import zoo
 
 B, T, D, UNITS = 3, 6, 5, 4
@@ -99,6 +100,8 @@ LAYERS = {
     "mlstm": (zoo.layers.MLSTM, {"num_heads": 2}),
 }
 PARALLEL = ("min_gru", "min_lstm", "rg_lru", "mlstm")
+FUSED = ("min_gru", "min_lstm", "rg_lru")
+needs_ops = pytest.mark.skipif(not ops.is_available(), reason=f"custom ops unavailable: {ops.load_error()}")
 
 
 def parallel_if_any(kind):
@@ -216,6 +219,79 @@ def test_parallel_path_gives_the_loops_outputs_and_gradients(kind, case):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+# The fused kernels take right-padded masks (a forced "fused" rejects others).
+FUSED_CASES = {
+    "plain": {},
+    "right_padded": {"mask": right_padded_mask},
+    "backwards_masked": {"mask": right_padded_mask, "go_backwards": True},
+    "zero_output_masked": {"mask": right_padded_mask, "zero_output_for_mask": True},
+    "backwards_zero_output": {"mask": right_padded_mask, "go_backwards": True, "zero_output_for_mask": True},
+    "initial_state": {"initial_state": True},
+    "initial_state_masked": {"mask": right_padded_mask, "initial_state": True, "go_backwards": True},
+}
+
+
+@needs_ops
+@pytest.mark.parametrize("case", sorted(FUSED_CASES))
+@pytest.mark.parametrize("kind", FUSED)
+def test_fused_path_gives_the_loops_outputs_and_gradients(kind, case):
+    options = dict(FUSED_CASES[case])
+    mask = options.pop("mask", lambda: None)()
+    with_initial_state = options.pop("initial_state", False)
+    loop = make_layer(kind, implementation="loop", **options)
+    x = RNG.normal(size=(B, T, D)).astype("float32")
+    loop.build(x.shape)
+    randomised(loop)
+    fused = twin(loop, implementation="fused")
+    initial_state = random_initial_state(loop) if with_initial_state else None
+    expected, expected_gradients = outputs_and_gradients(loop, x, mask, initial_state)
+    got, got_gradients = outputs_and_gradients(fused, x, mask, initial_state)
+    assert fused.implementation_used == "fused"
+    for e, g in zip(expected + expected_gradients, got + got_gradients):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+@needs_ops
+@pytest.mark.parametrize("kind", FUSED)
+def test_auto_runs_the_loop_for_masks_that_are_not_right_padded(kind):
+    loop = make_layer(kind, implementation="loop")
+    x = RNG.normal(size=(B, T, D)).astype("float32")
+    loop.build(x.shape)
+    randomised(loop)
+    auto = twin(loop, implementation="auto")
+    for mask in (scattered_mask(), right_padded_mask()):
+        expected, expected_gradients = outputs_and_gradients(loop, x, mask, None)
+        got, got_gradients = outputs_and_gradients(auto, x, mask, None)
+        for e, g in zip(expected + expected_gradients, got + got_gradients):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    assert auto.implementation_used == "fused (loop for masks that are not right-padded)"
+    forced = twin(loop, implementation="fused")
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="implementation='fused' needs right-padded masks"
+    ):
+        forced(x, mask=scattered_mask())
+
+
+@needs_ops
+@pytest.mark.parametrize("kind", FUSED)
+def test_fused_gradients_match_finite_differences_in_float64(kind):
+    layer = make_layer(kind, dtype="float64", implementation="fused", go_backwards=True)
+    x = RNG.normal(size=(2, 5, D))
+    layer.build(x.shape)
+    randomised(layer)
+    mask = tf.constant([[True] * 5, [True, True, True, False, False]])
+    h0 = tf.constant(RNG.normal(size=(2, UNITS)))
+
+    def loss(x, h0):
+        outputs, h = layer(x, mask=mask, initial_state=[h0])
+        return tf.reduce_sum(outputs**2) + tf.reduce_sum(tf.sin(h))
+
+    theoretical, numerical = tf.test.compute_gradient(loss, [tf.constant(x), h0], delta=1e-5)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-7)
+    assert layer.implementation_used == "fused"
+
+
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_gradients_match_finite_differences_in_float64(kind):
     layer = make_layer(kind, dtype="float64", implementation=parallel_if_any(kind))
@@ -232,18 +308,47 @@ def test_gradients_match_finite_differences_in_float64(kind):
     assert layer.implementation_used == parallel_if_any(kind)
 
 
+@needs_ops
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_auto_runs_the_faster_path_on_cpu_and_says_why(kind):
     layer = make_layer(kind)
     layer(np.zeros((B, T, D), "float32"))
-    if kind == "mlstm":
-        assert layer.implementation_used == "parallel" and layer.choose_implementation()[1] == []
+    path, reasons = layer.choose_implementation()
+    assert layer.implementation_used == path
+    if kind in FUSED:
+        assert path == "fused" and reasons == []
         return
-    assert layer.implementation_used == "loop"
-    _, reasons = layer.choose_implementation()
-    assert len(reasons) == 1 and reasons[0].startswith("parallel: ")
-    assert ("no parallel form" in reasons[0]) == (kind == "slstm")
-    assert ("on CPU the loop is faster" in reasons[0]) == (kind != "slstm")
+    assert reasons[0] == f"fused: the ops package has no fused kernel for {type(layer).__name__}"
+    if kind == "mlstm":
+        assert path == "parallel" and len(reasons) == 1
+        return
+    assert path == "loop" and len(reasons) == 2 and "no parallel form" in reasons[1]
+
+
+@pytest.mark.parametrize("kind", FUSED)
+def test_auto_without_the_ops_says_why_not_fused(kind):
+    code = textwrap.dedent(
+        f"""
+        import warnings
+        import numpy as np
+        import zoo
+        warnings.simplefilter("ignore")
+        layer = zoo.layers.{LAYERS[kind][0].__name__}(4)
+        layer(np.zeros((2, 3, 5), "float32"))
+        print(layer.implementation_used, layer.choose_implementation()[1])
+        try:
+            zoo.layers.{LAYERS[kind][0].__name__}(4, implementation="fused")(np.zeros((2, 3, 5), "float32"))
+        except ValueError as error:
+            print(error)
+        """
+    )
+    env = dict(os.environ, ZOO_DISABLE_OPS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loop ['fused: the custom ops are unavailable (disabled by ZOO_DISABLE_OPS=1)'" in result.stdout
+    assert "implementation='fused' cannot run: the custom ops are unavailable" in result.stdout
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
@@ -260,10 +365,15 @@ def test_stateful_layer_carries_its_states_across_batches(kind):
     np.testing.assert_allclose(np.array(stateful(x[:, :3])[0]), first, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_mixed_precision_runs_in_half_and_follows_float32(kind):
+@pytest.mark.parametrize(
+    "kind, path",
+    [(kind, parallel_if_any(kind)) for kind in sorted(LAYERS)] + [(kind, "fused") for kind in FUSED],
+)
+def test_mixed_precision_runs_in_half_and_follows_float32(kind, path):
+    if path == "fused" and not ops.is_available():
+        pytest.skip(f"custom ops unavailable: {ops.load_error()}")
     x = RNG.normal(size=(B, T, D)).astype("float32")
-    reference = make_layer(kind, implementation=parallel_if_any(kind))
+    reference = make_layer(kind, implementation=path)
     reference.build(x.shape)
     randomised(reference)
     mixed = twin(reference, dtype="mixed_float16")
@@ -417,7 +527,13 @@ def test_rejections_name_the_problem():
     with pytest.raises(ValueError, match="sLSTM's gates read h_\\{t-1\\}.*no parallel form"):
         zoo.layers.SLSTM(UNITS, implementation="parallel")(x)
     with pytest.raises(ValueError, match="`implementation` must be one of"):
-        zoo.layers.MinGRU(UNITS, implementation="fused")
+        zoo.layers.MinGRU(UNITS, implementation="cudnn")
+    with pytest.raises(
+        ValueError, match="implementation='fused' cannot run: the ops package has no fused kernel"
+    ):
+        zoo.layers.MLSTM(UNITS, implementation="fused")(x)
+    with pytest.raises(ValueError, match="implementation='fused' cannot run: unroll=True"):
+        zoo.layers.RGLRU(UNITS, unroll=True, implementation="fused")(x)
     with pytest.raises(ValueError, match="must be divisible by `num_heads`"):
         zoo.layers.MLSTM(6, num_heads=4)
     with pytest.raises(ValueError, match="`num_heads` must be a positive integer"):

@@ -1,4 +1,4 @@
-"""Drives the fused RNN kernels with random malformed arguments in a child process: every call must
+"""Drives the fused recurrent kernels with random malformed arguments in a child process: every call must
 raise tf.errors.InvalidArgumentError and the process must survive (no crash, no abort).
 
 Run alone as a script (`python tests/test_ops_fuzz.py CASES SEED`) it is the fuzz driver, which
@@ -12,16 +12,51 @@ import sys
 import numpy as np
 import pytest
 
-OPS = ("simple_rnn", "simple_rnn_grad", "lstm", "lstm_grad", "gru", "gru_grad")
+OPS = (
+    "simple_rnn",
+    "simple_rnn_grad",
+    "lstm",
+    "lstm_grad",
+    "gru",
+    "gru_grad",
+    "linear_recurrence",
+    "linear_recurrence_grad",
+)
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+# The gradient ops that can sum their weight gradients themselves.
+_SEQUENCE_GRADIENTS = ("simple_rnn_grad", "lstm_grad", "gru_grad")
+
+
+def _op_name(op):
+    """The library's function: "lstm" -> zoo_lstm_sequence, "lstm_grad" -> zoo_lstm_sequence_grad,
+    "linear_recurrence_grad" -> zoo_linear_recurrence_grad."""
+    base = op.removesuffix("_grad")
+    suffix = op[len(base) :]
+    return f"zoo_{base}{suffix}" if base == "linear_recurrence" else f"zoo_{base}_sequence{suffix}"
 
 
 def _valid_arguments(op, rng):
-    """A random well-formed argument set for `op`, and which argument is inputs' time axis."""
+    """A random well-formed argument set for `op`."""
     batch, time, features, units = (int(v) for v in rng.integers(0, 5, size=4))
     lengths = rng.integers(0, time + 1, size=batch).astype(np.int32)
-    gates = GATES[op.removesuffix("_grad")]
     zeros = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    if op == "linear_recurrence":
+        return dict(
+            a=zeros(batch, time, units),
+            b=zeros(batch, time, units),
+            initial_h=zeros(batch, units),
+            lengths=lengths,
+        )
+    if op == "linear_recurrence_grad":
+        return dict(
+            a=zeros(batch, time, units),
+            initial_h=zeros(batch, units),
+            lengths=lengths,
+            outputs=zeros(batch, time, units),
+            d_outputs=zeros(batch, time, units),
+            d_final_h=zeros(batch, units),
+        )
+    gates = GATES[op.removesuffix("_grad")]
     arguments = dict(
         inputs=zeros(batch, time, features),
         kernel=zeros(features, gates * units),
@@ -66,7 +101,7 @@ def _malform(op, arguments, rng):
     value = arguments[name]
     kind = rng.integers(3)
     if name == "lengths" and kind == 0 and value.size:
-        time = arguments["inputs"].shape[1]
+        time = arguments["inputs" if "inputs" in arguments else "a"].shape[1]
         value = value.copy()
         value[rng.integers(value.size)] = rng.choice([-1, -(2**31), time + 1, 2**31 - 1])
     elif kind == 1 or (name == "inputs" and not op.endswith("grad")):
@@ -93,18 +128,14 @@ def run_fuzz(cases, seed):
     from ops import _library
 
     library = _library.load()
-    # "lstm" -> zoo_lstm_sequence, "lstm_grad" -> zoo_lstm_sequence_grad
-    functions = {
-        op: getattr(library, f"zoo_{op.removesuffix('_grad')}_sequence{op[len(op.removesuffix('_grad')) :]}")
-        for op in OPS
-    }
+    functions = {op: getattr(library, _op_name(op)) for op in OPS}
     rng = np.random.default_rng(seed)
     for case in range(cases):
         op = OPS[rng.integers(len(OPS))]
         arguments = _valid_arguments(op, rng)
         broken = _malform(op, arguments, rng)
         attributes = dict(reverse=bool(rng.integers(2)), zero_output_for_mask=bool(rng.integers(2)))
-        if op.endswith("_grad"):
+        if op in _SEQUENCE_GRADIENTS:
             attributes["sum_weight_gradients"] = bool(rng.integers(2))
         try:
             functions[op](**arguments, **attributes)

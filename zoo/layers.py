@@ -341,7 +341,7 @@ class RecurrentLayer(keras.layers.RNN):
     def fast_path_sequence(self, path, sequences, initial_state, mask, training):
         """Runs `path` (a kernel: "fused" or "cudnn") over the sequence; returns what Keras's
         `RNN.inner_loop` returns: `(last_output, outputs, final_states)`."""
-        if training and self.cell.dropout:
+        if training and getattr(self.cell, "dropout", 0):
             # One input dropout mask per sequence, as the cell applies it at every step.
             step_mask = ops.expand_dims(self.cell.get_dropout_mask(sequences[:, 0, :]), axis=1)
             sequences = sequences * step_mask

@@ -80,8 +80,9 @@ inline absl::Status ReadSizes(const tensorflow::Tensor& inputs, const tensorflow
 }
 
 // The kernel of a fused op, with the attributes every one has: the direction and padding rule
-// (`options_`), and the one that says what the op produces (`produces_`: "keep_for_gradient" for
-// a forward op, "sum_weight_gradients" for a gradient op).
+// (`options_`), and, where the op has one, the attribute that says what it produces (`produces_`:
+// "keep_for_gradient" for a forward op, "sum_weight_gradients" for a gradient op; null for an op
+// that always produces every output).
 class SequenceKernel : public tensorflow::OpKernel {
  public:
   SequenceKernel(tensorflow::OpKernelConstruction* context, const char* produces)
@@ -89,12 +90,12 @@ class SequenceKernel : public tensorflow::OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("reverse", &options_.reverse));
     OP_REQUIRES_OK(context,
                    context->GetAttr("zero_output_for_mask", &options_.zero_output_for_mask));
-    OP_REQUIRES_OK(context, context->GetAttr(produces, &produces_));
+    if (produces != nullptr) OP_REQUIRES_OK(context, context->GetAttr(produces, &produces_));
   }
 
  protected:
   RnnOptions options_;
-  bool produces_;
+  bool produces_ = true;
 };
 
 // An output of a fused op. One that the op does not produce (the kept activations in inference,

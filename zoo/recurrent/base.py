@@ -1,13 +1,16 @@
 """What the modern recurrent layers share: the cell base, the layer base with its path selector, and
 the whole-sequence scans their parallel paths are built from.
 
-The layers run their cells step by step (`"loop"`, Keras's `tf.while_loop` as in `zoo.layers`) or in
-a parallel form over the whole sequence (`"parallel"`); `"auto"` takes the parallel form on a GPU
-and, on CPU, whichever trains faster there (`benchmarks/recurrent_layers.py`): the loop for the
-element-wise recurrences, whose scans are made of large element-wise ops, the parallel form for
-mLSTM. Padded steps follow `zoo.layers`'s rule on both paths: the state is carried unchanged and
-the output repeats the previous valid output (zeros before the first), or is zero with
-`zero_output_for_mask=True`. The parallel forms handle any mask, not only right-padded ones.
+The layers run their cells step by step (`"loop"`, Keras's `tf.while_loop` as in `zoo.layers`), in
+a parallel form over the whole sequence (`"parallel"`), or in a fused C++ CPU kernel (`"fused"`,
+`ops`): for the element-wise recurrences (`LinearScanLayer`) one large input product in TensorFlow
+and then `ops.linear_recurrence`. `"auto"` takes the parallel form on a GPU and, on CPU, the fused
+kernel where the layer has one and the ops are loaded, else whichever trains faster there
+(`benchmarks/recurrent_layers.py`): the loop for sLSTM, the parallel form for mLSTM. Padded steps
+follow `zoo.layers`'s rule on every path: the state is carried unchanged and the output repeats the
+previous valid output (zeros before the first), or is zero with `zero_output_for_mask=True`. The
+parallel forms handle any mask; the fused kernel takes right-padded masks and `"auto"` runs the
+loop for others, as `zoo.layers` does.
 """
 
 import keras
@@ -18,12 +21,13 @@ from keras import initializers, ops
 # fused path; keras is pinned to 3.15 (setup.py).
 from keras.src.backend import AutocastScope
 
+import ops as zoo_ops
 from zoo.cells import _validate_step_input
 from zoo.export.portable import is_tracing_for_export
 from zoo.layers import RecurrentLayer
 
 _SERIALIZATION_PACKAGE = "zoo"
-IMPLEMENTATIONS = ("auto", "loop", "parallel")
+IMPLEMENTATIONS = ("auto", "loop", "parallel", "fused")
 # The dtype the parallel forms compute a layer's compute dtype in: half precision in float32 (its
 # exponentials and cumulative sums need the range), the results cast back.
 _PARALLEL_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
@@ -149,10 +153,11 @@ def linspace_initializer(start, stop):
 
 class ScanRecurrentLayer(RecurrentLayer):
     """Base of the modern sequence layers: `zoo.layers.RecurrentLayer`'s call surface (validation,
-    stateful carried states, masks, config) with the paths `"loop"` and `"parallel"`.
+    stateful carried states, masks, config) with the paths `"loop"`, `"parallel"` and `"fused"`.
 
-    Subclasses set `cell_class` and `cell_name`, and implement `parallel_sequence` or set
-    `no_parallel_form` to the reason they have none.
+    Subclasses set `cell_class` and `cell_name`, implement `parallel_sequence` or set
+    `no_parallel_form` to the reason they have none, and may implement `fused_sequence`
+    (`zoo.layers.RecurrentLayer`'s signature) where a C++ kernel runs them.
     """
 
     no_parallel_form = None
@@ -166,11 +171,9 @@ class ScanRecurrentLayer(RecurrentLayer):
         super().__init__(units, implementation="auto", **kwargs)
         self.implementation = implementation
 
-    def parallel_blockers(self):
-        """Reasons why the parallel form cannot run this configuration (empty if it can)."""
+    def plain_cell_blockers(self):
+        """Reasons why no whole-sequence path (parallel or fused) can run this configuration."""
         blockers = []
-        if self.no_parallel_form:
-            blockers.append(self.no_parallel_form)
         if type(self.cell) is not self.cell_class:
             blockers.append(
                 f"the cell is a {type(self.cell).__name__}, not a plain {self.cell_class.__name__}"
@@ -179,32 +182,64 @@ class ScanRecurrentLayer(RecurrentLayer):
             blockers.append("unroll=True")
         return blockers
 
+    def parallel_blockers(self):
+        """Reasons why the parallel form cannot run this configuration (empty if it can)."""
+        blockers = [self.no_parallel_form] if self.no_parallel_form else []
+        return blockers + self.plain_cell_blockers()
+
+    def fused_blockers(self):
+        """Reasons why the fused C++ kernel cannot run this configuration (empty if it can)."""
+        blockers = []
+        if self.fused_sequence is None:
+            blockers.append(f"the ops package has no fused kernel for {self.__class__.__name__}")
+        blockers += self.plain_cell_blockers()
+        if self.compute_dtype not in _PARALLEL_DTYPES:
+            blockers.append(f"the fused kernels run no {self.compute_dtype} layers")
+        if not zoo_ops.is_available():
+            blockers.append(f"the custom ops are unavailable ({zoo_ops.load_error()})")
+        return blockers
+
     def choose_implementation(self):
-        """The path this layer takes if traced now, and why the parallel form does not apply."""
+        """The path this layer takes if traced now, and why the faster ones do not apply."""
         requested = self.implementation
         if is_tracing_for_export():
-            if requested == "parallel":
-                return "loop", ["the parallel form is not traced into exports"]
+            if requested in ("parallel", "fused"):
+                return "loop", [f"the {requested} form is not traced into exports"]
             return "loop", ["tracing for export"]
         if requested == "loop":
             return "loop", []
-        why_not = self.parallel_blockers()
-        if requested == "parallel":
+        if requested in ("parallel", "fused"):
+            why_not = self.parallel_blockers() if requested == "parallel" else self.fused_blockers()
             if why_not:
                 raise ValueError(
-                    f"{self.__class__.__name__} '{self.name}': implementation='parallel' cannot run: "
+                    f"{self.__class__.__name__} '{self.name}': implementation={requested!r} cannot run: "
                     + "; ".join(why_not)
                 )
+            return requested, []
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        why_not = self.parallel_blockers()
+        if on_gpu and not why_not:
             return "parallel", []
-        if not (why_not or self.parallel_trains_faster_on_cpu or tf.config.list_logical_devices("GPU")):
+        reasons = []
+        if not on_gpu:
+            fused_why_not = self.fused_blockers()
+            if not fused_why_not:
+                return "fused", []
+            reasons.append("fused: " + "; ".join(fused_why_not))
+        if not (why_not or self.parallel_trains_faster_on_cpu or on_gpu):
             # The scans' large element-wise ops lose to the loop's small steps on CPU in training.
             why_not = ["on CPU the loop is faster (benchmarks/recurrent_layers.py)"]
         if why_not:
-            return "loop", ["parallel: " + "; ".join(why_not)]
-        return "parallel", []
+            return "loop", reasons + ["parallel: " + "; ".join(why_not)]
+        return "parallel", reasons
+
+    fused_sequence = None
 
     def fast_path_sequence(self, path, sequences, initial_state, mask, training):
-        """Runs the parallel form over the sequence (the only path here besides the loop)."""
+        """Runs the fused kernel (through `zoo.layers.RecurrentLayer`: masks to lengths, the loop
+        for masks that are not right-padded) or the parallel form over the sequence."""
+        if path == "fused":
+            return super().fast_path_sequence(path, sequences, initial_state, mask, training)
         if self.go_backwards:
             sequences = tf.reverse(sequences, axis=[1])
             mask = None if mask is None else tf.reverse(mask, axis=[1])
@@ -234,6 +269,29 @@ class ScanRecurrentLayer(RecurrentLayer):
         config = super().get_config()
         config.pop("use_cudnn", None)
         return config
+
+
+class LinearScanLayer(ScanRecurrentLayer):
+    """Base of the layers whose recurrence is element-wise and linear, h_t = a_t ⊙ h_{t−1} + b_t with
+    a_t and b_t from x_t alone (minGRU, minLSTM, RG-LRU). Their cells provide
+    `coefficients(projected)`, (a_t, b_t) from the projected input of a step or a sequence. The fused
+    path forms the whole sequence's projection in one product and the coefficients in TensorFlow,
+    then runs the recurrence in one C++ kernel (`ops.linear_recurrence`, forward and gradient).
+    """
+
+    def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
+        # The kernel keeps only its outputs for its gradient: nothing to leave out in inference.
+        del keep_for_gradient
+        a, b = self.cell.coefficients(self.cell.project(sequences))
+        outputs, final_h = zoo_ops.linear_recurrence(
+            a,
+            b,
+            initial_state[0],
+            lengths,
+            reverse=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
+        return outputs, [final_h]
 
 
 def padding_rule(outputs, mask, zero_output_for_mask):

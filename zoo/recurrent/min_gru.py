@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from zoo.recurrent.base import ScanCell, ScanRecurrentLayer, log_space_recurrence
+from zoo.recurrent.base import LinearScanLayer, ScanCell, log_space_recurrence
 
 _SERIALIZATION_PACKAGE = "zoo"
 
@@ -50,22 +50,29 @@ class MinGRUCell(ScanCell):
     def projection_width(self):
         return 2 * self.units
 
+    def coefficients(self, projected):
+        """(1 − z_t, z_t ⊙ h̃_t) from the projected input, for a step or a sequence."""
+        update, candidate = ops.split(projected, 2, axis=-1)
+        z = ops.sigmoid(update)
+        return 1.0 - z, z * positive_activation(candidate)
+
     def call(self, inputs, states):
         inputs, (h_prev,) = self.validated(inputs, states)
-        update, candidate = ops.split(self.project(inputs), 2, axis=-1)
-        z = ops.sigmoid(update)
-        h = (1.0 - z) * h_prev + z * positive_activation(candidate)
+        a, b = self.coefficients(self.project(inputs))
+        h = a * h_prev + b
         return h, [h]
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class MinGRU(ScanRecurrentLayer):
+class MinGRU(LinearScanLayer):
     """minGRU sequence layer (Feng et al., 2024): `MinGRUCell` over a sequence.
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes every
     step at once in log space (Sec. 3.1, App. B): log(1 − z_t) = −softplus(k_z),
-    log(z_t h̃_t) = −softplus(−k_z) + log g(k_h), then `log_space_recurrence`; `"auto"` takes the
-    parallel form on a GPU and the loop on CPU, where it trains faster.
+    log(z_t h̃_t) = −softplus(−k_z) + log g(k_h), then `log_space_recurrence`; `"fused"` forms
+    1 − z_t and z_t ⊙ h̃_t of every step and runs h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t in a C++
+    kernel (`ops.linear_recurrence`); `"auto"` takes the parallel form on a GPU and the fused
+    kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.
@@ -73,7 +80,7 @@ class MinGRU(ScanRecurrentLayer):
             kernel_constraint, bias_constraint: of the input projection (`ScanCell`).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as in
             `zoo.layers.LSTM`.
-        implementation: `"auto"`, `"loop"` or `"parallel"`.
+        implementation: `"auto"`, `"loop"`, `"parallel"` or `"fused"`.
 
     Call arguments:
         sequences: `(batch, time, features)` float tensor.

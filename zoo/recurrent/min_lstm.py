@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from zoo.recurrent.base import ScanCell, ScanRecurrentLayer, log_space_recurrence
+from zoo.recurrent.base import LinearScanLayer, ScanCell, log_space_recurrence
 from zoo.recurrent.min_gru import log_positive_activation, positive_activation
 
 _SERIALIZATION_PACKAGE = "zoo"
@@ -48,22 +48,29 @@ class MinLSTMCell(ScanCell):
     def projection_width(self):
         return 3 * self.units
 
+    def coefficients(self, projected):
+        """(f'_t, i'_t ⊙ h̃_t) from the projected input, for a step or a sequence."""
+        forget, input_, candidate = ops.split(projected, 3, axis=-1)
+        f, i = ops.sigmoid(forget), ops.sigmoid(input_)
+        total = f + i
+        return f / total, i * positive_activation(candidate) / total
+
     def call(self, inputs, states):
         inputs, (h_prev,) = self.validated(inputs, states)
-        forget, input_, candidate = ops.split(self.project(inputs), 3, axis=-1)
-        f, i = ops.sigmoid(forget), ops.sigmoid(input_)
-        h = (f * h_prev + i * positive_activation(candidate)) / (f + i)
+        a, b = self.coefficients(self.project(inputs))
+        h = a * h_prev + b
         return h, [h]
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class MinLSTM(ScanRecurrentLayer):
+class MinLSTM(LinearScanLayer):
     """minLSTM sequence layer (Feng et al., 2024): `MinLSTMCell` over a sequence.
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes every
     step at once in log space (App. B: `normalised_log_gates`, log h̃_t = log g(k_h), then
-    `log_space_recurrence`); `"auto"` takes the parallel form on a GPU and the loop on CPU, where it
-    trains faster.
+    `log_space_recurrence`); `"fused"` forms f'_t and i'_t ⊙ h̃_t of every step and runs
+    h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ h̃_t in a C++ kernel (`ops.linear_recurrence`); `"auto"` takes
+    the parallel form on a GPU and the fused kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.
@@ -71,7 +78,7 @@ class MinLSTM(ScanRecurrentLayer):
             kernel_constraint, bias_constraint: of the input projection (`ScanCell`).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as in
             `zoo.layers.LSTM`.
-        implementation: `"auto"`, `"loop"` or `"parallel"`.
+        implementation: `"auto"`, `"loop"`, `"parallel"` or `"fused"`.
 
     Call arguments:
         sequences: `(batch, time, features)` float tensor.

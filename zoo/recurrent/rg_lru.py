@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from zoo.recurrent.base import ScanCell, ScanRecurrentLayer, linear_recurrence
+from zoo.recurrent.base import LinearScanLayer, ScanCell, linear_recurrence
 
 _SERIALIZATION_PACKAGE = "zoo"
 # The constant c of a_t = a^(c r_t) (De et al., 2024, Sec. 2.4).
@@ -76,13 +76,14 @@ class RGLRUCell(ScanCell):
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
-class RGLRU(ScanRecurrentLayer):
+class RGLRU(LinearScanLayer):
     """RG-LRU sequence layer (De et al., 2024): `RGLRUCell` over a sequence.
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes the
     coefficients of every step at once and runs the linear recurrence h_t = a_t h_{t−1} + b_t as
-    an associative scan (`linear_recurrence`); `"auto"` takes the parallel form on a GPU and the
-    loop on CPU, where it trains faster.
+    an associative scan (`linear_recurrence`); `"fused"` computes the same coefficients and runs the
+    recurrence in a C++ kernel (`ops.linear_recurrence`); `"auto"` takes the parallel form on a GPU
+    and the fused kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.
@@ -90,7 +91,7 @@ class RGLRU(ScanRecurrentLayer):
             kernel_constraint, bias_constraint: of the input projection (`ScanCell`).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as in
             `zoo.layers.LSTM`.
-        implementation: `"auto"`, `"loop"` or `"parallel"`.
+        implementation: `"auto"`, `"loop"`, `"parallel"` or `"fused"`.
 
     Call arguments:
         sequences: `(batch, time, features)` float tensor.
