@@ -8,6 +8,7 @@ from ops._library import amx_tiles_enabled, is_available, load_error
 from ops.linear_recurrence import linear_recurrence
 from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
+from ops.slstm import slstm_sequence
 
 __all__ = [
     "amx_tiles_enabled",
@@ -18,4 +19,5 @@ __all__ = [
     "lstm_sequence",
     "mask_to_lengths",
     "simple_rnn_sequence",
+    "slstm_sequence",
 ]

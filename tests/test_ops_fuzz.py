@@ -21,6 +21,8 @@ OPS = (
     "gru_grad",
     "linear_recurrence",
     "linear_recurrence_grad",
+    "slstm",
+    "slstm_grad",
 )
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 # The gradient ops that can sum their weight gradients themselves.
@@ -56,6 +58,19 @@ def _valid_arguments(op, rng):
             d_outputs=zeros(batch, time, units),
             d_final_h=zeros(batch, units),
         )
+    if op.startswith("slstm"):
+        # Heads of at least one unit: with none, any number of heads is a valid (empty) call.
+        heads, size = int(rng.integers(0, 4)), int(rng.integers(1, 4))
+        units = heads * size
+        arguments = dict(recurrent_kernel=zeros(heads, size, 4 * size), lengths=lengths)
+        if op == "slstm":
+            arguments["projected"] = zeros(batch, time, 4 * units)
+            arguments.update({f"initial_{state}": zeros(batch, units) for state in "hcnm"})
+        else:
+            arguments.update(pre=zeros(batch, time, 4 * units), previous=zeros(batch, time, 4 * units))
+            arguments["d_outputs"] = zeros(batch, time, units)
+            arguments.update({f"d_final_{state}": zeros(batch, units) for state in "hcnm"})
+        return arguments
     gates = GATES[op.removesuffix("_grad")]
     arguments = dict(
         inputs=zeros(batch, time, features),
@@ -101,11 +116,13 @@ def _malform(op, arguments, rng):
     value = arguments[name]
     kind = rng.integers(3)
     if name == "lengths" and kind == 0 and value.size:
-        time = arguments["inputs" if "inputs" in arguments else "a"].shape[1]
+        time = next(
+            arguments[name] for name in ("inputs", "a", "projected", "pre") if name in arguments
+        ).shape[1]
         value = value.copy()
         value[rng.integers(value.size)] = rng.choice([-1, -(2**31), time + 1, 2**31 - 1])
-    elif kind == 1 or (name == "inputs" and not op.endswith("grad")):
-        # Change the rank. (Inputs' time axis alone is free in the forward ops.)
+    elif kind == 1 or (name in ("inputs", "projected") and not op.endswith("grad")):
+        # Change the rank. (The time axis of inputs or projected alone is free in the forward ops.)
         if value.ndim and rng.integers(2):
             value = np.zeros(value.shape[:-1], value.dtype)
         else:

@@ -3,6 +3,7 @@
 import keras
 from keras import initializers, ops
 
+import ops as zoo_ops
 from zoo.recurrent.base import ScanCell, ScanRecurrentLayer, check_heads, linspace_initializer
 
 _SERIALIZATION_PACKAGE = "zoo"
@@ -120,8 +121,10 @@ class SLSTM(ScanRecurrentLayer):
     """sLSTM sequence layer (Beck et al., 2024): `SLSTMCell` over a sequence.
 
     Its gates read h_{t−1} through the recurrent kernel, so the recurrence is not a linear scan
-    and has no parallel form: `implementation="parallel"` raises a `ValueError` saying so, and
-    `"auto"` runs the loop.
+    and has no parallel form: `implementation="parallel"` raises a `ValueError` saying so.
+    `"fused"` forms x_t W + b of every step in one product and runs the recurrence (the
+    block-diagonal recurrent product and the stabilised cell) in a C++ kernel
+    (`ops.slstm_sequence`); `"auto"` takes it on CPU, and the loop elsewhere.
 
     Args:
         units: Dimensionality of the output and states (divisible by `num_heads`).
@@ -129,7 +132,7 @@ class SLSTM(ScanRecurrentLayer):
         use_bias, *_initializer, *_regularizer, *_constraint: of the cell (`SLSTMCell`).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as in
             `zoo.layers.LSTM`.
-        implementation: `"auto"` or `"loop"` (`"parallel"` cannot run).
+        implementation: `"auto"`, `"loop"` or `"fused"` (`"parallel"` cannot run).
 
     Call arguments:
         sequences: `(batch, time, features)` float tensor.
@@ -148,3 +151,16 @@ class SLSTM(ScanRecurrentLayer):
         "sLSTM's gates read h_{t-1} through its recurrent kernel, so its recurrence is not a linear "
         "scan and has no parallel form"
     )
+
+    def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
+        # The kernel always keeps the gates and states its gradient reads.
+        del keep_for_gradient
+        outputs, *states = zoo_ops.slstm_sequence(
+            self.cell.project(sequences),
+            ops.cast(self.cell.recurrent_kernel, sequences.dtype),
+            *initial_state,
+            lengths,
+            reverse=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
+        return outputs, states
