@@ -5,8 +5,9 @@ path it has.
 Each line: median milliseconds per training step (forward, backward, SGD update) of
 Embedding -> recurrent layer -> Dense over a batch of token ids, the tokens per second that makes,
 and the speed-up over the same layer's loop. The classic layers run their loop and their fused C++
-kernel; the modern ones their loop and their parallel form (sLSTM has only the loop). Widths are
-chosen so that every recurrent layer holds about as many weights as an LSTM of `--lstm-units`.
+kernel; the modern ones their loop, their parallel form (sLSTM has none) and their fused C++
+kernel (mLSTM has none). Widths are chosen so that every recurrent layer holds about
+as many weights as an LSTM of `--lstm-units`.
 
     nice -n 19 python benchmarks/recurrent_layers.py [--batch 32] [--steps 256] [--lstm-units 128]
         [--repeats 5] [--layers lstm mingru ...]
@@ -34,14 +35,14 @@ LAYERS = {
     "rnn": (zoo.layers.SimpleRNN, {}, lambda i, u: i * u + u * u + u, ("loop", "fused")),
     "gru": (zoo.layers.GRU, {}, lambda i, u: 3 * (i * u + u * u) + 6 * u, ("loop", "fused")),
     "lstm": (zoo.layers.LSTM, {}, lambda i, u: 4 * (i * u + u * u + u), ("loop", "fused")),
-    "mingru": (zoo.layers.MinGRU, {}, lambda i, u: 2 * (i + 1) * u, ("loop", "parallel")),
-    "minlstm": (zoo.layers.MinLSTM, {}, lambda i, u: 3 * (i + 1) * u, ("loop", "parallel")),
-    "rglru": (zoo.layers.RGLRU, {}, lambda i, u: 3 * (i + 1) * u + u, ("loop", "parallel")),
+    "mingru": (zoo.layers.MinGRU, {}, lambda i, u: 2 * (i + 1) * u, ("loop", "parallel", "fused")),
+    "minlstm": (zoo.layers.MinLSTM, {}, lambda i, u: 3 * (i + 1) * u, ("loop", "parallel", "fused")),
+    "rglru": (zoo.layers.RGLRU, {}, lambda i, u: 3 * (i + 1) * u + u, ("loop", "parallel", "fused")),
     "slstm": (
         zoo.layers.SLSTM,
         {"num_heads": HEADS},
         lambda i, u: 4 * (i + 1) * u + 4 * u * u // HEADS,
-        ("loop",),
+        ("loop", "fused"),
     ),
     "mlstm": (
         zoo.layers.MLSTM,

@@ -5,13 +5,14 @@ used when it loads (see BUILD.md).
 """
 
 from ops._library import amx_tiles_enabled, is_available, load_error
-from ops.linear_recurrence import linear_recurrence
+from ops.linear_recurrence import gated_linear_recurrence, linear_recurrence
 from ops.rnn import gru_sequence, lstm_sequence, simple_rnn_sequence
 from ops.sequence_lengths import mask_to_lengths
 from ops.slstm import slstm_sequence
 
 __all__ = [
     "amx_tiles_enabled",
+    "gated_linear_recurrence",
     "gru_sequence",
     "is_available",
     "linear_recurrence",

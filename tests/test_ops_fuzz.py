@@ -21,6 +21,8 @@ OPS = (
     "gru_grad",
     "linear_recurrence",
     "linear_recurrence_grad",
+    "gated_linear_recurrence",
+    "gated_linear_recurrence_grad",
     "slstm",
     "slstm_grad",
 )
@@ -34,7 +36,8 @@ def _op_name(op):
     "linear_recurrence_grad" -> zoo_linear_recurrence_grad."""
     base = op.removesuffix("_grad")
     suffix = op[len(base) :]
-    return f"zoo_{base}{suffix}" if base == "linear_recurrence" else f"zoo_{base}_sequence{suffix}"
+    recurrence = base in ("linear_recurrence", "gated_linear_recurrence")
+    return f"zoo_{base}{suffix}" if recurrence else f"zoo_{base}_sequence{suffix}"
 
 
 def _valid_arguments(op, rng):
@@ -58,6 +61,21 @@ def _valid_arguments(op, rng):
             d_outputs=zeros(batch, time, units),
             d_final_h=zeros(batch, units),
         )
+    if op.startswith("gated"):
+        # The RG-LRU's form (run_fuzz sets cell="rg_lru"), the one whose log_base has entries.
+        arguments = dict(
+            projected=zeros(batch, time, 3 * units),
+            log_base=zeros(units),
+            initial_h=zeros(batch, units),
+            lengths=lengths,
+        )
+        if op.endswith("_grad"):
+            arguments.update(
+                outputs=zeros(batch, time, units),
+                d_outputs=zeros(batch, time, units),
+                d_final_h=zeros(batch, units),
+            )
+        return arguments
     if op.startswith("slstm"):
         # Heads of at least one unit: with none, any number of heads is a valid (empty) call.
         heads, size = int(rng.integers(0, 4)), int(rng.integers(1, 4))
@@ -152,6 +170,8 @@ def run_fuzz(cases, seed):
         arguments = _valid_arguments(op, rng)
         broken = _malform(op, arguments, rng)
         attributes = dict(reverse=bool(rng.integers(2)), zero_output_for_mask=bool(rng.integers(2)))
+        if op.startswith("gated"):
+            attributes["cell"] = "rg_lru"
         if op in _SEQUENCE_GRADIENTS:
             attributes["sum_weight_gradients"] = bool(rng.integers(2))
         try:

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import ops
 from ops import _library
-from ops.linear_recurrence import linear_recurrence_fallback
+from ops.linear_recurrence import gated_linear_recurrence_fallback, linear_recurrence_fallback
 
 BATCH, TIME, UNITS = 5, 7, 11
 LENGTHS = np.array([0, TIME, 3, 1, 6], np.int32)  # includes 0 and T
@@ -187,3 +187,94 @@ def test_rejects_bad_dtypes():
         ops.linear_recurrence(GOOD["a"], GOOD["b"].astype("float64"), GOOD["initial_h"], LENGTHS)
     with pytest.raises(TypeError, match="lengths must be int32, got int64"):
         ops.linear_recurrence(GOOD["a"], GOOD["b"], GOOD["initial_h"], LENGTHS.astype("int64"))
+
+
+CELLS = {"min_gru": 2, "min_lstm": 3, "rg_lru": 3}
+
+
+def gated_arguments(cell, dtype, batch=BATCH, time=TIME, units=UNITS, seed=11):
+    rng = np.random.default_rng(seed)
+    projected = rng.normal(scale=1.5, size=(batch, time, CELLS[cell] * units)).astype(dtype)
+    log_base = -rng.uniform(0.01, 0.3, units).astype(dtype) if cell == "rg_lru" else np.zeros(0, dtype)
+    h0 = rng.normal(size=(batch, units)).astype(dtype)
+    return projected, log_base, h0
+
+
+def gated_values_and_gradients(function, projected, log_base, h0, lengths, **options):
+    sources = [tf.constant(v) for v in (projected, log_base, h0)]
+    rng = np.random.default_rng(12)
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        outputs, final = function(*sources, lengths, **options)
+        loss = tf.reduce_sum(outputs * rng.normal(size=outputs.shape)) + tf.reduce_sum(final * final)
+    return [outputs, final, *tape.gradient(loss, sources)]
+
+
+@requires_library
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("reverse, zero_output_for_mask", [(False, False), (True, False), (False, True)])
+def test_gated_matches_the_fallback(cell, reverse, zero_output_for_mask):
+    arguments = gated_arguments(cell, "float32")
+    options = dict(cell=cell, reverse=reverse, zero_output_for_mask=zero_output_for_mask)
+    got = gated_values_and_gradients(ops.gated_linear_recurrence, *arguments, LENGTHS, **options)
+    expected = gated_values_and_gradients(gated_linear_recurrence_fallback, *arguments, LENGTHS, **options)
+    # Autodiff of the fallback gives None for the other cells' log_base, which has no entries.
+    expected = [np.zeros(0) if e is None else e for e in expected]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=2e-5)
+
+
+@requires_library
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_gated_gradient_is_numerically_right(cell):
+    projected, log_base, h0 = gated_arguments(cell, "float64", batch=3, time=5, units=4)
+    lengths = tf.constant([5, 2, 0], tf.int32)
+    weights = np.random.default_rng(1).normal(size=(3, 5, 4))
+
+    def loss(projected, log_base, h0):
+        outputs, final = ops.gated_linear_recurrence(
+            projected, log_base, h0, lengths, cell=cell, reverse=True
+        )
+        return tf.reduce_sum(outputs * weights) + tf.reduce_sum(tf.sin(final))
+
+    sources = [tf.constant(projected), tf.constant(log_base), tf.constant(h0)]
+    theoretical, numerical = tf.test.compute_gradient(loss, sources, delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-7)
+
+
+@requires_library
+@pytest.mark.parametrize(
+    "cell, name, value, message",
+    [
+        (
+            "min_gru",
+            "projected",
+            np.zeros((BATCH, TIME, 3 * UNITS), np.float32),
+            r"projected must have shape \[5,7,22\]",
+        ),
+        ("min_lstm", "projected", np.zeros((BATCH, TIME), np.float32), r"projected must have rank 3"),
+        (
+            "rg_lru",
+            "log_base",
+            np.zeros(UNITS - 1, np.float32),
+            r"log_base must have shape \[11\], got \[10\]",
+        ),
+        ("min_gru", "log_base", np.zeros(UNITS, np.float32), r"log_base must have shape \[0\], got \[11\]"),
+        (
+            "rg_lru",
+            "initial_h",
+            np.zeros((BATCH + 1, UNITS), np.float32),
+            r"initial_h must have shape \[5,11\], got \[6,11\]",
+        ),
+        ("min_lstm", "lengths", np.array([0, 1, 2, 3, 9], np.int32), r"lengths\[4\] = 9 is outside \[0, 7\]"),
+    ],
+)
+def test_gated_rejects_bad_arguments(cell, name, value, message):
+    projected, log_base, h0 = gated_arguments(cell, "float32")
+    arguments = dict(projected=projected, log_base=log_base, initial_h=h0, lengths=LENGTHS)
+    arguments[name] = value
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _library.load().zoo_gated_linear_recurrence(**arguments, cell=cell)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        ops.gated_linear_recurrence(projected, log_base, h0, LENGTHS, cell="gru")

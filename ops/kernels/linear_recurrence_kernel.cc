@@ -2,6 +2,8 @@
 // validation, allocation. The arithmetic is in linear_recurrence.cc.
 #define EIGEN_USE_THREADS
 
+#include <string>
+
 #include "linear_recurrence.h"
 #include "rnn_kernel_util.h"
 #include "tensorflow/core/framework/op.h"
@@ -131,13 +133,180 @@ class LinearRecurrenceGradOp : public rnn::SequenceKernel {
   }
 };
 
-#define ZOO_REGISTER_LINEAR_RECURRENCE(T)                                                    \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ZooLinearRecurrence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      LinearRecurrenceOp<T>);                                                                \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ZooLinearRecurrenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      LinearRecurrenceGradOp<T>);
+REGISTER_OP("ZooGatedLinearRecurrence")
+    .Input("projected: T")
+    .Input("log_base: T")
+    .Input("initial_h: T")
+    .Input("lengths: int32")
+    .Output("outputs: T")
+    .Output("final_h: T")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'min_gru', 'min_lstm', 'rg_lru'}")
+    .Attr("gate_exponent: float = 8.0")
+    .Attr("reverse: bool = false")
+    .Attr("zero_output_for_mask: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle projected, initial_h;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &projected));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &initial_h));
+      c->set_output(
+          0, c->MakeShape({c->Dim(projected, 0), c->Dim(projected, 1), c->Dim(initial_h, 1)}));
+      c->set_output(1, initial_h);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+ZooLinearRecurrence with a_t and b_t formed from a layer's projected input x_t W + b
+[B, T, k H] in the same pass: minGRU (k = 2: a = 1 - σ(k_z), b = σ(k_z) g(k_h)), minLSTM (k = 3:
+a = f / (f + i), b = i g(k_h) / (f + i)) or the RG-LRU (k = 3: log a = gate_exponent σ(k_r)
+log_base, b = sqrt(1 - a²) σ(k_i) u; log_base [H] is log σ(Λ), and has no entries for the other
+cells).
+)doc");
+
+REGISTER_OP("ZooGatedLinearRecurrenceGrad")
+    .Input("projected: T")
+    .Input("log_base: T")
+    .Input("initial_h: T")
+    .Input("lengths: int32")
+    .Input("outputs: T")
+    .Input("d_outputs: T")
+    .Input("d_final_h: T")
+    .Output("d_projected: T")
+    .Output("d_log_base_rows: T")
+    .Output("d_initial_h: T")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'min_gru', 'min_lstm', 'rg_lru'}")
+    .Attr("gate_exponent: float = 8.0")
+    .Attr("reverse: bool = false")
+    .Attr("zero_output_for_mask: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle log_base, initial_h;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &log_base));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &initial_h));
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->MakeShape({c->Dim(initial_h, 0), c->Dim(log_base, 0)}));
+      c->set_output(2, initial_h);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+Backpropagation through ZooGatedLinearRecurrence: the gradients of projected (zero at padded
+steps) and initial_h, and each example's share of log_base's gradient [B, H] (no columns but for
+the RG-LRU).
+)doc");
+
+namespace {
+
+// The cell and its sizes: projected [B, T, k H] with H from initial_h [B, H]; log_base [H] for
+// the RG-LRU, [0] otherwise; lengths [B] each in [0, T].
+absl::Status ReadGatedSizes(const GatedCellOptions& gates, const Tensor& projected,
+                            const Tensor& log_base, const Tensor& initial_h, const Tensor& lengths,
+                            LinearRecurrenceSizes* sizes) {
+  TF_RETURN_IF_ERROR(rnn::RequireRank(projected, "projected", 3));
+  TF_RETURN_IF_ERROR(rnn::RequireRank(initial_h, "initial_h", 2));
+  *sizes = {projected.dim_size(0), projected.dim_size(1), initial_h.dim_size(1)};
+  const int64_t log_base_size = gates.cell == GatedCell::kRgLru ? sizes->units : 0;
+  TF_RETURN_IF_ERROR(rnn::RequireShapes(
+      {{projected,
+        "projected",
+        {sizes->batch, sizes->time, ProjectionBlocks(gates.cell) * sizes->units}},
+       {initial_h, "initial_h", {sizes->batch, sizes->units}},
+       {log_base, "log_base", {log_base_size}}}));
+  return rnn::ValidateLengths(lengths, sizes->batch, sizes->time);
+}
+
+// The cell and gate exponent of a gated op.
+absl::Status ReadGates(OpKernelConstruction* context, GatedCellOptions* gates) {
+  std::string cell;
+  TF_RETURN_IF_ERROR(context->GetAttr("cell", &cell));
+  TF_RETURN_IF_ERROR(context->GetAttr("gate_exponent", &gates->gate_exponent));
+  gates->cell = cell == "min_lstm" ? GatedCell::kMinLstm
+                : cell == "rg_lru" ? GatedCell::kRgLru
+                                   : GatedCell::kMinGru;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+template <typename T>
+class GatedLinearRecurrenceOp : public rnn::SequenceKernel {
+ public:
+  explicit GatedLinearRecurrenceOp(OpKernelConstruction* context)
+      : SequenceKernel(context, nullptr) {
+    OP_REQUIRES_OK(context, ReadGates(context, &gates_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& projected = context->input(0);
+    const Tensor& log_base = context->input(1);
+    const Tensor& initial_h = context->input(2);
+    const Tensor& lengths = context->input(3);
+    LinearRecurrenceSizes s;
+    OP_REQUIRES_OK(context, ReadGatedSizes(gates_, projected, log_base, initial_h, lengths, &s));
+    std::vector<T*> out;  // outputs, final_h
+    OP_REQUIRES_OK(context,
+                   rnn::AllocateOutputs<T>(
+                       context, {{{s.batch, s.time, s.units}}, {{s.batch, s.units}}}, &out));
+    GatedLinearRecurrenceForward<T>(rnn::KernelWorkers(context), s, options_, gates_,
+                                    rnn::Data<T>(projected), rnn::Data<T>(log_base),
+                                    rnn::Data<T>(initial_h), rnn::Data<int32_t>(lengths), out[0],
+                                    out[1]);
+  }
+
+ private:
+  GatedCellOptions gates_;
+};
+
+template <typename T>
+class GatedLinearRecurrenceGradOp : public rnn::SequenceKernel {
+ public:
+  explicit GatedLinearRecurrenceGradOp(OpKernelConstruction* context)
+      : SequenceKernel(context, nullptr) {
+    OP_REQUIRES_OK(context, ReadGates(context, &gates_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& projected = context->input(0);
+    const Tensor& log_base = context->input(1);
+    const Tensor& initial_h = context->input(2);
+    const Tensor& lengths = context->input(3);
+    const Tensor& outputs = context->input(4);
+    const Tensor& d_outputs = context->input(5);
+    const Tensor& d_final_h = context->input(6);
+    LinearRecurrenceSizes s;
+    OP_REQUIRES_OK(context, ReadGatedSizes(gates_, projected, log_base, initial_h, lengths, &s));
+    OP_REQUIRES_OK(context,
+                   rnn::RequireShapes({{outputs, "outputs", {s.batch, s.time, s.units}},
+                                       {d_outputs, "d_outputs", {s.batch, s.time, s.units}},
+                                       {d_final_h, "d_final_h", {s.batch, s.units}}}));
+    std::vector<T*> out;  // d_projected, d_log_base_rows, d_initial_h
+    OP_REQUIRES_OK(
+        context,
+        rnn::AllocateOutputs<T>(
+            context, {{projected.shape()}, {{s.batch, log_base.dim_size(0)}}, {{s.batch, s.units}}},
+            &out));
+    GatedLinearRecurrenceBackward<T>(rnn::KernelWorkers(context), s, options_, gates_,
+                                     rnn::Data<T>(projected), rnn::Data<T>(log_base),
+                                     rnn::Data<T>(initial_h), rnn::Data<int32_t>(lengths),
+                                     rnn::Data<T>(outputs), rnn::Data<T>(d_outputs),
+                                     rnn::Data<T>(d_final_h), out[0], out[1], out[2]);
+  }
+
+ private:
+  GatedCellOptions gates_;
+};
+
+#define ZOO_REGISTER_LINEAR_RECURRENCE(T)                                                         \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("ZooLinearRecurrence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),          \
+      LinearRecurrenceOp<T>);                                                                     \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("ZooLinearRecurrenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),      \
+      LinearRecurrenceGradOp<T>);                                                                 \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("ZooGatedLinearRecurrence").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+      GatedLinearRecurrenceOp<T>);                                                                \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("ZooGatedLinearRecurrenceGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      GatedLinearRecurrenceGradOp<T>);
 ZOO_REGISTER_LINEAR_RECURRENCE(float)
 ZOO_REGISTER_LINEAR_RECURRENCE(double)
 #undef ZOO_REGISTER_LINEAR_RECURRENCE

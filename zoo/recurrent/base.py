@@ -274,20 +274,29 @@ class ScanRecurrentLayer(RecurrentLayer):
 class LinearScanLayer(ScanRecurrentLayer):
     """Base of the layers whose recurrence is element-wise and linear, h_t = a_t ⊙ h_{t−1} + b_t with
     a_t and b_t from x_t alone (minGRU, minLSTM, RG-LRU). Their cells provide
-    `coefficients(projected)`, (a_t, b_t) from the projected input of a step or a sequence. The fused
-    path forms the whole sequence's projection in one product and the coefficients in TensorFlow,
-    then runs the recurrence in one C++ kernel (`ops.linear_recurrence`, forward and gradient).
+    `coefficients(projected)`, (a_t, b_t) from the projected input of a step or a sequence, for the
+    loop and the parallel form. The fused path forms the whole sequence's projection in one product
+    and runs the rest in one C++ kernel (`ops.gated_linear_recurrence`, forward and gradient), which
+    forms the same coefficients (`fused_cell`'s) in its pass over the projection.
     """
+
+    # The cell's name in `ops.gated_linear_recurrence`.
+    fused_cell = None
+
+    def fused_cell_arguments(self, dtype):
+        """The kernel's arguments that come from the cell's own weights and constants: `log_base`
+        (the RG-LRU's log σ(Λ); no entries for the other cells), and the RG-LRU's gate exponent."""
+        return {"log_base": tf.zeros([0], dtype)}
 
     def fused_sequence(self, sequences, initial_state, lengths, keep_for_gradient):
         # The kernel keeps only its outputs for its gradient: nothing to leave out in inference.
         del keep_for_gradient
-        a, b = self.cell.coefficients(self.cell.project(sequences))
-        outputs, final_h = zoo_ops.linear_recurrence(
-            a,
-            b,
-            initial_state[0],
-            lengths,
+        outputs, final_h = zoo_ops.gated_linear_recurrence(
+            self.cell.project(sequences),
+            initial_h=initial_state[0],
+            lengths=lengths,
+            cell=self.fused_cell,
+            **self.fused_cell_arguments(sequences.dtype),
             reverse=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
         )

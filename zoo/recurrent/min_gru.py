@@ -96,6 +96,7 @@ class MinGRU(LinearScanLayer):
 
     cell_class = MinGRUCell
     cell_name = "min_gru_cell"
+    fused_cell = "min_gru"
 
     def parallel_sequence(self, sequences, initial_state, mask):
         update, candidate = ops.split(self.cell.project(sequences), 2, axis=-1)

@@ -93,6 +93,7 @@ class MinLSTM(LinearScanLayer):
 
     cell_class = MinLSTMCell
     cell_name = "min_lstm_cell"
+    fused_cell = "min_lstm"
 
     def parallel_sequence(self, sequences, initial_state, mask):
         forget, input_, candidate = ops.split(self.cell.project(sequences), 3, axis=-1)

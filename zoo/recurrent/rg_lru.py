@@ -59,11 +59,14 @@ class RGLRUCell(ScanCell):
             shape=(self.units,), name="decay_parameter", initializer=decay_parameter_initializer
         )
 
+    def log_base(self, dtype):
+        """log σ(Λ) = −softplus(−Λ) [units], in `dtype`."""
+        return -ops.softplus(-ops.cast(self.decay_parameter, dtype))
+
     def coefficients(self, projected):
         """(a_t, sqrt(1 − a_t²) ⊙ i_t ⊙ u_t) from the projected input, for a step or a sequence."""
         recurrence_gate, input_gate, values = ops.split(projected, 3, axis=-1)
-        log_base = -ops.softplus(-ops.cast(self.decay_parameter, projected.dtype))
-        log_a = GATE_EXPONENT * ops.sigmoid(recurrence_gate) * log_base
+        log_a = GATE_EXPONENT * ops.sigmoid(recurrence_gate) * self.log_base(projected.dtype)
         # 1 − a² = −expm1(2 log a), exact as a approaches 1.
         scale = ops.sqrt(-ops.expm1(2.0 * log_a))
         return ops.exp(log_a), scale * ops.sigmoid(input_gate) * values
@@ -107,6 +110,10 @@ class RGLRU(LinearScanLayer):
 
     cell_class = RGLRUCell
     cell_name = "rg_lru_cell"
+    fused_cell = "rg_lru"
+
+    def fused_cell_arguments(self, dtype):
+        return {"log_base": self.cell.log_base(dtype), "gate_exponent": GATE_EXPONENT}
 
     def parallel_sequence(self, sequences, initial_state, mask):
         a, b = self.cell.coefficients(self.cell.project(sequences))
