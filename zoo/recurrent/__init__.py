@@ -2,8 +2,9 @@
 of Griffin and Hawk (De et al., 2024), and xLSTM's sLSTM and mLSTM (Beck et al., 2024).
 
 Each runs step by step over its cell (`implementation="loop"`), except sLSTM in a parallel form
-over the whole sequence (`"parallel"`), and minGRU, minLSTM and the RG-LRU in a fused C++ CPU
-kernel (`"fused"`, `ops.linear_recurrence`); `zoo.layers` and `zoo.cells` re-export them.
+over the whole sequence (`"parallel"`), and except mLSTM in a fused C++ CPU kernel (`"fused"`:
+`ops.gated_linear_recurrence`, `ops.slstm_sequence`); `zoo.layers` and `zoo.cells` re-export
+them.
 """
 
 from zoo.recurrent.min_gru import MinGRU, MinGRUCell

@@ -3,10 +3,11 @@ the whole-sequence scans their parallel paths are built from.
 
 The layers run their cells step by step (`"loop"`, Keras's `tf.while_loop` as in `zoo.layers`), in
 a parallel form over the whole sequence (`"parallel"`), or in a fused C++ CPU kernel (`"fused"`,
-`ops`): for the element-wise recurrences (`LinearScanLayer`) one large input product in TensorFlow
-and then `ops.linear_recurrence`. `"auto"` takes the parallel form on a GPU and, on CPU, the fused
-kernel where the layer has one and the ops are loaded, else whichever trains faster there
-(`benchmarks/recurrent_layers.py`): the loop for sLSTM, the parallel form for mLSTM. Padded steps
+`ops`): one large input product in TensorFlow, then `ops.gated_linear_recurrence` for the
+element-wise recurrences (`LinearScanLayer`) or `ops.slstm_sequence`. `"auto"` takes the parallel
+form on a GPU and, on CPU, the fused kernel where the layer has one and the ops are loaded, else
+whichever trains faster there (`benchmarks/recurrent_layers.py`): the parallel form for mLSTM, the
+loop for the others. Padded steps
 follow `zoo.layers`'s rule on every path: the state is carried unchanged and the output repeats the
 previous valid output (zeros before the first), or is zero with `zero_output_for_mask=True`. The
 parallel forms handle any mask; the fused kernel takes right-padded masks and `"auto"` runs the

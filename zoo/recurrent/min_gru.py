@@ -70,9 +70,9 @@ class MinGRU(LinearScanLayer):
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes every
     step at once in log space (Sec. 3.1, App. B): log(1 − z_t) = −softplus(k_z),
     log(z_t h̃_t) = −softplus(−k_z) + log g(k_h), then `log_space_recurrence`; `"fused"` forms
-    1 − z_t and z_t ⊙ h̃_t of every step and runs h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t in a C++
-    kernel (`ops.linear_recurrence`); `"auto"` takes the parallel form on a GPU and the fused
-    kernel on CPU.
+    the projections of every step in one product and runs the gates and
+    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t in a C++ kernel (`ops.gated_linear_recurrence`);
+    `"auto"` takes the parallel form on a GPU and the fused kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.

@@ -68,9 +68,10 @@ class MinLSTM(LinearScanLayer):
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes every
     step at once in log space (App. B: `normalised_log_gates`, log h̃_t = log g(k_h), then
-    `log_space_recurrence`); `"fused"` forms f'_t and i'_t ⊙ h̃_t of every step and runs
-    h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ h̃_t in a C++ kernel (`ops.linear_recurrence`); `"auto"` takes
-    the parallel form on a GPU and the fused kernel on CPU.
+    `log_space_recurrence`); `"fused"` forms the projections of every step in one product and
+    runs the gates and h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ h̃_t in a C++ kernel
+    (`ops.gated_linear_recurrence`); `"auto"` takes the parallel form on a GPU and the fused
+    kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.

@@ -84,9 +84,9 @@ class RGLRU(LinearScanLayer):
 
     Paths (`implementation=`): `"loop"` runs the cell step by step; `"parallel"` computes the
     coefficients of every step at once and runs the linear recurrence h_t = a_t h_{t−1} + b_t as
-    an associative scan (`linear_recurrence`); `"fused"` computes the same coefficients and runs the
-    recurrence in a C++ kernel (`ops.linear_recurrence`); `"auto"` takes the parallel form on a GPU
-    and the fused kernel on CPU.
+    an associative scan (`linear_recurrence`); `"fused"` forms the projections in one product and
+    the same coefficients and recurrence in a C++ kernel (`ops.gated_linear_recurrence`); `"auto"`
+    takes the parallel form on a GPU and the fused kernel on CPU.
 
     Args:
         units: Dimensionality of the output and state.
