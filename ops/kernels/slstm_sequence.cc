@@ -25,34 +25,21 @@ auto LogSigmoid(const Values& x) {
   return x.min(typename Values::Scalar(0)) - (-x.abs()).exp().log1p();
 }
 
-// The recurrent product of a block of rows, head by head: gates[:, g H + k d + e] +=
-// sum_j h[:, k d + j] R[k, j, g d + e] for the gates g, heads k and units e, j of a head.
-template <typename T, typename States, typename Gates>
-void AddRecurrentProduct(const SlstmSizes& sizes, const T* recurrent_kernel, const States& h,
-                         Gates* gates) {
+// The recurrent kernel as one dense [H, 4H] matrix, zero off the heads' blocks: R_dense[k d + j,
+// g H + k d + e] = R[k, j, g d + e]. A step's recurrent product is then one matrix product of the
+// shard's rows (heads times the multiply-adds of the blocks, in one call instead of one small
+// product per head and gate, each of which pays the product's setup).
+template <typename T>
+RowMatrix<T> DenseRecurrentKernel(const SlstmSizes& sizes, const T* recurrent_kernel) {
   const int64_t d = sizes.head_size, units = sizes.units();
+  RowMatrix<T> dense = RowMatrix<T>::Zero(units, 4 * units);
   for (int64_t k = 0; k < sizes.heads; ++k) {
     const rnn::ConstRows<T> kernel(recurrent_kernel + k * d * 4 * d, d, 4 * d);
     for (int g = 0; g < 4; ++g) {
-      gates->middleCols(g * units + k * d, d).noalias() +=
-          h.middleCols(k * d, d) * kernel.middleCols(g * d, d);
+      dense.block(k * d, g * units + k * d, d, d) = kernel.middleCols(g * d, d);
     }
   }
-}
-
-// d_h[:, k d + j] = sum over g, e of d_gates[:, g H + k d + e] R[k, j, g d + e].
-template <typename T, typename Gates, typename States>
-void RecurrentProductGradient(const SlstmSizes& sizes, const T* recurrent_kernel,
-                              const Gates& d_gates, States* d_h) {
-  const int64_t d = sizes.head_size, units = sizes.units();
-  d_h->setZero();
-  for (int64_t k = 0; k < sizes.heads; ++k) {
-    const rnn::ConstRows<T> kernel(recurrent_kernel + k * d * 4 * d, d, 4 * d);
-    for (int g = 0; g < 4; ++g) {
-      d_h->middleCols(k * d, d).noalias() +=
-          d_gates.middleCols(g * units + k * d, d) * kernel.middleCols(g * d, d).transpose();
-    }
-  }
+  return dense;
 }
 
 // The stabilised cell of one row, from its gate pre-activations and the states it starts from.
@@ -100,6 +87,7 @@ void SlstmSequenceForward(const rnn::Workers& workers, const SlstmSizes& sizes,
                           T* previous) {
   const int64_t time = sizes.time, units = sizes.units(), width = 4 * units;
   const rnn::StepLayout layout{time, units};
+  const RowMatrix<T> dense_kernel = DenseRecurrentKernel(sizes, recurrent_kernel);
   ForEachShard(workers, sizes, [&](int64_t first, int64_t rows) {
     // The states of the shard's rows side by side, [h, c, n, m], and the step's gates.
     RowMatrix<T> states(rows, width), gates(rows, width);
@@ -111,7 +99,7 @@ void SlstmSequenceForward(const rnn::Workers& workers, const SlstmSizes& sizes,
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       gates = rnn::ConstStridedRows<T>(projected + (first * time + t) * width, rows, width,
                                        Eigen::OuterStride<>(time * width));
-      AddRecurrentProduct(sizes, recurrent_kernel, states.leftCols(units), &gates);
+      gates.noalias() += states.leftCols(units) * dense_kernel;
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t at = ((first + r) * time + t) * width;
         T* output = outputs + layout.Offset(step, first + r);
@@ -142,6 +130,7 @@ void SlstmSequenceBackward(const rnn::Workers& workers, const SlstmSizes& sizes,
                            T* d_projected, const std::array<T*, kSlstmStates>& d_initial) {
   const int64_t time = sizes.time, units = sizes.units(), width = 4 * units;
   const rnn::StepLayout layout{time, units};
+  const RowMatrix<T> dense_kernel = DenseRecurrentKernel(sizes, recurrent_kernel);
   ForEachShard(workers, sizes, [&](int64_t first, int64_t rows) {
     // The gradients reaching the states after the step, [h, c, n, m], what padded steps'
     // outputs pass on to the output they repeat, the step's gate gradients and d h_{t-1}.
@@ -194,7 +183,7 @@ void SlstmSequenceBackward(const rnn::Workers& workers, const SlstmSizes& sizes,
       }
       rnn::StridedRows<T>(d_projected + (first * time + t) * width, rows, width,
                           Eigen::OuterStride<>(time * width)) = d_gates;
-      RecurrentProductGradient(sizes, recurrent_kernel, d_gates, &d_h);
+      d_h.noalias() = d_gates * dense_kernel.transpose();
       for (int64_t r = 0; r < rows; ++r) {
         if (valid[r]) d_states.row(r).leftCols(units) = d_h.row(r);
       }
