@@ -98,6 +98,18 @@ def test_generation_returns_the_characters_of_the_corpus(name):
     assert any(ord(char) > 127 for char in continuation)
 
 
+def test_pretraining_text_is_read_as_written_in_the_vocabulary_of_the_data(tmp_path):
+    data = tmp_path / "fr.txt"
+    data.write_text(repeated(CORPORA["accented latin"]), encoding="utf-8")
+    other = tmp_path / "other.txt"
+    other.write_text("Où, Noël ?\nЁж!\n", encoding="utf-8")
+    args = recipe.build_parser().parse_args(["--data", str(data), "--pretrain-data", str(other)])
+    args.text = "faithful"
+    ids, tokenizer, vocab = recipe.tokenize(args, data.read_text(encoding="utf-8"))
+    tokens = vocab.to_tokens(recipe.pretraining_ids(args, tokenizer, vocab).tolist())
+    assert "".join(tokens) == "Où, Noël ?\n<unk><unk>!\n"  # Cyrillic is not in the French text
+
+
 # --- The recipe's choices from the corpus ---------------------------------------------------
 
 
