@@ -88,7 +88,7 @@ def build_model(kind, units, implementation, steps):
 RESIDUAL_BLOCKS = 2
 CLASSIC_CELLS = ("rnn", "gru", "lstm")
 # Training steps timed to estimate one epoch's CPU time, after the steps that trace.
-TIMED_STEPS = 12
+TIMED_STEPS = 8
 
 
 def lm_recipe_args(cell, units, epochs=None):
@@ -142,6 +142,7 @@ def lm_epoch_cpu_seconds(argv):
     ids, _, vocab = recipe.tokenize(args, recipe.read_corpus(args))
     train, validation = recipe.batches(args, ids)
     model = recipe.build_model(args, len(vocab))
+    model(next(iter(train))[0])  # built before compile, as the recipe builds it
     model.compile(
         optimizer=training.make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -180,7 +181,7 @@ def lm_budget_table(layers, minutes, reference):
 
     target = lm_weight_count(lm_recipe_args("lstm", 256))
     print(
-        f"`python benchmarks/recurrent_layers.py --lm-budget-minutes {minutes:g}` (under `nice -n 19`), "
+        f"`python benchmarks/recurrent_layers.py --lm-budget-minutes {minutes:g}`, "
         f"{date.today()}, {cpu_description()}: `recipes.language_model` (The Time Machine, characters, "
         f"its defaults) with each layer at about the LSTM recipe's {target:,} weights. Epochs: "
         f"{minutes:g} CPU minutes over one epoch's CPU time measured beforehand, for the cosine "

@@ -196,9 +196,8 @@ class ResidualRecurrentBlock(keras.layers.Layer):
     def implementation_used(self):
         return self.recurrent.implementation_used
 
-    def compute_output_shape(self, input_shape, initial_state_shape=None):
-        batch = input_shape[0]
-        return tuple(input_shape), [(batch, size) for size in self.state_sizes]
+    def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        return tuple(inputs_shape), [(inputs_shape[0], size) for size in self.state_sizes]
 
     def get_config(self):
         return {

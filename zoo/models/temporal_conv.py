@@ -133,8 +133,8 @@ class TemporalConv(keras.layers.Layer):
         if self.carried_window is not None:
             self.carried_window.reset()
 
-    def compute_output_shape(self, input_shape, initial_state_shape=None):
-        return tuple(input_shape), (input_shape[0], (self.width - 1) * input_shape[-1])
+    def compute_output_shape(self, inputs_shape, initial_state_shape=None):
+        return tuple(inputs_shape), (inputs_shape[0], (self.width - 1) * inputs_shape[-1])
 
     def get_config(self):
         return {
