@@ -191,6 +191,6 @@ setup(
     extras_require={
         # The runtimes zoo.export writes for and its tests run: LiteRT and ONNX Runtime.
         "export": EXPORT_REQUIRES,
-        "test": ["pytest>=8", "ruff==0.17.6", "clang-format==23.1.5"] + EXPORT_REQUIRES,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff==0.17.6", "clang-format==23.1.5"] + EXPORT_REQUIRES,
     },
 )

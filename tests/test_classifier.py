@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from zoo.models import LanguageModel
 from zoo.models.classifier import POOLING_MODES, SequenceClassifier, masked_pooling
 
 
@@ -13,10 +14,12 @@ def numpy_pooling(sequences, lengths, mode):
     for row, length in zip(sequences, lengths):
         real = row[:length]
         if length == 0:
-            width = row.shape[-1] * (2 if mode in ("first_last", "mean_max") else 1)
+            width = row.shape[-1] * {"first_last": 2, "mean_max": 2, "last_max_mean": 3}.get(mode, 1)
             rows.append(np.zeros(width, row.dtype))
         elif mode == "first_last":
             rows.append(np.concatenate([real[0], real[-1]]))
+        elif mode == "last_max_mean":
+            rows.append(np.concatenate([real[-1], real.max(axis=0), real.mean(axis=0)]))
         elif mode == "mean":
             rows.append(real.mean(axis=0))
         elif mode == "max":
@@ -105,3 +108,51 @@ def test_word_dropout_zeroes_whole_tokens_in_training_only():
         model.word_dropout_layer(embedded, training=False).numpy(), embedded.numpy()
     )
     np.testing.assert_array_equal(model(ids).numpy(), model(ids).numpy())
+
+
+def trained_language_model(**kwargs):
+    config = dict(vocab_size=30, embedding_dim=6, units=5, num_layers=2, cell_type="lstm")
+    config.update(kwargs)
+    model = LanguageModel(**config)
+    model.build((None, None))
+    # Weights unlike any fresh initialisation, so a copy that did not happen shows.
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_classifier_from_a_language_model_encodes_as_the_language_model_runs(cell_type):
+    lm = trained_language_model(cell_type=cell_type)
+    classifier = SequenceClassifier.from_language_model(lm, num_classes=3, dropout=0.2)
+    assert classifier.pooling == "last_max_mean" and classifier.cell_type == cell_type
+    ids = np.array([[4, 9, 2, 7], [5, 6, 0, 0]])
+    lm_outputs = lm.rnn(lm.embedding(ids))[0].numpy()
+    encoded = classifier.encode(ids).numpy()
+    # The pooled vector starts with the output at each text's last real token.
+    np.testing.assert_allclose(encoded[0, :5], lm_outputs[0, 3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(encoded[1, :5], lm_outputs[1, 1], rtol=1e-5, atol=1e-6)
+    assert classifier.predict(ids, verbose=0).shape == (2, 3)
+    restored = SequenceClassifier.from_config(classifier.get_config())
+    assert restored.get_config() == classifier.get_config()
+
+
+def test_classifier_from_a_stateful_language_model_copies_only_the_trained_weights():
+    lm = trained_language_model(stateful=True)
+    classifier = SequenceClassifier.from_language_model(lm, num_classes=2)
+    for weight, copy in zip(lm.rnn.trainable_weights, classifier.encoder.trainable_weights, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), copy.numpy())
+
+
+def test_classifier_from_a_language_model_refuses_what_it_cannot_start_from():
+    with pytest.raises(TypeError, match="plain recurrent stack"):
+        SequenceClassifier.from_language_model(small_classifier(), num_classes=2)
+    with pytest.raises(ValueError, match="not built"):
+        SequenceClassifier.from_language_model(LanguageModel(vocab_size=30, embedding_dim=4), 2)
+    with pytest.raises(ValueError, match="one-hot"):
+        SequenceClassifier.from_language_model(trained_language_model(embedding_dim=None), 2)
+    with pytest.raises(ValueError, match=r"\['units'\] come from the language model"):
+        SequenceClassifier.from_language_model(trained_language_model(), 2, units=8)
+    gru = trained_language_model(cell_type="gru", recurrent_layer_kwargs={"reset_after": False})
+    with pytest.raises(ValueError, match="default recurrent layer arguments"):
+        SequenceClassifier.from_language_model(gru, 2)

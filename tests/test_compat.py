@@ -139,3 +139,18 @@ def test_litert_operators_of_a_converted_model():
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
     operators = [name for _, name in compat.litert_operators(converter.convert())]
     assert "RELU" in operators and "ADD" in operators
+
+
+def test_optimizer_variable_index_finds_the_variables_update_step_is_given():
+    variables = [keras.Variable(np.zeros(2, "float32")), keras.Variable(np.ones(3, "float32"))]
+    seen = []
+
+    class RecordsIndices(keras.optimizers.SGD):
+        def update_step(self, gradient, variable, learning_rate):
+            seen.append(compat.optimizer_variable_index(self, variable))
+            super().update_step(gradient, variable, learning_rate)
+
+    optimizer = RecordsIndices(0.1)
+    optimizer.build(variables)
+    optimizer.apply([np.ones(3, "float32"), np.ones(2, "float32")], [variables[1], variables[0]])
+    assert seen == [1, 0]

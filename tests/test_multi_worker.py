@@ -10,7 +10,7 @@ One scenario (a module fixture, to start as few processes as possible), checked 
 2. Worker 1 is killed with SIGKILL; worker 0 must exit with the peer-failure message.
 3. The cluster is started again and resumes the tagger after epoch 2.
 
-The recipes (`recipe_runs`): the language model (sequential and random batching),
+The recipes (`recipe_runs`): the language model (sequential and random batching) and the tagger,
 each trained by one process, by `--strategy mirrored --cpu-devices 2` and by a 2-worker cluster
 (`--strategy multi-worker`), with odd global batches (uneven splits over the replicas) and the
 default clipping, end alike. `killed_recipe`: a worker of the language model's cluster is killed
@@ -25,6 +25,7 @@ import os
 import signal
 import time
 
+import conllu_slices
 import distributed_runs
 import pytest
 
@@ -145,7 +146,10 @@ def test_restarted_cluster_resumes_after_the_last_finished_epoch(scenario, rank)
 
 LM_FLAGS = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--dropout", "0"]
 LM_FLAGS += ["--epochs", "2", "--batch-size", "15", "--num-steps", "16", "--sample-tokens", "4"]
-RECIPE_RUNS = ("lm-sequential", "lm-random")
+TAGGER_FLAGS = ["--output", "softmax", "--ensemble", "1", "--dropout", "0", "--epochs", "2"]
+TAGGER_FLAGS += ["--batch-size", "15", "--embedding-dim", "8", "--units", "8", "--num-layers", "1"]
+TAGGER_FLAGS += ["--char-embedding-dim", "4", "--char-filters", "4"]
+RECIPE_RUNS = ("lm-sequential", "lm-random", "tagger")
 KILLED_RUN_EPOCHS = 4
 
 
@@ -154,9 +158,14 @@ def recipe_runs(tmp_path_factory, data_file):
     folder = tmp_path_factory.mktemp("recipes")
     book = folder / "book.txt"
     book.write_text(data_file("timemachine/timemachine.txt").read_text()[:6_000])
+    ud = "ud_english_ewt/en_ewt-ud-{}.conllu"
+    train = conllu_slices.first_sentences(data_file(ud.format("train.subset")), folder / "train.conllu", 61)
+    dev = conllu_slices.first_sentences(data_file(ud.format("dev")), folder / "dev.conllu", 20, train)
     runs = {
         "lm-sequential": ["language_model", "--data", str(book), "--batching", "sequential", *LM_FLAGS],
         "lm-random": ["language_model", "--data", str(book), "--batching", "random", *LM_FLAGS],
+        # The default word dropout stays on: its draws must not depend on the process or thread order.
+        "tagger": ["tagging", "--data", str(train), "--dev", str(dev), *TAGGER_FLAGS],
     }
     script = distributed_runs.RECIPES
     one_machine = {"runs": runs, "strategies": ["default", "mirrored"], "output": str(folder)}

@@ -99,6 +99,28 @@ def test_word_dropout_replaces_only_real_words_by_unk():
     assert first_inputs(1.0) == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]
 
 
+def test_seeded_word_dropout_repeats_from_run_to_run_and_changes_from_epoch_to_epoch():
+    sentences = [[f"w{(7 * i + j) % 40}" for j in range(3 + i % 8)] for i in range(300)]
+    labels = [["X"] * len(sentence) for sentence in sentences]
+    encoder = TokenEncoder(Vocab(sentences, reserved_tokens=SEQUENCE_RESERVED), None, False, 5)
+    tags = Vocab([["X"]], reserved_tokens=(), unk_token=None)
+
+    def two_epochs():
+        dataset = tagger_batches(
+            sentences, labels, encoder, tags, 8, shuffle=False, seed=3, mask_weights=True, word_dropout=0.2
+        )
+        return [[inputs.numpy() for inputs, *_ in dataset] for _ in range(2)]
+
+    first, second = two_epochs(), two_epochs()
+    # Many batches encoded by a parallel map: each batch's dropout must not depend on thread order.
+    for epoch in range(2):
+        for a, b in zip(first[epoch], second[epoch], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(*first))
+    real = np.concatenate([ids[ids > 0] for ids in first[0]])
+    assert 0.1 < np.mean(real == encoder.word_vocab.unk_id) < 0.3
+
+
 def test_entity_weight_weighs_entity_tokens_or_sentences():
     encoder = word_encoder()
     tags = Vocab([["O", "B-person"]], reserved_tokens=(), unk_token=None)

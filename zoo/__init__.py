@@ -10,6 +10,7 @@ from zoo import (
     decoding,
     distribute,
     export,
+    fine_tuning,
     layers,
     losses,
     metrics,

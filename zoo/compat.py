@@ -30,6 +30,9 @@ Layers, metrics and export
   `Functional._run_through_graph`), for the exporters.
 - `litert_operators(flatbuffer)`: LiteRT's flatbuffer schema
   (`tensorflow.lite.python.schema_py_generated`), to list a converted model's operators.
+- `optimizer_variable_index(optimizer, variable)` (`BaseOptimizer._get_variable_index`): which of
+  the optimizer's variables `update_step` was given (on TensorFlow, a `tf.Variable` or one replica's
+  component of it), as Keras's own optimizers look up their slots.
 
 Distributed training: `install_distribution_fixes()`
 ----------------------------------------------------
@@ -388,6 +391,11 @@ def keras_mask(tensor):
     from keras.src.backend import get_keras_mask
 
     return get_keras_mask(tensor)
+
+
+def optimizer_variable_index(optimizer, variable):
+    """The position in `optimizer.build(variables)`'s list of the variable `update_step` was given."""
+    return optimizer._get_variable_index(variable)
 
 
 def in_save_context():

@@ -11,7 +11,9 @@ import tensorflow as tf
 
 from zoo import layers as zoo_layers
 
-POOLING_MODES = ("first_last", "mean", "max", "mean_max")
+POOLING_MODES = ("first_last", "mean", "max", "mean_max", "last_max_mean")
+# How many vectors of the encoder's width each pooling concatenates.
+POOLED_WIDTHS = {"first_last": 2, "mean_max": 2, "last_max_mean": 3}
 
 
 def masked_pooling(sequences, mask, mode):
@@ -22,11 +24,13 @@ def masked_pooling(sequences, mask, mode):
         mask: bool tensor [batch, time], True at real positions; `None`: every position is real.
             Real positions must come first (right padding) for `"first_last"`.
         mode: `"first_last"` (the outputs at the first and the last real position, concatenated),
-            `"mean"`, `"max"`, or `"mean_max"` (mean and max concatenated).
+            `"mean"`, `"max"`, `"mean_max"` (mean and max concatenated), or `"last_max_mean"` (the
+            output at the last real position, max and mean: ULMFiT's concat pooling, Howard & Ruder
+            2018, section 3.3).
 
     Returns:
-        Float tensor [batch, features] (`"first_last"`, `"mean_max"`: [batch, 2 * features]). A row
-        with no real position pools to zeros.
+        Float tensor [batch, features] (`"first_last"`, `"mean_max"`: [batch, 2 * features];
+        `"last_max_mean"`: [batch, 3 * features]). A row with no real position pools to zeros.
     """
     if mode not in POOLING_MODES:
         raise ValueError(f"pooling must be one of {POOLING_MODES}, got {mode!r}")
@@ -52,6 +56,9 @@ def masked_pooling(sequences, mask, mode):
     maximum = tf.reduce_max(tf.where(tf.expand_dims(mask, -1), sequences, lowest), axis=1) * has_tokens
     if mode == "max":
         return maximum
+    if mode == "last_max_mean":
+        last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1) * has_tokens
+        return tf.concat([last, maximum, mean], axis=-1)
     return tf.concat([mean, maximum], axis=-1)
 
 
@@ -165,7 +172,7 @@ class SequenceClassifier(keras.Model):
         self.embedding.build((batch, time))
         self.encoder.build((batch, time, self.embedding_dim))
         width = self.units * (2 if self.bidirectional else 1)
-        width *= 2 if self.pooling in ("first_last", "mean_max") else 1
+        width *= POOLED_WIDTHS.get(self.pooling, 1)
         width += self.embedding_dim if self.pool_embeddings else 0
         self.classes.build((batch, width))
 
@@ -191,6 +198,80 @@ class SequenceClassifier(keras.Model):
 
     def compute_output_shape(self, token_ids_shape):
         return (token_ids_shape[0], self.num_classes)
+
+    @classmethod
+    def from_language_model(
+        cls, language_model, num_classes, pooling="last_max_mean", dropout=0.0, word_dropout=0.0, **kwargs
+    ):
+        """A classifier whose embedding and recurrent stack start as `language_model`'s (ULMFiT's
+        transfer: Howard & Ruder 2018): the same cell, sizes and layers, their trained weights copied,
+        and a new output layer.
+
+        The classifier reads the language model's token ids, so texts must be encoded with its
+        vocabulary (or tokenizer), whose id 0 is padding (as `zoo.text.Vocab` with
+        `SEQUENCE_RESERVED` and `zoo.text.BPETokenizer` lay out their ids).
+
+        Args:
+            language_model: a built `zoo.models.LanguageModel` with an embedding (not one-hot) and a
+                plain recurrent stack.
+            num_classes: the number of classes.
+            pooling: one of `POOLING_MODES`; ULMFiT's concat pooling by default.
+            dropout, word_dropout: as in the constructor.
+            **kwargs: the other constructor arguments that do not fix the encoder's shape
+                (`pool_embeddings`, `name`, ...).
+
+        Returns:
+            A built `SequenceClassifier`.
+
+        Example:
+        >>> lm = zoo.models.LanguageModel(vocab_size=1000, embedding_dim=64, units=128, num_layers=2)
+        >>> lm.fit(lm_batches, epochs=5)
+        >>> classifier = SequenceClassifier.from_language_model(lm, num_classes=2, dropout=0.3)
+        """
+        encoder = getattr(language_model, "rnn", None)
+        if not isinstance(encoder, zoo_layers.StackedRNN) or not hasattr(language_model, "embedding"):
+            raise TypeError(
+                "from_language_model takes a zoo.models.LanguageModel with a plain recurrent stack "
+                f"(embedding → StackedRNN → head), got {type(language_model).__name__}"
+            )
+        if not language_model.built:
+            raise ValueError("the language model is not built: train it, or call it on a batch, first")
+        if language_model.embedding is None:
+            raise ValueError(
+                "the language model feeds one-hot vectors (embedding_dim=None): a classifier needs an "
+                "embedding to start from"
+            )
+        shape = {"cell_type", "units", "num_layers", "embedding_dim", "bidirectional", "vocab_size"}
+        if shape & kwargs.keys():
+            raise ValueError(f"{sorted(shape & kwargs.keys())} come from the language model")
+        model = cls(
+            vocab_size=language_model.vocab_size,
+            num_classes=num_classes,
+            embedding_dim=language_model.embedding_dim,
+            units=language_model.units,
+            num_layers=language_model.num_layers,
+            cell_type=language_model.cell_type,
+            bidirectional=language_model.bidirectional,
+            pooling=pooling,
+            dropout=dropout,
+            word_dropout=word_dropout,
+            **{"implementation": language_model.implementation, **kwargs},
+        )
+        model.build((None, None))
+        # Trainable weights only: a stateful language model also holds its carried states.
+        for source, target in (
+            (language_model.embedding, model.embedding),
+            (encoder, model.encoder),
+        ):
+            for weight, copy in zip(source.trainable_weights, target.trainable_weights, strict=True):
+                if tuple(weight.shape) != tuple(copy.shape):
+                    raise ValueError(
+                        f"the language model's {weight.path} has shape {tuple(weight.shape)}, the "
+                        f"classifier's {copy.path} {tuple(copy.shape)}: build the language model with "
+                        "the default recurrent layer arguments"
+                    )
+                copy.assign(weight)
+        return model
 
     def get_config(self):
         return {

@@ -36,7 +36,8 @@ def tagger_batches(
         tag_vocab: tag → id (a `zoo.text.Vocab` without reserved or unknown tokens).
         batch_size: sentences per batch.
         shuffle: reshuffle the sentences each epoch.
-        seed: the seed of the shuffling and of the word dropout.
+        seed: the seed of the shuffling and of the word dropout: with one, every epoch's batches
+            are the same from run to run, however many threads encode them.
         mask_weights: yield per-token sample weights (the padding mask, times `entity_weight` on
             entities) for a softmax tagger; a CRF reads the mask from the model, so without it the
             weights are per sentence, and only when `entity_weight` is not 1.
@@ -59,11 +60,12 @@ def tagger_batches(
     if shuffle:
         dataset = dataset.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
 
-    def encode(tokens, token_tags):
+    def encode(tokens, token_tags, dropout_seed=None):
         inputs, mask = encoder(tokens)
         if word_dropout:
             word_ids = inputs[0] if isinstance(inputs, tuple) else inputs
-            dropped = tf.random.uniform(tf.shape(word_ids), seed=seed) < word_dropout
+            # Stateless: a stateful op's draws would go to whichever batch a parallel map runs first.
+            dropped = tf.random.stateless_uniform(tf.shape(word_ids), dropout_seed) < word_dropout
             word_ids = tf.where(dropped & mask, unk_id, word_ids)
             inputs = (word_ids, inputs[1]) if isinstance(inputs, tuple) else word_ids
         tag_ids = tag_vocab.to_ids(token_tags).to_tensor(0, shape=tf.shape(mask, out_type=tf.int64))
@@ -74,8 +76,9 @@ def tagger_batches(
             return inputs, tag_ids, tf.where(tf.reduce_any(entity, axis=1), entity_weight, 1.0)
         return inputs, tag_ids
 
-    return (
-        dataset.ragged_batch(batch_size)
-        .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = dataset.ragged_batch(batch_size)
+    if word_dropout:
+        # A seed per batch, drawn anew each epoch from `seed`.
+        batch_seeds = tf.data.Dataset.random(seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(lambda batch, seeds: (*batch, seeds))
+    return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
