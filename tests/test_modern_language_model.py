@@ -221,3 +221,12 @@ def test_recipe_rejects_bad_cell_flags(argv, message, capsys):
         recipe.main(argv)
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_configs_saved_before_residual_blocks_load_as_plain_stacks():
+    config = language_model("lstm").get_config()
+    for key in ("block", "conv_width", "mlp_expansion"):
+        config.pop(key)
+    model = zoo.models.LanguageModel.from_config(config)
+    assert (model.block, model.conv_width) == ("plain", 0)
+    assert isinstance(model.rnn, zoo.layers.StackedRNN)
