@@ -61,11 +61,20 @@ from recipes import flags, run_files, training
 from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import Perplexity
-from zoo.models.language_model import BIDIRECTIONAL_GENERATION_ERROR, LanguageModel, TextGenerator
+from zoo.models.language_model import (
+    BIDIRECTIONAL_GENERATION_ERROR,
+    BLOCKS,
+    CELL_TYPES,
+    CLASSIC_CELLS,
+    LanguageModel,
+    TextGenerator,
+)
 
 # --- Config ---------------------------------------------------------------------------------
 
 TOKENIZERS = ("char", "word", "bpe")
+# The cells with heads (xLSTM's block-diagonal recurrences and matrix memories).
+MULTI_HEAD_CELLS = ("slstm", "mlstm")
 VALIDATION_FRACTION = 0.1
 BOOK_PREFIX = "time traveller"
 # Without --epochs: epochs that train on about this many tokens (~20 minutes of the default model at
@@ -77,11 +86,6 @@ DEFAULT_MODEL_TOKENS_PER_SEC = 8_500
 # Without --patience, on text other than the book: early stopping on validation perplexity.
 CORPUS_PATIENCE = 3
 PREFIX_WORDS, PREFIX_CHARS = 3, 20
-
-
-def check_flags(args):
-    if args.tokenizer == "bpe" and args.text is not None:
-        raise flags.FlagError("--text is for char and word tokens: BPE pieces keep the text as written")
 
 
 def build_parser():
@@ -100,7 +104,29 @@ def build_parser():
     )
     flags.add_export_flags(parser)
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    model.add_argument(
+        "--cell",
+        choices=CELL_TYPES,
+        default="lstm",
+        help="the recurrent layer: classic (rnn, gru, lstm) or modern (mingru, minlstm, rglru, slstm, mlstm)",
+    )
+    model.add_argument(
+        "--block",
+        choices=BLOCKS,
+        default=None,
+        help="plain: recurrent layers stacked (the classic cells' default); residual: pre-norm blocks of "
+        "the recurrent layer and a gated MLP with residual connections (the modern cells' default)",
+    )
+    model.add_argument(
+        "--conv-width",
+        type=flags.non_negative_int,
+        default=None,
+        help="residual blocks: the causal convolution before the recurrent layer (default: 4 for rglru, "
+        "as Hawk's, 0 for the others)",
+    )
+    model.add_argument(
+        "--heads", type=flags.positive_int, default=4, help="heads of slstm and mlstm (must divide --units)"
+    )
     model.add_argument("--layers", type=flags.positive_int, default=3, help="stacked recurrent layers")
     model.add_argument("--units", type=flags.positive_int, default=256, help="hidden units per layer")
     model.add_argument(
@@ -185,6 +211,19 @@ def build_parser():
         "--sample-tokens", type=flags.positive_int, default=50, help="tokens in each sample"
     )
     return parser
+
+
+def check(args):
+    """The rules between the flags."""
+    if args.tokenizer == "bpe" and args.text is not None:
+        raise flags.FlagError("--text is for char and word tokens: BPE pieces keep the text as written")
+    block = args.block or ("plain" if args.cell in CLASSIC_CELLS else "residual")
+    if block == "residual" and args.bidirectional:
+        raise flags.FlagError("--bidirectional needs --block plain: residual blocks are unidirectional")
+    if block == "plain" and args.conv_width:
+        raise flags.FlagError("--conv-width is the convolution of residual blocks: add --block residual")
+    if args.cell in MULTI_HEAD_CELLS and args.units % args.heads:
+        raise flags.FlagError(f"--cell {args.cell}: --heads {args.heads} must divide --units {args.units}")
 
 
 # --- Data ------------------------------------------------------------------------------------
@@ -365,6 +404,9 @@ def build_model(args, vocab_size):
         bidirectional=args.bidirectional,
         stateful=args.batching == "sequential",
         implementation=args.implementation,
+        recurrent_layer_kwargs={"num_heads": args.heads} if args.cell in MULTI_HEAD_CELLS else None,
+        block=args.block,
+        conv_width=args.conv_width,
     )
 
 
@@ -435,7 +477,7 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
 
 @entry_point
 def main(argv=None):
-    args = flags.parse_args(build_parser(), argv, check=check_flags)
+    args = flags.parse_args(build_parser(), argv, check=check)
     strategy = training.setup(args)
 
     text = read_corpus(args)
