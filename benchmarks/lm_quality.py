@@ -1,4 +1,5 @@
-"""Language-model quality on the char-level Time Machine: the recipe and the course's settings.
+"""Language-model quality: the char-level Time Machine (the recipe and the course's settings), and
+the recipe's default run on text of one's own, read as written.
 
 Parts (choose with `--parts`, default all; each prints its figures as it ends, and `summary.json` in
 `--runs` gathers them):
@@ -19,8 +20,14 @@ Parts (choose with `--parts`, default all; each prints its figures as it ends, a
 6. The default recipe with `--pretrain-data`: other English text from `$ZOO_DATA_DIR` (the IMDb
    reviews, the English side of fra-eng, the UD EWT sentences, encoded with the book's vocabulary)
    for `--pretrain-epochs`, then the book.
+7. Faithful text that is not the book: the recipe's default run (no flags but `--data`: faithful
+   characters, the run length it chooses from the corpus size, early stopping) on the first
+   `--corpus-bytes` (default 1,115,394, tinyshakespeare's size) of `$ZOO_DATA_DIR`'s unlabeled IMDb
+   reviews, cut at a review's end, with their `<br />` tags as the line breaks they stand for:
+   validation loss in nats per character on the last 10%, wall and CPU minutes of the run.
 
     ZOO_DATA_DIR=../shared/data python benchmarks/lm_quality.py --parts 2 3 4 5 6
+    nice -n 19 python benchmarks/lm_quality.py --parts 7
 
 `--data` (default `$ZOO_DATA_DIR/timemachine/timemachine.txt`) is the book; runs go to `--runs`.
 The validation set is always the last 10% of the text.
@@ -50,10 +57,11 @@ from zoo.models.language_model import LanguageModel  # noqa: E402
 VALIDATION_FRACTION = 0.1  # the recipe's: the last 10% of the text
 
 
-def run_recipe(args, name, flags):
-    """`(run, minutes)`: `recipes.language_model` on the book with `flags`, in `--runs/name`."""
+def run_recipe(args, name, flags, data=None):
+    """`(run, minutes)`: `recipes.language_model` on `data` (default: the book) with `flags`, in
+    `--runs/name`."""
     start = time.perf_counter()
-    run = recipe.main(["--data", str(args.data), "--output-dir", str(args.runs / name), *flags])
+    run = recipe.main(["--data", str(data or args.data), "--output-dir", str(args.runs / name), *flags])
     return run, (time.perf_counter() - start) / 60
 
 
@@ -319,6 +327,41 @@ def part_pretraining(args):
     }
 
 
+def reviews_corpus(data_dir, size):
+    """The first reviews of `imdb_unlabeled/reviews.txt` that fit in `size` UTF-8 bytes, one a line,
+    each `<br />` the line break it stands for."""
+    text = zoo_text.read_text(data_dir / "imdb_unlabeled" / "reviews.txt")
+    lines, used = [], 0
+    for review in text.split("\n"):
+        line = review.replace("<br />", "\n") + "\n"
+        used += len(line.encode("utf-8"))
+        if used > size:
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def part_faithful_corpus(args):
+    """The recipe's default run on reviews read as written; nats per character = ln(perplexity)."""
+    corpus = args.runs / "reviews.txt"
+    corpus.write_text(reviews_corpus(args.data.parents[1], args.corpus_bytes), encoding="utf-8")
+    cpu_start = time.process_time()
+    run, minutes = run_recipe(args, "faithful-reviews", [], data=corpus)
+    text = corpus.read_text(encoding="utf-8")
+    return {
+        "corpus": f"{corpus.stat().st_size:,} bytes of IMDb reviews, {len(set(text))} distinct characters",
+        "val_nats_per_char": math.log(run.final["val_perplexity"]),
+        "val_perplexity": run.final["val_perplexity"],
+        "vocab_size": run.final["vocab_size"],
+        "epochs": run.final["epochs"],
+        "best_epoch": run.final.get("best_epoch"),
+        "configured_epochs": json.loads((run.output_dir / "config.json").read_text())["epochs"],
+        "minutes": minutes,
+        "cpu_minutes": (time.process_time() - cpu_start) / 60,
+        "sample": run.final.get("sample"),
+    }
+
+
 PARTS = {
     "1": part_default,
     "2": part_d2l_10,
@@ -326,6 +369,7 @@ PARTS = {
     "4": part_bidirectional,
     "5": part_keras_speed,
     "6": part_pretraining,
+    "7": part_faithful_corpus,
 }
 
 
@@ -340,6 +384,7 @@ def main():
     parser.add_argument("--cap-minutes", type=float, default=15.0, help="time cap of part 3")
     parser.add_argument("--speed-epochs", type=int, default=3)
     parser.add_argument("--pretrain-epochs", type=int, default=4, help="part 6")
+    parser.add_argument("--corpus-bytes", type=int, default=1_115_394, help="part 7")
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
     summary = {}

@@ -11,11 +11,22 @@ as many weights as an LSTM of `--lstm-units`.
 
     nice -n 19 python benchmarks/recurrent_layers.py [--batch 32] [--steps 256] [--lstm-units 128]
         [--repeats 5] [--layers lstm mingru ...]
+
+`--lm-budget-minutes M` measures the other half instead: the Time Machine validation perplexity the
+language-model recipe (`recipes.language_model`, its defaults) reaches with each layer in M minutes of
+CPU time (`lm_budget_table`), printed as a Markdown table for the README.
+
+    nice -n 19 python benchmarks/recurrent_layers.py --lm-budget-minutes 4 [--layers ...] [--lm-reference]
 """
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
+import tempfile
+import time
 from datetime import date
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -71,6 +82,138 @@ def build_model(kind, units, implementation, steps):
     )
 
 
+# --- Perplexity within a CPU-time budget: the language-model recipe with each layer ---------------
+
+# The classic cells run the recipe's plain stack (its defaults: 3 layers); the modern ones residual
+# blocks (their default), fewer and wider, at the same weight count.
+RESIDUAL_BLOCKS = 2
+CLASSIC_CELLS = ("rnn", "gru", "lstm")
+# Training steps timed to estimate one epoch's CPU time, after the steps that trace.
+TIMED_STEPS = 8
+
+
+def lm_recipe_args(cell, units, epochs=None):
+    """The recipe's command line for `cell` at `units`: its defaults otherwise."""
+    argv = ["--cell", cell, "--units", str(units)]
+    if cell not in CLASSIC_CELLS:
+        argv += ["--layers", str(RESIDUAL_BLOCKS)]
+    if epochs is not None:
+        argv += ["--epochs", str(epochs)]
+    return argv
+
+
+def lm_weight_count(argv):
+    from recipes import flags
+    from recipes import language_model as recipe
+
+    args = flags.parse_args(recipe.build_parser(), argv, check=recipe.check)
+    model = recipe.build_model(args, len(lm_vocabulary()))
+    model.build((None, None))
+    return model.count_params()
+
+
+def lm_vocabulary():
+    from zoo import text as zoo_text
+
+    return zoo_text.Vocab(zoo_text.CharTokenizer().tokenize(zoo_text.load_time_machine()))
+
+
+def lm_matching_units(cell, target):
+    """The width (a multiple of 8, so the heads divide it) whose model's weights are nearest `target`."""
+    low, high = 1, 512  # in multiples of 8; the weight count grows with the width
+    while high - low > 1:
+        middle = (low + high) // 2
+        if lm_weight_count(lm_recipe_args(cell, 8 * middle)) < target:
+            low = middle
+        else:
+            high = middle
+    counts = {8 * k: lm_weight_count(lm_recipe_args(cell, 8 * k)) for k in (low, high)}
+    return min(counts, key=lambda units: abs(counts[units] - target))
+
+
+def lm_epoch_cpu_seconds(argv):
+    """One epoch's CPU seconds (training and validation) of the recipe with `argv`, estimated in this
+    process from `TIMED_STEPS` training steps after tracing (validation steps count a third of one)."""
+    import keras
+
+    from recipes import flags, training
+    from recipes import language_model as recipe
+
+    args = flags.parse_args(recipe.build_parser(), argv, check=recipe.check)
+    ids, _, vocab = recipe.tokenize(args, recipe.read_corpus(args))
+    train, validation = recipe.batches(args, ids)
+    model = recipe.build_model(args, len(vocab))
+    model(next(iter(train))[0])  # built before compile, as the recipe builds it
+    model.compile(
+        optimizer=training.make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(train.take(2), epochs=1, verbose=0)
+    started = time.process_time()
+    model.fit(train.take(TIMED_STEPS), epochs=1, verbose=0)
+    per_step = (time.process_time() - started) / TIMED_STEPS
+    train_steps, validation_steps = int(train.cardinality()), int(validation.cardinality())
+    return per_step * (train_steps + validation_steps / 3)
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def lm_run(argv, output_dir):
+    """Runs the recipe with `argv` in a child process; its final figures and the CPU seconds it used."""
+    before = children_cpu_seconds()
+    result = subprocess.run(
+        [sys.executable, "-m", "recipes.language_model", *argv, "--output-dir", str(output_dir)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise RuntimeError(f"recipe {argv} failed:\n{result.stderr[-3000:]}")
+    final = json.loads((output_dir / "metrics.json").read_text())["final"]
+    return final, children_cpu_seconds() - before
+
+
+def lm_budget_table(layers, minutes, reference):
+    """Prints the Markdown table of the perplexity each layer reaches in `minutes` of CPU time."""
+    import pathlib
+
+    target = lm_weight_count(lm_recipe_args("lstm", 256))
+    print(
+        f"`python benchmarks/recurrent_layers.py --lm-budget-minutes {minutes:g}`, "
+        f"{date.today()}, {cpu_description()}: `recipes.language_model` (The Time Machine, characters, "
+        f"its defaults) with each layer at about the LSTM recipe's {target:,} weights. Epochs: "
+        f"{minutes:g} CPU minutes over one epoch's CPU time measured beforehand, for the cosine "
+        "schedule to end in the budget. CPU minutes: the whole run as measured (start-up, tracing, "
+        "samples and export included). Perplexity: the best epoch's, on the last 10% of the book."
+    )
+    print()
+    print("| layer | block | width | weights | epochs | CPU minutes | validation perplexity | best epoch |")
+    print("|---|---|---|---|---|---|---|---|")
+    runs = [(cell, lm_matching_units(cell, target), None) for cell in layers]
+    if reference:
+        runs.append(("lstm", 256, "recipe"))
+    with tempfile.TemporaryDirectory() as folder:
+        for index, (cell, units, epochs) in enumerate(runs):
+            if epochs is None:
+                epoch_seconds = lm_epoch_cpu_seconds(lm_recipe_args(cell, units, epochs=1))
+                epochs = max(1, int(minutes * 60 / epoch_seconds))
+                argv = lm_recipe_args(cell, units, epochs)
+                label = LAYERS[cell][0].__name__
+            else:
+                argv = lm_recipe_args(cell, units)
+                label = "LSTM, the recipe's whole run"
+            final, cpu_seconds = lm_run(argv, pathlib.Path(folder) / f"run_{index}")
+            block = "plain" if cell in CLASSIC_CELLS else "residual"
+            print(
+                f"| {label} | {block} | {units} | {lm_weight_count(argv):,} | {final['epochs']} | "
+                f"{cpu_seconds / 60:.1f} | {final['val_perplexity']:.2f} | {final.get('best_epoch', '')} |",
+                flush=True,
+            )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -78,7 +221,21 @@ def main():
     parser.add_argument("--lstm-units", type=int, default=128, help="the width that sets the weight count")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds of each case")
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument(
+        "--lm-budget-minutes",
+        type=float,
+        default=0,
+        help="instead of the speed table: the LM recipe's validation perplexity in this CPU-time budget",
+    )
+    parser.add_argument(
+        "--lm-reference",
+        action="store_true",
+        help="with --lm-budget-minutes: also the LSTM recipe's whole run",
+    )
     args = parser.parse_args()
+    if args.lm_budget_minutes:
+        lm_budget_table(args.layers, args.lm_budget_minutes, args.lm_reference)
+        return
 
     target = LAYERS["lstm"][2](EMBEDDING, args.lstm_units)
     rng = np.random.default_rng(0)

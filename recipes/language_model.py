@@ -8,7 +8,17 @@ cosine decay, 40 epochs; the saved model keeps the epoch of lowest validation pe
 (`--no-keep-best`: the last). `--pretrain-data FILE...` trains on other texts first
 (`--pretrain-epochs`, in a run of its own in `pretraining/`), then on the book. The last 10% of the
 text is the validation set and is never trained on. Each epoch prints the Keras progress bar, training
-and validation perplexity, tokens/s and a greedy continuation of "time traveller".
+and validation perplexity, tokens/s and a greedy continuation of `--prefix` ("time traveller" for
+the book, the first words of other text).
+
+Text of one's own (`--data FILE`) is read as written (`--text faithful`: every character of any
+script, case, punctuation and line breaks; words split as `zoo.text.WordTokenizer("faithful")`
+splits them), The Time Machine the course's way (`--text course`: Latin letters, lowercased),
+whichever file it is read from; the run says which at its start. Without `--epochs` the run's length
+follows the corpus: epochs of about `TOKEN_BUDGET` training tokens in all (about 20 minutes of the
+default model on 2 CPU cores; at most 40, the book's), and on text other than the book early stopping
+after `CORPUS_PATIENCE` epochs without a lower validation perplexity. The run prints its epochs and
+their expected duration first.
 
 The run's folder (`--output-dir`, default `runs/language_model-<time>`) ends with `model.keras`,
 `metrics.json`, `curves.png`, `checkpoints/` (resume with `--resume DIR`), TensorBoard `logs/`, the
@@ -29,6 +39,7 @@ Examples:
 
     python -m recipes.language_model                                # the default run
     python -m recipes.language_model --data my_book.txt --tokenizer word --epochs 20
+    python -m recipes.language_model --data stories_ru.txt          # any script, as written
     python -m recipes.language_model --cell gru --layers 1 --units 32 --embedding-dim 0 --dropout 0 \\
         --batch-size 1024 --num-steps 32 --optimizer sgd --learning-rate 4 --lr-schedule constant \\
         --batching overlapping --epochs 4                           # D2L 1.0's GRU
@@ -38,6 +49,7 @@ Examples:
 
 import argparse
 import copy
+import hashlib
 import pathlib
 
 import keras
@@ -49,12 +61,31 @@ from recipes import flags, run_files, training
 from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import Perplexity
-from zoo.models.language_model import BIDIRECTIONAL_GENERATION_ERROR, LanguageModel, TextGenerator
+from zoo.models.language_model import (
+    BIDIRECTIONAL_GENERATION_ERROR,
+    BLOCKS,
+    CELL_TYPES,
+    CLASSIC_CELLS,
+    LanguageModel,
+    TextGenerator,
+)
 
 # --- Config ---------------------------------------------------------------------------------
 
 TOKENIZERS = ("char", "word", "bpe")
+# The cells with heads (xLSTM's block-diagonal recurrences and matrix memories).
+MULTI_HEAD_CELLS = ("slstm", "mlstm")
 VALIDATION_FRACTION = 0.1
+BOOK_PREFIX = "time traveller"
+# Without --epochs: epochs that train on about this many tokens (~20 minutes of the default model at
+# DEFAULT_MODEL_TOKENS_PER_SEC), between 1 and MAX_EPOCHS (the book's 40 epochs are ~6.2M tokens).
+TOKEN_BUDGET = 10_000_000
+MAX_EPOCHS = 40
+# Training tokens/s of the default model on 2 AVX2 CPU cores, the scale of the expected duration.
+DEFAULT_MODEL_TOKENS_PER_SEC = 8_500
+# Without --patience, on text other than the book: early stopping on validation perplexity.
+CORPUS_PATIENCE = 3
+PREFIX_WORDS, PREFIX_CHARS = 3, 20
 
 
 def build_parser():
@@ -65,7 +96,7 @@ def build_parser():
     flags.add_shared_flags(
         parser,
         recipe="language_model",
-        epochs=40,
+        epochs=None,
         batch_size=32,
         learning_rate=4e-3,
         clip_norm=1.0,
@@ -73,7 +104,29 @@ def build_parser():
     )
     flags.add_export_flags(parser)
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    model.add_argument(
+        "--cell",
+        choices=CELL_TYPES,
+        default="lstm",
+        help="the recurrent layer: classic (rnn, gru, lstm) or modern (mingru, minlstm, rglru, slstm, mlstm)",
+    )
+    model.add_argument(
+        "--block",
+        choices=BLOCKS,
+        default=None,
+        help="plain: recurrent layers stacked (the classic cells' default); residual: pre-norm blocks of "
+        "the recurrent layer and a gated MLP with residual connections (the modern cells' default)",
+    )
+    model.add_argument(
+        "--conv-width",
+        type=flags.non_negative_int,
+        default=None,
+        help="residual blocks: the causal convolution before the recurrent layer (default: 4 for rglru, "
+        "as Hawk's, 0 for the others)",
+    )
+    model.add_argument(
+        "--heads", type=flags.positive_int, default=4, help="heads of slstm and mlstm (must divide --units)"
+    )
     model.add_argument("--layers", type=flags.positive_int, default=3, help="stacked recurrent layers")
     model.add_argument("--units", type=flags.positive_int, default=256, help="hidden units per layer")
     model.add_argument(
@@ -101,6 +154,14 @@ def build_parser():
     )
     data = parser.add_argument_group("data")
     data.add_argument("--tokenizer", choices=TOKENIZERS, default="char")
+    data.add_argument(
+        "--text",
+        choices=zoo_text.TEXT_MODES,
+        default=None,
+        help="char and word tokens: course: the course's cleaning (Latin letters, lowercased); "
+        "faithful: the text as written, in any script (default: course for The Time Machine, "
+        "faithful for other text)",
+    )
     data.add_argument("--bpe-vocab-size", type=flags.positive_int, default=1000)
     data.add_argument("--num-steps", type=flags.positive_int, default=64, help="tokens per training window")
     data.add_argument(
@@ -136,14 +197,33 @@ def build_parser():
     training_group.add_argument(
         "--patience",
         type=flags.non_negative_int,
-        default=0,
-        help="stop after this many epochs without a lower validation perplexity (0: run all the epochs)",
+        default=None,
+        help="stop after this many epochs without a lower validation perplexity (0: run all the "
+        f"epochs; default: 0 on The Time Machine, {CORPUS_PATIENCE} on other text)",
     )
-    training_group.add_argument("--prefix", default="time traveller", help="prompt of the samples")
+    training_group.add_argument(
+        "--prefix",
+        default=None,
+        help=f"prompt of the samples (default: {BOOK_PREFIX!r} for The Time Machine, the first "
+        "words of other text)",
+    )
     training_group.add_argument(
         "--sample-tokens", type=flags.positive_int, default=50, help="tokens in each sample"
     )
     return parser
+
+
+def check(args):
+    """The rules between the flags."""
+    if args.tokenizer == "bpe" and args.text is not None:
+        raise flags.FlagError("--text is for char and word tokens: BPE pieces keep the text as written")
+    block = args.block or ("plain" if args.cell in CLASSIC_CELLS else "residual")
+    if block == "residual" and args.bidirectional:
+        raise flags.FlagError("--bidirectional needs --block plain: residual blocks are unidirectional")
+    if block == "plain" and args.conv_width:
+        raise flags.FlagError("--conv-width is the convolution of residual blocks: add --block residual")
+    if args.cell in MULTI_HEAD_CELLS and args.units % args.heads:
+        raise flags.FlagError(f"--cell {args.cell}: --heads {args.heads} must divide --units {args.units}")
 
 
 # --- Data ------------------------------------------------------------------------------------
@@ -155,6 +235,44 @@ def read_corpus(args):
         with flags.reading("--data", args.data):
             return zoo_text.read_text(args.data, args.encoding)
     return zoo_text.load_time_machine()
+
+
+def is_the_book(args, text):
+    """Whether the corpus is The Time Machine: the copy the zoo ships, or `--data` with its SHA-1."""
+    return args.data is None or hashlib.sha1(text.encode("utf-8")).hexdigest() == zoo_text.TIME_MACHINE_SHA1
+
+
+def choose_text_defaults(args, text, book):
+    """Sets `--text` (char and word tokens) and `--prefix` when not given: the course's for the
+    book, the text as written and its first words for other text; prints how the text is read."""
+    if args.tokenizer == "bpe":
+        print("text: as written (BPE pieces of the raw lines)", flush=True)
+    else:
+        args.text = args.text or ("course" if book else "faithful")
+        how = {
+            "course": "the course's cleaning: Latin letters, lowercased, a space between words",
+            "faithful": "as written: every character, case and punctuation kept",
+        }[args.text]
+        print(
+            f"text: {args.text} ({how}; --text {'faithful' if args.text == 'course' else 'course'} "
+            "for the other)",
+            flush=True,
+        )
+    if args.prefix is None:
+        args.prefix = BOOK_PREFIX if book else corpus_prefix(text)
+
+
+def corpus_prefix(text):
+    """The samples' prompt for a text: the first words of its first line that is not blank, at most
+    `PREFIX_WORDS` words in `PREFIX_CHARS` characters (a first word that is longer, as a line of
+    Chinese, is cut)."""
+    words = next(line for line in text.split("\n") if line.strip()).split()
+    prefix = words[0][:PREFIX_CHARS]
+    for word in words[1:PREFIX_WORDS]:
+        if len(prefix) + 1 + len(word) > PREFIX_CHARS:
+            break
+        prefix += " " + word
+    return prefix
 
 
 def tokenize(args, text):
@@ -169,14 +287,57 @@ def tokenize(args, text):
             raise RecipeError(f"--bpe-vocab-size {args.bpe_vocab_size}: {error}") from None
         ids = [piece for line in tokenizer.tokenize(lines) for piece in line]
         return np.asarray(ids, np.int32), tokenizer, None
-    tokenizer = zoo_text.CharTokenizer() if args.tokenizer == "char" else zoo_text.WordTokenizer()
-    # One string, as D2L 1.0 cleans it: a line break is a word boundary and becomes a space (cleaning
-    # line by line and running the lines together would glue the words on either side of it).
-    tokens = tokenizer.tokenize(text)
-    if not tokens:
-        raise RecipeError("the text holds no tokens after the course's cleaning (letters only)")
-    vocab = zoo_text.Vocab(tokens)
-    return np.asarray(vocab.to_ids(tokens), np.int32), tokenizer, vocab
+    try:
+        return zoo_text.language_model_corpus(text, args.tokenizer, args.text, VALIDATION_FRACTION)
+    except zoo_text.DataFormatError as error:
+        where = f"--data {args.data}" if args.data is not None else "The Time Machine"
+        raise RecipeError(
+            zoo_text.DataFormatError(
+                where, error.problem, options=error.options, advice=error.advice
+            ).command_line()
+        ) from None
+
+
+def choose_run_length(args, train_tokens, vocab_size, book):
+    """Sets `--epochs` (when not given: about `TOKEN_BUDGET` training tokens, 1 to `MAX_EPOCHS`
+    epochs) and `--patience` (when not given: 0 for the book, `CORPUS_PATIENCE` for other text),
+    and prints them with the run's expected duration."""
+    if args.epochs is None:
+        args.epochs = min(MAX_EPOCHS, max(1, round(TOKEN_BUDGET / train_tokens)))
+        why = (
+            f"about {TOKEN_BUDGET / 1e6:g}M training tokens, at most {MAX_EPOCHS} epochs; --epochs to choose"
+        )
+    else:
+        why = "--epochs"
+    if args.patience is None:
+        args.patience = 0 if book else CORPUS_PATIENCE
+    stop = f", or fewer: early stop after {args.patience} without a better one" if args.patience else ""
+    minutes = args.epochs * train_tokens / expected_tokens_per_sec(args, vocab_size) / 60
+    duration = f"about {minutes:.0f} minutes" if minutes >= 1 else "under a minute"
+    print(
+        f"run length: {args.epochs} epoch{'s' * (args.epochs > 1)} of {train_tokens:,} tokens ({why})"
+        f"{stop}; expected {duration} on 2 CPU cores (longer on a busy machine)",
+        flush=True,
+    )
+
+
+def expected_tokens_per_sec(args, vocab_size):
+    """Training tokens/s expected on 2 CPU cores: the default model's, scaled by the multiply-adds a
+    token costs in this model (its recurrent layers and output layer) against the default's."""
+
+    def cost(cell, units, layers, embedding_dim, bidirectional, vocab):
+        gates = {"rnn": 1, "gru": 3}.get(cell, 4)
+        directions = 2 if bidirectional else 1
+        inputs = embedding_dim or vocab
+        recurrent = 0
+        for _ in range(layers):
+            recurrent += directions * gates * units * (inputs + units)
+            inputs = directions * units
+        return recurrent + inputs * vocab
+
+    default = cost("lstm", 256, 3, 64, False, 28)
+    this = cost(args.cell, args.units, args.layers, args.embedding_dim, args.bidirectional, vocab_size)
+    return DEFAULT_MODEL_TOKENS_PER_SEC * default / this
 
 
 def batches(args, ids):
@@ -243,6 +404,9 @@ def build_model(args, vocab_size):
         bidirectional=args.bidirectional,
         stateful=args.batching == "sequential",
         implementation=args.implementation,
+        recurrent_layer_kwargs={"num_heads": args.heads} if args.cell in MULTI_HEAD_CELLS else None,
+        block=args.block,
+        conv_width=args.conv_width,
     )
 
 
@@ -313,12 +477,17 @@ def pretrain(args, model_fn, ids, strategy, callbacks):
 
 @entry_point
 def main(argv=None):
-    args = flags.parse_args(build_parser(), argv)
+    args = flags.parse_args(build_parser(), argv, check=check)
     strategy = training.setup(args)
 
-    ids, tokenizer, vocab = tokenize(args, read_corpus(args))
+    text = read_corpus(args)
+    book = is_the_book(args, text)
+    choose_text_defaults(args, text, book)
+    ids, tokenizer, vocab = tokenize(args, text)
     vocab_size = tokenizer.vocab_size if vocab is None else len(vocab)
     train_ds, validation_ds = batches(args, ids)
+    choose_run_length(args, len(ids) - round(len(ids) * VALIDATION_FRACTION), vocab_size, book)
+    run_files.write_config(args)  # with the defaults chosen from the corpus, which --resume keeps
     save_tokenizer(args, tokenizer, vocab)
     print(
         f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "

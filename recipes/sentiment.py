@@ -17,6 +17,13 @@ The defaults train `--ensemble 5` models (seeds `--seed` to `--seed + 4`), each 
 word embeddings with mean and max pooling plus the mean embedding, and average their class
 probabilities (`zoo.models.AveragedEnsemble`); `--ensemble 1` trains one.
 
+Transfer from unlabelled text (ULMFiT, Howard & Ruder 2018): `--pretrain-data FILE...` (one text per
+line) first trains a language model of the classifier's shape on those texts and the training
+reviews (`<output-dir>/pretrained_lm`: checkpointed, resumable with `--resume`, its vocabulary beside
+it), then fine-tunes a classifier that starts from its embedding and recurrent stack, with
+discriminative learning rates, a slanted triangular schedule peaking at `--learning-rate` and gradual
+unfreezing (`zoo.fine_tuning`). `--pretrained-lm RUN_DIR` reuses such a folder instead.
+
 The run's `saved_model/` has a `classify` signature (`zoo.models.TextClassifier`): a batch of raw
 strings in, class probabilities and label names out. It runs in plain TensorFlow
 (`tf.saved_model.load`), without this project; with `--tokenizer bpe` the loading process must
@@ -26,6 +33,7 @@ LiteRT (`--quantize dynamic`: `model_int8.tflite` too): `token_ids` (int32 `[1, 
 """
 
 import argparse
+import copy
 import pathlib
 import typing
 
@@ -36,7 +44,9 @@ import tensorflow as tf
 import zoo
 from recipes import flags, run_files, training
 from recipes.recipe import RecipeError, entry_point
+from zoo import fine_tuning
 from zoo import text as zoo_text
+from zoo.models import LanguageModel
 from zoo.models.classifier import POOLING_MODES, SequenceClassifier
 
 # --- Config ---------------------------------------------------------------------------------
@@ -111,7 +121,12 @@ def build_parser():
     model.add_argument("--embedding-dim", type=flags.positive_int, default=64)
     model.add_argument("--units", type=flags.positive_int, default=32)
     model.add_argument("--num-layers", type=flags.positive_int, default=1)
-    model.add_argument("--pooling", choices=POOLING_MODES, default="mean_max")
+    model.add_argument(
+        "--pooling",
+        choices=POOLING_MODES,
+        default=None,
+        help="default: mean_max; from a language model, ULMFiT's last_max_mean",
+    )
     model.add_argument(
         "--pool-embeddings",
         action=argparse.BooleanOptionalAction,
@@ -138,7 +153,36 @@ def build_parser():
         default=3,
         help="stop after this many epochs without a better validation accuracy (0: never)",
     )
+    transfer = parser.add_argument_group("transfer from a language model")
+    transfer.add_argument(
+        "--pretrain-data",
+        type=pathlib.Path,
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="unlabelled texts, one per line, to pretrain a language model on first",
+    )
+    transfer.add_argument("--pretrain-epochs", type=flags.positive_int, default=1)
+    transfer.add_argument("--pretrain-batch-size", type=flags.positive_int, default=64)
+    transfer.add_argument("--pretrain-num-steps", type=flags.positive_int, default=70)
+    transfer.add_argument("--pretrain-learning-rate", type=flags.positive_float, default=1e-3)
+    transfer.add_argument("--pretrain-dropout", type=flags.fraction, default=0.1)
+    transfer.add_argument(
+        "--pretrained-lm",
+        type=pathlib.Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="a pretrained_lm folder of an earlier run (model.keras and vocab.txt or bpe.model) to "
+        "start from, instead of --pretrain-data",
+    )
     return parser
+
+
+def check(args):
+    if args.pretrain_data and args.pretrained_lm:
+        raise flags.FlagError("--pretrain-data trains a language model, --pretrained-lm reuses one: pass one")
+    if args.pooling is None:
+        args.pooling = "last_max_mean" if args.pretrain_data or args.pretrained_lm else "mean_max"
 
 
 # --- Data -----------------------------------------------------------------------------------
@@ -262,6 +306,124 @@ def build_tokenizer(args, train_texts):
     return zoo_text.CleaningTokenizer(words), vocab
 
 
+def save_vocabulary(args, tokenizer, vocab):
+    """`bpe.model` (BPE) or `vocab.txt` (words) in the run's output folder."""
+    if vocab is None:
+        tokenizer.tokenizer.save(run_files.output_path(args, "bpe.model"))
+    else:
+        vocab.save(run_files.output_path(args, "vocab.txt"))
+
+
+# --- Transfer: a language model pretrained on unlabelled text -------------------------------
+
+PRETRAINED_LM = "pretrained_lm"
+PRETRAIN_VALIDATION_FRACTION = 0.05
+
+
+def read_pretraining_texts(args):
+    """The non-empty lines of the `--pretrain-data` files."""
+    texts = []
+    for path in args.pretrain_data:
+        with flags.reading("--pretrain-data", path):
+            texts += [line for line in zoo_text.read_lines(path, args.encoding) if line.strip()]
+    if not texts:
+        raise RecipeError("--pretrain-data: the files hold no text")
+    return texts
+
+
+def token_stream(tokenizer, vocab, texts, chunk=1000):
+    """The texts' token ids end to end, each text closed by `<eos>`."""
+    eos = tokenizer.id_of(zoo_text.EOS) if vocab is None else vocab.id_of(zoo_text.EOS)
+    ids = []
+    for start in range(0, len(texts), chunk):
+        tokens = tokenizer.tokenize(tf.constant(texts[start : start + chunk]))
+        for row in (tokens if vocab is None else vocab.to_ids(tokens)).to_list():
+            ids += [*row, eos]
+    return np.asarray(ids, np.int32)
+
+
+def pretrain(args, strategy, tokenizer, vocab, texts):
+    """A `LanguageModel` of the classifier's embedding and recurrent shape, trained on `texts` as a
+    run of its own in `<output-dir>/pretrained_lm` (checkpoints, `model.keras`, its vocabulary)."""
+    lm_args = copy.copy(args)
+    lm_args.output_dir = run_files.output_path(args, PRETRAINED_LM)
+    lm_args.output_dir.mkdir(parents=True, exist_ok=True)
+    lm_args.epochs, lm_args.learning_rate = args.pretrain_epochs, args.pretrain_learning_rate
+    save_vocabulary(lm_args, tokenizer, vocab)
+    ids = token_stream(tokenizer, vocab, texts)
+    vocab_size = tokenizer.tokenizer.vocab_size if vocab is None else len(vocab)
+    try:
+        train_ids, validation_ids = zoo_text.split_stream(ids, PRETRAIN_VALIDATION_FRACTION)
+        train_ds, validation_ds = (
+            zoo_text.language_model_batches(
+                part, args.pretrain_batch_size, args.pretrain_num_steps, "random", seed=args.seed + offset
+            )
+            for offset, part in enumerate((train_ids, validation_ids))
+        )
+    except ValueError as error:
+        raise RecipeError(
+            f"--pretrain-data: {error}: pass more text or a smaller --pretrain-batch-size or "
+            "--pretrain-num-steps"
+        ) from None
+    print(f"pretraining a language model on {len(ids):,} tokens in {lm_args.output_dir}", flush=True)
+    model, _ = training.run_training(
+        lambda: LanguageModel(
+            vocab_size,
+            cell_type=args.cell,
+            units=args.units,
+            num_layers=args.num_layers,
+            embedding_dim=args.embedding_dim,
+            dropout=args.pretrain_dropout,
+        ),
+        train_ds,
+        validation_ds,
+        lm_args,
+        strategy=strategy,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[zoo.metrics.Perplexity()],
+        units_per_epoch=zoo.callbacks.count_units(train_ds, lambda inputs, _: tf.size(inputs, tf.int64)),
+    )
+    return model
+
+
+def load_pretrained(path):
+    """`(language model, tokenizer, vocab or None)` of a `pretrained_lm` folder."""
+    model_path = path / "model.keras"
+    if not model_path.is_file():
+        raise RecipeError(
+            f"--pretrained-lm {path}: no model.keras (the {PRETRAINED_LM} folder of a run with "
+            "--pretrain-data)"
+        )
+    with flags.reading("--pretrained-lm", model_path):
+        model = keras.models.load_model(model_path, compile=False)
+    if not isinstance(model, LanguageModel):
+        raise RecipeError(f"--pretrained-lm {model_path}: a {type(model).__name__}, not a LanguageModel")
+    if (path / "bpe.model").is_file():
+        return model, zoo_text.CleaningTokenizer(zoo_text.BPETokenizer.load(path / "bpe.model")), None
+    if (path / "vocab.txt").is_file():
+        with flags.reading("--pretrained-lm", path / "vocab.txt"):
+            vocab = zoo_text.Vocab.load(path / "vocab.txt", reserved_tokens=zoo_text.SEQUENCE_RESERVED)
+        return model, zoo_text.CleaningTokenizer(zoo_text.WordTokenizer("course")), vocab
+    raise RecipeError(f"--pretrained-lm {path}: no vocab.txt or bpe.model beside model.keras")
+
+
+def fine_tuning_optimizer(args, steps_per_epoch):
+    """`model -> optimizer`: ULMFiT's Adam with per-layer rates and a slanted triangular schedule."""
+
+    def optimizer(model):
+        return fine_tuning.DiscriminativeAdam(
+            fine_tuning.SlantedTriangular(
+                args.learning_rate, total_steps=max(2, args.epochs * steps_per_epoch)
+            ),
+            learning_rate_factors=fine_tuning.discriminative_factors(fine_tuning.layer_groups(model)),
+            beta_1=0.7,
+            beta_2=0.99,
+            global_clipnorm=args.clip_norm or None,
+        )
+
+    return optimizer
+
+
 # --- Model ----------------------------------------------------------------------------------
 
 
@@ -285,11 +447,21 @@ def build_model(args, vocab_size, num_classes):
 
 @entry_point
 def main(argv=None):
-    args = flags.parse_args(build_parser(), argv)
+    args = flags.parse_args(build_parser(), argv, check=check)
     strategy = training.setup(args)
 
     texts, class_ids, label_names, train, validation, test = load_data(args)
-    tokenizer, vocab = build_tokenizer(args, [texts[i] for i in train])
+    train_texts = [texts[i] for i in train]
+    language_model = None
+    if args.pretrained_lm:
+        language_model, tokenizer, vocab = load_pretrained(args.pretrained_lm)
+        args.tokenizer = "word" if vocab is not None else "bpe"
+    elif args.pretrain_data:
+        unlabelled = read_pretraining_texts(args)
+        tokenizer, vocab = build_tokenizer(args, train_texts + unlabelled)
+        language_model = pretrain(args, strategy, tokenizer, vocab, unlabelled + train_texts)
+    else:
+        tokenizer, vocab = build_tokenizer(args, train_texts)
     vocab_size = len(vocab) if vocab is not None else tokenizer.tokenizer.vocab_size
     print(f"{args.tokenizer} vocabulary: {vocab_size} ids", flush=True)
 
@@ -314,8 +486,24 @@ def main(argv=None):
                 monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True
             )
         )
+    if language_model is None:
+        model_fn, optimizer_fn, callbacks = lambda: build_model(args, vocab_size, len(label_names)), None, []
+    else:
+
+        def model_fn():
+            return SequenceClassifier.from_language_model(
+                language_model,
+                len(label_names),
+                pooling=args.pooling,
+                dropout=args.dropout,
+                word_dropout=args.word_dropout,
+                pool_embeddings=args.pool_embeddings,
+            )
+
+        optimizer_fn = fine_tuning_optimizer(args, steps_per_epoch=sum(1 for _ in train_ds))
+        callbacks = [fine_tuning.GradualUnfreezing()]
     model, _ = training.run_ensemble_training(
-        lambda: build_model(args, vocab_size, len(label_names)),
+        model_fn,
         train_ds,
         val_ds,
         args,
@@ -323,7 +511,8 @@ def main(argv=None):
         strategy=strategy,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        callbacks=early_stopping,
+        callbacks=callbacks + early_stopping,
+        optimizer_fn=optimizer_fn,
         units_per_epoch=zoo.callbacks.count_units(train_ds, lambda ids, _: tf.math.count_nonzero(ids)),
     )
 
@@ -337,10 +526,7 @@ def main(argv=None):
         classifier, run_files.output_path(args, "saved_model"), {"classify": classifier.classify}
     )
     print(f"saved {path}", flush=True)
-    if vocab is None:
-        tokenizer.tokenizer.save(run_files.output_path(args, "bpe.model"))
-    else:
-        vocab.save(run_files.output_path(args, "vocab.txt"))
+    save_vocabulary(args, tokenizer, vocab)
     litert_sizes = run_files.write_litert(args, model)
     return run_files.finish_run(
         args,

@@ -174,6 +174,7 @@ def run_training(
     units_per_epoch=None,
     unit="tokens",
     compile_kwargs=None,
+    optimizer_fn=None,
 ):
     """Builds, compiles and trains a model, checkpointing every epoch, and writes the run's files.
 
@@ -200,6 +201,8 @@ def run_training(
             None counts examples with `zoo.callbacks.count_units(train_ds)` and sets `unit="examples"`.
         unit: the name of those units.
         compile_kwargs: more keyword arguments for `compile` (e.g. `weighted_metrics`).
+        optimizer_fn: `model -> optimizer`, called in the strategy's scope, instead of
+            `args.optimizer` (e.g. fine-tuning's per-layer learning rates).
 
     Returns:
         `(model, history)`: the trained model, and a dict from each logged name (`loss`,
@@ -214,7 +217,9 @@ def run_training(
         if not model.built:
             model(next(iter(train_ds))[0])
         model.compile(
-            optimizer=make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
+            optimizer=optimizer_fn(model)
+            if optimizer_fn
+            else make_optimizer(args.optimizer, args.learning_rate, args.clip_norm),
             loss=loss,
             metrics=list(metrics),
             **(compile_kwargs or {}),

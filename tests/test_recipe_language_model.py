@@ -162,6 +162,8 @@ def test_sequential_batching_and_word_tokens(slice_file, tmp_path, capsys):
             "sequential",
             "--tokenizer",
             "word",
+            "--text",
+            "course",
             *TINY,
             "--batch-size",
             "4",
@@ -170,7 +172,8 @@ def test_sequential_batching_and_word_tokens(slice_file, tmp_path, capsys):
         ]
     )
     out = capsys.readouterr().out
-    assert "epoch 1 sample: 'time traveller" in out
+    # A slice is not the book: the prefix is its first words ("The Time Machine,"), cleaned.
+    assert "text: course" in out and "epoch 1 sample: 'the time machine" in out
     assert final_metrics(run)["config"]["batching"] == "sequential"
 
 
@@ -208,7 +211,7 @@ def test_bidirectional_run_scores_but_refuses_to_generate(slice_file, tmp_path, 
 def test_pretraining_starts_the_book_from_the_pretrained_weights(time_machine, slice_file, tmp_path, capsys):
     other_text = tmp_path / "other.txt"
     other_text.write_text(time_machine.read_text()[8_000:60_000])
-    flags = ["--data", str(slice_file), *TINY]
+    flags = ["--data", str(slice_file), "--text", "course", *TINY]
     cold = recipe.main([*flags, "--output-dir", str(tmp_path / "cold")]).history
     run = tmp_path / "pretrained"
     warm = recipe.main(
@@ -234,7 +237,7 @@ def test_samples_come_from_the_model_being_trained():
     from zoo.models.language_model import LanguageModel
     from zoo.text import CharTokenizer, Vocab
 
-    args = recipe.build_parser().parse_args(["--sample-tokens", "5"])
+    args = recipe.build_parser().parse_args(["--sample-tokens", "5", "--prefix", "time traveller"])
     tokenizer = CharTokenizer()
     vocab = Vocab(tokenizer.tokenize("time traveller"))
     sample = recipe.SampleText(args, tokenizer, vocab)
@@ -255,6 +258,7 @@ def test_pretraining_text_is_cleaned_and_encoded_as_the_book(tokenizer, slice_fi
             str(slice_file),
             "--tokenizer",
             tokenizer,
+            *(["--text", "course"] if tokenizer != "bpe" else []),
             "--bpe-vocab-size",
             "100",
             "--pretrain-data",

@@ -204,3 +204,73 @@ def test_split_fractions_are_checked_by_the_command_line(tmp_path, capsys):
         sentiment.main(["--test-fraction", "1.5", "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "argument --test-fraction: expected a fraction in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+@pytest.fixture
+def unlabelled_reviews(data_file, tmp_path):
+    """120 of the unlabelled IMDb reviews, one per line."""
+    lines = data_file("imdb_unlabeled/reviews.txt").read_text(encoding="utf-8").split("\n")[:120]
+    path = tmp_path / "unlabelled.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_pretrained_language_model_starts_the_classifier_and_is_reused(
+    imdb_slice, unlabelled_reviews, tmp_path
+):
+    tiny = [*TINY_MODEL, "--epochs", "2", "--pretrain-batch-size", "8", "--pretrain-num-steps", "20"]
+    run = sentiment.main(
+        [
+            "--data",
+            str(imdb_slice),
+            "--pretrain-data",
+            str(unlabelled_reviews),
+            "--output-dir",
+            str(tmp_path / "a"),
+        ]
+        + tiny
+    )
+    lm_dir = tmp_path / "a" / "pretrained_lm"
+    for name in ("model.keras", "vocab.txt", "metrics.json", "checkpoints/state.json"):
+        assert (lm_dir / name).exists(), name
+    language_model = keras.models.load_model(lm_dir / "model.keras", compile=False)
+    vocab = zoo.text.Vocab.load(lm_dir / "vocab.txt", reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    assert language_model.vocab_size == len(vocab) == run.final["vocab_size"]
+    # The vocabulary covers the unlabelled text, not only the 60 labelled reviews.
+    labelled_words = set(zoo.text.WordTokenizer("course").tokenize(imdb_slice.read_text(encoding="utf-8")))
+    unlabelled_words = set(zoo.text.WordTokenizer("course").tokenize(unlabelled_reviews.read_text("utf-8")))
+    only_unlabelled = set(vocab.idx_to_token) - labelled_words
+    assert only_unlabelled and only_unlabelled - {"<pad>", "<unk>", "<bos>", "<eos>"} <= unlabelled_words
+    assert len(only_unlabelled) > 100
+    classifier = keras.models.load_model(tmp_path / "a" / "model.keras")
+    assert isinstance(classifier, SequenceClassifier)
+    assert (classifier.pooling, classifier.bidirectional) == ("last_max_mean", False)
+    check_classify(tmp_path / "a" / "saved_model", "word")
+
+    # A later run starts from the same language model, with its vocabulary, and pretrains nothing.
+    again = sentiment.main(
+        ["--data", str(imdb_slice), "--pretrained-lm", str(lm_dir), "--output-dir", str(tmp_path / "b")]
+        + TINY_MODEL
+    )
+    assert again.final["vocab_size"] == len(vocab)
+    assert not (tmp_path / "b" / "pretrained_lm").exists()
+    assert (tmp_path / "b" / "vocab.txt").read_bytes() == (lm_dir / "vocab.txt").read_bytes()
+
+
+def test_transfer_flags_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sentiment.main(
+            [
+                "--pretrain-data",
+                "a.txt",
+                "--pretrained-lm",
+                str(tmp_path),
+                "--output-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "--pretrain-data trains a language model, --pretrained-lm reuses one" in capsys.readouterr().err
+    with pytest.raises(sentiment.RecipeError, match="no model.keras"):
+        sentiment.load_pretrained(tmp_path)

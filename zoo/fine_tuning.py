@@ -170,13 +170,14 @@ class GradualUnfreezing(keras.callbacks.Callback):
     `initial_epoch` freezes what that epoch would have.
 
     Args:
-        groups: lists of layers, top first (see `layer_groups`).
+        groups: lists of layers, top first; None: `layer_groups` of the model being trained (so one
+            callback serves several models trained one after another).
         epochs_per_group: epochs between two unfreezings.
     """
 
-    def __init__(self, groups, epochs_per_group=1):
+    def __init__(self, groups=None, epochs_per_group=1):
         super().__init__()
-        if not groups:
+        if groups is not None and not groups:
             raise ValueError("GradualUnfreezing needs at least one group of layers")
         if (
             isinstance(epochs_per_group, bool)
@@ -184,11 +185,13 @@ class GradualUnfreezing(keras.callbacks.Callback):
             or epochs_per_group < 1
         ):
             raise ValueError(f"epochs_per_group must be a positive int, got {epochs_per_group!r}")
-        self.groups = [list(group) for group in groups]
+        self.given_groups = None if groups is None else [list(group) for group in groups]
+        self.groups = self.given_groups
         self.epochs_per_group = epochs_per_group
         self.unfrozen = None
 
     def on_train_begin(self, logs=None):
+        self.groups = self.given_groups or layer_groups(self.model)
         layers = [layer for group in self.groups for layer in group]
         for layer in layers:
             if not layer.trainable:

@@ -13,8 +13,8 @@ recurrent layer becomes one node rather than a `Loop`:
   padding (valid steps first, as the zoo batches); padded steps then follow Keras's rules.
 - `Embedding`: `Gather`; `Dense`, `Activation`, `Dropout` (inference: identity),
   `LayerNormalization` and `BatchNormalization` over the last axis, `Masking`; `LanguageModel`
-  (embedding or one-hot inputs), `SequenceClassifier` (any pooling) and an `AveragedEnsemble` of
-  them (`Mean`).
+  (embedding or one-hot inputs; plain stacks only, not residual blocks), `SequenceClassifier` (any
+  pooling) and an `AveragedEnsemble` of them (`Mean`).
 - Anything else raises a `ValueError` naming the layer: layers without a converter, custom cells,
   stateful layers, initial states passed to a recurrent layer.
 """
@@ -202,6 +202,11 @@ def _output(graph, value, name):
 
 
 def _language_model(graph, model, ids):
+    if model.block != "plain":
+        raise ValueError(
+            f"LanguageModel '{model.name}': its {model.block} blocks (normalisation, convolution, gated MLP "
+            "around the recurrent layer) have no ONNX converter; export it to LiteRT or as a SavedModel"
+        )
     if model.embedding is not None:
         inputs = _embedding(graph, model.embedding, ids)
     else:

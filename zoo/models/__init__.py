@@ -5,8 +5,10 @@ from zoo.models.classifier import POOLING_MODES, SequenceClassifier, masked_pool
 from zoo.models.ensemble import AveragedEnsemble
 from zoo.models.language_model import LanguageModel, TextGenerator
 from zoo.models.multitask_tagger import MultiTaskTagger, multitask_batches
+from zoo.models.residual_block import ResidualRecurrentBlock
 from zoo.models.seq2seq import Seq2Seq, sequence_loss
 from zoo.models.tagger import SequenceTagger, build_tagger
+from zoo.models.temporal_conv import TemporalConv
 from zoo.models.text_classifier import TextClassifier
 from zoo.models.text_tagger import TextTagger, predict_tag_ids, predict_tags
 from zoo.models.translator import Translator, score_translations
@@ -16,10 +18,12 @@ __all__ = [
     "AveragedEnsemble",
     "LanguageModel",
     "MultiTaskTagger",
+    "ResidualRecurrentBlock",
     "Seq2Seq",
     "SequenceClassifier",
     "SequenceTagger",
     "TextClassifier",
+    "TemporalConv",
     "TextGenerator",
     "TextTagger",
     "Translator",

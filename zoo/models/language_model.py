@@ -1,8 +1,10 @@
 """A recurrent language model (one-to-many) and in-graph text generation from it.
 
 `LanguageModel` maps token ids to next-token logits: an embedding (or the course's one-hot inputs), a
-recurrent stack (`zoo.layers.StackedRNN`: RNN, GRU or LSTM, deep and/or bidirectional) and a dense
-output layer. It trains with `model.fit` on `(X, Y)` batches from `zoo.text.random_sampling_batches`
+recurrent stack and a dense output layer. The stack is either plain (`zoo.layers.StackedRNN`: deep
+and/or bidirectional, the classic cells' default) or residual (`ResidualRecurrentBlock`s: normalisation,
+the recurrent layer, a gated MLP, residual connections; the modern cells' default). It trains with
+`model.fit` on `(X, Y)` batches from `zoo.text.random_sampling_batches`
 (state reset for every batch: the default) or `zoo.text.sequential_partition_batches` with
 `stateful=True` (state carried from batch to batch; call `reset_state()` at each epoch).
 
@@ -20,12 +22,19 @@ from keras import ops
 
 from zoo import decoding
 from zoo.layers import StackedRNN
+from zoo.models.residual_block import ResidualRecurrentBlock, cell_step
 from zoo.text.bpe import BPETokenizer
 
 _PACKAGE = "zoo"
 # A column appended to the logits while generating a run-time number of tokens: it wins once a row has
 # used up its budget, acting as the end-of-sequence that stops zoo.decoding's loop.
 _STOP_LOGIT = 1e9
+CLASSIC_CELLS = ("rnn", "gru", "lstm")
+MODERN_CELLS = ("mingru", "minlstm", "rglru", "slstm", "mlstm")
+CELL_TYPES = CLASSIC_CELLS + MODERN_CELLS
+BLOCKS = ("plain", "residual")
+# Hawk's temporal convolution before the RG-LRU (De et al., 2024, Sec. 2.4).
+DEFAULT_CONV_WIDTHS = {"rglru": 4}
 BIDIRECTIONAL_GENERATION_ERROR = (
     "a bidirectional language model cannot generate text: its backward layer reads each sequence "
     "from its end, so predicting token t uses tokens after t, which do not exist yet while "
@@ -37,13 +46,19 @@ BIDIRECTIONAL_GENERATION_ERROR = (
 class LanguageModel(keras.Model):
     """Next-token language model: embedding (or one-hot) → recurrent stack → dense logits.
 
+    The stack is plain (`block="plain"`: `zoo.layers.StackedRNN`, layer on layer) or residual
+    (`block="residual"`: the embedding projected to `units`, `num_layers` `ResidualRecurrentBlock`s,
+    a final RMS normalisation), as the papers of the modern cells build their language models.
+
     Args:
         vocab_size: Number of token ids.
-        cell_type: `"rnn"`, `"gru"` or `"lstm"`.
-        units: Hidden size of each recurrent layer (per direction).
-        num_layers: Number of stacked recurrent layers (a deep RNN when > 1).
+        cell_type: `"rnn"`, `"gru"`, `"lstm"` (classic), `"mingru"`, `"minlstm"`, `"rglru"`,
+            `"slstm"` or `"mlstm"` (`zoo.recurrent`).
+        units: Hidden size of each recurrent layer (per direction); the width of residual blocks.
+        num_layers: Number of stacked recurrent layers or residual blocks.
         embedding_dim: Size of a learned embedding; None feeds one-hot vectors, as the course starts.
-        dropout: Dropout rate between recurrent layers and before the output layer.
+        dropout: Dropout rate between recurrent layers (residual: on each residual branch) and before
+            the output layer.
         bidirectional: Bidirectional recurrent layers. Such a model scores text (it sees both sides
             of each position, so with inputs equal to targets it is not a language model of the
             future) and refuses to generate.
@@ -53,7 +68,13 @@ class LanguageModel(keras.Model):
         implementation: The recurrent layers' `implementation` (`"auto"`, `"fused"`, `"cudnn"`,
             `"loop"`).
         recurrent_layer_kwargs: Other keyword arguments of the recurrent layers (e.g.
-            `{"recurrent_dropout": 0.1}`).
+            `{"recurrent_dropout": 0.1}`, `{"num_heads": 4}` for sLSTM and mLSTM).
+        block: `"plain"` or `"residual"`; None takes the cell's default: plain for the classic
+            cells (the models trained before residual blocks load unchanged), residual for the
+            modern ones.
+        conv_width: Residual blocks: width of the causal convolution before the recurrent layer
+            (0: none); None takes 4 for the RG-LRU (Hawk's) and 0 for the others.
+        mlp_expansion: Residual blocks: the gated MLP's hidden width as a multiple of `units`.
 
     Call arguments:
         inputs: int `[batch, time]` token ids.
@@ -85,9 +106,28 @@ class LanguageModel(keras.Model):
         stateful=False,
         implementation="auto",
         recurrent_layer_kwargs=None,
+        block=None,
+        conv_width=None,
+        mlp_expansion=3,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if cell_type not in CELL_TYPES:
+            raise ValueError(f"cell_type must be one of {', '.join(CELL_TYPES)}; got {cell_type!r}")
+        if block is None:
+            block = "plain" if cell_type in CLASSIC_CELLS else "residual"
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS} (or None: the cell's default); got {block!r}")
+        if conv_width is None:
+            conv_width = DEFAULT_CONV_WIDTHS.get(cell_type, 0) if block == "residual" else 0
+        if isinstance(conv_width, bool) or not isinstance(conv_width, numbers.Integral) or conv_width < 0:
+            raise ValueError(f"conv_width must be an int >= 0, got {conv_width!r}")
+        if block == "plain" and conv_width:
+            raise ValueError("conv_width is the convolution of residual blocks: use block='residual'")
+        if block == "residual" and bidirectional:
+            raise ValueError(
+                "residual blocks are unidirectional: use block='plain' for a bidirectional model"
+            )
         for name, value in (("vocab_size", vocab_size), ("units", units), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -107,27 +147,60 @@ class LanguageModel(keras.Model):
         self.stateful = bool(stateful)
         self.implementation = implementation
         self.recurrent_layer_kwargs = dict(recurrent_layer_kwargs or {})
+        self.block = block
+        self.conv_width = int(conv_width)
+        self.mlp_expansion = mlp_expansion
         self.embedding = (
             keras.layers.Embedding(vocab_size, embedding_dim, name="embedding") if embedding_dim else None
         )
-        self.rnn = StackedRNN(
-            cell_type,
-            units,
-            num_layers=num_layers,
-            dropout=dropout,
-            bidirectional=bidirectional,
-            return_sequences=True,
-            return_state=True,
-            stateful=stateful,
-            implementation=implementation,
-            name="rnn",
-            **self.recurrent_layer_kwargs,
-        )
+        if block == "residual":
+            self._build_residual_stack()
+        else:
+            self._build_plain_stack()
         self.output_dropout = keras.layers.Dropout(dropout) if dropout else None
         self.head = keras.layers.Dense(vocab_size, name="head")
         # Keras would cast every float argument to `input_dtype`, `initial_state` too (to int32 zeros);
         # `__call__` converts the token ids itself.
         self._convert_input_args = False
+
+    def _build_plain_stack(self):
+        self.rnn = StackedRNN(
+            self.cell_type,
+            self.units,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            return_sequences=True,
+            return_state=True,
+            stateful=self.stateful,
+            implementation=self.implementation,
+            name="rnn",
+            **self.recurrent_layer_kwargs,
+        )
+
+    def _build_residual_stack(self):
+        features = self.embedding_dim or self.vocab_size
+        # The residual stream has the blocks' width: a projection of the embedding when it differs.
+        self.input_projection = (
+            keras.layers.Dense(self.units, use_bias=False, name="input_projection")
+            if features != self.units
+            else None
+        )
+        self.blocks = [
+            ResidualRecurrentBlock(
+                self.cell_type,
+                self.units,
+                conv_width=self.conv_width,
+                mlp_expansion=self.mlp_expansion,
+                dropout=self.dropout,
+                stateful=self.stateful,
+                implementation=self.implementation,
+                recurrent_layer_kwargs=self.recurrent_layer_kwargs,
+                name=f"block_{index}",
+            )
+            for index in range(self.num_layers)
+        ]
+        self.final_norm = keras.layers.RMSNormalization(epsilon=1e-6, name="final_norm")
 
     # ------------------------------------------------------------------ training graph
     @property
@@ -149,8 +222,20 @@ class LanguageModel(keras.Model):
 
     def _embed(self, token_ids):
         if self.embedding is not None:
-            return self.embedding(token_ids)
-        return ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
+            embedded = self.embedding(token_ids)
+        else:
+            embedded = ops.one_hot(token_ids, self.vocab_size, dtype=self.compute_dtype)
+        if self.block == "residual" and self.input_projection is not None:
+            return self.input_projection(embedded)
+        return embedded
+
+    def _state_slices(self, states):
+        """The flat states cut into each residual block's."""
+        slices, start = [], 0
+        for block in self.blocks:
+            slices.append(list(states[start : start + len(block.state_sizes)]))
+            start += len(block.state_sizes)
+        return slices
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -159,7 +244,14 @@ class LanguageModel(keras.Model):
         features = self.embedding_dim or self.vocab_size
         if self.embedding is not None:
             self.embedding.build(input_shape)
-        self.rnn.build(input_shape + (features,))
+        if self.block == "residual":
+            if self.input_projection is not None:
+                self.input_projection.build(input_shape + (features,))
+            for block in self.blocks:
+                block.build(input_shape + (self.units,))
+            self.final_norm.build(input_shape + (self.units,))
+        else:
+            self.rnn.build(input_shape + (features,))
         self.head.build(input_shape + (self.units * (2 if self.bidirectional else 1),))
         self.built = True
 
@@ -167,18 +259,35 @@ class LanguageModel(keras.Model):
         inputs = ops.cast(inputs, "int32")
         if inputs.shape.rank != 2:
             raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
-        outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        if self.block == "residual":
+            outputs, states = self._residual_stack(self._embed(inputs), initial_state, training)
+        else:
+            outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
         if self.output_dropout is not None:
             outputs = self.output_dropout(outputs, training=training)
         logits = self.head(outputs)
         return (logits, states) if return_state else logits
+
+    def _residual_stack(self, outputs, initial_state, training):
+        expected = sum(len(block.state_sizes) for block in self.blocks)
+        if initial_state is not None and len(initial_state) != expected:
+            raise ValueError(
+                f"LanguageModel '{self.name}' expects {expected} initial states; got {len(initial_state)}"
+            )
+        slices = [None] * len(self.blocks) if initial_state is None else self._state_slices(initial_state)
+        states = []
+        for block, block_states in zip(self.blocks, slices):
+            outputs, final = block(outputs, initial_state=block_states, training=training)
+            states.extend(final)
+        return self.final_norm(outputs), states
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.vocab_size,)
 
     def reset_state(self):
         """Zeros the carried state of a stateful model (at the start of each epoch)."""
-        self.rnn.reset_state()
+        for stack in self.blocks if self.block == "residual" else [self.rnn]:
+            stack.reset_state()
 
     def stateless_copy(self):
         """A new model of this configuration with `stateful=False` and this model's weights.
@@ -196,6 +305,8 @@ class LanguageModel(keras.Model):
     @property
     def implementation_used(self):
         """The path each recurrent layer took on its last trace."""
+        if self.block == "residual":
+            return [block.implementation_used for block in self.blocks]
         return self.rnn.implementation_used
 
     # ------------------------------------------------------------------ one step, for generation
@@ -208,6 +319,8 @@ class LanguageModel(keras.Model):
     def initial_state(self, batch_size):
         """Zero states for `batch_size` sequences: a flat list, `StackedRNN`'s order."""
         self._check_can_generate()
+        if self.block == "residual":
+            return [state for block in self.blocks for state in block.get_initial_state(batch_size)]
         cells = [layer.cell for layer in self.rnn.rnn_layers]
         return [state for cell in cells for state in cell.get_initial_state(batch_size=batch_size)]
 
@@ -224,11 +337,16 @@ class LanguageModel(keras.Model):
         self._check_can_generate()
         inputs = self._embed(token_ids)
         new_states = []
+        if self.block == "residual":
+            for block, block_states in zip(self.blocks, self._state_slices(states)):
+                inputs, block_new = block.step(inputs, block_states)
+                new_states.extend(block_new)
+            return self.head(self.final_norm(inputs)), new_states
         start = 0
         for layer in self.rnn.rnn_layers:
             cell = layer.cell
             count = len(cell.state_size) if isinstance(cell.state_size, (list, tuple)) else 1
-            inputs, layer_states = cell.call(inputs, list(states[start : start + count]), training=False)
+            inputs, layer_states = cell_step(cell, inputs, list(states[start : start + count]))
             new_states.extend(layer_states)
             start += count
         return self.head(inputs), new_states
@@ -368,6 +486,9 @@ class LanguageModel(keras.Model):
             "stateful": self.stateful,
             "implementation": self.implementation,
             "recurrent_layer_kwargs": self.recurrent_layer_kwargs,
+            "block": self.block,
+            "conv_width": self.conv_width,
+            "mlp_expansion": self.mlp_expansion,
         }
 
 

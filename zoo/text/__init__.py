@@ -33,6 +33,13 @@ from zoo.text.lm_batches import (
     sequential_partition_batches,
     split_stream,
 )
+from zoo.text.lm_corpus import (
+    TEXT_MODES,
+    TOKEN_LEVELS,
+    LanguageModelCorpus,
+    language_model_corpus,
+    read_language_model_corpus,
+)
 from zoo.text.padded_batches import classification_batches, seq2seq_batches, tagging_batches
 from zoo.text.splits import split_by_source, split_held_out
 from zoo.text.tagged_sentences import (
@@ -61,11 +68,14 @@ __all__ = [
     "EOS",
     "LABELLED_TEXT_FORMATS",
     "LABEL_COLUMNS",
+    "LanguageModelCorpus",
     "PAD",
     "SEQUENCE_RESERVED",
     "SHAPE_TOKENS",
     "TAGGING_FORMATS",
     "TEXT_COLUMNS",
+    "TEXT_MODES",
+    "TOKEN_LEVELS",
     "TIME_MACHINE_SHA1",
     "TIME_MACHINE_URL",
     "TokenEncoder",
@@ -79,6 +89,7 @@ __all__ = [
     "course_clean",
     "labelled_text_format",
     "language_model_batches",
+    "language_model_corpus",
     "learn_bpe_merges",
     "load_tfds",
     "load_time_machine",
@@ -91,6 +102,7 @@ __all__ = [
     "read_delimited",
     "read_imdb_tsv",
     "read_labelled_texts",
+    "read_language_model_corpus",
     "read_lines",
     "read_sentence_pairs",
     "read_tagged_sentences",

@@ -2,6 +2,7 @@
 
 import collections
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,21 @@ def _flatten(tokens):
             yield item
         else:
             yield from _flatten(item)
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {escaped: char for char, escaped in _ESCAPES.items()}
+_ESCAPED = re.compile(r"\\[\\nr]")
+
+
+def _escape(token):
+    """A token as one line of a vocabulary file: backslash, newline and carriage return escaped."""
+    return "".join(_ESCAPES.get(char, char) for char in token)
+
+
+def _unescape(line):
+    """The token of one line of a vocabulary file (`_escape` undone)."""
+    return _ESCAPED.sub(lambda match: _UNESCAPES[match.group()], line)
 
 
 class Vocab(tf.Module):
@@ -167,12 +183,14 @@ class Vocab(tf.Module):
             return tf.gather(self._token_table, ids)
 
     def save(self, path):
-        """Writes the tokens, one per line, in id order (UTF-8)."""
-        for token in self.idx_to_token:
-            if "\n" in token:
-                raise ValueError(f"token {token!r} contains a newline and cannot be saved one per line")
+        """Writes the tokens, one per line, in id order (UTF-8).
+
+        A token may hold any character: a backslash is written `\\\\`, a newline `\\n` and a carriage
+        return `\\r` (a faithful character vocabulary has the line break as a token), so that each line
+        of the file is one token; `load` reads them back.
+        """
         with open(path, "w", encoding="utf-8", newline="\n") as file:
-            file.write("\n".join(self.idx_to_token) + "\n")
+            file.write("\n".join(_escape(token) for token in self.idx_to_token) + "\n")
 
     @classmethod
     def load(cls, path, reserved_tokens=COURSE_RESERVED, unk_token=UNK):
@@ -190,7 +208,7 @@ class Vocab(tf.Module):
             text = file.read()
         if not text.endswith("\n"):
             raise ValueError(f"{path} is not a vocabulary file written by Vocab.save (no final newline)")
-        tokens = text[:-1].split("\n")
+        tokens = [_unescape(line) for line in text[:-1].split("\n")]
         if len(set(tokens)) != len(tokens):
             raise ValueError(f"{path} has duplicate tokens")
         reserved = list(reserved_tokens)
