@@ -512,6 +512,56 @@ def test_rg_lru_decay_starts_in_the_papers_range():
     assert 0.9 - 1e-6 <= a.min() and a.max() <= 0.999 + 1e-6 and a.std() > 0.01
 
 
+def test_rg_lru_decay_is_seeded_and_builds_inside_fit():
+    def built_layer():
+        layer = zoo.layers.RGLRU(8)
+        layer.build((None, None, 3))
+        return layer
+
+    keras.utils.set_random_seed(3)
+    first, second = built_layer(), built_layer()
+    keras.utils.set_random_seed(3)
+    again = built_layer()
+    np.testing.assert_array_equal(first.cell.decay_parameter, again.cell.decay_parameter)
+    assert not np.allclose(first.cell.decay_parameter, second.cell.decay_parameter)
+
+
+def test_stacked_rg_lru_layers_build_inside_the_first_training_step():
+    # In a fresh process (no global seed generator yet), layers built lazily by the first step's
+    # trace once drew their decay from Keras's global seed generator inside the loop, and failed.
+    code = textwrap.dedent(
+        """
+        import keras, numpy as np, zoo
+
+        class TwoLayers(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.embedding = keras.layers.Embedding(20, 8)
+                self.stack = [
+                    zoo.layers.RGLRU(16, return_sequences=True, implementation="loop") for _ in range(2)
+                ]
+                self.head = keras.layers.Dense(20)
+
+            def call(self, tokens):
+                x = self.embedding(tokens)
+                for layer in self.stack:
+                    x = layer(x)
+                return self.head(x)
+
+        model = TwoLayers()
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        tokens = np.random.default_rng(0).integers(0, 20, (4, 10))
+        print("loss", model.fit(tokens, tokens, epochs=1, verbose=0).history["loss"][0])
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.isfinite(float(result.stdout.split("loss")[-1]))
+
+
 def test_xlstm_forget_gate_biases_start_open():
     mlstm = zoo.layers.MLSTM(8, num_heads=4)
     mlstm.build((None, None, 3))

@@ -13,10 +13,24 @@ GATE_EXPONENT = 8.0
 MIN_DECAY, MAX_DECAY = 0.9, 0.999
 
 
-def decay_parameter_initializer(shape, dtype=None):
-    """Λ such that a = σ(Λ) has a² uniform in [MIN_DECAY², MAX_DECAY²]."""
-    a = ops.sqrt(keras.random.uniform(shape, MIN_DECAY**2, MAX_DECAY**2, dtype="float32"))
-    return ops.cast(ops.log(a) - ops.log1p(-a), dtype or "float32")
+@keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
+class DecayParameterInitializer(keras.initializers.RandomUniform):
+    """Λ such that a = σ(Λ) has a² uniform in [minval, maxval] (by default [MIN_DECAY², MAX_DECAY²]).
+
+    A seeded Keras initializer, so that a model built inside a traced function draws its values
+    without Keras's global seed generator, and `keras.utils.set_random_seed` makes them repeat.
+
+    Args:
+        minval, maxval: The range of a².
+        seed: As in `keras.initializers.RandomUniform`.
+    """
+
+    def __init__(self, minval=MIN_DECAY**2, maxval=MAX_DECAY**2, seed=None):
+        super().__init__(minval=minval, maxval=maxval, seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        a = ops.sqrt(super().__call__(shape, dtype="float32"))
+        return ops.cast(ops.log(a) - ops.log1p(-a), dtype or "float32")
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
@@ -30,7 +44,7 @@ class RGLRUCell(ScanCell):
     The paper's RG-LRU reads its width-D input x_t directly (u_t = x_t); here a projection u_t of
     the layer's input takes its place, so that `units` may differ from the input size, and the
     gates read the same input. The projection `kernel` [input_dim, 3 * units] holds W_a, W_x, W_u;
-    `decay_parameter` is Λ [units], initialised as in App. A (`decay_parameter_initializer`).
+    `decay_parameter` is Λ [units], initialised as in App. A (`DecayParameterInitializer`).
 
     Args:
         units: Dimensionality of the hidden state.
@@ -56,7 +70,7 @@ class RGLRUCell(ScanCell):
     def build(self, input_shape):
         super().build(input_shape)
         self.decay_parameter = self.add_weight(
-            shape=(self.units,), name="decay_parameter", initializer=decay_parameter_initializer
+            shape=(self.units,), name="decay_parameter", initializer=DecayParameterInitializer()
         )
 
     def log_base(self, dtype):
