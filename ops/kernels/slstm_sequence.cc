@@ -25,21 +25,43 @@ auto LogSigmoid(const Values& x) {
   return x.min(typename Values::Scalar(0)) - (-x.abs()).exp().log1p();
 }
 
-// The recurrent kernel as one dense [H, 4H] matrix, zero off the heads' blocks: R_dense[k d + j,
-// g H + k d + e] = R[k, j, g d + e]. A step's recurrent product is then one matrix product of the
-// shard's rows (heads times the multiply-adds of the blocks, in one call instead of one small
-// product per head and gate, each of which pays the product's setup).
+// Head k's block of the recurrent kernel, [d, 4d]: its gates i, f, z, o side by side.
 template <typename T>
-RowMatrix<T> DenseRecurrentKernel(const SlstmSizes& sizes, const T* recurrent_kernel) {
-  const int64_t d = sizes.head_size, units = sizes.units();
-  RowMatrix<T> dense = RowMatrix<T>::Zero(units, 4 * units);
+rnn::ConstRows<T> HeadKernel(const SlstmSizes& sizes, const T* recurrent_kernel, int64_t k) {
+  const int64_t d = sizes.head_size;
+  return rnn::ConstRows<T>(recurrent_kernel + k * d * 4 * d, d, 4 * d);
+}
+
+// gates[:, g H + k d : + d] += h[:, k d : + d] R[k][:, g d : + d] for every head k and gate g: one
+// product per head, the multiply-adds of the blocks only. `head_gates` is [rows, 4d] scratch.
+template <typename T>
+void AddRecurrentProduct(const SlstmSizes& sizes, const T* recurrent_kernel,
+                         const RowMatrix<T>& states, RowMatrix<T>* gates,
+                         RowMatrix<T>* head_gates) {
+  const int64_t d = sizes.head_size, units = sizes.units(), rows = states.rows();
   for (int64_t k = 0; k < sizes.heads; ++k) {
-    const rnn::ConstRows<T> kernel(recurrent_kernel + k * d * 4 * d, d, 4 * d);
+    head_gates->noalias() =
+        states.block(0, k * d, rows, d) * HeadKernel(sizes, recurrent_kernel, k);
     for (int g = 0; g < 4; ++g) {
-      dense.block(k * d, g * units + k * d, d, d) = kernel.middleCols(g * d, d);
+      gates->block(0, g * units + k * d, rows, d) += head_gates->middleCols(g * d, d);
     }
   }
-  return dense;
+}
+
+// d_h[:, k d : + d] = Σ_g d_gates[:, g H + k d : + d] R[k][:, g d : + d]ᵀ, the transpose of the
+// product above. `head_gates` is [rows, 4d] scratch.
+template <typename T>
+void RecurrentProductGradient(const SlstmSizes& sizes, const T* recurrent_kernel,
+                              const RowMatrix<T>& d_gates, RowMatrix<T>* d_h,
+                              RowMatrix<T>* head_gates) {
+  const int64_t d = sizes.head_size, units = sizes.units(), rows = d_gates.rows();
+  for (int64_t k = 0; k < sizes.heads; ++k) {
+    for (int g = 0; g < 4; ++g) {
+      head_gates->middleCols(g * d, d) = d_gates.block(0, g * units + k * d, rows, d);
+    }
+    d_h->middleCols(k * d, d).noalias() =
+        *head_gates * HeadKernel(sizes, recurrent_kernel, k).transpose();
+  }
 }
 
 // The stabilised cell of one row, from its gate pre-activations and the states it starts from.
@@ -87,10 +109,9 @@ void SlstmSequenceForward(const rnn::Workers& workers, const SlstmSizes& sizes,
                           T* previous) {
   const int64_t time = sizes.time, units = sizes.units(), width = 4 * units;
   const rnn::StepLayout layout{time, units};
-  const RowMatrix<T> dense_kernel = DenseRecurrentKernel(sizes, recurrent_kernel);
   ForEachShard(workers, sizes, [&](int64_t first, int64_t rows) {
     // The states of the shard's rows side by side, [h, c, n, m], and the step's gates.
-    RowMatrix<T> states(rows, width), gates(rows, width);
+    RowMatrix<T> states(rows, width), gates(rows, width), head_gates(rows, 4 * sizes.head_size);
     for (int s = 0; s < kSlstmStates; ++s) {
       states.middleCols(s * units, units) =
           rnn::ConstRows<T>(initial[s] + first * units, rows, units);
@@ -99,7 +120,7 @@ void SlstmSequenceForward(const rnn::Workers& workers, const SlstmSizes& sizes,
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       gates = rnn::ConstStridedRows<T>(projected + (first * time + t) * width, rows, width,
                                        Eigen::OuterStride<>(time * width));
-      gates.noalias() += states.leftCols(units) * dense_kernel;
+      AddRecurrentProduct(sizes, recurrent_kernel, states, &gates, &head_gates);
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t at = ((first + r) * time + t) * width;
         T* output = outputs + layout.Offset(step, first + r);
@@ -130,11 +151,11 @@ void SlstmSequenceBackward(const rnn::Workers& workers, const SlstmSizes& sizes,
                            T* d_projected, const std::array<T*, kSlstmStates>& d_initial) {
   const int64_t time = sizes.time, units = sizes.units(), width = 4 * units;
   const rnn::StepLayout layout{time, units};
-  const RowMatrix<T> dense_kernel = DenseRecurrentKernel(sizes, recurrent_kernel);
   ForEachShard(workers, sizes, [&](int64_t first, int64_t rows) {
     // The gradients reaching the states after the step, [h, c, n, m], what padded steps'
     // outputs pass on to the output they repeat, the step's gate gradients and d h_{t-1}.
     RowMatrix<T> d_states(rows, width), d_gates(rows, width), d_h(rows, units);
+    RowMatrix<T> head_gates(rows, 4 * sizes.head_size);
     RowMatrix<T> carried = RowMatrix<T>::Zero(rows, units);
     for (int s = 0; s < kSlstmStates; ++s) {
       d_states.middleCols(s * units, units) =
@@ -183,7 +204,7 @@ void SlstmSequenceBackward(const rnn::Workers& workers, const SlstmSizes& sizes,
       }
       rnn::StridedRows<T>(d_projected + (first * time + t) * width, rows, width,
                           Eigen::OuterStride<>(time * width)) = d_gates;
-      d_h.noalias() = d_gates * dense_kernel.transpose();
+      RecurrentProductGradient(sizes, recurrent_kernel, d_gates, &d_h, &head_gates);
       for (int64_t r = 0; r < rows; ++r) {
         if (valid[r]) d_states.row(r).leftCols(units) = d_h.row(r);
       }
