@@ -256,17 +256,37 @@ class LanguageModel(keras.Model):
         self.built = True
 
     def call(self, inputs, initial_state=None, training=False, return_state=False):
-        inputs = ops.cast(inputs, "int32")
-        if inputs.shape.rank != 2:
-            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
-        if self.block == "residual":
-            outputs, states = self._residual_stack(self._embed(inputs), initial_state, training)
-        else:
-            outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        outputs, states = self._top_layer(inputs, initial_state, training)
         if self.output_dropout is not None:
             outputs = self.output_dropout(outputs, training=training)
         logits = self.head(outputs)
         return (logits, states) if return_state else logits
+
+    def hidden_states(self, token_ids, training=False):
+        """The top layer's output at each step, what the output layer reads (before its dropout).
+
+        Args:
+            token_ids: int `[batch, time]`.
+            training: Whether dropout applies.
+
+        Returns:
+            float `[batch, time, units]` (`2 * units` when bidirectional): at step t, the state
+            after reading tokens 0..t.
+        """
+        token_ids = ops.convert_to_tensor(token_ids)
+        if not token_ids.dtype.is_integer:
+            raise TypeError(f"LanguageModel expects integer token ids; got dtype {token_ids.dtype.name}")
+        return self._top_layer(token_ids, None, training)[0]
+
+    def _top_layer(self, inputs, initial_state, training):
+        """`(top layer's outputs, final states)`."""
+        inputs = ops.cast(inputs, "int32")
+        if inputs.shape.rank != 2:
+            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
+        if self.block == "residual":
+            return self._residual_stack(self._embed(inputs), initial_state, training)
+        outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        return outputs, states
 
     def _residual_stack(self, outputs, initial_state, training):
         expected = sum(len(block.state_sizes) for block in self.blocks)
