@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo.models.string_embeddings import ContextualStringEmbeddings, string_embedding_inputs
+from zoo.models.string_embeddings import ContextualStringEmbeddings
+from zoo.text import string_embedding_inputs
 
 CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.!?'é"
 VOCAB = zoo.text.Vocab(list(CHARS))
@@ -249,3 +250,89 @@ def test_rejections(models):
         string_embedding_inputs(tf.ragged.constant([["a", ""]]), VOCAB)
     with pytest.raises(TypeError, match="ragged tf.string"):
         string_embedding_inputs(tf.constant([["a", "b"]]), VOCAB)
+
+
+def tagger_setup(models):
+    sentences = [["Paris", "is", "big"], ["Don", "'", "t", "go"], ["é"]]
+    tags = [["B", "O", "O"], ["O", "O", "O", "O"], ["B"]]
+    word_vocab = zoo.text.Vocab(sentences, reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    char_vocab = zoo.text.Vocab(
+        [list(word) for sentence in sentences for word in sentence],
+        reserved_tokens=zoo.text.SEQUENCE_RESERVED,
+    )
+    encoder = zoo.text.TokenEncoder(word_vocab, char_vocab, False, 10, string_embedding_vocab=VOCAB)
+    tag_vocab = zoo.text.Vocab(tags, reserved_tokens=(), unk_token=None)
+    tagger = zoo.models.SequenceTagger(
+        len(word_vocab),
+        len(tag_vocab),
+        embedding_dim=4,
+        units=4,
+        char_vocab_size=len(char_vocab),
+        char_embedding_dim=3,
+        char_filters=3,
+        string_embeddings=ContextualStringEmbeddings(*models, VOCAB.idx_to_token),
+    )
+    return sentences, tags, encoder, tag_vocab, tagger
+
+
+def test_token_encoder_adds_the_string_embedding_inputs(models):
+    _, _, encoder, _, _ = tagger_setup(models)
+    tokens = tf.ragged.constant([["Paris", "is"], ["x"]])
+    (word_ids, char_ids, lm_char_ids, word_spans), mask = encoder(tokens)
+    expected_chars, expected_spans = string_embedding_inputs(tokens, VOCAB)
+    np.testing.assert_array_equal(lm_char_ids, expected_chars)
+    np.testing.assert_array_equal(word_spans, expected_spans)
+    # An empty batch still has one step, with no word in it.
+    (word_ids, _, _, word_spans), mask = encoder(tf.ragged.constant([[]], dtype=tf.string))
+    assert word_ids.shape == (1, 1) and word_spans.numpy().tolist() == [[[-1, -1]]]
+
+
+def test_tagger_with_string_embeddings_trains_round_trips_and_serves_raw_strings(models, tmp_path):
+    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
+    language_model_weights = [np.array(w) for w in tagger.string_embeddings.weights]
+    batches = zoo.text.tagger_batches(
+        sentences, tags, encoder, tag_vocab, 2, shuffle=True, seed=0, mask_weights=True, word_dropout=0.3
+    )
+    tagger.compile("adam", "sparse_categorical_crossentropy")
+    tagger.fit(batches, epochs=2, verbose=0)
+    # Frozen: training the tagger leaves the language models as they were.
+    for before, after in zip(language_model_weights, tagger.string_embeddings.weights):
+        np.testing.assert_array_equal(before, np.array(after))
+    inputs, _ = encoder(tf.ragged.constant(sentences))
+    expected = np.array(tagger(inputs))
+    tagger.save(tmp_path / "tagger.keras")
+    loaded = keras.saving.load_model(tmp_path / "tagger.keras")
+    np.testing.assert_array_equal(np.array(loaded(inputs)), expected)
+    assert isinstance(loaded.string_embeddings, ContextualStringEmbeddings)
+    assert len(loaded.trainable_weights) == len(tagger.trainable_weights)  # still frozen
+
+    served = zoo.models.TextTagger(tagger, encoder, tag_vocab, max_tokens=10)
+    texts = [" ".join(sentence) for sentence in sentences] + [""]
+    tags_now = served.tag(tf.constant(texts))["tags"].numpy()
+    np.save(tmp_path / "tags.npy", tags_now)
+    zoo.export.saved_model(served, tmp_path / "saved_model", {"tag": served.tag})
+    check = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        served = tf.saved_model.load(sys.argv[1])
+        got = served.signatures["tag"](sentences=tf.constant(sys.argv[3:]))["tags"].numpy()
+        np.testing.assert_array_equal(got, np.load(sys.argv[2], allow_pickle=True))
+        assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo was imported"
+        print("LOADED_OK")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", check, str(tmp_path / "saved_model"), str(tmp_path / "tags.npy"), *texts],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "LOADED_OK" in result.stdout, result.stderr[-3000:]
+    assert tags_now[-1].tolist() == [b""] * tags_now.shape[1]  # an empty sentence has no tags
+    with pytest.raises(ValueError, match=r"called on \(word_ids, char_ids, lm_char_ids, word_spans\)"):
+        tagger(inputs[:2])

@@ -7,7 +7,7 @@ from zoo.models.language_model import LanguageModel, TextGenerator
 from zoo.models.multitask_tagger import MultiTaskTagger, multitask_batches
 from zoo.models.residual_block import ResidualRecurrentBlock
 from zoo.models.seq2seq import Seq2Seq, sequence_loss
-from zoo.models.string_embeddings import ContextualStringEmbeddings, string_embedding_inputs
+from zoo.models.string_embeddings import ContextualStringEmbeddings
 from zoo.models.tagger import SequenceTagger, build_tagger
 from zoo.models.temporal_conv import TemporalConv
 from zoo.models.text_classifier import TextClassifier
@@ -36,5 +36,4 @@ __all__ = [
     "predict_tags",
     "score_translations",
     "sequence_loss",
-    "string_embedding_inputs",
 ]

@@ -7,14 +7,15 @@ the backward model's state after (in its reversed reading) the word's first char
 has read the sentence up to the word's end, the second half from its end back to the word's start.
 Both models run once over each sentence's characters, whatever its number of words.
 
-`string_embedding_inputs` turns words (ragged strings) into what `ContextualStringEmbeddings` takes,
+`zoo.text.string_embedding_inputs` turns words (ragged strings) into what `ContextualStringEmbeddings` takes,
 character ids and each word's character span, with TensorFlow ops only, so that a serving graph
 that takes raw strings traces it into a SavedModel.
 
 Example:
 
 >>> embeddings = ContextualStringEmbeddings(forward_lm, backward_lm, vocab.idx_to_token)
->>> char_ids, word_spans = string_embedding_inputs(tf.ragged.constant([["Paris", "is", "big"]]), vocab)
+>>> words = tf.ragged.constant([["Paris", "is", "big"]])
+>>> char_ids, word_spans = zoo.text.string_embedding_inputs(words, vocab)
 >>> embeddings((char_ids, word_spans)).shape       # [batch, words, forward units + backward units]
 TensorShape([1, 3, 512])
 """
@@ -23,48 +24,9 @@ import keras
 import tensorflow as tf
 
 from zoo.models.language_model import LanguageModel
+from zoo.text.string_embedding_inputs import WORD_SEPARATOR
 
 _PACKAGE = "zoo"
-WORD_SEPARATOR = " "
-
-
-def string_embedding_inputs(words, vocab):
-    """Words → the inputs of `ContextualStringEmbeddings`: each sentence as `" w1 w2 ... wN "`.
-
-    Args:
-        words: `tf.string` ragged `[batch, (words)]` (undecodable bytes become U+FFFD, as the
-            language models' character tokenizer reads them); a sentence may have no words.
-        vocab: the language models' character vocabulary (a `zoo.text.Vocab`, or any object whose
-            `to_ids` maps a ragged `tf.string` tensor of characters to ids); characters it lacks
-            map to its unknown id.
-
-    Returns:
-        `(char_ids, word_spans)`: int32 `[batch, chars]` (the sentence's characters from index 0,
-        then 0s), and int32 `[batch, words, 2]`: the index of each word's first and last
-        character, `(-1, -1)` for padding words.
-
-    Raises:
-        InvalidArgumentError: an empty word (it has no character to take a state after).
-    """
-    if not isinstance(words, tf.RaggedTensor) or words.dtype != tf.string or words.shape.rank != 2:
-        raise TypeError(f"words must be a ragged tf.string tensor [batch, (words)], got {words!r}")
-    words = tf.ragged.map_flat_values(tf.strings.unicode_transcode, words, "UTF-8", "UTF-8", errors="replace")
-    lengths = tf.ragged.map_flat_values(tf.strings.length, words, unit="UTF8_CHAR")
-    check = tf.debugging.assert_positive(
-        lengths.flat_values, message="string embeddings: a word is empty (it has no character)"
-    )
-    with tf.control_dependencies([check]):
-        lengths = tf.cast(lengths.to_tensor(0), tf.int32)
-    text = WORD_SEPARATOR + tf.strings.reduce_join(words, axis=1, separator=WORD_SEPARATOR) + WORD_SEPARATOR
-    chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
-    char_ids = tf.cast(vocab.to_ids(chars).to_tensor(0), tf.int32)
-    # The first word starts after the leading separator; each next one after the previous and one
-    # separator.
-    firsts = 1 + tf.math.cumsum(lengths + 1, axis=1, exclusive=True)
-    lasts = firsts + lengths - 1
-    is_word = tf.sequence_mask(words.row_lengths(), tf.shape(lengths)[1])
-    spans = tf.stack([firsts, lasts], axis=-1)
-    return char_ids, tf.where(is_word[:, :, None], spans, -1)
 
 
 def _check_language_model(model, role):
@@ -100,9 +62,9 @@ class ContextualStringEmbeddings(keras.layers.Layer):
     `stateless_copy()`: each sentence is read from zero states.
 
     Call arguments:
-        inputs: `(char_ids, word_spans)` from `string_embedding_inputs`: int `[batch, chars]` and
-            int `[batch, words, 2]`. A sentence's characters end one after its last word's last
-            character (the closing separator); the rest of the row is padding.
+        inputs: `(char_ids, word_spans)` from `zoo.text.string_embedding_inputs`: int
+            `[batch, chars]` and int `[batch, words, 2]`. A sentence's characters end one after its
+            last word's last character (the closing separator); the rest of the row is padding.
         training: whether dropout applies in fine-tuned models.
 
     Returns:
@@ -112,7 +74,7 @@ class ContextualStringEmbeddings(keras.layers.Layer):
     Example:
 
     >>> embeddings = ContextualStringEmbeddings(forward_lm, backward_lm, vocab.idx_to_token)
-    >>> inputs = string_embedding_inputs(tf.ragged.constant([["Paris", "is", "big"]]), vocab)
+    >>> inputs = zoo.text.string_embedding_inputs(tf.ragged.constant([["Paris", "is", "big"]]), vocab)
     >>> embeddings(inputs).shape
     TensorShape([1, 3, 512])
     """
@@ -156,11 +118,18 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         self._set_trainable(value)
 
     def _set_trainable(self, value):
+        # The property's setter itself, on each model too: an attribute assignment of the value a
+        # layer already holds is skipped by tracking, though its variables (made by a later build,
+        # as when loading) may not follow it.
         keras.layers.Layer.trainable.fset(self, value)
-        # The models' output layers are no part of the embeddings: they get no gradient.
         for model in (getattr(self, "forward_model", None), getattr(self, "backward_model", None)):
-            if model is not None:
-                model.head.trainable = False
+            if model is None:
+                continue
+            keras.layers.Layer.trainable.fset(model, value)
+            for variable in model.weights:
+                variable.trainable = value
+            # The output layer is no part of the embeddings: it gets no gradient.
+            keras.layers.Layer.trainable.fset(model.head, False)
 
     @property
     def output_dim(self):
@@ -170,6 +139,8 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         for model in (self.forward_model, self.backward_model):
             if not model.built:
                 model.build((None, None))
+        # Variables made by the build above are trainable whatever their layer says.
+        self._set_trainable(self.trainable)
         self.built = True
 
     def _check_inputs(self, inputs):
