@@ -336,3 +336,7 @@ def test_tagger_with_string_embeddings_trains_round_trips_and_serves_raw_strings
     assert tags_now[-1].tolist() == [b""] * tags_now.shape[1]  # an empty sentence has no tags
     with pytest.raises(ValueError, match=r"called on \(word_ids, char_ids, lm_char_ids, word_spans\)"):
         tagger(inputs[:2])
+    with pytest.raises(
+        ValueError, match="LiteRT export does not take a SequenceTagger with string embeddings"
+    ):
+        zoo.export.tflite(tagger, tmp_path / "model.tflite")
