@@ -6,12 +6,14 @@ word dropout 0.15, early stopping on a validation split of the training file); t
 is the one of the best validation entity F1; `--corpus wnut17` also defaults to `--word-shape`,
 `--entity-weight 5` and, with its default softmax output, to 5 taggers trained with UD EWT's UPOS as an
 auxiliary task (see `recipes.tagging`). The CRF's gain is measured against one softmax tagger without the
-auxiliary task (`wnut17:softmax-single`), like for like.
+auxiliary task (`wnut17:softmax-single`), like for like. `--char-lm FORWARD_RUN BACKWARD_RUN` runs each
+configuration a second time with those contextual string embeddings (`recipes.tagging --char-lm`) and
+prints what they add.
 
 Usage (from the repository root):
     ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/tagging_quality.py \
         [--runs ud-ewt:crf ud-ewt:softmax wnut17:crf wnut17:softmax-single wnut17:softmax] \
-        [--out-root runs/bench-tagging] [-- more recipe flags]
+        [--out-root runs/bench-tagging] [--char-lm runs/lm_forward runs/lm_backward] [-- more recipe flags]
 """
 
 import argparse
@@ -42,8 +44,8 @@ RUNS = {
 CRF_BASELINES = {"ud-ewt:crf": "ud-ewt:softmax", "wnut17:crf": "wnut17:softmax-single"}
 
 
-def run(name, out_root, extra):
-    output_dir = out_root / name.replace(":", "-")
+def run(name, label, out_root, extra):
+    output_dir = out_root / label.replace(":", "-").replace("+", "-")
     shutil.rmtree(output_dir, ignore_errors=True)
     final = tagging.main([*RUNS[name], "--output-dir", str(output_dir), *extra]).final
     return {key: final[key] for key in final if key.startswith("dev_") or key in ("epochs", "train_seconds")}
@@ -53,17 +55,31 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
     parser.add_argument("--out-root", type=pathlib.Path, default=pathlib.Path("runs/bench-tagging"))
+    parser.add_argument(
+        "--char-lm",
+        nargs=2,
+        type=pathlib.Path,
+        metavar=("FORWARD_RUN", "BACKWARD_RUN"),
+        help="also run each configuration with these language-model runs' string embeddings",
+    )
     parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
     args = parser.parse_args()
     results = {}
     for name in args.runs:
-        results[name] = run(name, args.out_root, args.extra)
         key, target = TARGETS[name.split(":")[0]]
-        print(
-            f"RESULT {name}: {key} {results[name][key]:.4f} (target {target}), "
-            f"{results[name]['epochs']} epochs, {results[name]['train_seconds']:.0f} s",
-            flush=True,
-        )
+        variants = {name: []}
+        if args.char_lm:
+            variants[f"{name}+char-lm"] = ["--char-lm", *map(str, args.char_lm)]
+        for label, flags in variants.items():
+            results[label] = run(name, label, args.out_root, [*flags, *args.extra])
+            print(
+                f"RESULT {label}: {key} {results[label][key]:.4f} (target {target}), "
+                f"{results[label]['epochs']} epochs, {results[label]['train_seconds']:.0f} s",
+                flush=True,
+            )
+        if args.char_lm:
+            gain = results[f"{name}+char-lm"][key] - results[name][key]
+            print(f"RESULT {name}: string embeddings' gain in {key}: {gain:+.4f}", flush=True)
     for crf, softmax in CRF_BASELINES.items():
         if crf in results and softmax in results:
             key = TARGETS[crf.split(":")[0]][0]

@@ -11,6 +11,12 @@ text is the validation set and is never trained on. Each epoch prints the Keras 
 and validation perplexity, tokens/s and a greedy continuation of `--prefix` ("time traveller" for
 the book, the first words of other text).
 
+`--reverse` trains a backward character model: the whole text (and `--pretrain-data`) reversed, so
+the model reads right to left, as `recipes.tagging --char-lm FORWARD_RUN BACKWARD_RUN` needs beside a
+forward run on the same text. Its vocabulary is the forward reading's (the same ids as a forward run
+on that text); its samples and `saved_model/` write the text that comes before the prompt, shown in
+reading order; `metrics.json` records `"reverse": true`.
+
 Text of one's own (`--data FILE`) is read as written (`--text faithful`: every character of any
 script, case, punctuation and line breaks; words split as `zoo.text.WordTokenizer("faithful")`
 splits them), The Time Machine the course's way (`--text course`: Latin letters, lowercased),
@@ -45,6 +51,7 @@ Examples:
         --batching overlapping --epochs 4                           # D2L 1.0's GRU
     python -m recipes.language_model --batching random --patience 5   # independent windows, early stop
     python -m recipes.language_model --pretrain-data other_book.txt reviews.txt   # other text first
+    python -m recipes.language_model --data reviews.txt --reverse   # a backward character model
 """
 
 import argparse
@@ -86,6 +93,7 @@ DEFAULT_MODEL_TOKENS_PER_SEC = 8_500
 # Without --patience, on text other than the book: early stopping on validation perplexity.
 CORPUS_PATIENCE = 3
 PREFIX_WORDS, PREFIX_CHARS = 3, 20
+REVERSED_SAMPLE = " (--reverse: generated right to left, the text before the prompt)"
 
 
 def build_parser():
@@ -162,6 +170,12 @@ def build_parser():
         "faithful: the text as written, in any script (default: course for The Time Machine, "
         "faithful for other text)",
     )
+    data.add_argument(
+        "--reverse",
+        action="store_true",
+        help="char tokens: train on the text reversed (the model reads right to left: the backward "
+        "model of recipes.tagging --char-lm); samples show the text before the prompt",
+    )
     data.add_argument("--bpe-vocab-size", type=flags.positive_int, default=1000)
     data.add_argument("--num-steps", type=flags.positive_int, default=64, help="tokens per training window")
     data.add_argument(
@@ -222,6 +236,10 @@ def check(args):
         raise flags.FlagError("--bidirectional needs --block plain: residual blocks are unidirectional")
     if block == "plain" and args.conv_width:
         raise flags.FlagError("--conv-width is the convolution of residual blocks: add --block residual")
+    if args.reverse and args.tokenizer != "char":
+        raise flags.FlagError("--reverse reverses the text character by character: use --tokenizer char")
+    if args.reverse and args.bidirectional:
+        raise flags.FlagError("--reverse trains a backward model; --bidirectional reads both ways already")
     if args.cell in MULTI_HEAD_CELLS and args.units % args.heads:
         raise flags.FlagError(f"--cell {args.cell}: --heads {args.heads} must divide --units {args.units}")
 
@@ -276,7 +294,13 @@ def corpus_prefix(text):
 
 
 def tokenize(args, text):
-    """`(ids, tokenizer, vocab)`: the corpus as one id stream; vocab is None for BPE."""
+    """`(ids, tokenizer, vocab)`: the corpus as one id stream (reversed with `--reverse`: the
+    vocabulary stays the forward reading's, so both directions share it); vocab is None for BPE."""
+    ids, tokenizer, vocab = tokenize_forward(args, text)
+    return (ids[::-1].copy() if args.reverse else ids), tokenizer, vocab
+
+
+def tokenize_forward(args, text):
     if args.tokenizer == "bpe":
         lines = text.split("\n")
         # Pieces are learnt on the training lines only, so validation text stays unseen.
@@ -376,7 +400,8 @@ def pretraining_ids(args, tokenizer, vocab):
             ids += [piece for line in tokenizer.tokenize(text.split("\n")) for piece in line]
         else:
             ids += vocab.to_ids(tokenizer.tokenize(text))
-    return np.asarray(ids, np.int32)
+    ids = np.asarray(ids, np.int32)
+    return ids[::-1].copy() if args.reverse else ids
 
 
 def save_tokenizer(args, tokenizer, vocab):
@@ -433,9 +458,10 @@ class SampleText:
                 self.vocab,
                 max_tokens=max(self.args.sample_tokens, 100),
                 default_tokens=self.args.sample_tokens,
+                reverse=self.args.reverse,
             )
         text = self.generator(self.args.prefix, self.args.sample_tokens)
-        return f"epoch {epoch} sample: {text!r}"
+        return f"epoch {epoch} sample{REVERSED_SAMPLE * self.args.reverse}: {text!r}"
 
 
 def pretrain(args, model_fn, ids, strategy, callbacks):
@@ -490,7 +516,8 @@ def main(argv=None):
     run_files.write_config(args)  # with the defaults chosen from the corpus, which --resume keeps
     save_tokenizer(args, tokenizer, vocab)
     print(
-        f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "
+        ("text reversed (--reverse): the model reads right to left; " if args.reverse else "")
+        + f"{len(ids):,} {args.tokenizer} tokens, vocabulary {vocab_size}; training on the first "
         f"{1 - VALIDATION_FRACTION:.0%}, validating on the last {VALIDATION_FRACTION:.0%}",
         flush=True,
     )
@@ -537,7 +564,7 @@ def main(argv=None):
     )
     print(f"recurrent layers ran: {model.implementation_used}", flush=True)
 
-    final.update(val_perplexity=history["val_perplexity"][-1], vocab_size=vocab_size)
+    final.update(val_perplexity=history["val_perplexity"][-1], vocab_size=vocab_size, reverse=args.reverse)
     if args.keep_best and best_epoch.best_weights is not None:
         # Keras numbers the epochs of a resumed fit from the first one, as the history does.
         final["best_epoch"] = best_epoch.best_epoch + 1
@@ -553,7 +580,7 @@ def main(argv=None):
     if args.bidirectional:
         print(f"no sample and no saved_model/: {BIDIRECTIONAL_GENERATION_ERROR}", flush=True)
     else:
-        generator = TextGenerator(model, tokenizer, vocab)
+        generator = TextGenerator(model, tokenizer, vocab, reverse=args.reverse)
         final["sample"] = generator(args.prefix, args.sample_tokens)
         path = zoo.export.saved_model(
             generator,

@@ -28,6 +28,12 @@ tagger of tweets what proper nouns look like); the export holds the main tagger 
 wnut17` defaults to `--output softmax --auxiliary ud-ewt --ensemble 5` (`--output crf`: one CRF
 tagger, no auxiliary task).
 
+`--char-lm FORWARD_RUN BACKWARD_RUN` adds contextual string embeddings (Akbik et al., 2018; Flair's;
+`zoo.models.ContextualStringEmbeddings`, frozen) beside the word and character features: two run
+folders of `recipes.language_model` character models of text as written (`--text faithful`), the
+second trained with `--reverse` on the same text (so that both share `vocab.txt`). Such a run writes
+no `model.tflite`.
+
 The run's `saved_model/` has a `tag` signature (`zoo.models.TextTagger`): sentences (tokens separated
 by whitespace, as in the training data) in, their `tokens` and `tags` out (padded with ""). It runs
 in plain TensorFlow. `model.tflite` is the tagger for LiteRT (`--quantize dynamic`:
@@ -38,6 +44,7 @@ out.
 """
 
 import argparse
+import json
 import pathlib
 import typing
 
@@ -50,6 +57,7 @@ from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import entity_scheme, tagging_scores
 from zoo.models.multitask_tagger import AUXILIARY_OUTPUT, MAIN_OUTPUT, MultiTaskTagger, multitask_batches
+from zoo.models.string_embeddings import ContextualStringEmbeddings
 from zoo.models.tagger import build_tagger
 
 # --- Config ---------------------------------------------------------------------------------
@@ -166,6 +174,16 @@ def build_parser():
     model.add_argument("--char-filters", type=flags.positive_int, default=50)
     model.add_argument("--dropout", type=flags.fraction, default=0.5)
     model.add_argument(
+        "--char-lm",
+        nargs=2,
+        type=pathlib.Path,
+        metavar=("FORWARD_RUN", "BACKWARD_RUN"),
+        default=None,
+        help="contextual string embeddings (Flair's, frozen) beside the word and character features: "
+        "the run folders of a recipes.language_model character model and of one trained with "
+        "--reverse on the same text",
+    )
+    model.add_argument(
         "--ensemble",
         type=flags.positive_int,
         default=1,
@@ -204,6 +222,8 @@ def check(args):
         )
     if args.word_shape and not args.chars:
         raise FlagError("--word-shape feeds the character CNN: it needs --chars")
+    if args.char_lm and args.quantize != "none":
+        raise FlagError("--quantize is for model.tflite, which a --char-lm run does not write")
 
 
 # --- Data -----------------------------------------------------------------------------------
@@ -300,8 +320,50 @@ def part(data, indices):
     return Tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
 
 
-def build_encoder(args, sentences):
-    """The `TokenEncoder` of word (and character) vocabularies built from `sentences`."""
+def load_char_language_models(args):
+    """`(forward model, backward model, their character vocabulary)` of the `--char-lm` runs,
+    checked: character models of text as written, the second of the reversed text, one vocabulary."""
+    loaded = []
+    for run, reverse in zip(args.char_lm, (False, True)):
+        paths = [run / name for name in ("config.json", "model.keras", "vocab.txt")]
+        for path in paths:
+            if not path.is_file():
+                raise RecipeError(
+                    f"--char-lm {run}: no {path.name} there (not a recipes.language_model run?)"
+                )
+        config = json.loads(paths[0].read_text())
+        if config.get("tokenizer") != "char":
+            raise RecipeError(
+                f"--char-lm {run}: a --tokenizer {config.get('tokenizer')} run; string embeddings need "
+                "character models (--tokenizer char)"
+            )
+        if config.get("text") != "faithful":
+            raise RecipeError(
+                f"--char-lm {run}: a --text {config.get('text')} run; the tagger reads text as written: "
+                "train it with --text faithful"
+            )
+        if bool(config.get("reverse")) != reverse:
+            raise RecipeError(
+                f"--char-lm {run}: "
+                + (
+                    "the backward run must be trained with --reverse"
+                    if reverse
+                    else "the forward run is a --reverse run: give it second"
+                )
+            )
+        loaded.append((keras.saving.load_model(paths[1], compile=False), zoo_text.Vocab.load(paths[2])))
+    (forward, forward_vocab), (backward, backward_vocab) = loaded
+    if forward_vocab.idx_to_token != backward_vocab.idx_to_token:
+        raise RecipeError(
+            "--char-lm: the two runs have different character vocabularies; train both on the same "
+            "text (a --reverse run keeps the forward reading's vocabulary)"
+        )
+    return forward, backward, forward_vocab
+
+
+def build_encoder(args, sentences, char_lm_vocab=None):
+    """The `TokenEncoder` of word (and character) vocabularies built from `sentences` (and with
+    `char_lm_vocab`, the inputs of the string embeddings)."""
     words = [[word.lower() if args.lowercase else word for word in row] for row in sentences]
     word_vocab = zoo_text.Vocab(words, min_freq=args.min_freq, reserved_tokens=zoo_text.SEQUENCE_RESERVED)
     char_vocab = None
@@ -310,7 +372,14 @@ def build_encoder(args, sentences):
             [list(word) for row in sentences for word in row],
             reserved_tokens=zoo_text.SEQUENCE_RESERVED + (zoo_text.SHAPE_TOKENS if args.word_shape else ()),
         )
-    return zoo_text.TokenEncoder(word_vocab, char_vocab, args.lowercase, args.max_chars, args.word_shape)
+    return zoo_text.TokenEncoder(
+        word_vocab,
+        char_vocab,
+        args.lowercase,
+        args.max_chars,
+        args.word_shape,
+        string_embedding_vocab=char_lm_vocab,
+    )
 
 
 def tag_vocabulary(tags):
@@ -336,8 +405,16 @@ def batches(args, encoder, data, tag_vocab, *, train, entity_weight=1.0):
 # --- Model ----------------------------------------------------------------------------------
 
 
-def build_model(args, encoder, num_tags, auxiliary_tags=None):
-    """A tagger (`build_tagger`), in a `MultiTaskTagger` with `auxiliary_tags`."""
+def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
+    """A tagger (`build_tagger`), in a `MultiTaskTagger` with `auxiliary_tags`, with string
+    embeddings from `char_lms` (`load_char_language_models`)."""
+    string_embeddings = None
+    if char_lms is not None:
+        forward, backward, vocab = char_lms
+        # Copies, made here: each member's own, built in the strategy's scope, without carried state.
+        string_embeddings = ContextualStringEmbeddings(
+            forward.stateless_copy(), backward.stateless_copy(), vocab.idx_to_token
+        )
     tagger = build_tagger(
         args.output,
         vocab_size=len(encoder.word_vocab),
@@ -350,6 +427,7 @@ def build_model(args, encoder, num_tags, auxiliary_tags=None):
         char_embedding_dim=args.char_embedding_dim,
         char_filters=args.char_filters,
         dropout=args.dropout,
+        string_embeddings=string_embeddings,
     )
     return MultiTaskTagger(tagger, auxiliary_tags) if auxiliary_tags else tagger
 
@@ -405,12 +483,14 @@ def main(argv=None):
 
     train, validation, dev, auxiliary, tag_vocab = read_data(args)
     multitask = args.auxiliary != NO_AUXILIARY
+    char_lms = load_char_language_models(args) if args.char_lm else None
     # The auxiliary sentences train the words and characters too.
-    encoder = build_encoder(args, train.sentences + auxiliary.sentences)
+    encoder = build_encoder(args, train.sentences + auxiliary.sentences, char_lms and char_lms[2])
     print(
         f"{len(tag_vocab)} tags ({entity_scheme(tag_vocab.idx_to_token) or 'not entities'}), "
         f"{len(encoder.word_vocab)} words"
-        + (f", {len(encoder.char_vocab)} characters" if encoder.char_vocab is not None else ""),
+        + (f", {len(encoder.char_vocab)} characters" if encoder.char_vocab is not None else "")
+        + (f"; string embeddings from --char-lm {args.char_lm[0]} {args.char_lm[1]}" if char_lms else ""),
         flush=True,
     )
     train_ds = batches(args, encoder, train, tag_vocab, train=True, entity_weight=args.entity_weight)
@@ -431,7 +511,7 @@ def main(argv=None):
         accuracy_monitor=f"val_{MAIN_OUTPUT}_accuracy" if multitask else "val_accuracy",
     )
     model, _ = training.run_ensemble_training(
-        lambda: build_model(args, encoder, len(tag_vocab), auxiliary_tags),
+        lambda: build_model(args, encoder, len(tag_vocab), auxiliary_tags, char_lms),
         train_ds,
         val_ds,
         args,
@@ -455,7 +535,11 @@ def main(argv=None):
     if encoder.char_vocab is not None:
         encoder.char_vocab.save(run_files.output_path(args, "char_vocab.txt"))
     tag_vocab.save(run_files.output_path(args, "tags.txt"))
-    litert_sizes = run_files.write_litert(args, model)
+    litert_sizes = {}
+    if char_lms:
+        print("no model.tflite: the LiteRT export does not take string embeddings", flush=True)
+    else:
+        litert_sizes = run_files.write_litert(args, model)
     return run_files.finish_run(
         args,
         model,

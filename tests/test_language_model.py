@@ -234,6 +234,24 @@ def test_text_generator_with_char_word_and_bpe_tokenizers(tmp_path):
         assert generator.generate(tf.constant(["the"])).shape == (1,)
 
 
+def test_reversed_generator_writes_the_text_before_the_prompt():
+    tokenizer = CharTokenizer("faithful")
+    # No "<unk>": every token is one character, so reversing a string reverses its tokens.
+    vocab = Vocab(tokenizer.tokenize(TEXT + "Tx"), reserved_tokens=(), unk_token=None)
+    model = built(LanguageModel(len(vocab), "gru", 8, embedding_dim=4))
+    reading_order = TextGenerator(model, tokenizer, vocab, max_tokens=20, default_tokens=5)
+    reversed_text = TextGenerator(model, tokenizer, vocab, max_tokens=20, default_tokens=5, reverse=True)
+    prompts = ["The time", "his grey x"]
+    # The model reads the prompt right to left and what it writes is put before the prompt.
+    expected = [text[::-1] for text in reading_order([prompt[::-1] for prompt in prompts], 7)]
+    assert reversed_text(prompts, 7) == expected
+    assert all(
+        text.endswith(prompt) and len(text) == len(prompt) + 7 for text, prompt in zip(expected, prompts)
+    )
+    with pytest.raises(ValueError, match="reverse=True is for character models"):
+        TextGenerator(model, WordTokenizer(), vocab, reverse=True)
+
+
 def test_empty_prompt_is_an_error():
     tokenizer, vocab, _ = char_setup()
     model = built(LanguageModel(len(vocab), "gru", 8, embedding_dim=4))

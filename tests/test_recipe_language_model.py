@@ -405,3 +405,48 @@ def test_help_of_every_recipe(recipe_name):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"usage: python -m recipes.{recipe_name}")
     assert "--resume DIR" in result.stdout and "--strategy" in result.stdout
+
+
+def test_reverse_reads_the_stream_backwards_with_the_forward_vocabulary(slice_file):
+    text = slice_file.read_text()
+    forward_args = recipe.build_parser().parse_args(["--data", str(slice_file), "--text", "faithful"])
+    backward_args = recipe.build_parser().parse_args(
+        ["--data", str(slice_file), "--text", "faithful", "--reverse"]
+    )
+    forward_ids, _, forward_vocab = recipe.tokenize(forward_args, text)
+    backward_ids, _, backward_vocab = recipe.tokenize(backward_args, text)
+    assert backward_vocab.idx_to_token == forward_vocab.idx_to_token
+    # The stream ends with the text's start (the tail holds characters only the validation part has).
+    assert "".join(backward_vocab.to_tokens(backward_ids[-30:].tolist())) == text[:30][::-1]
+    np.testing.assert_array_equal(backward_ids, forward_ids[::-1])
+
+
+def test_reverse_run_records_it_and_writes_the_text_before_the_prompt(slice_file, tmp_path, capsys):
+    import tensorflow as tf
+
+    run = tmp_path / "run"
+    recipe.main(["--data", str(slice_file), "--output-dir", str(run), "--reverse", "--prefix", "Time", *TINY])
+    out = capsys.readouterr().out
+    assert "text reversed (--reverse): the model reads right to left" in out
+    assert "epoch 1 sample (--reverse: generated right to left, the text before the prompt): '" in out
+    metrics = final_metrics(run)
+    assert metrics["config"]["reverse"] is True and metrics["final"]["reverse"] is True
+    assert json.loads((run / "config.json").read_text())["reverse"] is True
+    # The sample and the export generate leftwards: their text ends with the prompt.
+    assert metrics["final"]["sample"].endswith("Time") and len(metrics["final"]["sample"]) == 4 + 12
+    served = tf.saved_model.load(str(run / "saved_model"))
+    generated = served.generate(tf.constant(["Time"]), num_tokens=7).numpy()[0].decode()
+    assert generated.endswith("Time") and len(generated) == 4 + 7
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tokenizer", "word"], "--reverse reverses the text character by character: use --tokenizer char"),
+        (["--bidirectional"], "--reverse trains a backward model; --bidirectional reads both ways already"),
+    ],
+)
+def test_reverse_refuses_flags_it_cannot_serve(flags, message, slice_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        recipe.main(["--data", str(slice_file), "--output-dir", str(tmp_path / "run"), "--reverse", *flags])
+    assert message in capsys.readouterr().err

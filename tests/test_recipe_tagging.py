@@ -13,9 +13,10 @@ import tensorflow as tf
 from conllu_slices import first_sentences
 
 from recipes import flags, tagging
+from recipes.recipe import RecipeError
 from zoo import text as zoo_text
 from zoo.callbacks import ValidationEntityF1
-from zoo.models import MultiTaskTagger, SequenceTagger
+from zoo.models import LanguageModel, MultiTaskTagger, SequenceTagger
 
 TINY_MODEL = [
     "--epochs",
@@ -338,3 +339,93 @@ def test_word_shape_needs_chars(tmp_path, capsys):
         tagging.main(["--word-shape", "--no-chars", "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "error: --word-shape feeds the character CNN: it needs --chars" in capsys.readouterr().err
+
+
+def write_language_model_run(run, tokens, *, reverse, tokenizer="char", text="faithful"):
+    """A run folder as recipes.language_model leaves it, with an untrained model."""
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"tokenizer": tokenizer, "text": text, "reverse": reverse}))
+    vocab = zoo_text.Vocab(tokens)
+    vocab.save(run / "vocab.txt")
+    model = LanguageModel(len(vocab), "gru", units=4, embedding_dim=3)
+    model.build((None, None))
+    model.save(run / "model.keras")
+
+
+def char_lm_args(forward, backward):
+    return tagging.build_parser().parse_args(["--char-lm", str(forward), str(backward)])
+
+
+def test_char_lm_runs_are_checked_before_training(tmp_path):
+    chars = list("a bc")
+    write_language_model_run(tmp_path / "forward", chars, reverse=False)
+    write_language_model_run(tmp_path / "backward", chars, reverse=True)
+    forward, backward, vocab = tagging.load_char_language_models(
+        char_lm_args(tmp_path / "forward", tmp_path / "backward")
+    )
+    assert isinstance(forward, LanguageModel) and isinstance(backward, LanguageModel)
+    assert vocab.idx_to_token == zoo_text.Vocab(chars).idx_to_token
+
+    write_language_model_run(tmp_path / "other", list("a bcd"), reverse=True)
+    write_language_model_run(tmp_path / "words", ["a", " "], reverse=False, tokenizer="word")
+    write_language_model_run(tmp_path / "course", chars, reverse=False, text="course")
+    cases = [
+        (("backward", "forward"), "the forward run is a --reverse run: give it second"),
+        (("forward", "forward"), "the backward run must be trained with --reverse"),
+        (("forward", "other"), "the two runs have different character vocabularies"),
+        (("words", "backward"), "a --tokenizer word run; string embeddings need character models"),
+        (("course", "backward"), "a --text course run; the tagger reads text as written"),
+        (("forward", "nowhere"), "no config.json there"),
+    ]
+    for (first, second), message in cases:
+        with pytest.raises(RecipeError, match=message):
+            tagging.load_char_language_models(char_lm_args(tmp_path / first, tmp_path / second))
+
+
+def test_char_lm_refuses_quantize(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tagging.main(["--char-lm", "f", "b", "--quantize", "dynamic", "--output-dir", str(tmp_path / "r")])
+    assert "--quantize is for model.tflite, which a --char-lm run does not write" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_char_lm_tagger_end_to_end_with_language_models_trained_here(data_file, tmp_path):
+    from recipes import language_model
+
+    train = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60
+    )
+    dev = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-dev.conllu"), tmp_path / "dev.conllu", 20, known_tags_from=train
+    )
+    sentences = zoo_text.read_tagged_sentences(train)[0]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(" ".join(sentence) for sentence in sentences) * 3 + "\n")
+    tiny_lm = ["--data", str(text), "--epochs", "1", "--layers", "1", "--units", "16"]
+    tiny_lm += ["--embedding-dim", "8", "--batch-size", "8", "--num-steps", "16", "--sample-tokens", "5"]
+    for name, direction in (("forward", []), ("backward", ["--reverse"])):
+        language_model.main([*tiny_lm, *direction, "--output-dir", str(tmp_path / name)])
+    output_dir = tmp_path / "run"
+    run = tagging.main(
+        [
+            "--data",
+            str(train),
+            "--dev",
+            str(dev),
+            "--char-lm",
+            str(tmp_path / "forward"),
+            str(tmp_path / "backward"),
+            "--output-dir",
+            str(output_dir),
+            *TINY_MODEL,
+        ]
+    )
+    assert run.model.emission_model.string_embeddings.output_dim == 32  # the default CRF's emissions
+    assert not (output_dir / "model.tflite").exists()
+    embeddings = keras.saving.load_model(output_dir / "model.keras").emission_model.string_embeddings
+    assert embeddings.forward_model.units == 16 and not embeddings.trainable
+    out = tag_in_subprocess(output_dir / "saved_model")
+    assert not out["zoo_imported"]
+    tag_names = set(json.loads((output_dir / "metrics.json").read_text())["final"]["tag_names"])
+    assert out["tokens"][0][:7] == "The cat sat on the mat .".split()
+    assert all(tag in tag_names for tag in out["tags"][0][:7]) and set(out["tags"][1]) == {""}

@@ -28,6 +28,7 @@ from zoo.losses import SparseCategoricalCrossentropy
 from zoo.metrics import Perplexity, bleu, corpus_bleu, entity_f1, entity_spans, token_accuracy
 from zoo.models import (
     AveragedEnsemble,
+    ContextualStringEmbeddings,
     LanguageModel,
     MultiTaskTagger,
     Seq2Seq,

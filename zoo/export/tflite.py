@@ -182,6 +182,8 @@ def _zoo_model_inputs(model):
         return members[0] if all(inputs is not None and inputs == members[0] for inputs in members) else None
     if isinstance(model, CRFTagger):
         return _zoo_model_inputs(model.emission_model)
+    if isinstance(model, SequenceTagger) and model.string_embeddings is not None:
+        raise ValueError("the LiteRT export does not take a SequenceTagger with string embeddings")
     if isinstance(model, SequenceTagger) and model.uses_chars:
         return [
             tf.TensorSpec([None], tf.int32, name=WORD_IDS),

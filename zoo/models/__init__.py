@@ -7,6 +7,7 @@ from zoo.models.language_model import LanguageModel, TextGenerator
 from zoo.models.multitask_tagger import MultiTaskTagger, multitask_batches
 from zoo.models.residual_block import ResidualRecurrentBlock
 from zoo.models.seq2seq import Seq2Seq, sequence_loss
+from zoo.models.string_embeddings import ContextualStringEmbeddings
 from zoo.models.tagger import SequenceTagger, build_tagger
 from zoo.models.temporal_conv import TemporalConv
 from zoo.models.text_classifier import TextClassifier
@@ -16,6 +17,7 @@ from zoo.models.translator import Translator, score_translations
 __all__ = [
     "POOLING_MODES",
     "AveragedEnsemble",
+    "ContextualStringEmbeddings",
     "LanguageModel",
     "MultiTaskTagger",
     "ResidualRecurrentBlock",

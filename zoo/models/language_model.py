@@ -24,6 +24,7 @@ from zoo import decoding
 from zoo.layers import StackedRNN
 from zoo.models.residual_block import ResidualRecurrentBlock, cell_step
 from zoo.text.bpe import BPETokenizer
+from zoo.text.tokenizers import CharTokenizer
 
 _PACKAGE = "zoo"
 # A column appended to the logits while generating a run-time number of tokens: it wins once a row has
@@ -256,17 +257,37 @@ class LanguageModel(keras.Model):
         self.built = True
 
     def call(self, inputs, initial_state=None, training=False, return_state=False):
-        inputs = ops.cast(inputs, "int32")
-        if inputs.shape.rank != 2:
-            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
-        if self.block == "residual":
-            outputs, states = self._residual_stack(self._embed(inputs), initial_state, training)
-        else:
-            outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        outputs, states = self._top_layer(inputs, initial_state, training)
         if self.output_dropout is not None:
             outputs = self.output_dropout(outputs, training=training)
         logits = self.head(outputs)
         return (logits, states) if return_state else logits
+
+    def hidden_states(self, token_ids, training=False):
+        """The top layer's output at each step, what the output layer reads (before its dropout).
+
+        Args:
+            token_ids: int `[batch, time]`.
+            training: Whether dropout applies.
+
+        Returns:
+            float `[batch, time, units]` (`2 * units` when bidirectional): at step t, the state
+            after reading tokens 0..t.
+        """
+        token_ids = ops.convert_to_tensor(token_ids)
+        if not token_ids.dtype.is_integer:
+            raise TypeError(f"LanguageModel expects integer token ids; got dtype {token_ids.dtype.name}")
+        return self._top_layer(token_ids, None, training)[0]
+
+    def _top_layer(self, inputs, initial_state, training):
+        """`(top layer's outputs, final states)`."""
+        inputs = ops.cast(inputs, "int32")
+        if inputs.shape.rank != 2:
+            raise ValueError(f"LanguageModel expects token ids of shape (batch, time); got {inputs.shape}")
+        if self.block == "residual":
+            return self._residual_stack(self._embed(inputs), initial_state, training)
+        outputs, *states = self.rnn(self._embed(inputs), initial_state=initial_state, training=training)
+        return outputs, states
 
     def _residual_stack(self, outputs, initial_state, training):
         expected = sum(len(block.state_sizes) for block in self.blocks)
@@ -504,9 +525,14 @@ class TextGenerator(tf.Module):
         default_tokens: How many tokens `generate` produces when not told (the SavedModel's
             `generate` signature, which takes only the prompts, always produces this many).
         top_k: Optional top-k sampling in `generate` (fixed when the graph is built).
+        reverse: The model reads text right to left (a character model trained on the reversed
+            text, e.g. `recipes.language_model --reverse`): prompts are reversed before the model
+            reads them and the outputs reversed back, so `generate` writes the text that comes
+            before each prompt, in reading order.
 
     The output of `generate` is each prompt as the tokenizer sees it (e.g. cleaned and lowercased by
-    the course's mode) followed by its continuation, as the course's `predict` prints it.
+    the course's mode) followed by its continuation, as the course's `predict` prints it (with
+    `reverse`: the text before the prompt, then the prompt).
 
     Example:
 
@@ -516,10 +542,14 @@ class TextGenerator(tf.Module):
     >>> tf.saved_model.save(generator, "lm")   # reload: tf.saved_model.load("lm").generate(...)
     """
 
-    def __init__(self, model, tokenizer, vocab=None, max_tokens=1000, default_tokens=100, top_k=None):
+    def __init__(
+        self, model, tokenizer, vocab=None, max_tokens=1000, default_tokens=100, top_k=None, reverse=False
+    ):
         super().__init__(name="text_generator")
         model._check_can_generate()
         is_bpe = isinstance(tokenizer, BPETokenizer)
+        if reverse and not isinstance(tokenizer, CharTokenizer):
+            raise ValueError("reverse=True is for character models (text reversed character by character)")
         if is_bpe and vocab is not None:
             raise ValueError("a BPETokenizer maps text to ids itself: pass vocab=None")
         if not is_bpe and vocab is None:
@@ -535,6 +565,7 @@ class TextGenerator(tf.Module):
         self.max_tokens = int(max_tokens)
         self.default_tokens = int(default_tokens)
         self.top_k = top_k
+        self.reverse = bool(reverse)
 
         def generate(prefix, num_tokens=self.default_tokens, temperature=0.0, seed=-1):
             return self._generate(prefix, num_tokens, temperature, seed)
@@ -554,13 +585,17 @@ class TextGenerator(tf.Module):
         )
 
     def encode(self, texts):
-        """`tf.string` `[batch]` → int32 ragged ids `[batch, (tokens)]`."""
+        """`tf.string` `[batch]` → int32 ragged ids `[batch, (tokens)]`, in the model's reading order."""
+        if self.reverse:
+            return self.vocab.to_ids(tf.reverse(self.tokenizer.tokenize(texts), axis=[1]))
         if self.vocab is None:
             return self.tokenizer.tokenize(texts)
         return self.vocab.to_ids(self.tokenizer.tokenize(texts))
 
     def decode(self, ids):
-        """int ids `[batch, (tokens)]` → `tf.string` `[batch]`."""
+        """int ids `[batch, (tokens)]`, in the model's reading order → `tf.string` `[batch]`."""
+        if self.reverse:
+            return self.tokenizer.detokenize(tf.reverse(self.vocab.to_tokens(ids), axis=[1]))
         if self.vocab is None:
             return self.tokenizer.detokenize(ids)
         return self.tokenizer.detokenize(self.vocab.to_tokens(ids))

@@ -12,6 +12,7 @@ import tensorflow as tf
 from zoo import layers as zoo_layers
 from zoo.crf import CRF, CRFTagger
 from zoo.models.classifier import masked_pooling
+from zoo.models.string_embeddings import ContextualStringEmbeddings
 
 OUTPUTS = ("softmax", "logits")
 
@@ -39,11 +40,15 @@ class SequenceTagger(keras.Model):
         dropout: dropout on the word features, between recurrent layers and before the output.
         output: `"softmax"` (tag probabilities) or `"logits"` (emission scores, e.g. for a CRF).
         implementation: the recurrent layers' path (`zoo.layers`).
+        string_embeddings: a `zoo.models.ContextualStringEmbeddings` layer whose word embeddings
+            join the word (and character) features; None: none.
         **kwargs: `keras.Model` arguments.
 
     Call arguments:
-        inputs: word ids [batch, time] (int), or `(word_ids, char_ids)` with char ids
-            [batch, time, chars] when `char_vocab_size` is set.
+        inputs: word ids [batch, time] (int), or a tuple that starts with them: `(word_ids,
+            char_ids)` with char ids [batch, time, chars] when `char_vocab_size` is set, then the
+            string embeddings' `(lm_char_ids, word_spans)` when `string_embeddings` is set
+            (`zoo.text.TokenEncoder` makes them all).
         training: whether dropout applies.
 
     Returns:
@@ -70,9 +75,18 @@ class SequenceTagger(keras.Model):
         dropout=0.0,
         output="softmax",
         implementation="auto",
+        string_embeddings=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(string_embeddings, dict):  # from get_config
+            string_embeddings = keras.saving.deserialize_keras_object(string_embeddings)
+        if string_embeddings is not None and not isinstance(string_embeddings, ContextualStringEmbeddings):
+            raise TypeError(
+                "string_embeddings must be a zoo.models.ContextualStringEmbeddings layer, "
+                f"got {type(string_embeddings).__name__}"
+            )
+        self.string_embeddings = string_embeddings
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if not 0.0 <= dropout < 1.0:
@@ -127,17 +141,29 @@ class SequenceTagger(keras.Model):
     def uses_chars(self):
         return self.char_vocab_size is not None
 
+    @property
+    def input_names(self):
+        """The inputs this tagger is called on, in their order."""
+        return (
+            ("word_ids",)
+            + (("char_ids",) if self.uses_chars else ())
+            + (("lm_char_ids", "word_spans") if self.string_embeddings is not None else ())
+        )
+
     def _split_inputs(self, inputs):
-        if self.uses_chars:
-            if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-                raise ValueError(
-                    "this SequenceTagger has character features: call it on (word_ids, char_ids)"
-                )
-            word_ids, char_ids = (tf.convert_to_tensor(value) for value in inputs)
+        """`(word_ids, char_ids or None, (lm_char_ids, word_spans) or None)`."""
+        names = self.input_names
+        if len(names) > 1:
+            if not isinstance(inputs, (list, tuple)) or len(inputs) != len(names):
+                raise ValueError(f"this SequenceTagger is called on ({', '.join(names)})")
+            values = [tf.convert_to_tensor(value) for value in inputs]
         else:
             if isinstance(inputs, (list, tuple)):
                 raise ValueError("this SequenceTagger has no character features: call it on word ids only")
-            word_ids, char_ids = tf.convert_to_tensor(inputs), None
+            values = [tf.convert_to_tensor(inputs)]
+        word_ids = values[0]
+        char_ids = values[1] if self.uses_chars else None
+        lm_inputs = tuple(values[-2:]) if self.string_embeddings is not None else None
         if not word_ids.dtype.is_integer or word_ids.shape.rank != 2:
             raise ValueError(
                 f"word ids must be integers [batch, time], got {word_ids.dtype.name} {word_ids.shape}"
@@ -146,24 +172,30 @@ class SequenceTagger(keras.Model):
             raise ValueError(
                 f"char ids must be integers [batch, time, chars], got {char_ids.dtype.name} {char_ids.shape}"
             )
-        return word_ids, char_ids
+        return word_ids, char_ids, lm_inputs
 
     def build(self, inputs_shape):
-        pair = isinstance(inputs_shape, (list, tuple)) and all(
+        several = isinstance(inputs_shape, (list, tuple)) and all(
             isinstance(s, (list, tuple)) for s in inputs_shape
         )
-        if self.uses_chars != pair:
+        count = len(inputs_shape) if several else 1
+        if count != len(self.input_names):
             # Same messages as a call on the wrong inputs: Keras builds before it calls.
-            self._split_inputs([None, None] if pair else None)
+            self._split_inputs([None] * count if several else None)
+        shapes = [tuple(shape) for shape in inputs_shape] if several else [tuple(inputs_shape)]
+        words_shape = shapes[0]
         if self.uses_chars:
-            words_shape, chars_shape = (tuple(shape) for shape in inputs_shape)
-            self.char_embedding.build(chars_shape)
+            self.char_embedding.build(shapes[1])
             self.char_convolution.build((None, None, self.char_embedding_dim))
-        else:
-            words_shape = tuple(inputs_shape)
+        if self.string_embeddings is not None:
+            self.string_embeddings.build(shapes[-2:])
         batch, time = words_shape[:2]
         self.word_embedding.build(words_shape)
-        features = self.embedding_dim + (self.char_filters if self.uses_chars else 0)
+        features = (
+            self.embedding_dim
+            + (self.char_filters if self.uses_chars else 0)
+            + (self.string_embeddings.output_dim if self.string_embeddings is not None else 0)
+        )
         self.encoder.build((batch, time, features))
         self.scores.build((batch, time, 2 * self.units))
 
@@ -182,11 +214,13 @@ class SequenceTagger(keras.Model):
     def encode(self, inputs, training=False):
         """The recurrent encoding of each word [batch, time, 2 * units], after the output dropout: what
         the output layer reads (and what `MultiTaskTagger`'s auxiliary output layer reads too)."""
-        word_ids, char_ids = self._split_inputs(inputs)
+        word_ids, char_ids, lm_inputs = self._split_inputs(inputs)
         mask = tf.not_equal(word_ids, 0)
         features = self.word_embedding(word_ids)
         if char_ids is not None:
             features = tf.concat([features, self.char_features(char_ids)], axis=-1)
+        if lm_inputs is not None:
+            features = tf.concat([features, self.string_embeddings(lm_inputs, training=training)], axis=-1)
         features = self.feature_dropout(features, training=training)
         outputs = self.encoder(features, mask=mask, training=training)
         return self.output_dropout(outputs, training=training)
@@ -195,11 +229,10 @@ class SequenceTagger(keras.Model):
         return self.scores(self.encode(inputs, training=training))
 
     def compute_mask(self, inputs, mask=None):
-        word_ids, _ = self._split_inputs(inputs)
-        return tf.not_equal(word_ids, 0)
+        return tf.not_equal(self._split_inputs(inputs)[0], 0)
 
     def compute_output_shape(self, inputs_shape):
-        words_shape = inputs_shape[0] if self.uses_chars else inputs_shape
+        words_shape = inputs_shape[0] if len(self.input_names) > 1 else inputs_shape
         return (words_shape[0], words_shape[1], self.num_tags)
 
     def get_config(self):
@@ -218,6 +251,11 @@ class SequenceTagger(keras.Model):
             "dropout": self.dropout,
             "output": self.output_mode,
             "implementation": self.implementation,
+            "string_embeddings": (
+                None
+                if self.string_embeddings is None
+                else keras.saving.serialize_keras_object(self.string_embeddings)
+            ),
         }
 
 

@@ -42,6 +42,7 @@ from zoo.text.lm_corpus import (
 )
 from zoo.text.padded_batches import classification_batches, seq2seq_batches, tagging_batches
 from zoo.text.splits import split_by_source, split_held_out
+from zoo.text.string_embedding_inputs import string_embedding_inputs
 from zoo.text.tagged_sentences import (
     CONLLU_TAG_COLUMNS,
     TAGGING_FORMATS,
@@ -110,6 +111,7 @@ __all__ = [
     "seq2seq_batches",
     "sequential_partition_batches",
     "split_by_source",
+    "string_embedding_inputs",
     "split_held_out",
     "split_stream",
     "tagger_batches",

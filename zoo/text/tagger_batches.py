@@ -67,7 +67,7 @@ def tagger_batches(
             # Stateless: a stateful op's draws would go to whichever batch a parallel map runs first.
             dropped = tf.random.stateless_uniform(tf.shape(word_ids), dropout_seed) < word_dropout
             word_ids = tf.where(dropped & mask, unk_id, word_ids)
-            inputs = (word_ids, inputs[1]) if isinstance(inputs, tuple) else word_ids
+            inputs = (word_ids, *inputs[1:]) if isinstance(inputs, tuple) else word_ids
         tag_ids = tag_vocab.to_ids(token_tags).to_tensor(0, shape=tf.shape(mask, out_type=tf.int64))
         entity = mask & tf.not_equal(tag_ids, outside_id)
         if mask_weights:

@@ -14,6 +14,7 @@ Example:
 
 import tensorflow as tf
 
+from zoo.text.string_embedding_inputs import string_embedding_inputs
 from zoo.text.word_shapes import SHAPE_TOKENS, word_shapes
 
 
@@ -27,17 +28,23 @@ class TokenEncoder(tf.Module):
         lowercase: look words up lowercased (the characters keep their case).
         max_chars: characters kept per word (its first ones).
         word_shape: put each word's shape token (`zoo.text.word_shapes`) before its characters.
+        string_embedding_vocab: the character vocabulary of the language models of a
+            `zoo.models.ContextualStringEmbeddings` layer: adds its inputs
+            (`zoo.text.string_embedding_inputs`, the words as written); None: none.
 
     Call arguments:
         tokens: `tf.string` ragged `[batch, (time)]`.
 
     Returns:
-        `(inputs, mask)`: `inputs` is word ids int `[batch, time]`, or `(word_ids, char_ids [batch,
-        time, chars])` with a character vocabulary; `mask` bool `[batch, time]`. Padded to one time
-        step at least, so an empty sentence still has a step.
+        `(inputs, mask)`: `inputs` is word ids int `[batch, time]`, or a tuple of them, then
+        `char_ids [batch, time, chars]` with a character vocabulary, then `lm_char_ids [batch,
+        lm_chars]` and `word_spans [batch, time, 2]` with `string_embedding_vocab`; `mask` bool
+        `[batch, time]`. Padded to one time step at least, so an empty sentence still has a step.
     """
 
-    def __init__(self, word_vocab, char_vocab, lowercase, max_chars, word_shape=False):
+    def __init__(
+        self, word_vocab, char_vocab, lowercase, max_chars, word_shape=False, string_embedding_vocab=None
+    ):
         super().__init__(name="token_encoder")
         if word_shape and (
             char_vocab is None or any(token not in char_vocab.token_to_idx for token in SHAPE_TOKENS)
@@ -48,6 +55,7 @@ class TokenEncoder(tf.Module):
         self.lowercase = lowercase
         self.max_chars = max_chars
         self.word_shape = word_shape
+        self.string_embedding_vocab = string_embedding_vocab
 
     def words_of(self, tokens):
         """The strings looked up in `word_vocab`: the tokens, lowercased with `lowercase`."""
@@ -65,12 +73,20 @@ class TokenEncoder(tf.Module):
     def __call__(self, tokens):
         word_ids = _at_least_one_step(self.word_vocab.to_ids(self.words_of(tokens)).to_tensor(0), rank=2)
         mask = tf.not_equal(word_ids, 0)
-        if self.char_vocab is None:
-            return word_ids, mask
-        char_ids = _at_least_one_step(self.char_vocab.to_ids(self.chars_of(tokens)).to_tensor(0), rank=3)
-        # Both must span the same time steps, whatever padding each needed.
-        char_ids = char_ids[:, : tf.shape(word_ids)[1]]
-        return (word_ids, char_ids), mask
+        inputs = [word_ids]
+        if self.char_vocab is not None:
+            char_ids = _at_least_one_step(self.char_vocab.to_ids(self.chars_of(tokens)).to_tensor(0), rank=3)
+            # Both must span the same time steps, whatever padding each needed.
+            inputs.append(char_ids[:, : tf.shape(word_ids)[1]])
+        if self.string_embedding_vocab is not None:
+            lm_char_ids, word_spans = string_embedding_inputs(tokens, self.string_embedding_vocab)
+            steps = tf.shape(word_ids)[1]
+            # -1: no word, at the steps padded for an empty batch.
+            word_spans = tf.pad(
+                word_spans, [[0, 0], [0, steps - tf.shape(word_spans)[1]], [0, 0]], constant_values=-1
+            )
+            inputs += [lm_char_ids, word_spans]
+        return (tuple(inputs) if len(inputs) > 1 else word_ids), mask
 
 
 def _at_least_one_step(ids, rank):
