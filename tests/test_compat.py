@@ -154,3 +154,24 @@ def test_optimizer_variable_index_finds_the_variables_update_step_is_given():
     optimizer.build(variables)
     optimizer.apply([np.ones(3, "float32"), np.ones(2, "float32")], [variables[1], variables[0]])
     assert seen == [1, 0]
+
+
+def test_sentencepiece_tokenizer_keeps_its_model_through_a_reseed():
+    import io
+
+    from sentencepiece import SentencePieceTrainer
+    from tensorflow_text.python.ops import sentencepiece_tokenizer
+
+    model = io.BytesIO()
+    SentencePieceTrainer.train(
+        sentence_iterator=iter(["the time traveller was expounding a recondite matter"] * 20),
+        model_writer=model,
+        vocab_size=30,
+        model_type="bpe",
+    )
+    tokenizer = compat.sentencepiece_tokenizer(model.getvalue())
+    assert isinstance(tokenizer._model_resource, sentencepiece_tokenizer._SentencepieceModelResource)
+    mapped = tf.data.Dataset.from_tensors(["the time"]).map(tokenizer.tokenize)
+    expected = [ids.to_list() for ids in mapped]
+    tf.random.set_seed(1)
+    assert [ids.to_list() for ids in mapped] == expected

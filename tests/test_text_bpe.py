@@ -99,10 +99,16 @@ def test_train_from_file(data_file):
     )
 
 
-def test_eager_calls_survive_a_reseed(tokenizer):
+def test_eager_calls_datasets_and_functions_survive_a_reseed(tokenizer):
     import keras
 
     expected = tokenizer.python_tokenize(SAMPLES[1])
-    tokenizer.tokenize(SAMPLES[1])
-    keras.utils.set_random_seed(7)  # clears TF's kernel cache, where tensorflow-text keeps the model
+    mapped = tf.data.Dataset.from_tensor_slices(SAMPLES[1:2]).map(tokenizer.tokenize)
+    in_function = tf.function(tokenizer.tokenize)
+    assert in_function(tf.constant(SAMPLES[1])).numpy().tolist() == expected
+    # Clears TF's kernel cache: a model resource private to its kernel would be gone under the
+    # dataset and the function traced before.
+    keras.utils.set_random_seed(7)
     assert tokenizer.tokenize(SAMPLES[1]) == expected
+    assert [ids.numpy().tolist() for ids in mapped] == [expected]
+    assert in_function(tf.constant(SAMPLES[1])).numpy().tolist() == expected

@@ -30,6 +30,11 @@ Layers, metrics and export
   `Functional._run_through_graph`), for the exporters.
 - `litert_operators(flatbuffer)`: LiteRT's flatbuffer schema
   (`tensorflow.lite.python.schema_py_generated`), to list a converted model's operators.
+- `sentencepiece_tokenizer(model_proto)` (tensorflow-text 2.21's
+  `sentencepiece_tokenizer._SentencepieceModelResource`): a `SentencepieceTokenizer` whose model
+  resource has a shared name, so that `tf.random.set_seed` does not delete it under the datasets and
+  functions traced before (tensorflow-text makes it private to its kernel, and reseeding clears the
+  eager kernel cache).
 - `optimizer_variable_index(optimizer, variable)` (`BaseOptimizer._get_variable_index`): which of
   the optimizer's variables `update_step` was given (on TensorFlow, a `tf.Variable` or one replica's
   component of it), as Keras's own optimizers look up their slots.
@@ -490,3 +495,25 @@ def litert_operators(flatbuffer):
         for operator in subgraph.operators or []:
             operators.append((subgraph_name or "", names[operator.opcodeIndex]))
     return operators
+
+
+def sentencepiece_tokenizer(model_proto):
+    """A `tensorflow_text.SentencepieceTokenizer` of `model_proto` (bytes) whose model resource
+    survives `tf.random.set_seed`: one named after the model's SHA-1, kept by TensorFlow's resource
+    manager rather than by its kernel, so a kernel made again after the cache is cleared finds it."""
+    import hashlib
+
+    import tensorflow_text as tf_text
+    from tensorflow_text.python.ops import sentencepiece_tokenizer as tf_text_sentencepiece
+
+    class SharedModelResource(tf_text_sentencepiece._SentencepieceModelResource):
+        def _create_resource(self):
+            with tf.name_scope(self._name or "SentenceTokenizerInitializer"):
+                return tf_text_sentencepiece.gen_sentencepiece_tokenizer.sentencepiece_op(
+                    model=self._model, shared_name=shared_name
+                )
+
+    shared_name = "zoo_sentencepiece_" + hashlib.sha1(model_proto).hexdigest()
+    tokenizer = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32)
+    tokenizer._model_resource = SharedModelResource(model_proto, None)
+    return tokenizer

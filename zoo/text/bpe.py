@@ -6,8 +6,8 @@ import pathlib
 
 import sentencepiece as spm
 import tensorflow as tf
-import tensorflow_text as tf_text
 
+from zoo import compat
 from zoo.text.corpora import read_text
 
 
@@ -50,22 +50,7 @@ class BPETokenizer(tf.Module):
             raise ValueError("model_proto must be the non-empty bytes of a sentencepiece model")
         self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
         self._model_proto = model_proto
-        self._tokenizer = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32)
-
-    def _eager(self, method, value):
-        """Runs a tensorflow-text method eagerly, rebuilding the model if a reseed destroyed it."""
-        try:
-            return getattr(self._tokenizer, method)(value)
-        except tf.errors.NotFoundError as error:
-            if "SentencepieceResource" not in str(error):
-                raise
-            self._tokenizer = tf_text.SentencepieceTokenizer(model=self._model_proto, out_type=tf.int32)
-            return getattr(self._tokenizer, method)(value)
-
-    def _run(self, method, value):
-        return (
-            self._eager(method, value) if tf.executing_eagerly() else getattr(self._tokenizer, method)(value)
-        )
+        self._tokenizer = compat.sentencepiece_tokenizer(model_proto)
 
     @classmethod
     def train(cls, files_or_texts, vocab_size, character_coverage=1.0, num_threads=2, **options):
@@ -165,8 +150,8 @@ class BPETokenizer(tf.Module):
         if isinstance(text, str):
             return self.tokenize([text])[0]
         if isinstance(text, (list, tuple)):
-            return self._run("tokenize", tf.constant(list(text), tf.string)).to_list()
-        return self._run("tokenize", text)
+            return self._tokenizer.tokenize(tf.constant(list(text), tf.string)).to_list()
+        return self._tokenizer.tokenize(text)
 
     def detokenize(self, ids):
         """Piece ids → text: a list of int → str, a list of lists → list of str, a tensor → a tf.string
@@ -176,7 +161,7 @@ class BPETokenizer(tf.Module):
                 return self.detokenize([list(ids)])[0]
             for row in ids:
                 self._check_ids(row)
-            out = self._run("detokenize", tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1))
+            out = self._tokenizer.detokenize(tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1))
             return [value.decode("utf-8") for value in out.numpy().tolist()]
         check = tf.debugging.assert_less(
             ids if isinstance(ids, tf.Tensor) else ids.flat_values,
@@ -184,7 +169,7 @@ class BPETokenizer(tf.Module):
             message=f"piece ids must be < {self.vocab_size} (vocab size)",
         )
         with tf.control_dependencies([check]):
-            return self._run("detokenize", ids)
+            return self._tokenizer.detokenize(ids)
 
     def _check_ids(self, row):
         for value in row:
@@ -193,7 +178,7 @@ class BPETokenizer(tf.Module):
 
     def id_to_piece(self, ids):
         """Piece strings of ids, in-graph (`tf.string` tensor of the same shape)."""
-        return self._run("id_to_string", ids)
+        return self._tokenizer.id_to_string(ids)
 
     def python_tokenize(self, text):
         """Tokenizes with sentencepiece's own Python API (no TensorFlow): the reference for `tokenize`."""
