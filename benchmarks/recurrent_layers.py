@@ -140,7 +140,9 @@ def lm_epoch_cpu_seconds(argv):
     from recipes import language_model as recipe
 
     args = flags.parse_args(recipe.build_parser(), argv, check=recipe.check)
-    ids, _, vocab = recipe.tokenize(args, recipe.read_corpus(args))
+    text = recipe.read_corpus(args)
+    recipe.choose_text_defaults(args, text, recipe.is_the_book(args, text))
+    ids, _, vocab = recipe.tokenize(args, text)
     train, validation = recipe.batches(args, ids)
     model = recipe.build_model(args, len(vocab))
     model(next(iter(train))[0])  # built before compile, as the recipe builds it
