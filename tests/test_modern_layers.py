@@ -203,22 +203,29 @@ PATH_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(PATH_CASES))
-@pytest.mark.parametrize("kind", PARALLEL)
-def test_parallel_path_gives_the_loops_outputs_and_gradients(kind, case):
-    options = dict(PATH_CASES[case])
+def loop_and_path_results(kind, path, case_options):
+    """`(loop layer, path layer, pairs)`: a randomised loop layer and its twin on `path`, and the
+    (loop, path) pairs of their outputs, states and gradients for the case's mask and options."""
+    options = dict(case_options)
     mask = options.pop("mask", lambda: None)()
     with_initial_state = options.pop("initial_state", False)
     loop = make_layer(kind, implementation="loop", **options)
     x = RNG.normal(size=(B, T, D)).astype("float32")
     loop.build(x.shape)
     randomised(loop)
-    parallel = twin(loop, implementation="parallel")
+    other = twin(loop, implementation=path)
     initial_state = random_initial_state(loop) if with_initial_state else None
     expected, expected_gradients = outputs_and_gradients(loop, x, mask, initial_state)
-    got, got_gradients = outputs_and_gradients(parallel, x, mask, initial_state)
+    got, got_gradients = outputs_and_gradients(other, x, mask, initial_state)
+    return loop, other, zip(expected + expected_gradients, got + got_gradients)
+
+
+@pytest.mark.parametrize("case", sorted(PATH_CASES))
+@pytest.mark.parametrize("kind", PARALLEL)
+def test_parallel_path_gives_the_loops_outputs_and_gradients(kind, case):
+    loop, parallel, pairs = loop_and_path_results(kind, "parallel", PATH_CASES[case])
     assert loop.implementation_used == "loop" and parallel.implementation_used == "parallel"
-    for e, g in zip(expected + expected_gradients, got + got_gradients):
+    for e, g in pairs:
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
@@ -238,19 +245,9 @@ FUSED_CASES = {
 @pytest.mark.parametrize("case", sorted(FUSED_CASES))
 @pytest.mark.parametrize("kind", FUSED)
 def test_fused_path_gives_the_loops_outputs_and_gradients(kind, case):
-    options = dict(FUSED_CASES[case])
-    mask = options.pop("mask", lambda: None)()
-    with_initial_state = options.pop("initial_state", False)
-    loop = make_layer(kind, implementation="loop", **options)
-    x = RNG.normal(size=(B, T, D)).astype("float32")
-    loop.build(x.shape)
-    randomised(loop)
-    fused = twin(loop, implementation="fused")
-    initial_state = random_initial_state(loop) if with_initial_state else None
-    expected, expected_gradients = outputs_and_gradients(loop, x, mask, initial_state)
-    got, got_gradients = outputs_and_gradients(fused, x, mask, initial_state)
+    _, fused, pairs = loop_and_path_results(kind, "fused", FUSED_CASES[case])
     assert fused.implementation_used == "fused"
-    for e, g in zip(expected + expected_gradients, got + got_gradients):
+    for e, g in pairs:
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 

@@ -92,6 +92,7 @@ configures it first, with bounded heartbeat, registration and shutdown timeouts
 
 import contextlib
 import functools
+import hashlib
 import importlib
 
 import keras
@@ -501,8 +502,6 @@ def sentencepiece_tokenizer(model_proto):
     """A `tensorflow_text.SentencepieceTokenizer` of `model_proto` (bytes) whose model resource
     survives `tf.random.set_seed`: one named after the model's SHA-1, kept by TensorFlow's resource
     manager rather than by its kernel, so a kernel made again after the cache is cleared finds it."""
-    import hashlib
-
     import tensorflow_text as tf_text
     from tensorflow_text.python.ops import sentencepiece_tokenizer as tf_text_sentencepiece
 
