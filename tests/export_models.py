@@ -1,5 +1,8 @@
 """The small models the export tests convert (LiteRT and ONNX), their inputs, and what they hold."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 
@@ -125,3 +128,28 @@ MODELS = {
         2,
     ),
 }
+
+
+def step_logits_in_plain_tensorflow(saved_model_path, ids, folder):
+    """The logits of a SavedModel's `step` signature fed `ids` [batch, time] one position at a time
+    from zero states, in a fresh interpreter that asserts it never imports zoo or ops."""
+    np.save(folder / "ids.npy", ids)
+    script = f"""
+import sys
+import numpy as np
+import tensorflow as tf
+step = tf.saved_model.load({str(saved_model_path)!r}).signatures["step"]
+ids = np.load({str(folder / "ids.npy")!r})
+states = {{name: tf.zeros([ids.shape[0]] + spec.shape.as_list()[1:])
+          for name, spec in step.structured_input_signature[1].items() if name.startswith("state_")}}
+logits = []
+for position in range(ids.shape[1]):
+    outputs = step(token_ids=tf.constant(ids[:, position : position + 1]), **states)
+    states = {{name: outputs[name] for name in states}}
+    logits.append(outputs["logits"].numpy())
+np.save({str(folder / "logits.npy")!r}, np.concatenate(logits, axis=1))
+assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo or ops was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(folder / "logits.npy")

@@ -4,13 +4,12 @@ batches against one long batch, generation against the model's own greedy choice
 rejections (bad cell names, ONNX of residual blocks)."""
 
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from export_models import step_logits_in_plain_tensorflow
 
 import zoo
 import zoo.export
@@ -90,27 +89,8 @@ def test_keras_file_and_saved_model_give_the_same_logits(cell_type, tmp_path):
     module = tf.Module()
     module.model = model
     path = zoo.export.saved_model(module, tmp_path / "saved_model", {}, streaming_step=model)
-    np.save(tmp_path / "ids.npy", ids)
-    # A fresh interpreter that never imports zoo: the step signature stands on plain TensorFlow.
-    script = f"""
-import sys
-import numpy as np
-import tensorflow as tf
-step = tf.saved_model.load({str(path)!r}).signatures["step"]
-ids = np.load({str(tmp_path / "ids.npy")!r})
-states = {{name: tf.zeros([ids.shape[0]] + spec.shape.as_list()[1:])
-          for name, spec in step.structured_input_signature[1].items() if name.startswith("state_")}}
-logits = []
-for position in range(ids.shape[1]):
-    outputs = step(token_ids=tf.constant(ids[:, position : position + 1]), **states)
-    states = {{name: outputs[name] for name in states}}
-    logits.append(outputs["logits"].numpy())
-np.save({str(tmp_path / "logits.npy")!r}, np.concatenate(logits, axis=1))
-assert not [m for m in sys.modules if m.split(".")[0] in ("zoo", "ops")], "zoo or ops was imported"
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-5)
+    logits = step_logits_in_plain_tensorflow(path, ids, tmp_path)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell_type", ["rglru", "slstm"])
