@@ -8,20 +8,28 @@ is the one of the best validation entity F1; `--corpus wnut17` also defaults to 
 auxiliary task (see `recipes.tagging`). The CRF's gain is measured against one softmax tagger without the
 auxiliary task (`wnut17:softmax-single`), like for like. `--char-lm FORWARD_RUN BACKWARD_RUN` runs each
 configuration a second time with those contextual string embeddings (`recipes.tagging --char-lm`) and
-prints what they add.
+prints what they add. `--feature-crf` also trains, on each configuration's training sentences, a
+linear-chain CRF on hand-made features (the word, its affixes and shape, its neighbours' words and
+shapes; sklearn-crfsuite, an optional benchmark dependency), the classic baseline that tells what the
+recurrent taggers add.
 
 Usage (from the repository root):
     ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/tagging_quality.py \
         [--runs ud-ewt:crf ud-ewt:softmax wnut17:crf wnut17:softmax-single wnut17:softmax] \
-        [--out-root runs/bench-tagging] [--char-lm runs/lm_forward runs/lm_backward] [-- more recipe flags]
+        [--out-root runs/bench-tagging] [--char-lm runs/lm_forward runs/lm_backward] [--feature-crf]
+        [-- more recipe flags]
 """
 
 import argparse
+import itertools
 import json
 import pathlib
 import shutil
+import time
 
+from recipes import flags as recipe_flags
 from recipes import tagging
+from zoo.metrics import tagging_scores
 
 TARGETS = {"ud-ewt": ("dev_token_accuracy", 0.92), "wnut17": ("dev_entity_f1", 0.30)}
 RUNS = {
@@ -51,6 +59,62 @@ def run(name, label, out_root, extra):
     return {key: final[key] for key in final if key.startswith("dev_") or key in ("epochs", "train_seconds")}
 
 
+def shape(word):
+    """The word's shape, each run of alike characters once: "Paris" -> "Xx", "G-20" -> "X-d"."""
+
+    def kind(char):
+        return "X" if char.isupper() else "x" if char.islower() else "d" if char.isdigit() else char
+
+    return "".join(key for key, _ in itertools.groupby(map(kind, word)))
+
+
+def token_features(sentence, position):
+    """The classic CRF features of a token: its word (lowercased), affixes, shape and case, and
+    its neighbours' words and shapes."""
+    word = sentence[position]
+    features = {
+        "bias": 1.0,
+        "word": word.lower(),
+        "prefix3": word[:3].lower(),
+        "suffix3": word[-3:].lower(),
+        "suffix2": word[-2:].lower(),
+        "shape": shape(word),
+        "is_title": word.istitle(),
+        "is_upper": word.isupper(),
+        "is_digit": word.isdigit(),
+        "starts_with_symbol": word[:1] in "@#",
+    }
+    for offset in (-2, -1, 1, 2):
+        if 0 <= position + offset < len(sentence):
+            neighbour = sentence[position + offset]
+            features[f"{offset}:word"] = neighbour.lower()
+            features[f"{offset}:shape"] = shape(neighbour)
+        else:
+            features[f"{offset}:outside"] = True
+    return features
+
+
+def feature_crf(name, extra):
+    """A feature CRF trained on the training sentences of `name`'s recipe run (its own split) and
+    scored on the same dev sentences with the recipe's scorer."""
+    import sklearn_crfsuite  # optional: only this baseline needs it
+
+    args = recipe_flags.parse_args(
+        tagging.build_parser(),
+        [*RUNS[name], "--auxiliary", "none", *extra],
+        derived_defaults=tagging.corpus_defaults,
+        check=tagging.check,
+    )
+    train, _, dev, _, tag_vocab = tagging.read_data(args)
+    start = time.perf_counter()
+    crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=0.1, c2=0.1, max_iterations=200)
+    crf.fit([[token_features(s, i) for i in range(len(s))] for s in train.sentences], train.tags)
+    seconds = time.perf_counter() - start
+    predicted = crf.predict([[token_features(s, i) for i in range(len(s))] for s in dev.sentences])
+    figures = tagging_scores(dev.tags, predicted, tag_vocab.idx_to_token)
+    return {**{f"dev_{key}": value for key, value in figures.items()}, "train_seconds": seconds}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
@@ -62,11 +126,21 @@ def main():
         metavar=("FORWARD_RUN", "BACKWARD_RUN"),
         help="also run each configuration with these language-model runs' string embeddings",
     )
+    parser.add_argument(
+        "--feature-crf", action="store_true", help="also the feature CRF baseline (needs sklearn-crfsuite)"
+    )
     parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
     args = parser.parse_args()
     results = {}
     for name in args.runs:
         key, target = TARGETS[name.split(":")[0]]
+        if args.feature_crf:
+            label = f"{name}:feature-crf"
+            results[label] = feature_crf(name, args.extra)
+            print(
+                f"RESULT {label}: {key} {results[label][key]:.4f}, {results[label]['train_seconds']:.0f} s",
+                flush=True,
+            )
         variants = {name: []}
         if args.char_lm:
             variants[f"{name}+char-lm"] = ["--char-lm", *map(str, args.char_lm)]

@@ -2,14 +2,14 @@
 
 Defaults: character level on The Time Machine (the course's cleaning of the whole text, as D2L 1.0
 does it: a line break is a space between words), a 3-layer LSTM (256 units, a 64-d embedding, dropout
-0.4 between layers and before the output), sequential batching (32 rows of 64 steps; the state is
-carried from batch to batch, so the model reads long context), Adam 4e-3 with gradient clipping and a
-cosine decay, 40 epochs; the saved model keeps the epoch of lowest validation perplexity
-(`--no-keep-best`: the last). `--pretrain-data FILE...` trains on other texts first
-(`--pretrain-epochs`, in a run of its own in `pretraining/`), then on the book. The last 10% of the
-text is the validation set and is never trained on. Each epoch prints the Keras progress bar, training
-and validation perplexity, tokens/s and a greedy continuation of `--prefix` ("time traveller" for
-the book, the first words of other text).
+0.4 between layers and before the output, 0.1 in runs of 10 epochs or fewer), sequential batching
+(32 rows of 64 steps; the state is carried from batch to batch, so the model reads long context),
+Adam 4e-3 with gradient clipping and a cosine decay, 40 epochs; the saved model keeps the epoch of
+lowest validation perplexity (`--no-keep-best`: the last). `--pretrain-data FILE...` trains on other
+texts first (`--pretrain-epochs`, in a run of its own in `pretraining/`), then on the book. The last
+10% of the text is the validation set and is never trained on. Each epoch prints the Keras progress
+bar, training and validation perplexity, tokens/s and a greedy continuation of `--prefix` ("time
+traveller" for the book, the first words of other text).
 
 `--reverse` trains a backward character model: the whole text (and `--pretrain-data`) reversed, so
 the model reads right to left, as `recipes.tagging --char-lm FORWARD_RUN BACKWARD_RUN` needs beside a
@@ -92,6 +92,9 @@ MAX_EPOCHS = 40
 DEFAULT_MODEL_TOKENS_PER_SEC = 8_500
 # Without --patience, on text other than the book: early stopping on validation perplexity.
 CORPUS_PATIENCE = 3
+# Without --dropout: the book's 0.4 for runs that read their text more than FEW_EPOCHS times
+# (small texts overfit), less for runs on larger text, which a few epochs barely fit.
+MANY_EPOCHS_DROPOUT, FEW_EPOCHS_DROPOUT, FEW_EPOCHS = 0.4, 0.1, 10
 PREFIX_WORDS, PREFIX_CHARS = 3, 20
 REVERSED_SAMPLE = " (--reverse: generated right to left, the text before the prompt)"
 
@@ -146,8 +149,9 @@ def build_parser():
     model.add_argument(
         "--dropout",
         type=flags.fraction,
-        default=0.4,
-        help="dropout between layers and before the output layer",
+        default=None,
+        help=f"dropout between layers and before the output layer (default: {MANY_EPOCHS_DROPOUT:g}, "
+        f"the book's, for runs of more than {FEW_EPOCHS} epochs, {FEW_EPOCHS_DROPOUT:g} for shorter ones)",
     )
     model.add_argument(
         "--bidirectional",
@@ -324,8 +328,9 @@ def tokenize_forward(args, text):
 
 def choose_run_length(args, train_tokens, vocab_size, book):
     """Sets `--epochs` (when not given: about `TOKEN_BUDGET` training tokens, 1 to `MAX_EPOCHS`
-    epochs) and `--patience` (when not given: 0 for the book, `CORPUS_PATIENCE` for other text),
-    and prints them with the run's expected duration."""
+    epochs), `--patience` (when not given: 0 for the book, `CORPUS_PATIENCE` for other text) and
+    `--dropout` (when not given: `FEW_EPOCHS_DROPOUT` for at most `FEW_EPOCHS` epochs, else
+    `MANY_EPOCHS_DROPOUT`), and prints them with the run's expected duration."""
     if args.epochs is None:
         args.epochs = min(MAX_EPOCHS, max(1, round(TOKEN_BUDGET / train_tokens)))
         why = (
@@ -335,12 +340,17 @@ def choose_run_length(args, train_tokens, vocab_size, book):
         why = "--epochs"
     if args.patience is None:
         args.patience = 0 if book else CORPUS_PATIENCE
+    dropout = ""
+    if args.dropout is None:
+        few = args.epochs <= FEW_EPOCHS
+        args.dropout = FEW_EPOCHS_DROPOUT if few else MANY_EPOCHS_DROPOUT
+        dropout = f"; dropout {args.dropout:g} ({'at most' if few else 'over'} {FEW_EPOCHS} epochs)"
     stop = f", or fewer: early stop after {args.patience} without a better one" if args.patience else ""
     minutes = args.epochs * train_tokens / expected_tokens_per_sec(args, vocab_size) / 60
     duration = f"about {minutes:.0f} minutes" if minutes >= 1 else "under a minute"
     print(
         f"run length: {args.epochs} epoch{'s' * (args.epochs > 1)} of {train_tokens:,} tokens ({why})"
-        f"{stop}; expected {duration} on 2 CPU cores (longer on a busy machine)",
+        f"{stop}{dropout}; expected {duration} on 2 CPU cores (longer on a busy machine)",
         flush=True,
     )
 

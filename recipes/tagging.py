@@ -31,8 +31,9 @@ tagger, no auxiliary task).
 `--char-lm FORWARD_RUN BACKWARD_RUN` adds contextual string embeddings (Akbik et al., 2018; Flair's;
 `zoo.models.ContextualStringEmbeddings`, frozen) beside the word and character features: two run
 folders of `recipes.language_model` character models of text as written (`--text faithful`), the
-second trained with `--reverse` on the same text (so that both share `vocab.txt`). Such a run writes
-no `model.tflite`.
+second trained with `--reverse` on the same text (so that both share `vocab.txt`). The embeddings of
+every sentence are computed once, before training (the models are frozen). Such a run writes no
+`model.tflite`.
 
 The run's `saved_model/` has a `tag` signature (`zoo.models.TextTagger`): sentences (tokens separated
 by whitespace, as in the training data) in, their `tokens` and `tags` out (padded with ""). It runs
@@ -386,8 +387,9 @@ def tag_vocabulary(tags):
     return zoo_text.Vocab(tags, reserved_tokens=(), unk_token=None)
 
 
-def batches(args, encoder, data, tag_vocab, *, train, entity_weight=1.0):
-    """`zoo.text.tagger_batches` of `data`: shuffled and with word dropout for training."""
+def batches(args, encoder, data, tag_vocab, *, train, entity_weight=1.0, string_embeddings=None):
+    """`zoo.text.tagger_batches` of `data`: shuffled and with word dropout for training, with the
+    frozen `string_embeddings` of each sentence computed once."""
     return zoo_text.tagger_batches(
         data.sentences,
         data.tags,
@@ -399,10 +401,18 @@ def batches(args, encoder, data, tag_vocab, *, train, entity_weight=1.0):
         mask_weights=args.output == "softmax",
         word_dropout=args.word_dropout if train else 0.0,
         entity_weight=entity_weight,
+        string_embeddings=string_embeddings,
     )
 
 
 # --- Model ----------------------------------------------------------------------------------
+
+
+def frozen_string_embeddings(char_lms):
+    """The `ContextualStringEmbeddings` of `char_lms` (`load_char_language_models`), on copies of
+    the models made here (in the strategy's scope when called there), without carried state."""
+    forward, backward, vocab = char_lms
+    return ContextualStringEmbeddings(forward.stateless_copy(), backward.stateless_copy(), vocab.idx_to_token)
 
 
 def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
@@ -410,11 +420,7 @@ def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
     embeddings from `char_lms` (`load_char_language_models`)."""
     string_embeddings = None
     if char_lms is not None:
-        forward, backward, vocab = char_lms
-        # Copies, made here: each member's own, built in the strategy's scope, without carried state.
-        string_embeddings = ContextualStringEmbeddings(
-            forward.stateless_copy(), backward.stateless_copy(), vocab.idx_to_token
-        )
+        string_embeddings = frozen_string_embeddings(char_lms)  # each member's own copies
     tagger = build_tagger(
         args.output,
         vocab_size=len(encoder.word_vocab),
@@ -429,7 +435,13 @@ def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
         dropout=args.dropout,
         string_embeddings=string_embeddings,
     )
-    return MultiTaskTagger(tagger, auxiliary_tags) if auxiliary_tags else tagger
+    model = MultiTaskTagger(tagger, auxiliary_tags) if auxiliary_tags else tagger
+    if char_lms is not None:
+        # On the encoder's inputs, not the first cached batch's: the default SavedModel signature
+        # Keras traces for each model takes the shapes of its first build (a CRF's emissions too).
+        for part in (getattr(tagger, "emission_model", tagger), model):
+            part.build(encoder.input_shapes())
+    return model
 
 
 def compile_arguments(args, multitask):
@@ -493,14 +505,20 @@ def main(argv=None):
         + (f"; string embeddings from --char-lm {args.char_lm[0]} {args.char_lm[1]}" if char_lms else ""),
         flush=True,
     )
-    train_ds = batches(args, encoder, train, tag_vocab, train=True, entity_weight=args.entity_weight)
-    val_ds = batches(args, encoder, validation, tag_vocab, train=False)
-    dev_ds = batches(args, encoder, dev, tag_vocab, train=False)
+    cache = None
+    if char_lms:
+        cache = frozen_string_embeddings(char_lms)
+        print("computing the string embeddings of every sentence once (frozen language models)", flush=True)
+    train_ds = batches(
+        args, encoder, train, tag_vocab, train=True, entity_weight=args.entity_weight, string_embeddings=cache
+    )
+    val_ds = batches(args, encoder, validation, tag_vocab, train=False, string_embeddings=cache)
+    dev_ds = batches(args, encoder, dev, tag_vocab, train=False, string_embeddings=cache)
     auxiliary_tags = None
     if multitask:
         auxiliary_vocab = tag_vocabulary(auxiliary.tags)
         auxiliary_tags = len(auxiliary_vocab)
-        auxiliary_ds = batches(args, encoder, auxiliary, auxiliary_vocab, train=True)
+        auxiliary_ds = batches(args, encoder, auxiliary, auxiliary_vocab, train=True, string_embeddings=cache)
         train_ds = multitask_batches(train_ds, auxiliary_ds, args.auxiliary_weight, args.seed)
         val_ds = multitask_batches(val_ds)
 

@@ -149,21 +149,29 @@ def test_corpus_prefix_is_the_first_words_of_the_first_line_that_is_not_blank():
 def test_run_length_follows_the_corpus_and_epochs_overrides(capsys):
     book = parsed([])
     recipe.choose_run_length(book, 156_084, 28, book=True)  # the book's training characters
-    assert (book.epochs, book.patience) == (40, 0)
+    assert (book.epochs, book.patience, book.dropout) == (40, 0, 0.4)
     assert "run length: 40 epochs of 156,084 tokens" in capsys.readouterr().out
     big = parsed([])
     recipe.choose_run_length(big, 3_000_000, 120, book=False)
     assert big.epochs == round(recipe.TOKEN_BUDGET / 3_000_000) and big.patience == recipe.CORPUS_PATIENCE
     out = capsys.readouterr().out
     assert f"run length: {big.epochs} epochs of 3,000,000 tokens" in out and "early stop after 3" in out
+    assert big.dropout == 0.1 and "dropout 0.1 (at most 10 epochs)" in out  # a few epochs barely fit
     minutes = int(re.search(r"expected about (\d+) minutes", out).group(1))
     assert 15 <= minutes <= 25  # the budget is about 20 minutes of the default model
     huge = parsed(["--patience", "0"])
     recipe.choose_run_length(huge, 500_000_000, 120, book=False)
     assert (huge.epochs, huge.patience) == (1, 0)
-    given = parsed(["--epochs", "2", "--units", "1024"])
+    capsys.readouterr()
+    given = parsed(["--epochs", "2", "--units", "1024", "--dropout", "0.3"])
     recipe.choose_run_length(given, 3_000_000, 120, book=False)
-    assert given.epochs == 2 and "(--epochs)" in capsys.readouterr().out
+    assert (given.epochs, given.dropout) == (2, 0.3)
+    out = capsys.readouterr().out
+    assert "(--epochs)" in out and "dropout" not in out
+    small = parsed([])
+    recipe.choose_run_length(small, 400_000, 120, book=False)  # 25 epochs of a small text
+    assert (small.epochs, small.dropout) == (25, 0.4)
+    assert "dropout 0.4 (over 10 epochs)" in capsys.readouterr().out
 
 
 def test_text_flag_is_for_char_and_word_tokens(tmp_path, capsys):

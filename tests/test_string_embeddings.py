@@ -340,3 +340,56 @@ def test_tagger_with_string_embeddings_trains_round_trips_and_serves_raw_strings
         ValueError, match="LiteRT export does not take a SequenceTagger with string embeddings"
     ):
         zoo.export.tflite(tagger, tmp_path / "model.tflite")
+
+
+def test_cached_batches_give_the_taggers_outputs_and_gradients(models):
+    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
+    arguments = dict(shuffle=False, mask_weights=True)
+    computed = zoo.text.tagger_batches(sentences, tags, encoder, tag_vocab, 3, **arguments)
+    cached = zoo.text.tagger_batches(
+        sentences, tags, encoder, tag_vocab, 3, string_embeddings=tagger.string_embeddings, **arguments
+    )
+    for (inputs, tag_ids, weights), (cached_inputs, cached_tags, cached_weights) in zip(computed, cached):
+        assert cached_inputs[2].dtype == tf.float32
+        np.testing.assert_array_equal(cached_tags, tag_ids)
+        np.testing.assert_array_equal(cached_weights, weights)
+        results = []
+        for batch in (inputs, cached_inputs):
+            with tf.GradientTape() as tape:
+                outputs = tagger(batch)  # no dropout: the two runs must be alike
+                loss = keras.losses.sparse_categorical_crossentropy(tag_ids, outputs)
+            gradients = tape.gradient(loss, tagger.trainable_weights)
+            results.append([outputs, *map(tf.convert_to_tensor, gradients)])
+        for expected, got in zip(*results):
+            np.testing.assert_allclose(np.array(got), np.array(expected), atol=1e-6)
+
+
+def test_cached_embeddings_are_refused_where_they_cannot_stand(models):
+    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
+    layer = tagger.string_embeddings
+    inputs, _ = encoder(tf.ragged.constant(sentences))
+    cache = layer(inputs[-2:])
+    with pytest.raises(TypeError, match=r"cached embeddings must be floats \[batch, words, 14\]"):
+        layer((cache[:, :, :5], inputs[-1]))
+    layer.trainable = True
+    try:
+        with pytest.raises(ValueError, match="cannot fine-tune the language models"):
+            layer((cache, inputs[-1]), training=True)
+        with pytest.raises(ValueError, match="computed once only when frozen"):
+            zoo.text.tagger_batches(
+                sentences,
+                tags,
+                encoder,
+                tag_vocab,
+                2,
+                shuffle=False,
+                mask_weights=True,
+                string_embeddings=layer,
+            )
+    finally:
+        layer.trainable = False
+    plain = zoo.text.TokenEncoder(encoder.word_vocab, encoder.char_vocab, lowercase=True, max_chars=10)
+    with pytest.raises(ValueError, match="needs an encoder with a string_embedding_vocab"):
+        zoo.text.tagger_batches(
+            sentences, tags, plain, tag_vocab, 2, shuffle=False, mask_weights=True, string_embeddings=layer
+        )

@@ -359,6 +359,12 @@ def configure_coordination_service(cluster_spec, heartbeat_timeout, register_tim
 # --- Layers, metrics and export ----------------------------------------------------------------
 
 
+def keep_input_dtypes(layer):
+    """Stops Keras from casting `layer`'s float call arguments to its `input_dtype`: for layers
+    that take token ids beside float tensors (states, cached embeddings) and check dtypes themselves."""
+    layer._convert_input_args = False
+
+
 def autocast_disabled():
     """A context in which Keras variables read as stored, not autocast to a layer's compute dtype."""
     from keras.src.backend import AutocastScope

@@ -419,9 +419,15 @@ class CRFTagger(keras.Model):
             raise TypeError(f"crf must be a zoo CRF layer, got {type(crf).__name__}")
         self.emission_model = emission_model
         self.crf = crf
+        self.autocast = False  # the emission model casts (or checks) its own inputs
         # The CRF's own steps compute the loss, so they track it themselves (Keras's tracker is
         # updated only by Keras's own train and test steps).
         self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def input_dtype(self):
+        # The dtype of the default SavedModel signature: the emission model's (token ids for a tagger).
+        return self.emission_model.input_dtype
 
     @property
     def metrics(self):

@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from zoo import decoding
+from zoo import compat, decoding
 from zoo.layers import StackedRNN
 from zoo.models.residual_block import ResidualRecurrentBlock, cell_step
 from zoo.text.bpe import BPETokenizer
@@ -162,7 +162,7 @@ class LanguageModel(keras.Model):
         self.head = keras.layers.Dense(vocab_size, name="head")
         # Keras would cast every float argument to `input_dtype`, `initial_state` too (to int32 zeros);
         # `__call__` converts the token ids itself.
-        self._convert_input_args = False
+        compat.keep_input_dtypes(self)
 
     def _build_plain_stack(self):
         self.rnn = StackedRNN(

@@ -63,6 +63,7 @@ class MultiTaskTagger(keras.Model):
         self.auxiliary_scores = keras.layers.Dense(
             auxiliary_tags, activation="softmax", name="auxiliary_scores"
         )
+        self.autocast = False  # the tagger casts (or checks) its own inputs
 
     @property
     def input_dtype(self):

@@ -11,6 +11,10 @@ Both models run once over each sentence's characters, whatever its number of wor
 character ids and each word's character span, with TensorFlow ops only, so that a serving graph
 that takes raw strings traces it into a SavedModel.
 
+Frozen embeddings depend on the sentence only, so training can compute them once: the layer also
+takes `(embeddings, word_spans)`, embeddings it returned before, and passes them through
+(`zoo.text.tagger_batches(..., string_embeddings=layer)` batches them so).
+
 Example:
 
 >>> embeddings = ContextualStringEmbeddings(forward_lm, backward_lm, vocab.idx_to_token)
@@ -23,6 +27,7 @@ TensorShape([1, 3, 512])
 import keras
 import tensorflow as tf
 
+from zoo import compat
 from zoo.models.language_model import LanguageModel
 from zoo.text.string_embedding_inputs import WORD_SEPARATOR
 
@@ -65,6 +70,8 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         inputs: `(char_ids, word_spans)` from `zoo.text.string_embedding_inputs`: int
             `[batch, chars]` and int `[batch, words, 2]`. A sentence's characters end one after its
             last word's last character (the closing separator); the rest of the row is padding.
+            Or `(embeddings, word_spans)`: float `[batch, words, output_dim]` this layer returned
+            before, when frozen (the cache of training batches); they are returned as they are.
         training: whether dropout applies in fine-tuned models.
 
     Returns:
@@ -107,7 +114,7 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         # `self.trainable = trainable`: tracking skips an assignment of the value already there.)
         self._set_trainable(trainable)
         self.supports_masking = True
-        self._convert_input_args = False
+        compat.keep_input_dtypes(self)  # char ids or cached float embeddings
 
     @property
     def trainable(self):
@@ -147,9 +154,16 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError("ContextualStringEmbeddings takes (char_ids, word_spans)")
         char_ids, word_spans = (tf.convert_to_tensor(value) for value in inputs)
-        if not char_ids.dtype.is_integer or char_ids.shape.rank != 2:
+        cached = char_ids.dtype.is_floating and char_ids.shape.rank == 3
+        if cached and char_ids.shape[-1] not in (self.output_dim, None):
             raise TypeError(
-                f"char_ids must be integers [batch, chars], got {char_ids.dtype.name} {char_ids.shape}"
+                f"cached embeddings must be floats [batch, words, {self.output_dim}], "
+                f"got {char_ids.dtype.name} {char_ids.shape}"
+            )
+        if not cached and (not char_ids.dtype.is_integer or char_ids.shape.rank != 2):
+            raise TypeError(
+                f"char_ids must be integers [batch, chars] (or cached embeddings, floats [batch, words, "
+                f"{self.output_dim}]), got {char_ids.dtype.name} {char_ids.shape}"
             )
         if (
             not word_spans.dtype.is_integer
@@ -160,6 +174,8 @@ class ContextualStringEmbeddings(keras.layers.Layer):
                 "word_spans must be integers [batch, words, 2], "
                 f"got {word_spans.dtype.name} {word_spans.shape}"
             )
+        if cached:
+            return char_ids, tf.cast(word_spans, tf.int32)
         return tf.cast(char_ids, tf.int32), tf.cast(word_spans, tf.int32)
 
     def call(self, inputs, training=False):
@@ -167,6 +183,13 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         training = bool(training) and self.trainable
         firsts, lasts = word_spans[:, :, 0], word_spans[:, :, 1]
         mask = tf.greater_equal(lasts, 0)
+        if char_ids.dtype.is_floating:
+            if training:
+                raise ValueError(
+                    "cached string embeddings cannot fine-tune the language models: "
+                    "pass character ids to a trainable ContextualStringEmbeddings"
+                )
+            return tf.cast(char_ids, self.compute_dtype) * tf.cast(mask, self.compute_dtype)[:, :, None]
         # Each row's characters: through the separator after its last word.
         lengths = tf.clip_by_value(tf.reduce_max(lasts, axis=1) + 2, 1, tf.shape(char_ids)[1])
         forward = self.forward_model.hidden_states(char_ids, training=training)

@@ -87,6 +87,9 @@ class SequenceTagger(keras.Model):
                 f"got {type(string_embeddings).__name__}"
             )
         self.string_embeddings = string_embeddings
+        # Inputs are ids, and may be cached float string embeddings (`zoo.text.tagger_batches`):
+        # never cast to `input_dtype` (a float id is refused by name instead).
+        self.autocast = False
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if not 0.0 <= dropout < 1.0:

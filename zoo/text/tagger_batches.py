@@ -26,6 +26,7 @@ def tagger_batches(
     mask_weights,
     word_dropout=0.0,
     entity_weight=1.0,
+    string_embeddings=None,
 ):
     """Batches `(inputs, tag_ids[, weights])` of tokenized sentences and their tags.
 
@@ -47,6 +48,12 @@ def tagger_batches(
         entity_weight: the training weight, relative to 1, of the tokens not tagged `O` (with
             `mask_weights`), or else of the whole sentences that hold such a token: where entities
             are rare, it trades precision for recall.
+        string_embeddings: a frozen `zoo.models.ContextualStringEmbeddings` for an `encoder` with a
+            `string_embedding_vocab`: each sentence's embeddings are computed once, here, and the
+            batches carry them in place of the language models' character ids (the layer takes
+            either), so that training does not run the language models epoch after epoch. Build
+            the model on `encoder.input_shapes()` first: Keras traces a model's default SavedModel
+            signature on the shapes of its first build.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, tag_ids [batch, time])` plus float32 weights (`[batch,
@@ -54,14 +61,22 @@ def tagger_batches(
     """
     unk_id = encoder.word_vocab.unk_id
     outside_id = tag_vocab.token_to_idx.get("O", -1)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
-    )
+    columns = (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
+    if string_embeddings is not None:
+        columns += (embed_sentences(columns[0], encoder, string_embeddings, batch_size),)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
 
-    def encode(tokens, token_tags, dropout_seed=None):
+    def encode(tokens, token_tags, *rest):
         inputs, mask = encoder(tokens)
+        if string_embeddings is not None:
+            embedded, *rest = rest
+            padded = embedded.to_tensor(0.0)
+            # The encoder's steps: at least one, for a batch of empty sentences.
+            padded = tf.pad(padded, [[0, 0], [0, tf.shape(mask)[1] - tf.shape(padded)[1]], [0, 0]])
+            inputs = (*inputs[:-2], padded, inputs[-1])
+        dropout_seed = rest[0] if rest else None
         if word_dropout:
             word_ids = inputs[0] if isinstance(inputs, tuple) else inputs
             # Stateless: a stateful op's draws would go to whichever batch a parallel map runs first.
@@ -82,3 +97,32 @@ def tagger_batches(
         batch_seeds = tf.data.Dataset.random(seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(lambda batch, seeds: (*batch, seeds))
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def embed_sentences(sentences, encoder, string_embeddings, batch_size):
+    """Each sentence's string embeddings, ragged float32 `[sentences, (words), dim]`: computed in
+    batches of sentences of similar length (less padding to run the language models over)."""
+    if getattr(encoder, "string_embedding_vocab", None) is None:
+        raise ValueError("string_embeddings needs an encoder with a string_embedding_vocab")
+    if string_embeddings.trainable:
+        raise ValueError(
+            "string_embeddings are computed once only when frozen: a trainable layer must run in training"
+        )
+    texts = tf.strings.reduce_join(sentences, axis=1, separator=" ")
+    order = tf.argsort(tf.strings.length(texts, unit="UTF8_CHAR"))
+
+    @tf.function(reduce_retracing=True)
+    def embed(tokens):
+        inputs, _ = encoder(tokens)
+        embedded = string_embeddings(inputs[-2:], training=False)
+        return tf.RaggedTensor.from_tensor(tf.cast(embedded, tf.float32), lengths=tokens.row_lengths())
+
+    chunks = tf.split(order, _chunk_sizes(len(order), batch_size))
+    pieces = [embed(tf.gather(sentences, chunk)) for chunk in chunks]
+    sorted_embeddings = tf.concat(pieces, axis=0)
+    # Back from length order to the sentences' own.
+    return tf.gather(sorted_embeddings, tf.argsort(order))
+
+
+def _chunk_sizes(count, size):
+    return [size] * (count // size) + ([count % size] if count % size else [])

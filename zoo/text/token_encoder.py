@@ -57,6 +57,17 @@ class TokenEncoder(tf.Module):
         self.word_shape = word_shape
         self.string_embedding_vocab = string_embedding_vocab
 
+    def input_shapes(self):
+        """The shapes of the inputs this encoder makes, in order, with unknown batch and lengths:
+        what to `build` a model on before it first sees batches of another shape (e.g. cached
+        string embeddings)."""
+        shapes = [(None, None)]
+        if self.char_vocab is not None:
+            shapes.append((None, None, None))
+        if self.string_embedding_vocab is not None:
+            shapes += [(None, None), (None, None, 2)]
+        return shapes if len(shapes) > 1 else shapes[0]
+
     def words_of(self, tokens):
         """The strings looked up in `word_vocab`: the tokens, lowercased with `lowercase`."""
         return tf.strings.lower(tokens) if self.lowercase else tokens
