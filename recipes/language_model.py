@@ -21,7 +21,7 @@ Text of one's own (`--data FILE`) is read as written (`--text faithful`: every c
 script, case, punctuation and line breaks; words split as `zoo.text.WordTokenizer("faithful")`
 splits them), The Time Machine the course's way (`--text course`: Latin letters, lowercased),
 whichever file it is read from; the run says which at its start. Without `--epochs` the run's length
-follows the corpus: epochs of about `TOKEN_BUDGET` training tokens in all (about 20 minutes of the
+follows the corpus: epochs of about `TOKEN_BUDGET` training tokens in all (20 to 25 minutes of the
 default model on 2 CPU cores; at most 40, the book's), and on text other than the book early stopping
 after `CORPUS_PATIENCE` epochs without a lower validation perplexity. The run prints its epochs and
 their expected duration first.
@@ -84,12 +84,13 @@ TOKENIZERS = ("char", "word", "bpe")
 MULTI_HEAD_CELLS = ("slstm", "mlstm")
 VALIDATION_FRACTION = 0.1
 BOOK_PREFIX = "time traveller"
-# Without --epochs: epochs that train on about this many tokens (~20 minutes of the default model at
+# Without --epochs: epochs that train on about this many tokens (20-25 minutes of the default model at
 # DEFAULT_MODEL_TOKENS_PER_SEC), between 1 and MAX_EPOCHS (the book's 40 epochs are ~6.2M tokens).
 TOKEN_BUDGET = 10_000_000
 MAX_EPOCHS = 40
-# Training tokens/s of the default model on 2 AVX2 CPU cores, the scale of the expected duration.
-DEFAULT_MODEL_TOKENS_PER_SEC = 8_500
+# Training tokens/s of the default model on 2 AVX2 CPU cores, validation and samples included: the
+# scale of the expected duration.
+DEFAULT_MODEL_TOKENS_PER_SEC = 7_200
 # Without --patience, on text other than the book: early stopping on validation perplexity.
 CORPUS_PATIENCE = 3
 # Without --dropout: the book's 0.4 for runs that read their text more than FEW_EPOCHS times
