@@ -340,6 +340,8 @@ def test_tagger_with_string_embeddings_trains_round_trips_and_serves_raw_strings
         ValueError, match="LiteRT export does not take a SequenceTagger with string embeddings"
     ):
         zoo.export.tflite(tagger, tmp_path / "model.tflite")
+    with pytest.raises(ValueError, match="cannot export SequenceTagger .* to ONNX"):
+        zoo.export.onnx(tagger, tmp_path / "model.onnx")
 
 
 def test_cached_batches_give_the_taggers_outputs_and_gradients(models):
