@@ -31,7 +31,8 @@ tagger, no auxiliary task).
 `--char-lm FORWARD_RUN BACKWARD_RUN` adds contextual string embeddings (Akbik et al., 2018; Flair's;
 `zoo.models.ContextualStringEmbeddings`, frozen) beside the word and character features: two run
 folders of `recipes.language_model` character models of text as written (`--text faithful`), the
-second trained with `--reverse` on the same text (so that both share `vocab.txt`). The embeddings of
+second trained with `--reverse` on the same text (so that both share `vocab.txt`); `--char-lm-data
+FILE` trains both first, in `<output-dir>/char_lm/` (with `--resume`, resumed or reused). The embeddings of
 every sentence are computed once, before training (the models are frozen). Such a run writes no
 `model.tflite`.
 
@@ -185,6 +186,15 @@ def build_parser():
         "--reverse on the same text",
     )
     model.add_argument(
+        "--char-lm-data",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE",
+        help="train the two --char-lm models first, on this text with recipes.language_model's "
+        "defaults, in <output-dir>/char_lm/forward and backward (a resumed run resumes or reuses them; "
+        "a later run reuses them through --char-lm)",
+    )
+    model.add_argument(
         "--ensemble",
         type=flags.positive_int,
         default=1,
@@ -223,7 +233,9 @@ def check(args):
         )
     if args.word_shape and not args.chars:
         raise FlagError("--word-shape feeds the character CNN: it needs --chars")
-    if args.char_lm and args.quantize != "none":
+    if args.char_lm and args.char_lm_data:
+        raise FlagError("--char-lm reuses two language models, --char-lm-data trains them: pass one")
+    if (args.char_lm or args.char_lm_data) and args.quantize != "none":
         raise FlagError("--quantize is for model.tflite, which a --char-lm run does not write")
 
 
@@ -319,6 +331,32 @@ def read_data(args):
 def part(data, indices):
     """The `Tagged` sentences of `data` at `indices`."""
     return Tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
+
+
+# More recipes.language_model flags for --char-lm-data's models (tests make them small).
+CHAR_LM_FLAGS = ()
+
+
+def train_char_language_models(args):
+    """The `--char-lm` run folders that `--char-lm-data` asks for: `<output-dir>/char_lm/forward`
+    and `backward`, each trained by `recipes.language_model` on that text as written, resumed from
+    its checkpoints when interrupted, or reused when finished."""
+    from recipes import language_model
+
+    runs = []
+    for name, direction in (("forward", []), ("backward", ["--reverse"])):
+        run = run_files.output_path(args, "char_lm") / name
+        if (run / "model.keras").is_file() and (run / "metrics.json").is_file():
+            print(f"--char-lm-data: reusing the {name} language model in {run}", flush=True)
+        elif (run / "config.json").is_file():
+            print(f"--char-lm-data: resuming the {name} language model in {run}", flush=True)
+            language_model.main(["--resume", str(run)])
+        else:
+            print(f"--char-lm-data: training the {name} language model in {run}", flush=True)
+            text = ["--data", str(args.char_lm_data), "--tokenizer", "char", "--text", "faithful"]
+            language_model.main([*text, *direction, *CHAR_LM_FLAGS, "--output-dir", str(run)])
+        runs.append(run)
+    return runs
 
 
 def load_char_language_models(args):
@@ -495,6 +533,8 @@ def main(argv=None):
 
     train, validation, dev, auxiliary, tag_vocab = read_data(args)
     multitask = args.auxiliary != NO_AUXILIARY
+    if args.char_lm_data:
+        args.char_lm = train_char_language_models(args)
     char_lms = load_char_language_models(args) if args.char_lm else None
     # The auxiliary sentences train the words and characters too.
     encoder = build_encoder(args, train.sentences + auxiliary.sentences, char_lms and char_lms[2])

@@ -382,16 +382,17 @@ def test_char_lm_runs_are_checked_before_training(tmp_path):
             tagging.load_char_language_models(char_lm_args(tmp_path / first, tmp_path / second))
 
 
-def test_char_lm_refuses_quantize(tmp_path, capsys):
+def test_char_lm_refuses_quantize_and_both_ways_of_getting_the_models(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tagging.main(["--char-lm", "f", "b", "--quantize", "dynamic", "--output-dir", str(tmp_path / "r")])
     assert "--quantize is for model.tflite, which a --char-lm run does not write" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tagging.main(["--char-lm", "f", "b", "--char-lm-data", "t.txt", "--output-dir", str(tmp_path / "r")])
+    assert "--char-lm reuses two language models, --char-lm-data trains them" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_char_lm_tagger_end_to_end_with_language_models_trained_here(data_file, tmp_path):
-    from recipes import language_model
-
+def test_char_lm_tagger_end_to_end_with_language_models_it_trains(data_file, tmp_path, monkeypatch, capsys):
     train = first_sentences(
         data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60
     )
@@ -401,25 +402,23 @@ def test_char_lm_tagger_end_to_end_with_language_models_trained_here(data_file, 
     sentences = zoo_text.read_tagged_sentences(train)[0]
     text = tmp_path / "text.txt"
     text.write_text("\n".join(" ".join(sentence) for sentence in sentences) * 3 + "\n")
-    tiny_lm = ["--data", str(text), "--epochs", "1", "--layers", "1", "--units", "16"]
-    tiny_lm += ["--embedding-dim", "8", "--batch-size", "8", "--num-steps", "16", "--sample-tokens", "5"]
-    for name, direction in (("forward", []), ("backward", ["--reverse"])):
-        language_model.main([*tiny_lm, *direction, "--output-dir", str(tmp_path / name)])
-    output_dir = tmp_path / "run"
-    run = tagging.main(
-        [
-            "--data",
-            str(train),
-            "--dev",
-            str(dev),
-            "--char-lm",
-            str(tmp_path / "forward"),
-            str(tmp_path / "backward"),
-            "--output-dir",
-            str(output_dir),
-            *TINY_MODEL,
-        ]
+    tiny_lm = ["--epochs", "1", "--layers", "1", "--units", "16", "--embedding-dim", "8"]
+    monkeypatch.setattr(
+        tagging, "CHAR_LM_FLAGS", [*tiny_lm, "--batch-size", "8", "--num-steps", "16", "--sample-tokens", "5"]
     )
+    output_dir = tmp_path / "run"
+    arguments = ["--data", str(train), "--dev", str(dev), "--char-lm-data", str(text)]
+    run = tagging.main([*arguments, "--output-dir", str(output_dir), *TINY_MODEL])
+    assert "--char-lm-data: training the backward language model" in capsys.readouterr().out
+    for name, reverse in (("forward", False), ("backward", True)):
+        lm_run = json.loads((output_dir / "char_lm" / name / "metrics.json").read_text())
+        assert lm_run["final"]["reverse"] is reverse and lm_run["config"]["data"] == str(text)
+    # A resumed run reuses them.
+    args = tagging.build_parser().parse_args([*arguments, "--output-dir", str(output_dir)])
+    assert tagging.train_char_language_models(args) == [
+        output_dir / "char_lm" / n for n in ("forward", "backward")
+    ]
+    assert capsys.readouterr().out.count("--char-lm-data: reusing the") == 2
     assert run.model.emission_model.string_embeddings.output_dim == 32  # the default CRF's emissions
     assert not (output_dir / "model.tflite").exists()
     embeddings = keras.saving.load_model(output_dir / "model.keras").emission_model.string_embeddings
