@@ -478,7 +478,8 @@ def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
         # On the encoder's inputs, not the first cached batch's: the default SavedModel signature
         # Keras traces for each model takes the shapes of its first build (a CRF's emissions too).
         for part in (getattr(tagger, "emission_model", tagger), model):
-            part.build(encoder.input_shapes())
+            if not part.built:  # (the model may be the tagger itself)
+                part.build(encoder.input_shapes())
     return model
 
 

@@ -382,6 +382,28 @@ def test_char_lm_runs_are_checked_before_training(tmp_path):
             tagging.load_char_language_models(char_lm_args(tmp_path / first, tmp_path / second))
 
 
+@pytest.mark.parametrize(
+    "flags", [["--output", "softmax"], ["--output", "softmax", "--auxiliary", "ud-ewt"], ["--output", "crf"]]
+)
+def test_char_lm_models_are_built_on_the_encoders_inputs(tmp_path, flags):
+    # Not on the first (cached) batch's shapes, which the default SavedModel signature would take.
+    chars = list("a bc")
+    for name, reverse in (("forward", False), ("backward", True)):
+        write_language_model_run(tmp_path / name, chars, reverse=reverse)
+    args = tagging.build_parser().parse_args(
+        ["--char-lm", str(tmp_path / "forward"), str(tmp_path / "backward"), *flags, *TINY_MODEL]
+    )
+    char_lms = tagging.load_char_language_models(args)
+    encoder = tagging.build_encoder(args, [["a", "bc"]], char_lms[2])
+    auxiliary_tags = 3 if "--auxiliary" in flags else None
+    model = tagging.build_model(args, encoder, 4, auxiliary_tags, char_lms)
+    tagger = getattr(model, "tagger", model)
+    for part in (model, getattr(tagger, "emission_model", tagger)):
+        assert part.built
+        shapes = list(part.get_build_config()["input_shape"])
+        assert [tuple(shape) for shape in shapes[-2:]] == [(None, None), (None, None, 2)]
+
+
 def test_char_lm_refuses_quantize_and_both_ways_of_getting_the_models(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tagging.main(["--char-lm", "f", "b", "--quantize", "dynamic", "--output-dir", str(tmp_path / "r")])
