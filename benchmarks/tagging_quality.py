@@ -94,6 +94,10 @@ def token_features(sentence, position):
     return features
 
 
+def sentence_features(sentences):
+    return [[token_features(sentence, i) for i in range(len(sentence))] for sentence in sentences]
+
+
 def feature_crf(name, extra):
     """A feature CRF trained on the training sentences of `name`'s recipe run (its own split) and
     scored on the same dev sentences with the recipe's scorer."""
@@ -108,9 +112,9 @@ def feature_crf(name, extra):
     train, _, dev, _, tag_vocab = tagging.read_data(args)
     start = time.perf_counter()
     crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=0.1, c2=0.1, max_iterations=200)
-    crf.fit([[token_features(s, i) for i in range(len(s))] for s in train.sentences], train.tags)
+    crf.fit(sentence_features(train.sentences), train.tags)
     seconds = time.perf_counter() - start
-    predicted = crf.predict([[token_features(s, i) for i in range(len(s))] for s in dev.sentences])
+    predicted = crf.predict(sentence_features(dev.sentences))
     figures = tagging_scores(dev.tags, predicted, tag_vocab.idx_to_token)
     return {**{f"dev_{key}": value for key, value in figures.items()}, "train_seconds": seconds}
 

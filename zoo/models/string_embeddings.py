@@ -174,9 +174,7 @@ class ContextualStringEmbeddings(keras.layers.Layer):
                 "word_spans must be integers [batch, words, 2], "
                 f"got {word_spans.dtype.name} {word_spans.shape}"
             )
-        if cached:
-            return char_ids, tf.cast(word_spans, tf.int32)
-        return tf.cast(char_ids, tf.int32), tf.cast(word_spans, tf.int32)
+        return (char_ids if cached else tf.cast(char_ids, tf.int32)), tf.cast(word_spans, tf.int32)
 
     def call(self, inputs, training=False):
         char_ids, word_spans = self._check_inputs(inputs)

@@ -117,12 +117,9 @@ def embed_sentences(sentences, encoder, string_embeddings, batch_size):
         embedded = string_embeddings(inputs[-2:], training=False)
         return tf.RaggedTensor.from_tensor(tf.cast(embedded, tf.float32), lengths=tokens.row_lengths())
 
-    chunks = tf.split(order, _chunk_sizes(len(order), batch_size))
-    pieces = [embed(tf.gather(sentences, chunk)) for chunk in chunks]
-    sorted_embeddings = tf.concat(pieces, axis=0)
+    pieces = [
+        embed(tf.gather(sentences, order[start : start + batch_size]))
+        for start in range(0, len(order), batch_size)
+    ]
     # Back from length order to the sentences' own.
-    return tf.gather(sorted_embeddings, tf.argsort(order))
-
-
-def _chunk_sizes(count, size):
-    return [size] * (count // size) + ([count % size] if count % size else [])
+    return tf.gather(tf.concat(pieces, axis=0), tf.argsort(order))
