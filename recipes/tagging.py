@@ -59,6 +59,7 @@ from recipes.recipe import RecipeError, entry_point
 from zoo import text as zoo_text
 from zoo.metrics import entity_scheme, tagging_scores
 from zoo.models.multitask_tagger import AUXILIARY_OUTPUT, MAIN_OUTPUT, MultiTaskTagger, multitask_batches
+from zoo.models.string_embeddings import LAYER_CHOICES as STRING_EMBEDDING_LAYERS
 from zoo.models.string_embeddings import ContextualStringEmbeddings
 from zoo.models.tagger import build_tagger
 
@@ -184,6 +185,12 @@ def build_parser():
         help="contextual string embeddings (Flair's, frozen) beside the word and character features: "
         "the run folders of a recipes.language_model character model and of one trained with "
         "--reverse on the same text",
+    )
+    model.add_argument(
+        "--char-lm-layers",
+        choices=STRING_EMBEDDING_LAYERS,
+        default="top",
+        help="with --char-lm: each language model's top layer (Flair's) or all its layers concatenated",
     )
     model.add_argument(
         "--char-lm-data",
@@ -446,11 +453,13 @@ def batches(args, encoder, data, tag_vocab, *, train, entity_weight=1.0, string_
 # --- Model ----------------------------------------------------------------------------------
 
 
-def frozen_string_embeddings(char_lms):
+def frozen_string_embeddings(args, char_lms):
     """The `ContextualStringEmbeddings` of `char_lms` (`load_char_language_models`), on copies of
     the models made here (in the strategy's scope when called there), without carried state."""
     forward, backward, vocab = char_lms
-    return ContextualStringEmbeddings(forward.stateless_copy(), backward.stateless_copy(), vocab.idx_to_token)
+    return ContextualStringEmbeddings(
+        forward.stateless_copy(), backward.stateless_copy(), vocab.idx_to_token, layers=args.char_lm_layers
+    )
 
 
 def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
@@ -458,7 +467,7 @@ def build_model(args, encoder, num_tags, auxiliary_tags=None, char_lms=None):
     embeddings from `char_lms` (`load_char_language_models`)."""
     string_embeddings = None
     if char_lms is not None:
-        string_embeddings = frozen_string_embeddings(char_lms)  # each member's own copies
+        string_embeddings = frozen_string_embeddings(args, char_lms)  # each member's own copies
     tagger = build_tagger(
         args.output,
         vocab_size=len(encoder.word_vocab),
@@ -548,7 +557,7 @@ def main(argv=None):
     )
     cache = None
     if char_lms:
-        cache = frozen_string_embeddings(char_lms)
+        cache = frozen_string_embeddings(args, char_lms)
         print("computing the string embeddings of every sentence once (frozen language models)", flush=True)
     train_ds = batches(
         args, encoder, train, tag_vocab, train=True, entity_weight=args.entity_weight, string_embeddings=cache

@@ -44,11 +44,11 @@ def sentence_ids(sentence):
     return text, np.array([VOCAB.to_ids(list(text))], np.int32)
 
 
-def reference_embeddings(forward_model, backward_model, sentence):
+def reference_embeddings(forward_model, backward_model, sentence, all_layers=False):
     """Each model over this sentence's string alone; states picked by NumPy indexing."""
     text, ids = sentence_ids(sentence)
-    forward = np.array(forward_model.hidden_states(ids))[0]
-    backward = np.array(backward_model.hidden_states(ids[:, ::-1].copy()))[0]
+    forward = np.array(forward_model.hidden_states(ids, all_layers=all_layers))[0]
+    backward = np.array(backward_model.hidden_states(ids[:, ::-1].copy(), all_layers=all_layers))[0]
     rows, start = [], 1
     for word in sentence:
         last = start + len(word) - 1
@@ -73,6 +73,36 @@ def test_hidden_states_end_with_the_final_state():
     np.testing.assert_allclose(np.array(model.hidden_states(ids))[:, -1], np.array(final_h), atol=1e-6)
     with pytest.raises(TypeError, match="integer token ids"):
         model.hidden_states(ids.astype("float32"))
+
+
+def test_all_layers_are_each_layer_lowest_first():
+    two_layers = language_model("lstm", 5, seed=8, num_layers=2)
+    first_layer = language_model("lstm", 5, seed=9, num_layers=1)
+    first_layer.embedding.set_weights(two_layers.embedding.get_weights())
+    first_layer.rnn.rnn_layers[0].set_weights(two_layers.rnn.rnn_layers[0].get_weights())
+    ids = np.array([VOCAB.to_ids(list(" big cat ")), VOCAB.to_ids(list(" a dog   "))], np.int32)
+    both = np.array(two_layers.hidden_states(ids, all_layers=True))
+    assert both.shape == (2, ids.shape[1], 10)
+    np.testing.assert_allclose(both[..., :5], np.array(first_layer.hidden_states(ids)), atol=1e-6)
+    np.testing.assert_allclose(both[..., 5:], np.array(two_layers.hidden_states(ids)), atol=1e-6)
+    # Residual blocks: the top block's output as the output layer reads it (after the final norm).
+    residual = language_model("mingru", 6, seed=10, num_layers=2)
+    stacked = np.array(residual.hidden_states(ids, all_layers=True))
+    assert stacked.shape == (2, ids.shape[1], 12)
+    np.testing.assert_allclose(stacked[..., 6:], np.array(residual.hidden_states(ids)), atol=1e-6)
+
+
+def test_all_layers_embeddings_match_each_sentence_alone(models):
+    layer = ContextualStringEmbeddings(*models, VOCAB.idx_to_token, layers="all")
+    assert layer.output_dim == 2 * 8 + 6
+    outputs = np.array(layer(string_embedding_inputs(tf.ragged.constant(SENTENCES), VOCAB)))
+    for row, sentence in zip(outputs, SENTENCES):
+        expected = reference_embeddings(*models, sentence, all_layers=True)
+        np.testing.assert_allclose(row[: len(sentence)], expected, atol=1e-5)
+    restored = ContextualStringEmbeddings.from_config(layer.get_config())
+    assert restored.layers == "all" and restored.output_dim == layer.output_dim
+    with pytest.raises(ValueError, match="layers must be one of"):
+        ContextualStringEmbeddings(*models, VOCAB.idx_to_token, layers="middle")
 
 
 def test_input_helper_spans_each_word():

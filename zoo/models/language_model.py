@@ -263,21 +263,41 @@ class LanguageModel(keras.Model):
         logits = self.head(outputs)
         return (logits, states) if return_state else logits
 
-    def hidden_states(self, token_ids, training=False):
+    def hidden_states(self, token_ids, training=False, all_layers=False):
         """The top layer's output at each step, what the output layer reads (before its dropout).
 
         Args:
             token_ids: int `[batch, time]`.
             training: Whether dropout applies.
+            all_layers: True concatenates every recurrent layer's (residual block's) output, the
+                lowest first, as ELMo reads its layers: lower layers hold more of the syntax.
 
         Returns:
-            float `[batch, time, units]` (`2 * units` when bidirectional): at step t, the state
-            after reading tokens 0..t.
+            float `[batch, time, units]` (`2 * units` when bidirectional; times `num_layers` with
+            `all_layers`): at step t, the state after reading tokens 0..t.
         """
         token_ids = ops.convert_to_tensor(token_ids)
         if not token_ids.dtype.is_integer:
             raise TypeError(f"LanguageModel expects integer token ids; got dtype {token_ids.dtype.name}")
-        return self._top_layer(token_ids, None, training)[0]
+        if not all_layers:
+            return self._top_layer(token_ids, None, training)[0]
+        return ops.concatenate(self._layer_outputs(ops.cast(token_ids, "int32"), training), axis=-1)
+
+    def _layer_outputs(self, inputs, training):
+        """Each recurrent layer's (residual block's) outputs from zero states, the lowest first."""
+        outputs, layer_outputs = self._embed(inputs), []
+        if self.block == "residual":
+            for block in self.blocks:
+                outputs, _ = block(outputs, training=training)
+                layer_outputs.append(outputs)
+            layer_outputs[-1] = self.final_norm(outputs)  # the top one as the output layer reads it
+            return layer_outputs
+        for index, layer in enumerate(self.rnn.rnn_layers):
+            outputs = layer(outputs, training=training)[0]
+            layer_outputs.append(outputs)
+            if index < len(self.rnn.between_layers):
+                outputs = self.rnn.between_layers[index](outputs, training=training)
+        return layer_outputs
 
     def _top_layer(self, inputs, initial_state, training):
         """`(top layer's outputs, final states)`."""

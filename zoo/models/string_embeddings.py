@@ -32,6 +32,7 @@ from zoo.models.language_model import LanguageModel
 from zoo.text.string_embedding_inputs import WORD_SEPARATOR
 
 _PACKAGE = "zoo"
+LAYER_CHOICES = ("top", "all")
 
 
 def _check_language_model(model, role):
@@ -61,6 +62,9 @@ class ContextualStringEmbeddings(keras.layers.Layer):
             `zoo.text.Vocab`'s `idx_to_token`): reserved tokens (`<...>`) and single characters.
         trainable: False (the default) freezes both models (they run without dropout); True
             fine-tunes them with the model that uses the embeddings.
+        layers: `"top"` (the default, Flair's) takes each model's top layer; `"all"` concatenates
+            every layer's state (`LanguageModel.hidden_states(..., all_layers=True)`), which gives
+            a tagger the lower layers' more syntactic features.
         **kwargs: `keras.layers.Layer` arguments.
 
     A stateful model (the language model recipe's default, sequential batching) is replaced by its
@@ -75,8 +79,8 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         training: whether dropout applies in fine-tuned models.
 
     Returns:
-        float `[batch, words, forward units + backward units]`, zeros at padding words, with the
-        words' mask attached.
+        float `[batch, words, output_dim]` (forward units + backward units, each times its number
+        of layers with `layers="all"`), zeros at padding words, with the words' mask attached.
 
     Example:
 
@@ -86,8 +90,10 @@ class ContextualStringEmbeddings(keras.layers.Layer):
     TensorShape([1, 3, 512])
     """
 
-    def __init__(self, forward_model, backward_model, vocabulary, trainable=False, **kwargs):
+    def __init__(self, forward_model, backward_model, vocabulary, trainable=False, layers="top", **kwargs):
         super().__init__(trainable=trainable, **kwargs)
+        if layers not in LAYER_CHOICES:
+            raise ValueError(f"layers must be one of {LAYER_CHOICES}, got {layers!r}")
         forward_model = _check_language_model(forward_model, "forward_model")
         backward_model = _check_language_model(backward_model, "backward_model")
         vocabulary = list(vocabulary)
@@ -110,6 +116,7 @@ class ContextualStringEmbeddings(keras.layers.Layer):
         self.forward_model = forward_model
         self.backward_model = backward_model
         self.vocabulary = vocabulary
+        self.layers = layers
         # Now that the models are attributes, Keras passes it on to their variables. (Not by
         # `self.trainable = trainable`: tracking skips an assignment of the value already there.)
         self._set_trainable(trainable)
@@ -140,7 +147,10 @@ class ContextualStringEmbeddings(keras.layers.Layer):
 
     @property
     def output_dim(self):
-        return self.forward_model.units + self.backward_model.units
+        return sum(
+            model.units * (model.num_layers if self.layers == "all" else 1)
+            for model in (self.forward_model, self.backward_model)
+        )
 
     def build(self, inputs_shape=None):
         for model in (self.forward_model, self.backward_model):
@@ -190,9 +200,12 @@ class ContextualStringEmbeddings(keras.layers.Layer):
             return tf.cast(char_ids, self.compute_dtype) * tf.cast(mask, self.compute_dtype)[:, :, None]
         # Each row's characters: through the separator after its last word.
         lengths = tf.clip_by_value(tf.reduce_max(lasts, axis=1) + 2, 1, tf.shape(char_ids)[1])
-        forward = self.forward_model.hidden_states(char_ids, training=training)
+        all_layers = self.layers == "all"
+        forward = self.forward_model.hidden_states(char_ids, training=training, all_layers=all_layers)
         backward = self.backward_model.hidden_states(
-            tf.reverse_sequence(char_ids, lengths, seq_axis=1, batch_axis=0), training=training
+            tf.reverse_sequence(char_ids, lengths, seq_axis=1, batch_axis=0),
+            training=training,
+            all_layers=all_layers,
         )
         forward_at = tf.where(mask, lasts, 0)
         # The word's first character, counted from the row's end, as the backward model read it.
@@ -217,6 +230,7 @@ class ContextualStringEmbeddings(keras.layers.Layer):
             "forward_model": keras.saving.serialize_keras_object(self.forward_model),
             "backward_model": keras.saving.serialize_keras_object(self.backward_model),
             "vocabulary": list(self.vocabulary),
+            "layers": self.layers,
         }
 
     @classmethod
