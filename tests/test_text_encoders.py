@@ -99,6 +99,21 @@ def test_word_dropout_replaces_only_real_words_by_unk():
     assert first_inputs(1.0) == [[vocab.unk_id] * 3, [vocab.unk_id, 0, 0]]
 
 
+@pytest.mark.parametrize(
+    "sentences, labels, message",
+    [
+        ([], [], "no sentences"),
+        ([["a"], []], [["X"], []], "sentence 1 is empty"),
+        ([["a", "b"]], [["X"]], "sentence 0 has 2 tokens but 1 tags"),
+        ([["a"], ["b"]], [["X"]], "2 sentences but 1 tag sequences"),
+    ],
+)
+def test_tagger_batches_name_bad_sentences(sentences, labels, message):
+    tags = Vocab([["X"]], reserved_tokens=(), unk_token=None)
+    with pytest.raises(ValueError, match=message):
+        tagger_batches(sentences, labels, word_encoder(), tags, 2, shuffle=False, mask_weights=False)
+
+
 def test_seeded_word_dropout_repeats_from_run_to_run_and_changes_from_epoch_to_epoch():
     sentences = [[f"w{(7 * i + j) % 40}" for j in range(3 + i % 8)] for i in range(300)]
     labels = [["X"] * len(sentence) for sentence in sentences]

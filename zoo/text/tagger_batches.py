@@ -58,7 +58,11 @@ def tagger_batches(
     Returns:
         A `tf.data.Dataset` of `(inputs, tag_ids [batch, time])` plus float32 weights (`[batch,
         time]` with `mask_weights`, `[batch]` otherwise) when there are any.
+
+    Raises:
+        ValueError: no sentences, an empty sentence, or a sentence whose tags are not one per token.
     """
+    _check_sentences(sentences, tags)
     unk_id = encoder.word_vocab.unk_id
     outside_id = tag_vocab.token_to_idx.get("O", -1)
     columns = (tf.ragged.constant(sentences, dtype=tf.string), tf.ragged.constant(tags, dtype=tf.string))
@@ -97,6 +101,20 @@ def tagger_batches(
         batch_seeds = tf.data.Dataset.random(seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(lambda batch, seeds: (*batch, seeds))
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_sentences(sentences, tags):
+    if len(sentences) != len(tags):
+        raise ValueError(f"{len(sentences)} sentences but {len(tags)} tag sequences: give one per sentence")
+    if not sentences:
+        raise ValueError("no sentences: a tagger needs at least one tagged sentence")
+    for index, (tokens, token_tags) in enumerate(zip(sentences, tags)):
+        if not len(tokens):
+            raise ValueError(f"sentence {index} is empty: each sentence needs at least one token")
+        if len(tokens) != len(token_tags):
+            raise ValueError(
+                f"sentence {index} has {len(tokens)} tokens but {len(token_tags)} tags: one tag per token"
+            )
 
 
 def embed_sentences(sentences, encoder, string_embeddings, batch_size):
