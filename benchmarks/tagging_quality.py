@@ -16,7 +16,8 @@ recurrent taggers add.
 Usage (from the repository root):
     ZOO_DATA_DIR=../shared/data PYTHONPATH=. python benchmarks/tagging_quality.py \
         [--runs ud-ewt:crf ud-ewt:softmax wnut17:crf wnut17:softmax-single wnut17:softmax] \
-        [--out-root runs/bench-tagging] [--char-lm runs/lm_forward runs/lm_backward] [--feature-crf]
+        [--out-root runs/bench-tagging] [--char-lm runs/lm_forward runs/lm_backward [--char-lm-layers all]]
+        [--feature-crf]
         [-- more recipe flags]
 """
 
@@ -131,6 +132,12 @@ def main():
         help="also run each configuration with these language-model runs' string embeddings",
     )
     parser.add_argument(
+        "--char-lm-layers",
+        choices=tagging.STRING_EMBEDDING_LAYERS,
+        default="top",
+        help="the string embeddings' --char-lm-layers",
+    )
+    parser.add_argument(
         "--feature-crf", action="store_true", help="also the feature CRF baseline (needs sklearn-crfsuite)"
     )
     parser.add_argument("extra", nargs="*", help="more recipe flags, after --")
@@ -147,7 +154,12 @@ def main():
             )
         variants = {name: []}
         if args.char_lm:
-            variants[f"{name}+char-lm"] = ["--char-lm", *map(str, args.char_lm)]
+            variants[f"{name}+char-lm"] = [
+                "--char-lm",
+                *map(str, args.char_lm),
+                "--char-lm-layers",
+                args.char_lm_layers,
+            ]
         for label, flags in variants.items():
             results[label] = run(name, label, args.out_root, [*flags, *args.extra])
             print(

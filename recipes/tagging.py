@@ -33,7 +33,8 @@ tagger, no auxiliary task).
 folders of `recipes.language_model` character models of text as written (`--text faithful`), the
 second trained with `--reverse` on the same text (so that both share `vocab.txt`); `--char-lm-data
 FILE` trains both first, in `<output-dir>/char_lm/` (with `--resume`, resumed or reused). The embeddings of
-every sentence are computed once, before training (the models are frozen). Such a run writes no
+every sentence are computed once, before training (the models are frozen). `--char-lm-layers all`
+reads every layer of both models, not only the top one (Flair's). Such a run writes no
 `model.tflite`.
 
 The run's `saved_model/` has a `tag` signature (`zoo.models.TextTagger`): sentences (tokens separated
