@@ -21,6 +21,7 @@ import os
 import pathlib
 
 from recipes.recipe import RecipeError
+from zoo.models.language_model import CELL_TYPES
 from zoo.text.data_errors import DataFormatError
 
 DATA_ENV = "ZOO_DATA_DIR"
@@ -185,6 +186,16 @@ def add_shared_flags(
         help="write training scalars to TensorBoard every STEPS batches (0: once per epoch)",
     )
     return parser
+
+
+def add_cell_flag(group):
+    """`--cell`: the recurrent layer of the recipe's stack, one of `zoo.models.language_model.CELL_TYPES`."""
+    group.add_argument(
+        "--cell",
+        choices=CELL_TYPES,
+        default="lstm",
+        help="the recurrent layer: classic (rnn, gru, lstm) or modern (mingru, minlstm, rglru, slstm, mlstm)",
+    )
 
 
 def add_export_flags(parser):

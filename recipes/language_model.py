@@ -71,7 +71,6 @@ from zoo.metrics import Perplexity
 from zoo.models.language_model import (
     BIDIRECTIONAL_GENERATION_ERROR,
     BLOCKS,
-    CELL_TYPES,
     CLASSIC_CELLS,
     LanguageModel,
     TextGenerator,
@@ -116,12 +115,7 @@ def build_parser():
     )
     flags.add_export_flags(parser)
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--cell",
-        choices=CELL_TYPES,
-        default="lstm",
-        help="the recurrent layer: classic (rnn, gru, lstm) or modern (mingru, minlstm, rglru, slstm, mlstm)",
-    )
+    flags.add_cell_flag(model)
     model.add_argument(
         "--block",
         choices=BLOCKS,

@@ -117,7 +117,7 @@ def build_parser():
         "--max-length", type=flags.positive_int, default=400, help="cut texts to this many tokens"
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    flags.add_cell_flag(model)
     model.add_argument("--embedding-dim", type=flags.positive_int, default=64)
     model.add_argument("--units", type=flags.positive_int, default=32)
     model.add_argument("--num-layers", type=flags.positive_int, default=1)

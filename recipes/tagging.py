@@ -167,7 +167,7 @@ def build_parser():
     )
     model = parser.add_argument_group("model")
     model.add_argument("--output", choices=("crf", "softmax"), default="crf")
-    model.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    flags.add_cell_flag(model)
     model.add_argument("--embedding-dim", type=flags.positive_int, default=100)
     model.add_argument("--units", type=flags.positive_int, default=100)
     model.add_argument("--num-layers", type=flags.positive_int, default=2)

@@ -146,6 +146,23 @@ def check_classify(saved_model, tokenizer):
 
 
 @pytest.mark.slow
+def test_a_modern_cell_trains_serves_without_zoo_and_converts(imdb_slice, tmp_path):
+    output_dir = tmp_path / "run"
+    run = sentiment.main(
+        ["--data", str(imdb_slice), "--cell", "mingru", "--output-dir", str(output_dir), *TINY_MODEL]
+    )
+    assert run.model.cell_type == "mingru"
+    assert keras.models.load_model(output_dir / "model.keras").cell_type == "mingru"
+    check_classify(output_dir / "saved_model", "word")
+    from ai_edge_litert.interpreter import Interpreter
+
+    vocab = zoo.text.Vocab.load(output_dir / "vocab.txt", reserved_tokens=zoo.text.SEQUENCE_RESERVED)
+    ids = np.asarray([vocab.to_ids("a wonderful film i loved it".split())], np.int32)
+    classify = Interpreter(model_path=str(output_dir / "model.tflite")).get_signature_runner()
+    np.testing.assert_allclose(classify(token_ids=ids)["output"], run.model(ids), atol=1e-5)
+
+
+@pytest.mark.slow
 def test_bpe_export_classifies_raw_strings(imdb_slice, tmp_path):
     args = sentiment.build_parser().parse_args(
         ["--data", str(imdb_slice), "--tokenizer", "bpe", "--bpe-vocab-size", "300"]

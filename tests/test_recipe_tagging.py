@@ -156,6 +156,33 @@ def test_conll_crf_reports_entity_f1(data_file, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_modern_cell_trains_serves_without_zoo_and_converts(data_file, tmp_path):
+    train = first_sentences(
+        data_file("ud_english_ewt/en_ewt-ud-train.subset.conllu"), tmp_path / "train.conllu", 60
+    )
+    output_dir = tmp_path / "run"
+    run = tagging.main(
+        [
+            "--data",
+            str(train),
+            "--output",
+            "softmax",
+            "--cell",
+            "rglru",
+            "--output-dir",
+            str(output_dir),
+            *TINY_MODEL,
+        ]
+    )
+    assert run.model.encoder.cell_type == "rglru"
+    assert keras.models.load_model(output_dir / "model.keras").encoder.cell_type == "rglru"
+    out = tag_in_subprocess(output_dir / "saved_model")
+    assert not out["zoo_imported"]
+    assert all(tag in run.final["tag_names"] for tag in out["tags"][0][:7])
+    check_litert(output_dir, run.model, "The cat sat on the mat .")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("members", [1, 2])
 def test_auxiliary_task_trains_beside_the_main_one_and_is_left_out_of_the_export(
     data_file, tmp_path, members
