@@ -396,6 +396,23 @@ def test_cached_batches_give_the_taggers_outputs_and_gradients(models):
             np.testing.assert_allclose(np.array(got), np.array(expected), atol=1e-6)
 
 
+def test_an_ensemble_of_taggers_takes_cached_batches(models):
+    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
+    ensemble = zoo.models.AveragedEnsemble([tagger, tagger])
+    cached = zoo.text.tagger_batches(
+        sentences,
+        tags,
+        encoder,
+        tag_vocab,
+        3,
+        shuffle=False,
+        mask_weights=True,
+        string_embeddings=tagger.string_embeddings,
+    )
+    inputs = next(iter(cached))[0]
+    np.testing.assert_allclose(np.array(ensemble(inputs)), np.array(tagger(inputs)), atol=1e-6)
+
+
 def test_cached_embeddings_are_refused_where_they_cannot_stand(models):
     sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
     layer = tagger.string_embeddings

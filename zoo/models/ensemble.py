@@ -45,6 +45,7 @@ class AveragedEnsemble(keras.Model):
         if not members or not all(isinstance(member, keras.Model) for member in members):
             raise ValueError(f"members must be a non-empty list of Keras models, got {members!r}")
         self.members = members
+        self.autocast = False  # each member casts (or checks) its own inputs: cached embeddings are floats
 
     @property
     def input_dtype(self):
