@@ -248,10 +248,9 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
             saved = {}  # the chief's folder is not on this machine: the command line has the flags
         else:
             raise RecipeError(f"--resume {args.resume}: no run there ({config_path} is missing)")
-        # argparse converts string defaults with the flag's type, so saved paths become paths again.
         parser.set_defaults(
             **{
-                key: value
+                key: _typed_default(parser, key, value)
                 for key, value in saved.items()
                 if key in vars(args) and key not in _RUN_LOCATION_FLAGS
             }
@@ -264,6 +263,15 @@ def parse_args(parser, argv=None, *, derived_defaults=None, check=None):
         except FlagError as error:
             parser.error(str(error))
     return args
+
+
+def _typed_default(parser, dest, value):
+    """A saved flag value as a default: argparse converts a string default with the flag's type
+    itself (saved paths become paths again), but not the items of a list (`nargs` flags)."""
+    if not isinstance(value, list):
+        return value
+    convert = next((action.type for action in parser._actions if action.dest == dest), None)
+    return [convert(item) if convert and isinstance(item, str) else item for item in value]
 
 
 def _other_worker_of_a_cluster(args):

@@ -301,6 +301,21 @@ def test_resume_takes_the_saved_flags_unless_given_again(tmp_path):
         parse("--resume", tmp_path / "nothing")
 
 
+def test_resume_gives_the_items_of_a_saved_list_their_flags_type(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(
+        json.dumps({"char_lm": ["runs/forward", "runs/backward"], "sizes": [3, 4]})
+    )
+    parser = argparse.ArgumentParser()
+    flags.add_shared_flags(parser, recipe="test", epochs=2, batch_size=4, learning_rate=1.0)
+    parser.add_argument("--char-lm", nargs=2, type=pathlib.Path, default=None)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1])
+    args = flags.parse_args(parser, ["--resume", str(run)])
+    assert args.char_lm == [pathlib.Path("runs/forward"), pathlib.Path("runs/backward")]
+    assert args.sizes == [3, 4]
+
+
 def test_resume_on_a_worker_that_cannot_see_the_chiefs_folder_keeps_its_flags(tmp_path, monkeypatch):
     parser = flags.add_shared_flags(
         argparse.ArgumentParser(), recipe="test", epochs=2, batch_size=4, learning_rate=1.0
