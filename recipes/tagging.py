@@ -590,6 +590,7 @@ def main(argv=None):
         units_per_epoch=sum(len(row) for row in train.sentences + auxiliary.sentences),
         unit="tokens",
         inference_model=(lambda trained: trained.tagger) if multitask else None,
+        input_shapes=encoder.input_shapes() if char_lms else None,  # not the cached embeddings
         **compile_arguments(args, multitask),
     )
 

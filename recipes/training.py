@@ -271,6 +271,7 @@ def run_ensemble_training(
     metrics=(),
     compile_kwargs=None,
     inference_model=None,
+    input_shapes=None,
     **training,
 ):
     """`run_training` for `members` models, one after another, averaged into one
@@ -293,6 +294,9 @@ def run_ensemble_training(
         inference_model: `trained model -> the model to average and return`, e.g. the main tagger of
             a `MultiTaskTagger`; None: the trained models themselves. Each member's own
             `model.keras` (and the run's, with one member) holds the trained model.
+        input_shapes: what the ensemble is built on; None: the first training batch's shapes.
+            Keras traces a model's default SavedModel signature on its first build, so batches
+            that differ from what the model takes when serving (cached embeddings) need it.
         **training: the other keyword arguments of `run_training` (callbacks are reused by each
             member's training, as Keras callbacks reset at its start).
 
@@ -324,7 +328,11 @@ def run_ensemble_training(
         entries.extend({"member": index, **entry} for entry in member_epochs)
 
     ensemble = AveragedEnsemble(models, name="averaged_ensemble")
-    ensemble(next(iter(train_ds))[0])  # builds it, so that model.keras records its input shapes
+    # Built, so that model.keras records its input shapes.
+    if input_shapes is None:
+        ensemble(next(iter(train_ds))[0])
+    else:
+        ensemble.build(input_shapes)
     # Saved uncompiled: it has no optimizer of its own to save.
     ensemble.save(output_path(args, "model.keras"))
     if inference_model is None:  # the training loss and metrics fit the trained models only

@@ -477,3 +477,16 @@ def test_char_lm_tagger_end_to_end_with_language_models_it_trains(data_file, tmp
     tag_names = set(json.loads((output_dir / "metrics.json").read_text())["final"]["tag_names"])
     assert out["tokens"][0][:7] == "The cat sat on the mat .".split()
     assert all(tag in tag_names for tag in out["tags"][0][:7]) and set(out["tags"][1]) == {""}
+
+    # An ensemble of softmax taggers on the same models, trained on cached embeddings, serves raw
+    # strings; resumed, it loads its members and exports again.
+    language_models = [str(output_dir / "char_lm" / name) for name in ("forward", "backward")]
+    ensemble_dir = tmp_path / "ensemble"
+    ensemble_arguments = ["--data", str(train), "--dev", str(dev), "--output", "softmax", "--ensemble", "2"]
+    tagging.main(
+        [*ensemble_arguments, "--char-lm", *language_models, "--output-dir", str(ensemble_dir), *TINY_MODEL]
+    )
+    resumed = tagging.main(["--resume", str(ensemble_dir)])
+    assert resumed.model.members[0].string_embeddings.forward_model.units == 16
+    out = tag_in_subprocess(ensemble_dir / "saved_model")
+    assert all(tag in tag_names for tag in out["tags"][0][:7]) and set(out["tags"][1]) == {""}
