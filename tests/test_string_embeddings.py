@@ -396,20 +396,23 @@ def test_cached_batches_give_the_taggers_outputs_and_gradients(models):
             np.testing.assert_allclose(np.array(got), np.array(expected), atol=1e-6)
 
 
-def test_an_ensemble_of_taggers_takes_cached_batches(models):
-    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
-    ensemble = zoo.models.AveragedEnsemble([tagger, tagger])
-    cached = zoo.text.tagger_batches(
+def cached_batches(sentences, tags, encoder, tag_vocab, batch_size, string_embeddings):
+    return zoo.text.tagger_batches(
         sentences,
         tags,
         encoder,
         tag_vocab,
-        3,
+        batch_size,
         shuffle=False,
         mask_weights=True,
-        string_embeddings=tagger.string_embeddings,
+        string_embeddings=string_embeddings,
     )
-    inputs = next(iter(cached))[0]
+
+
+def test_an_ensemble_of_taggers_takes_cached_batches(models):
+    sentences, tags, encoder, tag_vocab, tagger = tagger_setup(models)
+    ensemble = zoo.models.AveragedEnsemble([tagger, tagger])
+    inputs = next(iter(cached_batches(sentences, tags, encoder, tag_vocab, 3, tagger.string_embeddings)))[0]
     np.testing.assert_allclose(np.array(ensemble(inputs)), np.array(tagger(inputs)), atol=1e-6)
 
 
@@ -425,16 +428,7 @@ def test_cached_embeddings_are_refused_where_they_cannot_stand(models):
         with pytest.raises(ValueError, match="cannot fine-tune the language models"):
             layer((cache, inputs[-1]), training=True)
         with pytest.raises(ValueError, match="computed once only when frozen"):
-            zoo.text.tagger_batches(
-                sentences,
-                tags,
-                encoder,
-                tag_vocab,
-                2,
-                shuffle=False,
-                mask_weights=True,
-                string_embeddings=layer,
-            )
+            cached_batches(sentences, tags, encoder, tag_vocab, 2, layer)
     finally:
         layer.trainable = False
     plain = zoo.text.TokenEncoder(encoder.word_vocab, encoder.char_vocab, lowercase=True, max_chars=10)

@@ -830,20 +830,26 @@ class StackedRNN(keras.layers.Layer):
                 f"StackedRNN '{self.name}' expects {self.num_layers * self.states_per_layer} initial states "
                 f"({self.states_per_layer} per layer); got {len(initial_state)}"
             )
+        layers = list(self.layer_by_layer(sequences, initial_state, mask, training))
+        outputs = layers[-1][0]
+        final_states = [state for _, states in layers for state in states]
+        if self.return_state:
+            return [outputs] + final_states
+        return outputs
+
+    def layer_by_layer(self, sequences, initial_state=None, mask=None, training=False):
+        """Yields each layer's `(outputs, final states)`, the lowest first; the next layer reads
+        the outputs after the dropout between layers."""
         outputs = sequences
-        final_states = []
         for index, layer in enumerate(self.rnn_layers):
             layer_state = None
             if initial_state is not None:
                 start = index * self.states_per_layer
                 layer_state = list(initial_state[start : start + self.states_per_layer])
             outputs, *states = layer(outputs, initial_state=layer_state, mask=mask, training=training)
-            final_states.extend(states)
+            yield outputs, states
             if index < len(self.between_layers):
                 outputs = self.between_layers[index](outputs, training=training)
-        if self.return_state:
-            return [outputs] + final_states
-        return outputs
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, time = sequences_shape[0], sequences_shape[1]

@@ -285,19 +285,15 @@ class LanguageModel(keras.Model):
 
     def _layer_outputs(self, inputs, training):
         """Each recurrent layer's (residual block's) outputs from zero states, the lowest first."""
-        outputs, layer_outputs = self._embed(inputs), []
-        if self.block == "residual":
-            for block in self.blocks:
-                outputs, _ = block(outputs, training=training)
-                layer_outputs.append(outputs)
-            layer_outputs[-1] = self.final_norm(outputs)  # the top one as the output layer reads it
-            return layer_outputs
-        for index, layer in enumerate(self.rnn.rnn_layers):
-            outputs = layer(outputs, training=training)[0]
-            layer_outputs.append(outputs)
-            if index < len(self.rnn.between_layers):
-                outputs = self.rnn.between_layers[index](outputs, training=training)
-        return layer_outputs
+        outputs = self._embed(inputs)
+        if self.block != "residual":
+            return [layer_outputs for layer_outputs, _ in self.rnn.layer_by_layer(outputs, training=training)]
+        block_outputs = []
+        for block in self.blocks:
+            outputs, _ = block(outputs, training=training)
+            block_outputs.append(outputs)
+        block_outputs[-1] = self.final_norm(outputs)  # the top one as the output layer reads it
+        return block_outputs
 
     def _top_layer(self, inputs, initial_state, training):
         """`(top layer's outputs, final states)`."""
