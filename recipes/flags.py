@@ -108,6 +108,7 @@ def add_shared_flags(
     log_every=50,
     seed=0,
     lr_schedule="constant",
+    learning_rate_help=None,
 ):
     """Adds the flags every recipe shares, with the recipe's own defaults.
 
@@ -116,6 +117,8 @@ def add_shared_flags(
         recipe: the recipe's name; the default output folder is `runs/<recipe>-<timestamp>`.
         epochs, batch_size, learning_rate, optimizer, clip_norm, log_every, seed, lr_schedule:
             defaults of the flags of the same names. `batch_size` is the global batch size (all replicas).
+        learning_rate_help: the help of `--learning-rate` (a recipe whose default depends on other
+            flags says so here).
 
     Returns:
         The parser, for chaining.
@@ -135,7 +138,7 @@ def add_shared_flags(
     group.add_argument(
         "--batch-size", type=positive_int, default=batch_size, help="global batch size, split across replicas"
     )
-    group.add_argument("--learning-rate", type=positive_float, default=learning_rate)
+    group.add_argument("--learning-rate", type=positive_float, default=learning_rate, help=learning_rate_help)
     group.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,

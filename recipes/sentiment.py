@@ -20,9 +20,10 @@ probabilities (`zoo.models.AveragedEnsemble`); `--ensemble 1` trains one.
 Transfer from unlabelled text (ULMFiT, Howard & Ruder 2018): `--pretrain-data FILE...` (one text per
 line) first trains a language model of the classifier's shape on those texts and the training
 reviews (`<output-dir>/pretrained_lm`: checkpointed, resumable with `--resume`, its vocabulary beside
-it), then fine-tunes a classifier that starts from its embedding and recurrent stack, with
-discriminative learning rates, a slanted triangular schedule peaking at `--learning-rate` and gradual
-unfreezing (`zoo.fine_tuning`). `--pretrained-lm RUN_DIR` reuses such a folder instead.
+it), then fine-tunes a classifier that starts from its embedding and recurrent stack, with ULMFiT's
+batch-normalized head, discriminative learning rates, a slanted triangular schedule peaking at
+`--learning-rate` and gradual unfreezing (`zoo.fine_tuning`). `--pretrained-lm RUN_DIR` reuses such a
+folder instead.
 
 The run's `saved_model/` has a `classify` signature (`zoo.models.TextClassifier`): a batch of raw
 strings in, class probabilities and label names out. It runs in plain TensorFlow
@@ -52,11 +53,24 @@ from zoo.models.classifier import POOLING_MODES, SequenceClassifier
 # --- Config ---------------------------------------------------------------------------------
 
 DEFAULT_DATA = pathlib.Path("imdb_subset") / "train.tsv"
+# Flags whose default depends on whether the classifier starts from a language model: fine-tuning
+# peaks higher (the schedule starts 32x lower and the lower layers learn 2.6x slower per group) and
+# needs less dropout than training from scratch (the pretrained encoder has fewer free parameters).
+SCRATCH_DEFAULTS = {"learning_rate": 2e-3, "dropout": 0.6, "pooling": "mean_max"}
+TRANSFER_DEFAULTS = {"learning_rate": 1e-2, "dropout": 0.5, "pooling": "last_max_mean"}
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m recipes.sentiment", description=__doc__.split("\n")[0])
-    flags.add_shared_flags(parser, recipe="sentiment", epochs=15, batch_size=32, learning_rate=2e-3)
+    flags.add_shared_flags(
+        parser,
+        recipe="sentiment",
+        epochs=15,
+        batch_size=32,
+        learning_rate=None,
+        learning_rate_help=f"default: {SCRATCH_DEFAULTS['learning_rate']:g}; from a language model, the peak "
+        f"of the slanted triangular schedule, {TRANSFER_DEFAULTS['learning_rate']:g}",
+    )
     flags.add_export_flags(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--tfds", action="store_true", help="train on TFDS imdb_reviews instead of a file")
@@ -125,7 +139,8 @@ def build_parser():
         "--pooling",
         choices=POOLING_MODES,
         default=None,
-        help="default: mean_max; from a language model, ULMFiT's last_max_mean",
+        help=f"default: {SCRATCH_DEFAULTS['pooling']}; from a language model, ULMFiT's "
+        f"{TRANSFER_DEFAULTS['pooling']}",
     )
     model.add_argument(
         "--pool-embeddings",
@@ -133,7 +148,12 @@ def build_parser():
         default=True,
         help="add mean-pooled embeddings to the encoding",
     )
-    model.add_argument("--dropout", type=flags.fraction, default=0.6)
+    model.add_argument(
+        "--dropout",
+        type=flags.fraction,
+        default=None,
+        help=f"default: {SCRATCH_DEFAULTS['dropout']}; from a language model, {TRANSFER_DEFAULTS['dropout']}",
+    )
     model.add_argument(
         "--word-dropout",
         type=flags.fraction,
@@ -181,8 +201,10 @@ def build_parser():
 def check(args):
     if args.pretrain_data and args.pretrained_lm:
         raise flags.FlagError("--pretrain-data trains a language model, --pretrained-lm reuses one: pass one")
-    if args.pooling is None:
-        args.pooling = "last_max_mean" if args.pretrain_data or args.pretrained_lm else "mean_max"
+    defaults = TRANSFER_DEFAULTS if args.pretrain_data or args.pretrained_lm else SCRATCH_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 # --- Data -----------------------------------------------------------------------------------

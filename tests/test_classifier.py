@@ -70,8 +70,33 @@ def test_first_last_pooling_reads_the_last_real_step():
     np.testing.assert_allclose(model.encode(ids).numpy()[0], expected, rtol=1e-6)
 
 
+def test_normalized_encoding_is_the_pooled_vector_batch_normalized():
+    model = small_classifier(pooling="mean_max", pool_embeddings=True, normalize_encoding=True, dropout=0.0)
+    model.build((None, None))
+    ids = np.array([[3, 4, 5, 0], [6, 7, 8, 9], [2, 2, 0, 0]])
+    mask = tf.constant(ids != 0)
+    embedded = model.embedding(ids)
+    outputs = model.encoder(embedded, mask=mask)
+    pooled = tf.concat(
+        [masked_pooling(outputs, mask, "mean_max"), masked_pooling(embedded, mask, "mean")], axis=-1
+    ).numpy()
+    norm = model.encoding_norm
+    gamma, beta = np.linspace(0.5, 1.5, pooled.shape[1]), np.linspace(-1.0, 1.0, pooled.shape[1])
+    norm.gamma.assign(gamma.astype("float32"))
+    norm.beta.assign(beta.astype("float32"))
+    # Training: the batch's own mean and (biased) variance.
+    batch = (pooled - pooled.mean(0)) / np.sqrt(pooled.var(0) + norm.epsilon) * gamma + beta
+    np.testing.assert_allclose(model.encode(ids, training=True).numpy(), batch, rtol=1e-4, atol=1e-4)
+    # Inference: the moving averages, which that training step moved by 1 - momentum = 0.1.
+    mean, variance = 0.1 * pooled.mean(0), 0.9 + 0.1 * pooled.var(0)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), variance, rtol=1e-5, atol=1e-6)
+    expected = (pooled - mean) / np.sqrt(variance + norm.epsilon) * gamma + beta
+    np.testing.assert_allclose(model.encode(ids).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_keras_round_trip_is_exact(tmp_path):
-    model = small_classifier(pooling="mean", pool_embeddings=True, word_dropout=0.25)
+    model = small_classifier(pooling="mean", pool_embeddings=True, word_dropout=0.25, normalize_encoding=True)
     ids = np.array([[3, 4, 5, 0], [6, 7, 8, 9]])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(ids, np.array([0, 2]), epochs=1, verbose=0)
@@ -126,6 +151,10 @@ def test_classifier_from_a_language_model_encodes_as_the_language_model_runs(cel
     lm = trained_language_model(cell_type=cell_type)
     classifier = SequenceClassifier.from_language_model(lm, num_classes=3, dropout=0.2)
     assert classifier.pooling == "last_max_mean" and classifier.cell_type == cell_type
+    assert classifier.normalize_encoding  # ULMFiT's head
+    restored = SequenceClassifier.from_config(classifier.get_config())
+    assert restored.get_config() == classifier.get_config()
+    classifier = SequenceClassifier.from_language_model(lm, 3, normalize_encoding=False)
     ids = np.array([[4, 9, 2, 7], [5, 6, 0, 0]])
     lm_outputs = lm.rnn(lm.embedding(ids))[0].numpy()
     encoded = classifier.encode(ids).numpy()
@@ -133,8 +162,6 @@ def test_classifier_from_a_language_model_encodes_as_the_language_model_runs(cel
     np.testing.assert_allclose(encoded[0, :5], lm_outputs[0, 3], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(encoded[1, :5], lm_outputs[1, 1], rtol=1e-5, atol=1e-6)
     assert classifier.predict(ids, verbose=0).shape == (2, 3)
-    restored = SequenceClassifier.from_config(classifier.get_config())
-    assert restored.get_config() == classifier.get_config()
 
 
 def test_classifier_from_a_stateful_language_model_copies_only_the_trained_weights():

@@ -62,6 +62,15 @@ def test_layer_groups_and_factors_run_from_the_output_down_to_the_embedding():
     assert factors[model.classes.kernel.path] == 1.0
     assert factors[model.embedding.embeddings.path] == 2.0**-3
     assert set(factors) == {variable.path for variable in model.weights}
+    normalized = zoo.models.SequenceClassifier(
+        vocab_size=20, num_classes=2, embedding_dim=4, units=3, num_layers=1, normalize_encoding=True
+    )
+    normalized.build((None, None))
+    assert [[layer.name for layer in group] for group in layer_groups(normalized)] == [
+        ["classes", "encoding_norm"],
+        ["bidirectional_0"],
+        ["embedding"],
+    ]
     with pytest.raises(TypeError, match="SequenceClassifier"):
         layer_groups(keras.Sequential([keras.layers.Dense(2)]))
     with pytest.raises(ValueError, match="decay"):

@@ -33,12 +33,13 @@ def layer_groups(model):
         model: a `zoo.models.SequenceClassifier`.
 
     Returns:
-        A list of lists of layers: the output layer, each recurrent layer from the top down, the
-        embedding.
+        A list of lists of layers: the head (the output layer and the encoding's normalization, if
+        any), each recurrent layer from the top down, the embedding.
     """
     if not isinstance(model, SequenceClassifier):
         raise TypeError(f"layer_groups takes a zoo.models.SequenceClassifier, got {type(model).__name__}")
-    return [[model.classes], *([layer] for layer in reversed(model.encoder.rnn_layers)), [model.embedding]]
+    head = [model.classes] + ([model.encoding_norm] if model.encoding_norm is not None else [])
+    return [head, *([layer] for layer in reversed(model.encoder.rnn_layers)), [model.embedding]]
 
 
 def discriminative_factors(groups, decay=ULMFIT_DECAY):

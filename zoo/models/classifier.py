@@ -81,6 +81,9 @@ class SequenceClassifier(keras.Model):
         pooling: one of `POOLING_MODES` (see `masked_pooling`); `"first_last"` is the course's.
         pool_embeddings: also mean-pool the embeddings and concatenate them to the encoding (a
             bag-of-words path beside the recurrent one).
+        normalize_encoding: batch-normalize the pooled encoding before its dropout (ULMFiT's head).
+            A pretrained encoder's pooled states share a large offset and differ little between
+            texts; dropout on them is then noise that drowns the differences.
         dropout: dropout on the embeddings, between recurrent layers and on the pooled encoding.
         word_dropout: the chance that a token's whole embedding is zeroed while training (before
             `dropout`), so the prediction cannot hang on a few words.
@@ -111,6 +114,7 @@ class SequenceClassifier(keras.Model):
         bidirectional=True,
         pooling="first_last",
         pool_embeddings=False,
+        normalize_encoding=False,
         dropout=0.0,
         word_dropout=0.0,
         implementation="auto",
@@ -137,6 +141,7 @@ class SequenceClassifier(keras.Model):
         self.bidirectional = bidirectional
         self.pooling = pooling
         self.pool_embeddings = pool_embeddings
+        self.normalize_encoding = normalize_encoding
         self.dropout = dropout
         self.word_dropout = word_dropout
         self.implementation = implementation
@@ -155,6 +160,13 @@ class SequenceClassifier(keras.Model):
             word_dropout, noise_shape=(None, None, 1), name="word_dropout"
         )
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+        # Momentum 0.9, not Keras's 0.99: fine-tuning on a few labels takes a few hundred steps, too few
+        # for the slower moving averages to forget their initial values.
+        self.encoding_norm = (
+            keras.layers.BatchNormalization(momentum=0.9, name="encoding_norm")
+            if normalize_encoding
+            else None
+        )
         self.encoding_dropout = keras.layers.Dropout(dropout, name="encoding_dropout")
         self.classes = keras.layers.Dense(num_classes, activation="softmax", name="classes")
 
@@ -174,6 +186,8 @@ class SequenceClassifier(keras.Model):
         width = self.units * (2 if self.bidirectional else 1)
         width *= POOLED_WIDTHS.get(self.pooling, 1)
         width += self.embedding_dim if self.pool_embeddings else 0
+        if self.encoding_norm is not None:
+            self.encoding_norm.build((batch, width))
         self.classes.build((batch, width))
 
     def encode(self, token_ids, training=False):
@@ -191,6 +205,8 @@ class SequenceClassifier(keras.Model):
         pooled = masked_pooling(outputs, mask, self.pooling)
         if self.pool_embeddings:
             pooled = tf.concat([pooled, masked_pooling(embedded, mask, "mean")], axis=-1)
+        if self.encoding_norm is not None:
+            pooled = self.encoding_norm(pooled, training=training)
         return self.encoding_dropout(pooled, training=training)
 
     def call(self, token_ids, training=False):
@@ -201,7 +217,14 @@ class SequenceClassifier(keras.Model):
 
     @classmethod
     def from_language_model(
-        cls, language_model, num_classes, pooling="last_max_mean", dropout=0.0, word_dropout=0.0, **kwargs
+        cls,
+        language_model,
+        num_classes,
+        pooling="last_max_mean",
+        normalize_encoding=True,
+        dropout=0.0,
+        word_dropout=0.0,
+        **kwargs,
     ):
         """A classifier whose embedding and recurrent stack start as `language_model`'s (ULMFiT's
         transfer: Howard & Ruder 2018): the same cell, sizes and layers, their trained weights copied,
@@ -216,7 +239,8 @@ class SequenceClassifier(keras.Model):
                 plain recurrent stack.
             num_classes: the number of classes.
             pooling: one of `POOLING_MODES`; ULMFiT's concat pooling by default.
-            dropout, word_dropout: as in the constructor.
+            normalize_encoding, dropout, word_dropout: as in the constructor (the encoding is
+                batch-normalized by default, as in ULMFiT's head).
             **kwargs: the other constructor arguments that do not fix the encoder's shape
                 (`pool_embeddings`, `name`, ...).
 
@@ -253,6 +277,7 @@ class SequenceClassifier(keras.Model):
             cell_type=language_model.cell_type,
             bidirectional=language_model.bidirectional,
             pooling=pooling,
+            normalize_encoding=normalize_encoding,
             dropout=dropout,
             word_dropout=word_dropout,
             **{"implementation": language_model.implementation, **kwargs},
@@ -285,6 +310,7 @@ class SequenceClassifier(keras.Model):
             "bidirectional": self.bidirectional,
             "pooling": self.pooling,
             "pool_embeddings": self.pool_embeddings,
+            "normalize_encoding": self.normalize_encoding,
             "dropout": self.dropout,
             "word_dropout": self.word_dropout,
             "implementation": self.implementation,
