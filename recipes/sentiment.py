@@ -19,11 +19,12 @@ probabilities (`zoo.models.AveragedEnsemble`); `--ensemble 1` trains one.
 
 Transfer from unlabelled text (ULMFiT, Howard & Ruder 2018): `--pretrain-data FILE...` (one text per
 line) first trains a language model of the classifier's shape on those texts and the training
-reviews (`<output-dir>/pretrained_lm`: checkpointed, resumable with `--resume`, its vocabulary beside
-it), then fine-tunes a classifier that starts from its embedding and recurrent stack, with ULMFiT's
-batch-normalized head, discriminative learning rates, a slanted triangular schedule peaking at
-`--learning-rate` and gradual unfreezing (`zoo.fine_tuning`). `--pretrained-lm RUN_DIR` reuses such a
-folder instead.
+reviews, its state carried from batch to batch (`--pretrain-batching`), in
+`<output-dir>/pretrained_lm` (checkpointed, resumable with `--resume`, its vocabulary beside it).
+Then it fine-tunes a classifier that starts from the language model's embedding and recurrent stack,
+with ULMFiT's batch-normalized head, discriminative learning rates, a slanted triangular schedule
+peaking at `--learning-rate` and gradual unfreezing (`zoo.fine_tuning`). `--pretrained-lm RUN_DIR`
+reuses such a folder instead.
 
 The run's `saved_model/` has a `classify` signature (`zoo.models.TextClassifier`): a batch of raw
 strings in, class probabilities and label names out. It runs in plain TensorFlow
@@ -185,6 +186,14 @@ def build_parser():
     transfer.add_argument("--pretrain-epochs", type=flags.positive_int, default=1)
     transfer.add_argument("--pretrain-batch-size", type=flags.positive_int, default=64)
     transfer.add_argument("--pretrain-num-steps", type=flags.positive_int, default=70)
+    transfer.add_argument(
+        "--pretrain-batching",
+        choices=("sequential", "random"),
+        default="sequential",
+        help="sequential: each row continues the last batch's and the state carries over (ULMFiT's "
+        "BPTT, so the model learns to read texts longer than --pretrain-num-steps); random: "
+        "independent windows from a fresh state",
+    )
     transfer.add_argument("--pretrain-learning-rate", type=flags.positive_float, default=1e-3)
     transfer.add_argument("--pretrain-dropout", type=flags.fraction, default=0.1)
     transfer.add_argument(
@@ -378,7 +387,11 @@ def pretrain(args, strategy, tokenizer, vocab, texts):
         train_ids, validation_ids = zoo_text.split_stream(ids, PRETRAIN_VALIDATION_FRACTION)
         train_ds, validation_ds = (
             zoo_text.language_model_batches(
-                part, args.pretrain_batch_size, args.pretrain_num_steps, "random", seed=args.seed + offset
+                part,
+                args.pretrain_batch_size,
+                args.pretrain_num_steps,
+                args.pretrain_batching,
+                seed=args.seed + offset,
             )
             for offset, part in enumerate((train_ids, validation_ids))
         )
@@ -388,6 +401,7 @@ def pretrain(args, strategy, tokenizer, vocab, texts):
             "--pretrain-num-steps"
         ) from None
     print(f"pretraining a language model on {len(ids):,} tokens in {lm_args.output_dir}", flush=True)
+    sequential = args.pretrain_batching == "sequential"
     model, _ = training.run_training(
         lambda: LanguageModel(
             vocab_size,
@@ -396,11 +410,13 @@ def pretrain(args, strategy, tokenizer, vocab, texts):
             num_layers=args.num_layers,
             embedding_dim=args.embedding_dim,
             dropout=args.pretrain_dropout,
+            stateful=sequential,
         ),
         train_ds,
         validation_ds,
         lm_args,
         strategy=strategy,
+        callbacks=[zoo.callbacks.ResetStateEachEpoch()] if sequential else (),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[zoo.metrics.Perplexity()],
         units_per_epoch=zoo.callbacks.count_units(train_ds, lambda inputs, _: tf.size(inputs, tf.int64)),

@@ -254,6 +254,8 @@ def test_pretrained_language_model_starts_the_classifier_and_is_reused(
     language_model = keras.models.load_model(lm_dir / "model.keras", compile=False)
     vocab = zoo.text.Vocab.load(lm_dir / "vocab.txt", reserved_tokens=zoo.text.SEQUENCE_RESERVED)
     assert language_model.vocab_size == len(vocab) == run.final["vocab_size"]
+    # The default pretraining is sequential: a stateful model, its state carried from batch to batch.
+    assert language_model.stateful
     # The vocabulary covers the unlabelled text, not only the 60 labelled reviews.
     labelled_words = set(zoo.text.WordTokenizer("course").tokenize(imdb_slice.read_text(encoding="utf-8")))
     unlabelled_words = set(zoo.text.WordTokenizer("course").tokenize(unlabelled_reviews.read_text("utf-8")))
