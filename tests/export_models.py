@@ -28,6 +28,30 @@ def features(batch, time, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, time, 3)).astype("float32")
 
 
+def fine_tuned_classifier():
+    """A classifier of the shape `SequenceClassifier.from_language_model` makes (one direction,
+    ULMFiT's concat pooling, a batch-normalized head), its normalization's statistics far from the
+    identity so that an export that dropped them would show."""
+    model = zoo.models.SequenceClassifier(
+        VOCAB,
+        num_classes=3,
+        embedding_dim=6,
+        units=8,
+        bidirectional=False,
+        pooling="last_max_mean",
+        pool_embeddings=True,
+        normalize_encoding=True,
+    )
+    model.build((None, None))
+    rng = np.random.default_rng(3)
+    norm = model.encoding_norm
+    for variable, low, high in ((norm.moving_mean, -0.5, 0.5), (norm.moving_variance, 0.01, 0.1)):
+        variable.assign(rng.uniform(low, high, variable.shape).astype("float32"))
+    for variable in (norm.gamma, norm.beta):
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+    return model
+
+
 def masked_embedding():
     return keras.layers.Embedding(VOCAB, 6, mask_zero=True)
 
@@ -113,6 +137,12 @@ MODELS = {
         lambda: token_ids(2, 7, lengths=[7, 4]),
         2,
         4,
+    ),
+    "fine_tuned_classifier": (
+        fine_tuned_classifier,
+        lambda: token_ids(2, 7, lengths=[7, 4]),
+        2,
+        2,
     ),
     "ensemble": (
         lambda: zoo.models.AveragedEnsemble(

@@ -30,6 +30,7 @@ EXPECTED_NODES = {
     "masked_gru": ["GRU"],
     "language_model": ["LSTM", "LSTM"],
     "classifier": ["LSTM", "LSTM"],
+    "fine_tuned_classifier": ["LSTM", "LSTM"],
     "ensemble": ["LSTM", "LSTM"],
 }
 

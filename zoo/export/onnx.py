@@ -14,7 +14,7 @@ recurrent layer becomes one node rather than a `Loop`:
 - `Embedding`: `Gather`; `Dense`, `Activation`, `Dropout` (inference: identity),
   `LayerNormalization` and `BatchNormalization` over the last axis, `Masking`; `LanguageModel`
   (embedding or one-hot inputs; plain stacks only, not residual blocks), `SequenceClassifier` (any
-  pooling) and an `AveragedEnsemble` of them (`Mean`).
+  pooling, with or without the normalized encoding) and an `AveragedEnsemble` of them (`Mean`).
 - Anything else raises a `ValueError` naming the layer: layers without a converter, custom cells,
   stateful layers, initial states passed to a recurrent layer.
 """
@@ -223,7 +223,19 @@ def _classifier(graph, model, ids):
     if model.pool_embeddings:
         mean = _pooling(graph, embedded, embedded.lengths, "mean")
         pooled = graph.op("Concat", [pooled, mean], "pooled", axis=-1)
+    if model.encoding_norm is not None:
+        pooled = _batch_norm(graph, model.encoding_norm, pooled)
     return _dense(graph, model.classes, _Value(pooled))
+
+
+# What each pooling mode of `zoo.models.classifier.masked_pooling` concatenates, in order.
+POOLED_PARTS = {
+    "first_last": ("first", "last"),
+    "mean": ("mean",),
+    "max": ("max",),
+    "mean_max": ("mean", "max"),
+    "last_max_mean": ("last", "max", "mean"),
+}
 
 
 def _pooling(graph, sequences, lengths, mode):
@@ -232,20 +244,27 @@ def _pooling(graph, sequences, lengths, mode):
     valid = _valid_steps(graph, x, lengths)  # float [batch, time, 1]
     has_tokens = graph.op("Cast", [graph.op("Greater", [lengths, graph.constant(np.int32(0))])], to=1)
     has_tokens = graph.op("Unsqueeze", [has_tokens, graph.constant(np.array([1], "int64"))])
-    parts = []
-    if mode == "first_last":
-        first = graph.op("Gather", [x, graph.constant(np.int64(0))], axis=1)
-        parts = [first, _gather_steps(graph, x, lengths)]
-    if mode in ("mean", "mean_max"):
+
+    def first():
+        return graph.op("Gather", [x, graph.constant(np.int64(0))], axis=1)
+
+    def last():
+        return _gather_steps(graph, x, lengths)
+
+    def mean():
         total = graph.op(
             "ReduceSum", [graph.op("Mul", [x, valid]), graph.constant(np.array([1], "int64"))], keepdims=0
         )
         count = graph.op("ReduceSum", [valid, graph.constant(np.array([1], "int64"))], keepdims=0)
-        parts.append(graph.op("Div", [total, graph.op("Max", [count, graph.constant(np.float32(1))])]))
-    if mode in ("max", "mean_max"):
+        return graph.op("Div", [total, graph.op("Max", [count, graph.constant(np.float32(1))])])
+
+    def maximum():
         lowest = graph.constant(np.float32(np.finfo("float32").min))
         masked = graph.op("Where", [graph.op("Cast", [valid], to=9), x, lowest])
-        parts.append(graph.op("ReduceMax", [masked], axes=[1], keepdims=0))
+        return graph.op("ReduceMax", [masked], axes=[1], keepdims=0)
+
+    parts_of = {"first": first, "last": last, "mean": mean, "max": maximum}
+    parts = [parts_of[part]() for part in POOLED_PARTS[mode]]
     pooled = parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=-1)
     if mode == "mean":
         return pooled
