@@ -106,7 +106,8 @@ def lm_weight_count(argv):
     from recipes import flags
     from recipes import language_model as recipe
 
-    args = flags.parse_args(recipe.build_parser(), argv, check=recipe.check)
+    # Dropout has no weights; the recipe sets its default from the run's length, which main computes.
+    args = flags.parse_args(recipe.build_parser(), [*argv, "--dropout", "0"], check=recipe.check)
     model = recipe.build_model(args, len(lm_vocabulary()))
     model.build((None, None))
     return model.count_params()
@@ -141,8 +142,10 @@ def lm_epoch_cpu_seconds(argv):
 
     args = flags.parse_args(recipe.build_parser(), argv, check=recipe.check)
     text = recipe.read_corpus(args)
-    recipe.choose_text_defaults(args, text, recipe.is_the_book(args, text))
+    book = recipe.is_the_book(args, text)
+    recipe.choose_text_defaults(args, text, book)
     ids, _, vocab = recipe.tokenize(args, text)
+    recipe.choose_run_length(args, len(ids) - round(len(ids) * recipe.VALIDATION_FRACTION), len(vocab), book)
     train, validation = recipe.batches(args, ids)
     model = recipe.build_model(args, len(vocab))
     model(next(iter(train))[0])  # built before compile, as the recipe builds it
