@@ -228,16 +228,6 @@ def _classifier(graph, model, ids):
     return _dense(graph, model.classes, _Value(pooled))
 
 
-# What each pooling mode of `zoo.models.classifier.masked_pooling` concatenates, in order.
-POOLED_PARTS = {
-    "first_last": ("first", "last"),
-    "mean": ("mean",),
-    "max": ("max",),
-    "mean_max": ("mean", "max"),
-    "last_max_mean": ("last", "max", "mean"),
-}
-
-
 def _pooling(graph, sequences, lengths, mode):
     """`zoo.models.classifier.masked_pooling` over right-padded sequences."""
     x = sequences.name if isinstance(sequences, _Value) else sequences
@@ -264,6 +254,8 @@ def _pooling(graph, sequences, lengths, mode):
         return graph.op("ReduceMax", [masked], axes=[1], keepdims=0)
 
     parts_of = {"first": first, "last": last, "mean": mean, "max": maximum}
+    from zoo.models.classifier import POOLED_PARTS
+
     parts = [parts_of[part]() for part in POOLED_PARTS[mode]]
     pooled = parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=-1)
     if mode == "mean":

@@ -11,9 +11,16 @@ import tensorflow as tf
 
 from zoo import layers as zoo_layers
 
-POOLING_MODES = ("first_last", "mean", "max", "mean_max", "last_max_mean")
-# How many vectors of the encoder's width each pooling concatenates.
-POOLED_WIDTHS = {"first_last": 2, "mean_max": 2, "last_max_mean": 3}
+# The vectors of the encoder's width each pooling mode concatenates, in order (the ONNX export
+# builds the same parts).
+POOLED_PARTS = {
+    "first_last": ("first", "last"),
+    "mean": ("mean",),
+    "max": ("max",),
+    "mean_max": ("mean", "max"),
+    "last_max_mean": ("last", "max", "mean"),
+}
+POOLING_MODES = tuple(POOLED_PARTS)
 
 
 def masked_pooling(sequences, mask, mode):
@@ -45,21 +52,19 @@ def masked_pooling(sequences, mask, mode):
     weights = tf.expand_dims(tf.cast(mask, sequences.dtype), -1)
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
     has_tokens = tf.cast(lengths > 0, sequences.dtype)[:, None]
-    if mode == "first_last":
-        first = sequences[:, 0]
-        last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1)
-        return tf.concat([first, last], axis=-1) * has_tokens
-    mean = tf.reduce_sum(sequences * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
-    if mode == "mean":
-        return mean
     lowest = tf.constant(sequences.dtype.min, sequences.dtype)
-    maximum = tf.reduce_max(tf.where(tf.expand_dims(mask, -1), sequences, lowest), axis=1) * has_tokens
-    if mode == "max":
-        return maximum
-    if mode == "last_max_mean":
-        last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1) * has_tokens
-        return tf.concat([last, maximum, mean], axis=-1)
-    return tf.concat([mean, maximum], axis=-1)
+    part_of = {
+        "first": lambda: sequences[:, 0],
+        "last": lambda: tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1),
+        "mean": lambda: (
+            tf.reduce_sum(sequences * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        ),
+        "max": lambda: tf.reduce_max(tf.where(tf.expand_dims(mask, -1), sequences, lowest), axis=1),
+    }
+    parts = [part_of[part]() for part in POOLED_PARTS[mode]]
+    pooled = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+    # The mean over no position is 0 already; the other parts read padding there.
+    return pooled if mode == "mean" else pooled * has_tokens
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -184,7 +189,7 @@ class SequenceClassifier(keras.Model):
         self.embedding.build((batch, time))
         self.encoder.build((batch, time, self.embedding_dim))
         width = self.units * (2 if self.bidirectional else 1)
-        width *= POOLED_WIDTHS.get(self.pooling, 1)
+        width *= len(POOLED_PARTS[self.pooling])
         width += self.embedding_dim if self.pool_embeddings else 0
         if self.encoding_norm is not None:
             self.encoding_norm.build((batch, width))
