@@ -1,6 +1,7 @@
 #include "linear_recurrence.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "packet_math.h"
 #include "step_layout.h"
@@ -8,12 +9,36 @@
 namespace zoo {
 
 using rnn::ConstRow;
-using rnn::Row;
 
 namespace {
 
 template <typename T>
 using Array = Eigen::Array<T, 1, Eigen::Dynamic>;
+
+// A step runs over its units in chunks small enough for the gate arithmetic's temporaries to live
+// on the stack and in registers: chunks of kChunk<T> units, which Eigen vectorizes whole, then one
+// shorter chunk for the rest of the row. No temporary is allocated inside the time loop.
+template <typename T>
+inline constexpr int kChunk = 128 / sizeof(T);
+template <typename T, int N>
+using Chunk = Eigen::Array<T, 1, N, Eigen::RowMajor, 1, N == Eigen::Dynamic ? kChunk<T> : N>;
+template <typename T, int N>
+using ChunkView = Eigen::Map<Eigen::Array<T, 1, N>>;
+template <typename T, int N>
+using ConstChunkView = Eigen::Map<const Eigen::Array<T, 1, N>>;
+
+// Calls function(std::integral_constant<int, N>, offset, count) for each chunk of a row of `units`.
+template <typename T, typename Function>
+void ForEachChunk(int64_t units, const Function& function) {
+  constexpr int kSize = kChunk<T>;
+  int64_t offset = 0;
+  for (; offset + kSize <= units; offset += kSize) {
+    function(std::integral_constant<int, kSize>(), offset, kSize);
+  }
+  if (offset < units) {
+    function(std::integral_constant<int, Eigen::Dynamic>(), offset, units - offset);
+  }
+}
 
 // Examples are independent through the whole recurrence, and each one's [T, H] block is
 // contiguous: a batch split runs each example's time loop over its own rows.
@@ -26,11 +51,15 @@ void ForEachExample(const rnn::Workers& workers, const LinearRecurrenceSizes& si
                          });
 }
 
-// Where the recurrence's coefficients come from and where their gradients go, for the step of
-// index `at` = r T + t (example r, input time t):
-//   void Coefficients(int64_t at, Array* a, Array* b) const;
-//   // Given d_a and d_b (the gradient reaching h_t), writes their sources' gradients; gives a.
-//   void Gradient(int64_t at, int64_t r, const Array& d_a, const Array& d_b, Array* a) const;
+// Where the recurrence's coefficients come from and where their gradients go, for the units
+// [offset, offset + count) of the step of index `at` = r T + t (example r, input time t), as a
+// chunk of N units (N = count, or Eigen::Dynamic):
+//   // h = a h + b
+//   template <int N> void Advance(int64_t at, int64_t offset, int64_t count, T* h) const;
+//   // Given the gradient reaching h_t and the state h_{t-1}, writes the gradients of a's and b's
+//   // sources and d_state = d_h a (the gradient reaching h_{t-1}).
+//   template <int N> void Gradient(int64_t at, int64_t r, int64_t offset, int64_t count,
+//                                  const T* d_h, const T* h_previous, T* d_state) const;
 //   void Clear(int64_t at) const;  // a padded step: no gradient
 // Given: a and b as tensors of their own.
 template <typename T>
@@ -39,15 +68,20 @@ struct GivenCoefficients {
   T *d_a, *d_b;
   int64_t units;
 
-  void Coefficients(int64_t at, Array<T>* a_t, Array<T>* b_t) const {
-    *a_t = ConstRow<T>(a + at * units, units);
-    *b_t = ConstRow<T>(b + at * units, units);
+  template <int N>
+  void Advance(int64_t at, int64_t offset, int64_t count, T* h) const {
+    const int64_t first = at * units + offset;
+    ChunkView<T, N> state(h + offset, count);
+    state = ConstChunkView<T, N>(a + first, count) * state + ConstChunkView<T, N>(b + first, count);
   }
-  void Gradient(int64_t at, int64_t, const Array<T>& d_a_t, const Array<T>& d_b_t,
-                Array<T>* a_t) const {
-    Row<T>(d_a + at * units, units) = d_a_t;
-    Row<T>(d_b + at * units, units) = d_b_t;
-    *a_t = ConstRow<T>(a + at * units, units);
+  template <int N>
+  void Gradient(int64_t at, int64_t, int64_t offset, int64_t count, const T* d_h,
+                const T* h_previous, T* d_state) const {
+    const int64_t first = at * units + offset;
+    const ConstChunkView<T, N> d_h_t(d_h + offset, count);
+    ChunkView<T, N>(d_a + first, count) = d_h_t * ConstChunkView<T, N>(h_previous + offset, count);
+    ChunkView<T, N>(d_b + first, count) = d_h_t;
+    ChunkView<T, N>(d_state + offset, count) = d_h_t * ConstChunkView<T, N>(a + first, count);
   }
   void Clear(int64_t at) const {
     std::fill_n(d_a + at * units, units, T(0));
@@ -55,17 +89,20 @@ struct GivenCoefficients {
   }
 };
 
-// g(x) = x + 1/2 for x >= 0, σ(x) otherwise, and its derivative.
-template <typename Values>
-Array<typename Values::Scalar> PositiveActivation(const Values& x) {
+// g(x) = x + 1/2 for x >= 0, σ(x) otherwise, and with its derivative from the same σ(x).
+template <int N, typename Values>
+EIGEN_ALWAYS_INLINE Chunk<typename Values::Scalar, N> PositiveActivation(const Values& x) {
   using T = typename Values::Scalar;
   return (x >= T(0)).select(x + T(0.5), x.logistic());
 }
-template <typename Values>
-Array<typename Values::Scalar> PositiveActivationDerivative(const Values& x) {
+template <int N, typename Values>
+EIGEN_ALWAYS_INLINE void PositiveActivationAndDerivative(const Values& x,
+                                                         Chunk<typename Values::Scalar, N>* g,
+                                                         Chunk<typename Values::Scalar, N>* d_g) {
   using T = typename Values::Scalar;
-  const Array<T> s = x.logistic();
-  return (x >= T(0)).select(Array<T>::Ones(x.size()), s * (T(1) - s));
+  const Chunk<T, N> s = x.logistic();
+  *g = (x >= T(0)).select(x + T(0.5), s);
+  *d_g = (x >= T(0)).select(Chunk<T, N>::Ones(x.size()), s * (T(1) - s));
 }
 
 // Gated: a and b from the layer's projected input, in the pass that reads them.
@@ -77,71 +114,89 @@ struct GatedCoefficients {
   int64_t units;
 
   int64_t Width() const { return ProjectionBlocks(gates.cell) * units; }
-  ConstRow<T> Block(int64_t at, int block) const {
-    return ConstRow<T>(projected + at * Width() + block * units, units);
+  template <int N>
+  ConstChunkView<T, N> Block(int64_t at, int block, int64_t offset, int64_t count) const {
+    return ConstChunkView<T, N>(projected + at * Width() + block * units + offset, count);
   }
-  Row<T> DBlock(int64_t at, int block) const {
-    return Row<T>(d_projected + at * Width() + block * units, units);
+  template <int N>
+  ChunkView<T, N> DBlock(int64_t at, int block, int64_t offset, int64_t count) const {
+    return ChunkView<T, N>(d_projected + at * Width() + block * units + offset, count);
   }
 
-  void Coefficients(int64_t at, Array<T>* a, Array<T>* b) const {
+  template <int N>
+  void Advance(int64_t at, int64_t offset, int64_t count, T* h) const {
+    ChunkView<T, N> state(h + offset, count);
     switch (gates.cell) {
       case GatedCell::kMinGru: {
-        const Array<T> z = Block(at, 0).logistic();
-        *a = T(1) - z;
-        *b = z * PositiveActivation(Block(at, 1));
+        const Chunk<T, N> z = Block<N>(at, 0, offset, count).logistic();
+        state = (T(1) - z) * state + z * PositiveActivation<N>(Block<N>(at, 1, offset, count));
         return;
       }
       case GatedCell::kMinLstm: {
-        const Array<T> f = Block(at, 0).logistic(), i = Block(at, 1).logistic();
-        const Array<T> total = f + i;
-        *a = f / total;
-        *b = i * PositiveActivation(Block(at, 2)) / total;
+        const Chunk<T, N> f = Block<N>(at, 0, offset, count).logistic();
+        const Chunk<T, N> i = Block<N>(at, 1, offset, count).logistic();
+        const Chunk<T, N> g = PositiveActivation<N>(Block<N>(at, 2, offset, count));
+        state = (f * state + i * g) / (f + i);
         return;
       }
       case GatedCell::kRgLru: {
-        const Array<T> log_a =
-            T(gates.gate_exponent) * Block(at, 0).logistic() * ConstRow<T>(log_base, units);
-        *a = log_a.exp();
-        *b = (-(T(2) * log_a).expm1()).sqrt() * Block(at, 1).logistic() * Block(at, 2);
+        const Chunk<T, N> log_a = T(gates.gate_exponent) *
+                                  Block<N>(at, 0, offset, count).logistic() *
+                                  ConstChunkView<T, N>(log_base + offset, count);
+        state = log_a.exp() * state + (-(T(2) * log_a).expm1()).sqrt() *
+                                          Block<N>(at, 1, offset, count).logistic() *
+                                          Block<N>(at, 2, offset, count);
         return;
       }
     }
   }
 
-  void Gradient(int64_t at, int64_t r, const Array<T>& d_a, const Array<T>& d_b,
-                Array<T>* a_t) const {
+  template <int N>
+  void Gradient(int64_t at, int64_t r, int64_t offset, int64_t count, const T* d_h,
+                const T* h_previous, T* d_state) const {
+    const ConstChunkView<T, N> d_b(d_h + offset, count);
+    const Chunk<T, N> d_a = d_b * ConstChunkView<T, N>(h_previous + offset, count);
+    ChunkView<T, N> d_state_t(d_state + offset, count);
     switch (gates.cell) {
       case GatedCell::kMinGru: {
-        const Array<T> z = Block(at, 0).logistic(), g = PositiveActivation(Block(at, 1));
-        *a_t = T(1) - z;
-        DBlock(at, 0) = (d_b * g - d_a) * z * (T(1) - z);
-        DBlock(at, 1) = d_b * z * PositiveActivationDerivative(Block(at, 1));
+        const Chunk<T, N> z = Block<N>(at, 0, offset, count).logistic();
+        Chunk<T, N> g(count), d_g(count);
+        PositiveActivationAndDerivative<N>(Block<N>(at, 1, offset, count), &g, &d_g);
+        DBlock<N>(at, 0, offset, count) = (d_b * g - d_a) * z * (T(1) - z);
+        DBlock<N>(at, 1, offset, count) = d_b * z * d_g;
+        d_state_t = d_b * (T(1) - z);
         return;
       }
       case GatedCell::kMinLstm: {
-        const Array<T> f = Block(at, 0).logistic(), i = Block(at, 1).logistic();
-        const Array<T> g = PositiveActivation(Block(at, 2)), total = f + i;
-        const Array<T> total_squared = total * total;
-        *a_t = f / total;
-        DBlock(at, 0) = (d_a - d_b * g) * i / total_squared * f * (T(1) - f);
-        DBlock(at, 1) = (d_b * g - d_a) * f / total_squared * i * (T(1) - i);
-        DBlock(at, 2) = d_b * i / total * PositiveActivationDerivative(Block(at, 2));
+        const Chunk<T, N> f = Block<N>(at, 0, offset, count).logistic();
+        const Chunk<T, N> i = Block<N>(at, 1, offset, count).logistic();
+        Chunk<T, N> g(count), d_g(count);
+        PositiveActivationAndDerivative<N>(Block<N>(at, 2, offset, count), &g, &d_g);
+        const Chunk<T, N> inverse_total = (f + i).inverse();
+        // d a / d f = i / (f + i)², d b / d f = -i g / (f + i)², and the same with f and i swapped.
+        const Chunk<T, N> shared = (d_a - d_b * g) * inverse_total * inverse_total;
+        DBlock<N>(at, 0, offset, count) = shared * i * f * (T(1) - f);
+        DBlock<N>(at, 1, offset, count) = -shared * f * i * (T(1) - i);
+        DBlock<N>(at, 2, offset, count) = d_b * i * inverse_total * d_g;
+        d_state_t = d_b * f * inverse_total;
         return;
       }
       case GatedCell::kRgLru: {
-        const ConstRow<T> base(log_base, units);
+        const ConstChunkView<T, N> base(log_base + offset, count);
         const T c = T(gates.gate_exponent);
-        const Array<T> r_gate = Block(at, 0).logistic(), i_gate = Block(at, 1).logistic();
-        const Array<T> log_a = c * r_gate * base;
-        *a_t = log_a.exp();
-        const Array<T> scale = (-(T(2) * log_a).expm1()).sqrt(), u = Block(at, 2);
+        const Chunk<T, N> r_gate = Block<N>(at, 0, offset, count).logistic();
+        const Chunk<T, N> i_gate = Block<N>(at, 1, offset, count).logistic();
+        const Chunk<T, N> log_a = c * r_gate * base;
+        const Chunk<T, N> a = log_a.exp();
+        const Chunk<T, N> scale = (-(T(2) * log_a).expm1()).sqrt();
+        const ConstChunkView<T, N> u = Block<N>(at, 2, offset, count);
         // d sqrt(1 - a²) / d log a = -a² / sqrt(1 - a²).
-        const Array<T> d_log_a = d_a * *a_t - d_b * i_gate * u * (T(2) * log_a).exp() / scale;
-        DBlock(at, 0) = d_log_a * c * base * r_gate * (T(1) - r_gate);
-        Row<T>(d_log_base_rows + r * units, units) += d_log_a * c * r_gate;
-        DBlock(at, 1) = d_b * scale * u * i_gate * (T(1) - i_gate);
-        DBlock(at, 2) = d_b * scale * i_gate;
+        const Chunk<T, N> d_log_a = d_a * a - d_b * i_gate * u * a * a / scale;
+        DBlock<N>(at, 0, offset, count) = d_log_a * c * base * r_gate * (T(1) - r_gate);
+        ChunkView<T, N>(d_log_base_rows + r * units + offset, count) += d_log_a * c * r_gate;
+        DBlock<N>(at, 1, offset, count) = d_b * scale * u * i_gate * (T(1) - i_gate);
+        DBlock<N>(at, 2, offset, count) = d_b * scale * i_gate;
+        d_state_t = d_b * a;
         return;
       }
     }
@@ -157,17 +212,17 @@ void Forward(const rnn::Workers& workers, const LinearRecurrenceSizes& sizes,
   const int64_t time = sizes.time, units = sizes.units;
   const rnn::StepLayout layout{time, units};
   ForEachExample(workers, sizes, [&](int64_t r) {
-    Array<T> a(units), b(units);
-    Row<T> final(final_h + r * units, units);
-    final = ConstRow<T>(initial_h + r * units, units);
+    T* h = final_h + r * units;
+    std::copy_n(initial_h + r * units, units, h);
     // h lives in final_h; the outputs of valid steps are copies of it.
     for (int64_t step = 0; step < time; ++step) {
       const int64_t t = rnn::TimeIndex(step, time, options.reverse);
       T* output = outputs + layout.Offset(step, r);
       if (t < lengths[r]) {
-        source.Coefficients(r * time + t, &a, &b);
-        final = a * final + b;
-        std::copy_n(final.data(), units, output);
+        ForEachChunk<T>(units, [&](auto size, int64_t offset, int64_t count) {
+          source.template Advance<decltype(size)::value>(r * time + t, offset, count, h);
+        });
+        std::copy_n(h, units, output);
       } else {
         rnn::PadOutputRow(output, 0, units, step, options.zero_output_for_mask, layout);
       }
@@ -189,9 +244,9 @@ void Backward(const rnn::Workers& workers, const LinearRecurrenceSizes& sizes,
     };
     // The gradient reaching the state after the step (it lives in d_initial_h), and what padded
     // steps' outputs, which repeat an earlier output, pass on to it.
-    Row<T> d_state(d_initial_h + r * units, units);
-    d_state = ConstRow<T>(d_final_h + r * units, units);
-    Array<T> carried = Array<T>::Zero(units), a(units), d_h(units);
+    T* d_state = d_initial_h + r * units;
+    std::copy_n(d_final_h + r * units, units, d_state);
+    Array<T> carried = Array<T>::Zero(units), d_h(units);
     bool any_carried = false;
     for (int64_t step = time - 1; step >= 0; --step) {
       const int64_t at = r * time + rnn::TimeIndex(step, time, options.reverse);
@@ -206,18 +261,19 @@ void Backward(const rnn::Workers& workers, const LinearRecurrenceSizes& sizes,
       }
       // The gradient reaching h_t (that is d b_t): its output's, the padded outputs' that repeat
       // it, and the recurrence's.
+      d_h = ConstRow<T>(d_state, units) + d_output;
       if (any_carried) {
-        d_h = d_state + d_output + carried;
+        d_h += carried;
         carried.setZero();
         any_carried = false;
-      } else {
-        d_h = d_state + d_output;
       }
       // With right padding, every step before a valid one is valid, or none is.
       const T* h_previous = step > 0 && valid(step - 1) ? outputs + layout.Offset(step - 1, r)
                                                         : initial_h + r * units;
-      source.Gradient(at, r, d_h * ConstRow<T>(h_previous, units), d_h, &a);
-      d_state = d_h * a;
+      ForEachChunk<T>(units, [&](auto size, int64_t offset, int64_t count) {
+        source.template Gradient<decltype(size)::value>(at, r, offset, count, d_h.data(),
+                                                        h_previous, d_state);
+      });
     }
   });
 }

@@ -105,10 +105,21 @@ class ScanCell(keras.layers.Layer):
             )
 
     def project(self, inputs):
-        """x W + b for one step `(batch, features)` or a whole sequence `(batch, time, features)`."""
-        projected = ops.matmul(inputs, ops.cast(self.kernel, inputs.dtype))
+        """x W + b for one step `(batch, features)` or a whole sequence `(batch, time, features)`.
+
+        A sequence is projected as one `(batch * time, features)` matrix with `bias_add`, which
+        TensorFlow runs as a single fused product, and whose bias gradient is one reduction.
+        """
+        kernel = ops.cast(self.kernel, inputs.dtype)
+        rows = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]]) if len(inputs.shape) == 3 else inputs
+        projected = tf.matmul(rows, kernel)
         if self.use_bias:
-            projected = projected + ops.cast(self.bias, inputs.dtype)
+            projected = tf.nn.bias_add(projected, ops.cast(self.bias, inputs.dtype))
+        if len(inputs.shape) == 3:
+            projected = tf.reshape(
+                projected, tf.concat([tf.shape(inputs)[:-1], [self.projection_width()]], axis=0)
+            )
+            projected.set_shape([*inputs.shape[:-1], self.projection_width()])
         return projected
 
     def validated(self, inputs, states):
