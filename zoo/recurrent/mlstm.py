@@ -9,6 +9,8 @@ from keras import ops
 from zoo.recurrent.base import LOG_ZERO, ScanCell, ScanRecurrentLayer, check_heads, linspace_initializer
 
 _SERIALIZATION_PACKAGE = "zoo"
+# ε of the per-head group norm, as in the xLSTM reference code.
+HEAD_NORM_EPSILON = 1e-5
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
@@ -20,15 +22,21 @@ class MLSTMCell(ScanCell):
         m_t = max(log σ(f̃_t) + m_{t−1}, ĩ_t)
         i'_t = exp(ĩ_t − m_t),  f'_t = exp(log σ(f̃_t) + m_{t−1} − m_t)
         C_t = f'_t C_{t−1} + i'_t v_t k_tᵀ,  n_t = f'_t n_{t−1} + i'_t k_t
-        h_t = o_t ⊙ C_t q_t / max(|n_tᵀ q_t|, exp(−m_t))
+        h̃_t = C_t q_t / max(|n_tᵀ q_t|, exp(−m_t)),  h_t = o_t ⊙ GN(h̃_t)
 
-    (the stabilised form of i_t = exp(ĩ_t) with a sigmoid forget gate). The gates read the cell's
-    input x_t. The kernel [input_dim, 4 * units + 2 * num_heads] holds W_q, W_k, W_v, W_o, w_i, w_f;
-    the forget-gate biases start spread over [3, 6] across heads (xLSTM's reference initialisation).
+    (the stabilised form of i_t = exp(ĩ_t) with a sigmoid forget gate). GN is the mLSTM block's
+    group norm (Fig. 10; the reference code's `MultiHeadLayerNorm`): each head's h̃ normalised to
+    zero mean and unit variance over its d units (ε = 1e-5), times a learned scale per unit
+    `head_norm_scale` (ones at first); it keeps the output's scale independent of the memory's.
+    The gates read the cell's input x_t. The kernel [input_dim, 4 * units + 2 * num_heads] holds
+    W_q, W_k, W_v, W_o, w_i, w_f; the forget-gate biases start spread over [3, 6] across heads
+    (xLSTM's reference initialisation).
 
     Args:
         units: Dimensionality of the output (divisible by `num_heads`).
         num_heads: Number of heads, each with its own d × d memory (d = units / num_heads).
+        head_norm: Whether h̃ goes through the per-head group norm GN (the paper's block); False
+            gives h_t = o_t ⊙ h̃_t.
         (The other arguments are those of `zoo.recurrent.base.ScanCell`.)
 
     Call arguments:
@@ -46,11 +54,30 @@ class MLSTMCell(ScanCell):
     (2, 8)
     """
 
-    def __init__(self, units, num_heads=1, **kwargs):
+    def __init__(self, units, num_heads=1, head_norm=True, **kwargs):
         super().__init__(units, **kwargs)
         self.head_size = check_heads(self.__class__.__name__, units, num_heads)
         self.num_heads = num_heads
+        self.head_norm = bool(head_norm)
         self.state_size = [num_heads * self.head_size**2, units, num_heads]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.head_norm_scale = None
+        if self.head_norm:
+            self.head_norm_scale = self.add_weight(
+                shape=(self.units,), name="head_norm_scale", initializer="ones"
+            )
+
+    def gated_output(self, h_tilde, output_gate):
+        """h = o ⊙ GN(h̃) from h̃ (..., heads, d) and o (..., units), for a step or a sequence."""
+        if self.head_norm:
+            mean, variance = tf.nn.moments(h_tilde, axes=[-1], keepdims=True)
+            h_tilde = (h_tilde - mean) * tf.math.rsqrt(variance + HEAD_NORM_EPSILON)
+        h = tf.reshape(h_tilde, tf.concat([tf.shape(h_tilde)[:-2], [self.units]], axis=0))
+        if self.head_norm:
+            h = h * ops.cast(self.head_norm_scale, h.dtype)
+        return output_gate * h
 
     def projection_width(self):
         return 4 * self.units + 2 * self.num_heads
@@ -88,11 +115,11 @@ class MLSTMCell(ScanCell):
         n = f * n_prev + i * k
         numerator = ops.einsum("bhij,bhj->bhi", c, q)
         denominator = ops.maximum(ops.abs(ops.sum(n * q, axis=-1)), ops.exp(-m))
-        h = o * ops.reshape(numerator / denominator[:, :, None], (-1, self.units))
+        h = self.gated_output(numerator / denominator[:, :, None], o)
         return h, [ops.reshape(c, (-1, heads * size * size)), ops.reshape(n, (-1, self.units)), m]
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads}
+        return {**super().get_config(), "num_heads": self.num_heads, "head_norm": self.head_norm}
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
@@ -110,6 +137,7 @@ class MLSTM(ScanRecurrentLayer):
     Args:
         units: Dimensionality of the output (divisible by `num_heads`).
         num_heads: Number of heads.
+        head_norm: Whether each head's output is group-normalised (`MLSTMCell`).
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
             kernel_constraint, bias_constraint: of the input projection (`ScanCell`).
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask: as in
@@ -161,8 +189,7 @@ class MLSTM(ScanRecurrentLayer):
         numerator = tf.matmul(scores, v) + initial_weight[..., None] * tf.einsum("bhij,bhtj->bhti", c0, q)
         denominator = tf.reduce_sum(scores, axis=-1) + initial_weight * tf.einsum("bhj,bhtj->bht", n0, q)
         denominator = tf.maximum(tf.abs(denominator), tf.exp(-m))
-        h = tf.transpose(numerator / denominator[..., None], (0, 2, 1, 3))
-        outputs = o * tf.reshape(h, tf.concat([tf.shape(h)[:2], [cell.units]], axis=0))
+        outputs = cell.gated_output(tf.transpose(numerator / denominator[..., None], (0, 2, 1, 3)), o)
         # The states after the last step: its row of weights applied to the outer products.
         last_weights, last_initial = weights[:, :, -1], initial_weight[:, :, -1]
         c = tf.einsum("bhs,bhsi,bhsj->bhij", last_weights, v, k) + last_initial[..., None, None] * c0
