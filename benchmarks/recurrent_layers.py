@@ -58,7 +58,7 @@ LAYERS = {
     "mlstm": (
         zoo.layers.MLSTM,
         {"num_heads": HEADS},
-        lambda i, u: (i + 1) * (4 * u + 2 * HEADS),
+        lambda i, u: (i + 1) * (4 * u + 2 * HEADS) + u,
         ("loop", "parallel"),
     ),
 }
