@@ -154,6 +154,21 @@ def check_heads(cell, units, num_heads):
     return units // num_heads
 
 
+# ε of the per-head group norm, as in the xLSTM reference code (MultiHeadLayerNorm).
+HEAD_NORM_EPSILON = 1e-5
+
+
+def normalize_heads(x, num_heads, scale):
+    """xLSTM's group norm over heads (Beck et al., 2024, Figs. 9 and 10): x (..., units) split into
+    `num_heads` heads, each normalised to zero mean and unit variance over its own units at each
+    step (never across steps), then times `scale` (units,)."""
+    by_head = tf.concat([tf.shape(x)[:-1], [num_heads, -1]], axis=0)
+    heads = tf.reshape(x, by_head)
+    mean, variance = tf.nn.moments(heads, axes=[-1], keepdims=True)
+    normalized = (heads - mean) * tf.math.rsqrt(variance + HEAD_NORM_EPSILON)
+    return tf.reshape(normalized, tf.shape(x)) * ops.cast(scale, x.dtype)
+
+
 def linspace_initializer(start, stop):
     """An initializer spreading a vector's entries evenly over [start, stop] (xLSTM's gate biases)."""
 
