@@ -17,6 +17,10 @@ language-model recipe (`recipes.language_model`, its defaults) reaches with each
 CPU time (`lm_budget_table`), printed as a Markdown table for the README.
 
     nice -n 19 python benchmarks/recurrent_layers.py --lm-budget-minutes 4 [--layers ...] [--lm-reference]
+        [-- more recipe flags, e.g. --dropout 0.1]
+
+The recipe chooses its dropout from the run's length (0.4 over 10 epochs, 0.1 for fewer): a budget
+that buys many short epochs gets the long run's dropout unless `--dropout` is passed after `--`.
 """
 
 import argparse
@@ -92,9 +96,9 @@ CLASSIC_CELLS = ("rnn", "gru", "lstm")
 TIMED_STEPS = 8
 
 
-def lm_recipe_args(cell, units, epochs=None):
-    """The recipe's command line for `cell` at `units`: its defaults otherwise."""
-    argv = ["--cell", cell, "--units", str(units)]
+def lm_recipe_args(cell, units, epochs=None, extra=()):
+    """The recipe's command line for `cell` at `units` with the `extra` flags: its defaults otherwise."""
+    argv = ["--cell", cell, "--units", str(units), *extra]
     if cell not in CLASSIC_CELLS:
         argv += ["--layers", str(RESIDUAL_BLOCKS)]
     if epochs is not None:
@@ -181,15 +185,18 @@ def lm_run(argv, output_dir):
     return final, children_cpu_seconds() - before
 
 
-def lm_budget_table(layers, minutes, reference):
+def lm_budget_table(layers, minutes, reference, extra):
     """Prints the Markdown table of the perplexity each layer reaches in `minutes` of CPU time."""
     import pathlib
 
     target = lm_weight_count(lm_recipe_args("lstm", 256))
+    flags = " ".join(extra)
+    command = f"--lm-budget-minutes {minutes:g}" + (f" -- {flags}" if flags else "")
     print(
-        f"`python benchmarks/recurrent_layers.py --lm-budget-minutes {minutes:g}`, "
+        f"`python benchmarks/recurrent_layers.py {command}`, "
         f"{date.today()}, {cpu_description()}: `recipes.language_model` (The Time Machine, characters, "
-        f"its defaults) with each layer at about the LSTM recipe's {target:,} weights. Epochs: "
+        f"its defaults{', and ' + flags if flags else ''}) with each layer at about the LSTM recipe's "
+        f"{target:,} weights (the LSTM recipe's whole run: its defaults only). Epochs: "
         f"{minutes:g} CPU minutes over one epoch's CPU time measured beforehand, for the cosine "
         "schedule to end in the budget. CPU minutes: the whole run as measured (start-up, tracing, "
         "samples and export included). Perplexity: the best epoch's, on the last 10% of the book."
@@ -203,9 +210,9 @@ def lm_budget_table(layers, minutes, reference):
     with tempfile.TemporaryDirectory() as folder:
         for index, (cell, units, epochs) in enumerate(runs):
             if epochs is None:
-                epoch_seconds = lm_epoch_cpu_seconds(lm_recipe_args(cell, units, epochs=1))
+                epoch_seconds = lm_epoch_cpu_seconds(lm_recipe_args(cell, units, 1, extra))
                 epochs = max(1, int(minutes * 60 / epoch_seconds))
-                argv = lm_recipe_args(cell, units, epochs)
+                argv = lm_recipe_args(cell, units, epochs, extra)
                 label = LAYERS[cell][0].__name__
             else:
                 argv = lm_recipe_args(cell, units)
@@ -237,9 +244,10 @@ def main():
         action="store_true",
         help="with --lm-budget-minutes: also the LSTM recipe's whole run",
     )
+    parser.add_argument("extra", nargs="*", help="with --lm-budget-minutes: more recipe flags, after --")
     args = parser.parse_args()
     if args.lm_budget_minutes:
-        lm_budget_table(args.layers, args.lm_budget_minutes, args.lm_reference)
+        lm_budget_table(args.layers, args.lm_budget_minutes, args.lm_reference, args.extra)
         return
 
     target = LAYERS["lstm"][2](EMBEDDING, args.lstm_units)
