@@ -230,6 +230,8 @@ def _classifier(graph, model, ids):
 
 def _pooling(graph, sequences, lengths, mode):
     """`zoo.models.classifier.masked_pooling` over right-padded sequences."""
+    from zoo.models.classifier import POOLED_PARTS  # zoo.models imports this package
+
     x = sequences.name if isinstance(sequences, _Value) else sequences
     valid = _valid_steps(graph, x, lengths)  # float [batch, time, 1]
     has_tokens = graph.op("Cast", [graph.op("Greater", [lengths, graph.constant(np.int32(0))])], to=1)
@@ -254,8 +256,6 @@ def _pooling(graph, sequences, lengths, mode):
         return graph.op("ReduceMax", [masked], axes=[1], keepdims=0)
 
     parts_of = {"first": first, "last": last, "mean": mean, "max": maximum}
-    from zoo.models.classifier import POOLED_PARTS
-
     parts = [parts_of[part]() for part in POOLED_PARTS[mode]]
     pooled = parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=-1)
     if mode == "mean":

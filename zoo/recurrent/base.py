@@ -110,12 +110,12 @@ class ScanCell(keras.layers.Layer):
         A sequence is projected as one `(batch * time, features)` matrix with `bias_add`, which
         TensorFlow runs as a single fused product, and whose bias gradient is one reduction.
         """
-        kernel = ops.cast(self.kernel, inputs.dtype)
-        rows = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]]) if len(inputs.shape) == 3 else inputs
-        projected = tf.matmul(rows, kernel)
+        sequence = len(inputs.shape) == 3
+        rows = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]]) if sequence else inputs
+        projected = tf.matmul(rows, ops.cast(self.kernel, inputs.dtype))
         if self.use_bias:
             projected = tf.nn.bias_add(projected, ops.cast(self.bias, inputs.dtype))
-        if len(inputs.shape) == 3:
+        if sequence:
             projected = tf.reshape(
                 projected, tf.concat([tf.shape(inputs)[:-1], [self.projection_width()]], axis=0)
             )
@@ -152,21 +152,6 @@ def check_heads(cell, units, num_heads):
     if units % num_heads:
         raise ValueError(f"{cell}: `units` ({units}) must be divisible by `num_heads` ({num_heads})")
     return units // num_heads
-
-
-# ε of the per-head group norm, as in the xLSTM reference code (MultiHeadLayerNorm).
-HEAD_NORM_EPSILON = 1e-5
-
-
-def normalize_heads(x, num_heads, scale):
-    """xLSTM's group norm over heads (Beck et al., 2024, Figs. 9 and 10): x (..., units) split into
-    `num_heads` heads, each normalised to zero mean and unit variance over its own units at each
-    step (never across steps), then times `scale` (units,)."""
-    by_head = tf.concat([tf.shape(x)[:-1], [num_heads, -1]], axis=0)
-    heads = tf.reshape(x, by_head)
-    mean, variance = tf.nn.moments(heads, axes=[-1], keepdims=True)
-    normalized = (heads - mean) * tf.math.rsqrt(variance + HEAD_NORM_EPSILON)
-    return tf.reshape(normalized, tf.shape(x)) * ops.cast(scale, x.dtype)
 
 
 def linspace_initializer(start, stop):

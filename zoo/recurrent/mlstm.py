@@ -12,10 +12,11 @@ from zoo.recurrent.base import (
     ScanRecurrentLayer,
     check_heads,
     linspace_initializer,
-    normalize_heads,
 )
 
 _SERIALIZATION_PACKAGE = "zoo"
+# ε of the per-head group norm, as in the xLSTM reference code (MultiHeadLayerNorm).
+HEAD_NORM_EPSILON = 1e-5
 
 
 @keras.saving.register_keras_serializable(package=_SERIALIZATION_PACKAGE)
@@ -75,10 +76,14 @@ class MLSTMCell(ScanCell):
             )
 
     def gated_output(self, h_tilde, output_gate):
-        """h = o ⊙ GN(h̃) from h̃ (..., heads, d) and o (..., units), for a step or a sequence."""
+        """h = o ⊙ GN(h̃) from h̃ (..., heads, d) and o (..., units), for a step or a sequence: each
+        head normalised over its own d units at each step, then scaled per unit."""
+        if self.head_norm:
+            mean, variance = tf.nn.moments(h_tilde, axes=[-1], keepdims=True)
+            h_tilde = (h_tilde - mean) * tf.math.rsqrt(variance + HEAD_NORM_EPSILON)
         h = tf.reshape(h_tilde, tf.concat([tf.shape(h_tilde)[:-2], [self.units]], axis=0))
         if self.head_norm:
-            h = normalize_heads(h, self.num_heads, self.head_norm_scale)
+            h = h * ops.cast(self.head_norm_scale, h.dtype)
         return output_gate * h
 
     def projection_width(self):
